@@ -1,0 +1,1 @@
+"""AgentX: agent-driven self-iteration of recommender systems."""

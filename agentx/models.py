@@ -1,0 +1,300 @@
+"""Domain models the agents exchange.
+
+Agents never import each other; they hand these records along the graph. All are
+pydantic models so they serialise into checkpoints, the LangServe API and the JSON
+summary unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+def stable_id(*parts: Any, length: int = 12) -> str:
+    """A short deterministic id from ``parts``: the same inputs give the same id.
+
+    Idempotent writes (memory upserts, resumed runs) depend on ids that do not change
+    between a run and its replay.
+    """
+    raw = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(raw.encode()).hexdigest()[:length]
+
+
+class Maturity(StrEnum):
+    """How ready an idea is to ship as an experiment."""
+
+    READY = "ready"
+    PROBE_FIRST = "probe-first"
+    MOONSHOT = "moonshot"
+
+
+class Goal(BaseModel):
+    """A normalised optimisation goal."""
+
+    text: str
+    objective: str = Field(description="Primary (north-star) metric.")
+    direction: Literal["increase", "decrease"] = "increase"
+    scope: list[str] = Field(default_factory=list, description="Allowed levers; empty = all.")
+    forbidden: list[str] = Field(default_factory=list, description="Levers or paths not to touch.")
+    guardrails: list[str] = Field(default_factory=list)
+    requested_outputs: list[str] = Field(default_factory=list)
+    open_questions: list[str] = Field(default_factory=list)
+
+
+class Evidence(BaseModel):
+    """One piece of evidence a proposal cites."""
+
+    source: Literal["memory", "system", "data", "research"]
+    ref: str = Field(description="Card id, file path, statistic name or technique id.")
+    summary: str
+
+
+class Proposal(BaseModel):
+    """A ranked, executable experiment proposal."""
+
+    id: str
+    technique: str = Field(description="Technique id in the research catalog.")
+    lever: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    hypothesis: str
+    target_metric: str
+    expected_direction: Literal["increase", "decrease"] = "increase"
+    expected_size: float = Field(0.0, description="Expected relative effect, e.g. 0.02 = +2%.")
+    implementation_location: list[str] = Field(default_factory=list)
+    required_signals: list[str] = Field(default_factory=list)
+    risks: list[str] = Field(default_factory=list)
+    guardrails: list[str] = Field(default_factory=list)
+    validation_plan: str = ""
+    evidence: list[Evidence] = Field(default_factory=list)
+    maturity: Maturity = Maturity.READY
+    score: float = 0.0
+    score_breakdown: dict[str, float] = Field(default_factory=dict)
+    admitted: bool = False
+    admission_notes: list[str] = Field(default_factory=list)
+
+
+class Edit(BaseModel):
+    """A strict search/replace edit of one file; ``search`` must occur exactly once.
+
+    ``regex=True`` treats ``search`` as a multiline regular expression (used by
+    parameter recipes that must apply whatever the current value is).
+    """
+
+    path: str
+    search: str
+    replace: str
+    regex: bool = False
+
+
+class Patch(BaseModel):
+    """A code change made in an isolated worktree."""
+
+    proposal_id: str
+    attempt: int = 1
+    branch: str
+    worktree: str
+    edits: list[Edit] = Field(default_factory=list)
+    diff: str = ""
+    files_touched: list[str] = Field(default_factory=list)
+    lines_changed: int = 0
+
+
+class CheckResult(BaseModel):
+    """One verification dimension's result."""
+
+    dimension: str
+    passed: bool
+    severity: Literal["severe", "moderate", "minor"] = "severe"
+    detail: str = ""
+    transient: bool = Field(False, description="A retry may pass (timeouts, crashes).")
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class FailureKind(StrEnum):
+    """Whether a failure is worth retrying unchanged."""
+
+    DETERMINISTIC = "deterministic"
+    TRANSIENT = "transient"
+
+
+class Verification(BaseModel):
+    """All verification dimensions of one attempt, and their weighted score."""
+
+    passed: bool
+    checks: list[CheckResult] = Field(default_factory=list)
+    q_code: float = Field(0.0, ge=0.0, le=1.0)
+    failure_kind: FailureKind | None = None
+    root_cause: str | None = None
+
+    def failed_checks(self) -> list[CheckResult]:
+        """The dimensions that did not pass."""
+        return [check for check in self.checks if not check.passed]
+
+
+class MetricEffect(BaseModel):
+    """Estimated effect of treatment on one metric."""
+
+    metric: str
+    control_mean: float
+    treatment_mean: float
+    absolute: float
+    relative: float
+    ci_low: float = Field(description="Lower bound of the relative effect interval.")
+    ci_high: float
+    p_value: float
+    method: str
+    n_control: int
+    n_treatment: int
+    variance_reduction: float = 0.0
+
+
+class GuardrailResult(BaseModel):
+    """Whether a guardrail held at a stage."""
+
+    metric: str
+    tier: Literal["severe", "moderate", "observe"]
+    relative: float
+    ci_low: float
+    ci_high: float
+    breached: bool
+    detail: str = ""
+
+
+class StageResult(BaseModel):
+    """What happened at one rollout stage."""
+
+    stage: str
+    treatment_share: float
+    days: int
+    srm_p_value: float
+    srm_ok: bool
+    effects: list[MetricEffect] = Field(default_factory=list)
+    guardrails: list[GuardrailResult] = Field(default_factory=list)
+    decision: Literal["continue", "halt", "stop_early", "complete"] = "continue"
+    reason: str = ""
+
+
+class Rollout(BaseModel):
+    """A staged rollout and where it stopped."""
+
+    experiment_id: str
+    stages: list[StageResult] = Field(default_factory=list)
+    halted_at: str | None = None
+    halt_reason: str | None = None
+    rolled_back: bool = False
+
+    @property
+    def last_stage(self) -> str | None:
+        """Name of the furthest stage reached."""
+        return self.stages[-1].stage if self.stages else None
+
+
+class Decision(StrEnum):
+    """Verdict of an experiment."""
+
+    KEEP = "KEEP"
+    EXTEND = "EXTEND"
+    DISCARD = "DISCARD"
+
+
+class RootCause(StrEnum):
+    """Why an experiment did not ship."""
+
+    NO_SIGNIFICANCE = "no_significance"
+    NEGATIVE_EFFECT = "negative_effect"
+    GUARDRAIL_HARM = "guardrail_harm"
+    TRAFFIC_MISMATCH = "traffic_mismatch"
+    IMPLEMENTATION_DEFECT = "implementation_defect"
+    CONTEXT_MISMATCH = "context_mismatch"
+    CRASHED_ARM = "crashed_arm"
+
+
+class Verdict(BaseModel):
+    """The Evaluation Agent's decision with its evidence."""
+
+    experiment_id: str
+    decision: Decision
+    north_star: MetricEffect | None = None
+    guardrails: list[GuardrailResult] = Field(default_factory=list)
+    root_cause: RootCause | None = None
+    caveats: list[str] = Field(default_factory=list)
+    true_effects: dict[str, float] = Field(
+        default_factory=dict, description="Ground-truth relative effects, when the target knows."
+    )
+
+
+class KnowledgeCard(BaseModel):
+    """One experiment outcome as retrievable knowledge."""
+
+    id: str
+    kind: Literal["playbook", "counterexample"]
+    title: str
+    text: str
+    technique: str
+    lever: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    objective: str
+    world: str
+    segment: str = "all"
+    decision: str
+    effect: float = Field(0.0, description="Measured relative effect on the objective.")
+    root_cause: str | None = None
+    stage: str | None = None
+    run_id: str = ""
+
+    def metadata(self) -> dict[str, str | int | float | bool]:
+        """Flat metadata for a vector store (scalars only)."""
+        return {
+            "kind": self.kind,
+            "technique": self.technique,
+            "lever": self.lever,
+            "params": json.dumps(self.params, sort_keys=True),
+            "objective": self.objective,
+            "world": self.world,
+            "segment": self.segment,
+            "decision": self.decision,
+            "effect": float(self.effect),
+            "root_cause": self.root_cause or "",
+            "stage": self.stage or "",
+            "run_id": self.run_id,
+            "title": self.title,
+        }
+
+
+class ExperimentStatus(StrEnum):
+    """Where an experiment ended."""
+
+    KEPT = "kept"
+    EXTENDED = "extended"
+    DISCARDED = "discarded"
+    VETOED = "vetoed"
+    ABANDONED = "abandoned"
+
+
+class ExperimentRecord(BaseModel):
+    """The full ledger entry of one experiment."""
+
+    id: str
+    iteration: int
+    proposal: Proposal
+    patch: Patch | None = None
+    verifications: list[Verification] = Field(default_factory=list)
+    rollout: Rollout | None = None
+    verdict: Verdict | None = None
+    status: ExperimentStatus
+    card_id: str | None = None
+    root_cause: str | None = None
+
+
+class TraceEvent(BaseModel):
+    """One step of the trajectory, for progress display, SGPO and reports."""
+
+    node: str
+    experiment_id: str | None = None
+    message: str
+    data: dict[str, Any] = Field(default_factory=dict)

@@ -1,0 +1,1 @@
+"""The technique catalog: research notes with mechanisms, priors and code recipes."""

@@ -1,0 +1,205 @@
+"""All of AgentX's configuration in one place.
+
+Settings come, in increasing priority, from field defaults, an optional TOML settings
+file, ``AGENTX_*`` environment variables (nested with ``__``, e.g.
+``AGENTX_LLM__MODEL``), and explicit keyword overrides (the CLI's flags). An invalid
+value fails at start with :class:`SettingsError`, whose message names the field.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_GOAL = "Raise watch time per user without hurting return visits, latency or errors."
+
+
+class SettingsError(ValueError):
+    """Raised when configuration is invalid; the message names each bad field."""
+
+
+class LLMSettings(BaseModel):
+    """Which chat model the agents use; no model name means the offline policy."""
+
+    model: str | None = Field(None, description="Model name; unset runs the offline policy.")
+    base_url: str | None = Field(None, description="Any OpenAI-compatible endpoint.")
+    api_key: SecretStr | None = Field(None, description="API key for the endpoint.")
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    max_tokens: int = Field(2048, gt=0, description="Upper bound on each reply.")
+    structured_method: Literal["json_schema", "function_calling", "json_mode"] = Field(
+        "function_calling",
+        description="How structured output is requested; function calling works on most servers.",
+    )
+    max_retries: int = Field(2, ge=0, le=10, description="Re-asks after malformed output.")
+    timeout_s: float = Field(120.0, gt=0)
+
+    @property
+    def enabled(self) -> bool:
+        """True when a model is configured (LLM mode)."""
+        return bool(self.model)
+
+
+class EmbeddingSettings(BaseModel):
+    """Which sentence embedding the memory uses."""
+
+    provider: Literal["minilm", "openai"] = "minilm"
+    model: str | None = Field(None, description="Embedding model for the openai provider.")
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+
+
+class MemorySettings(BaseModel):
+    """Where experiment knowledge cards live."""
+
+    chroma_url: str | None = Field(
+        None, description="http://host:port of a Chroma server; unset uses the workspace store."
+    )
+    collection: str = Field("agentx_knowledge", min_length=3)
+
+
+class RolloutStage(BaseModel):
+    """One stage of a staged rollout: the share of users in each arm and its length."""
+
+    name: str
+    treatment_share: float = Field(gt=0.0, le=0.5)
+    days: int = Field(gt=0, le=60)
+
+
+class GuardrailSpec(BaseModel):
+    """A metric that must not get worse by more than ``max_relative_drop``.
+
+    ``direction`` says which way is good: for latency and errors, lower is better.
+    """
+
+    metric: str
+    tier: Literal["severe", "moderate", "observe"] = "severe"
+    direction: Literal["higher_is_better", "lower_is_better"] = "higher_is_better"
+    max_relative_harm: float = Field(0.01, ge=0.0, description="Tolerated harm, e.g. 0.01 = 1%.")
+
+
+def _default_stages() -> list[RolloutStage]:
+    return [
+        RolloutStage(name="canary", treatment_share=0.05, days=3),
+        RolloutStage(name="ramp", treatment_share=0.2, days=4),
+        RolloutStage(name="full", treatment_share=0.5, days=7),
+    ]
+
+
+def _default_guardrails() -> list[GuardrailSpec]:
+    return [
+        GuardrailSpec(metric="active_days", tier="severe", max_relative_harm=0.01),
+        GuardrailSpec(
+            metric="latency_ms", tier="severe", direction="lower_is_better", max_relative_harm=0.25
+        ),
+        GuardrailSpec(
+            metric="errors", tier="severe", direction="lower_is_better", max_relative_harm=0.0
+        ),
+        GuardrailSpec(metric="coverage", tier="moderate", max_relative_harm=0.05),
+        GuardrailSpec(metric="diversity", tier="observe", max_relative_harm=0.05),
+    ]
+
+
+class Settings(BaseSettings):
+    """Every knob of a run. See the README for the file and environment forms."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AGENTX_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    workspace: Path = Field(Path(".agentx"), description="Where runs, memory and worktrees live.")
+    world: str = Field("default", description="A shipped world name or a path to a world file.")
+    seed: int = Field(0, ge=0)
+    goal: str = Field(DEFAULT_GOAL, min_length=5)
+    iterations: int = Field(5, ge=1, le=1000, description="Experiments per run (the budget).")
+    max_repair_attempts: int = Field(3, ge=0, le=10)
+    alpha: float = Field(0.05, gt=0.0, lt=0.5, description="Significance level of A/B tests.")
+    autonomous: bool = Field(True, description="Skip human gates (moderate breaches veto).")
+    evolve_every: int = Field(0, ge=0, description="Run harness evolution every K experiments.")
+    checkpointer: Literal["sqlite", "memory", "none"] = "sqlite"
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    embeddings: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
+    memory: MemorySettings = Field(default_factory=MemorySettings)
+    stages: list[RolloutStage] = Field(default_factory=_default_stages, min_length=1)
+    guardrails: list[GuardrailSpec] = Field(default_factory=_default_guardrails)
+    north_star: str = Field("watch_time", description="The primary metric of the goal.")
+
+    @field_validator("stages")
+    @classmethod
+    def _stages_grow(cls, stages: list[RolloutStage]) -> list[RolloutStage]:
+        shares = [s.treatment_share for s in stages]
+        if shares != sorted(shares):
+            raise ValueError("rollout stages must not shrink treatment traffic")
+        return stages
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Explicit overrides beat the environment, which beats the settings file."""
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        settings_file = os.environ.get("AGENTX_SETTINGS_FILE")
+        if settings_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(settings_file)))
+        return tuple(sources)
+
+    @property
+    def run_dir(self) -> Path:
+        """Directory of this workspace's run artefacts."""
+        return self.workspace / "runs"
+
+
+def _describe_errors(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"]) or "(root)"
+        lines.append(f"{field}: {item['msg']}")
+    return "invalid setting " + "; ".join(lines)
+
+
+def load_settings(settings_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build :class:`Settings`, naming every invalid field in one clear error.
+
+    Args:
+        settings_file: optional TOML file; ``AGENTX_SETTINGS_FILE`` works too.
+        **overrides: values that win over file and environment (``None`` is ignored).
+
+    Raises:
+        SettingsError: a field is invalid or the settings file is unreadable.
+    """
+    clean = {key: value for key, value in overrides.items() if value is not None}
+    previous = os.environ.get("AGENTX_SETTINGS_FILE")
+    try:
+        if settings_file is not None:
+            if not Path(settings_file).is_file():
+                raise SettingsError(f"settings file not found: {settings_file}")
+            os.environ["AGENTX_SETTINGS_FILE"] = str(settings_file)
+        return Settings(**clean)
+    except ValidationError as error:
+        raise SettingsError(_describe_errors(error)) from None
+    except (OSError, ValueError) as error:
+        if isinstance(error, SettingsError):
+            raise
+        raise SettingsError(f"cannot read settings: {error}") from None
+    finally:
+        if settings_file is not None:
+            if previous is None:
+                os.environ.pop("AGENTX_SETTINGS_FILE", None)
+            else:
+                os.environ["AGENTX_SETTINGS_FILE"] = previous

@@ -1,0 +1,83 @@
+"""The contract every target implements.
+
+A target is a git repository plus the means to check, evaluate and experiment on it.
+Agents reach a target only through this protocol, so a team's own recommender and
+experimentation platform plug in the same way as the bundled sandbox.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from agentx.target.models import (
+    ArmHandle,
+    DataReport,
+    GroundTruth,
+    OfflineMetrics,
+    OnlineReadout,
+    SystemDescription,
+    WorkspaceCheck,
+)
+
+
+class TargetError(RuntimeError):
+    """A target operation failed in a way the loop records rather than crashes on."""
+
+
+@runtime_checkable
+class Target(Protocol):
+    """What AgentX needs from a system it improves."""
+
+    name: str
+
+    @property
+    def repo_path(self) -> Path:
+        """The baseline git repository (never edited in place by the agents)."""
+        ...
+
+    def describe(self) -> SystemDescription:
+        """Architecture, repository map, configuration keys, features, metrics."""
+        ...
+
+    def analyse_data(self) -> DataReport:
+        """Statistics of the logged interactions."""
+        ...
+
+    def verify(self, workdir: Path, timeout_s: float = 300.0) -> WorkspaceCheck:
+        """Run the target's own tests and a dry run of train + serve in ``workdir``."""
+        ...
+
+    def evaluate_offline(self, workdir: Path) -> OfflineMetrics:
+        """Offline ranking metrics of ``workdir`` on held-out logs."""
+        ...
+
+    def launch(self, name: str, workdir: Path) -> ArmHandle:
+        """Build an arm from ``workdir`` so it can take traffic."""
+        ...
+
+    def collect(
+        self,
+        control: ArmHandle,
+        treatment: ArmHandle,
+        assignment: np.ndarray,
+        start_day: int,
+        days: int,
+        seed: int,
+    ) -> OnlineReadout:
+        """Run traffic: ``assignment[u]`` is 0 (control), 1 (treatment) or -1 (not enrolled)."""
+        ...
+
+    def rollback(self, arm: ArmHandle) -> None:
+        """Stop serving ``arm`` and release what it holds."""
+        ...
+
+    def ground_truth(self, workdir: Path) -> GroundTruth | None:
+        """Noise-free expected metrics of ``workdir`` versus the baseline, if known."""
+        ...
+
+    def user_ids(self) -> np.ndarray:
+        """All user ids that online traffic can reach."""
+        ...

@@ -1,0 +1,116 @@
+"""Git operations on a target repository through the git CLI.
+
+Each experiment works in its own worktree and branch; the baseline branch is only
+changed by :func:`merge_branch` when an experiment is kept.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+_IDENTITY = ["-c", "user.name=AgentX", "-c", "user.email=agentx@localhost"]
+
+
+class GitError(RuntimeError):
+    """A git command failed; the message holds git's own explanation."""
+
+
+def git(repo: Path, *args: str, check: bool = True) -> str:
+    """Run ``git args`` in ``repo`` and return stdout."""
+    result = subprocess.run(
+        ["git", *_IDENTITY, *args],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        env={"GIT_TERMINAL_PROMPT": "0", "PATH": "/usr/bin:/bin:/usr/local/bin"},
+    )
+    if check and result.returncode != 0:
+        raise GitError(f"git {' '.join(args)} failed: {result.stderr.strip()}")
+    return result.stdout
+
+
+def init_repository(path: Path, message: str) -> str:
+    """Make ``path`` a git repository with everything committed on ``main``."""
+    git(path, "init", "-q", "-b", "main")
+    git(path, "add", "-A")
+    git(path, "commit", "-q", "-m", message)
+    return head(path)
+
+
+def head(repo: Path, ref: str = "HEAD") -> str:
+    """Commit id of ``ref``."""
+    return git(repo, "rev-parse", ref).strip()
+
+
+def tree_id(repo: Path, ref: str = "HEAD") -> str:
+    """Tree id of ``ref``: equal trees mean equal code, whatever the history."""
+    return git(repo, "rev-parse", f"{ref}^{{tree}}").strip()
+
+
+@dataclass(frozen=True)
+class Worktree:
+    """An isolated checkout of the target repository for one experiment."""
+
+    path: Path
+    branch: str
+    base: str
+
+
+def add_worktree(repo: Path, path: Path, branch: str, base: str = "main") -> Worktree:
+    """Create ``branch`` from ``base`` checked out at ``path`` (replacing leftovers)."""
+    remove_worktree(repo, path, branch)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    git(repo, "worktree", "add", "-q", "-b", branch, str(path), base)
+    return Worktree(path=path, branch=branch, base=head(repo, base))
+
+
+def remove_worktree(repo: Path, path: Path, branch: str | None = None) -> None:
+    """Remove a worktree and (optionally) its branch; missing ones are fine."""
+    if path.exists():
+        git(repo, "worktree", "remove", "--force", str(path), check=False)
+        if path.exists():
+            shutil.rmtree(path, ignore_errors=True)
+    git(repo, "worktree", "prune", check=False)
+    if branch and git(repo, "branch", "--list", branch, check=False).strip():
+        git(repo, "branch", "-q", "-D", branch, check=False)
+
+
+def commit_all(worktree: Path, message: str) -> str | None:
+    """Commit every change in ``worktree``; None when there was nothing to commit."""
+    git(worktree, "add", "-A")
+    if not git(worktree, "status", "--porcelain").strip():
+        return None
+    git(worktree, "commit", "-q", "-m", message)
+    return head(worktree)
+
+
+def diff(worktree: Path, base: str) -> str:
+    """Unified diff of the worktree (committed and not) against ``base``."""
+    git(worktree, "add", "-A")
+    return git(worktree, "diff", "--cached", base)
+
+
+def diff_stats(worktree: Path, base: str) -> tuple[list[str], int]:
+    """Files touched and lines added+removed against ``base``."""
+    git(worktree, "add", "-A")
+    out = git(worktree, "diff", "--cached", "--numstat", base)
+    files, lines = [], 0
+    for row in out.splitlines():
+        added, removed, name = row.split("\t", 2)
+        files.append(name)
+        lines += int(added if added != "-" else 0) + int(removed if removed != "-" else 0)
+    return files, lines
+
+
+def merge_branch(repo: Path, branch: str, message: str) -> str:
+    """Merge ``branch`` into the checked-out baseline (main) of ``repo``."""
+    git(repo, "merge", "-q", "--no-ff", "-m", message, branch)
+    return head(repo)
+
+
+def reset_hard(repo: Path, ref: str) -> None:
+    """Move the checked-out branch of ``repo`` to ``ref`` (used to roll back)."""
+    git(repo, "reset", "-q", "--hard", ref)
