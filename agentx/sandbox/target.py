@@ -273,6 +273,7 @@ class SandboxTarget:
                 data={"seconds": round(tests.duration_s, 2)},
             )
         )
+        checks.append(grounding_check(workdir))
         out = self.root / "scratch" / f"dry-{content_hash(workdir)}.npz"
         dry = self._run_arm(
             workdir,
@@ -320,6 +321,7 @@ class SandboxTarget:
             raise TargetError(f"offline evaluation failed: {result.violation or result.tail(8)}")
         with np.load(out) as data:
             slates = data["slates"][0]
+            candidates = float(data["candidates"][0].mean())
             train_s = float(data["train_seconds"])
             serve_s = float(data["serve_seconds"].sum())
         out.unlink(missing_ok=True)
@@ -338,6 +340,7 @@ class SandboxTarget:
             n_users=users,
             train_seconds=train_s,
             serve_ms_per_user=1000.0 * serve_s / users,
+            latency_ms=params.latency_base_ms + params.latency_per_candidate_ms * candidates,
         )
 
     # ------------------------------------------------------------------ online
@@ -472,6 +475,34 @@ class SandboxTarget:
             name: (treated[name] / base[name] - 1.0) if base.get(name) else 0.0 for name in treated
         }
         return GroundTruth(metrics=treated, baseline=base, relative=relative)
+
+
+def grounding_check(workdir: Path) -> CheckResult:
+    """Configuration may only name features, losses and weightings the code registers."""
+    try:
+        config = tomllib.loads((workdir / "config.toml").read_text())
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        return CheckResult(dimension="grounding", passed=False, detail=f"config.toml: {error}")
+    ranker = config.get("ranker", {})
+    registries = {
+        "features": registry_keys(workdir / "recsys" / "features.py", "FEATURES"),
+        "loss": registry_keys(workdir / "recsys" / "ranker.py", "LOSSES"),
+        "debias": registry_keys(workdir / "recsys" / "debias.py", "WEIGHTING"),
+    }
+    problems = []
+    for key, known in registries.items():
+        wanted = ranker.get(key, [])
+        for name in [wanted] if isinstance(wanted, str) else wanted:
+            if name not in known:
+                problems.append(
+                    f"ranker.{key} names {name!r}, which the code does not define "
+                    f"(known: {', '.join(known)})"
+                )
+    return CheckResult(
+        dimension="grounding",
+        passed=not problems,
+        detail="; ".join(problems) or "every configured feature, loss and weighting exists",
+    )
 
 
 def _drop_duplicates(slates: np.ndarray) -> np.ndarray:

@@ -82,6 +82,7 @@ class OfflineMetrics(BaseModel):
     n_users: int
     train_seconds: float
     serve_ms_per_user: float
+    latency_ms: float = Field(0.0, description="The target's per-request latency estimate.")
 
 
 class WorkspaceCheck(BaseModel):

@@ -39,10 +39,11 @@ def _apply_one(text: str, edit: Edit) -> str:
     return text.replace(edit.search, edit.replace, 1)
 
 
-def apply_edits(root: Path, edits: list[Edit]) -> list[str]:
+def apply_edits(root: Path, edits: list[Edit], dry_run: bool = False) -> list[str]:
     """Apply ``edits`` under ``root`` atomically; return the files changed.
 
     A ``search`` of ``""`` on a file that does not exist creates it with ``replace``.
+    With ``dry_run`` nothing is written: the call only proves the edits apply.
     """
     pending: dict[Path, str] = {}
     for edit in edits:
@@ -58,6 +59,8 @@ def apply_edits(root: Path, edits: list[Edit]) -> list[str]:
             raise EditError(f"{edit.path}: file does not exist")
         pending[path] = _apply_one(current, edit)
     for path, text in pending.items():
+        if dry_run:
+            continue
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     return sorted(str(path.relative_to(root.resolve())) for path in pending)

@@ -114,3 +114,11 @@ def merge_branch(repo: Path, branch: str, message: str) -> str:
 def reset_hard(repo: Path, ref: str) -> None:
     """Move the checked-out branch of ``repo`` to ``ref`` (used to roll back)."""
     git(repo, "reset", "-q", "--hard", ref)
+
+
+def is_ancestor(repo: Path, commit: str, ref: str = "HEAD") -> bool:
+    """True when ``commit`` is already contained in ``ref`` (e.g. already merged)."""
+    result = subprocess.run(
+        ["git", "merge-base", "--is-ancestor", commit, ref], cwd=repo, capture_output=True
+    )
+    return result.returncode == 0

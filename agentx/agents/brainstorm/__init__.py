@@ -1,0 +1,1 @@
+"""Brainstorm Agent: goal intake, evidence, ranked and admitted proposals."""

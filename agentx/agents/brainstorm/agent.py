@@ -1,0 +1,157 @@
+"""Generation, scoring and admission of a batch of proposals (offline policy)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agentx.agents.brainstorm.evidence import EvidenceBundle, cite
+from agentx.agents.brainstorm.policy import belief_for, choose_params, combo_key, thompson_draw
+from agentx.models import Goal, Maturity, Proposal, stable_id
+from agentx.research.catalog import CatalogError, Technique
+from agentx.workspace.edits import EditError, apply_edits
+
+
+def feasible(technique: Technique, params: dict[str, Any], repo: Path) -> str | None:
+    """None if the technique's recipe applies to ``repo``; else why not."""
+    if not technique.recipe:
+        return "the technique has no code recipe"
+    try:
+        apply_edits(repo, technique.render_recipe(params), dry_run=True)
+    except (EditError, CatalogError) as error:
+        return str(error)
+    return None
+
+
+def avoid_set(goal: Goal, bundle: EvidenceBundle, world: str) -> dict[str, str]:
+    """Combinations not to propose again, with the reason for each."""
+    avoid: dict[str, str] = {}
+    for card in bundle.cards:
+        if card.world == world:
+            avoid[combo_key(card.technique, card.params)] = f"already tested ({card.decision})"
+    for technique in bundle.catalog.values():
+        if technique.id in goal.forbidden or technique.lever in goal.forbidden:
+            avoid[f"{technique.id}:*"] = "forbidden by the goal"
+        if any(
+            path.startswith(tuple(goal.forbidden)) for path in technique.locations if goal.forbidden
+        ):
+            avoid[f"{technique.id}:*"] = "touches a forbidden path"
+    return avoid
+
+
+def _score(parts: dict[str, float], weights: dict[str, float]) -> float:
+    return (
+        sum(weights[name] * parts[name] for name in parts if name != "risk")
+        - weights["risk"] * parts["risk"]
+    )
+
+
+def propose_batch(
+    goal: Goal,
+    bundle: EvidenceBundle,
+    repo: Path,
+    world: str,
+    harness: dict[str, Any],
+    rng: np.random.Generator,
+    extra_avoid: dict[str, str] | None = None,
+) -> tuple[list[Proposal], dict[str, str]]:
+    """Score every catalog technique and return the ranked batch and the avoid set.
+
+    Proposals that fail admission are returned with ``admitted=False`` and the reasons,
+    so the funnel and the avoid set can show them.
+    """
+    policy, weights = harness["policy"], harness["score_weights"]
+    avoid = {**avoid_set(goal, bundle, world), **(extra_avoid or {})}
+    tested = set(avoid)
+    kept = [c for c in bundle.cards if c.decision == "KEEP" and c.world == world]
+    scored: list[Proposal] = []
+    for technique in bundle.catalog.values():
+        if f"{technique.id}:*" in avoid:
+            continue
+        if goal.scope and technique.lever not in goal.scope and technique.id not in goal.scope:
+            continue
+        params = choose_params(technique, tested, kept)
+        if params is None:
+            continue
+        belief = belief_for(technique, bundle.cards, world, policy)
+        draw = thompson_draw(belief, rng)
+        evidence = cite(technique, bundle, world)
+        moved = technique.metrics_moved.get(goal.objective, "?")
+        sign = 1.0 if goal.direction == "increase" else -1.0
+        proposal = Proposal(
+            id=stable_id(goal.text, technique.id, params),
+            technique=technique.id,
+            lever=technique.lever,
+            params=params,
+            hypothesis=(
+                f"{technique.name} ({_fmt(params)}) changes {goal.objective} by about "
+                f"{belief.mean:+.1%}: {technique.summary}"
+            ),
+            target_metric=goal.objective,
+            expected_direction="increase" if belief.mean * sign >= 0 else "decrease",
+            expected_size=round(belief.mean, 4),
+            implementation_location=technique.locations,
+            required_signals=technique.signals,
+            risks=[
+                f"may hurt {metric}"
+                for metric, way in technique.metrics_moved.items()
+                if way == "-"
+            ]
+            or ["no known risk"],
+            guardrails=goal.guardrails,
+            validation_plan=(
+                "verify in a worktree (tests, dry run, offline metrics, latency, diff scope), "
+                "then canary -> ramp -> full with SRM and guardrail checks"
+            ),
+            evidence=evidence,
+            maturity=technique.maturity,
+        )
+        filled = [
+            proposal.hypothesis,
+            proposal.implementation_location,
+            proposal.risks,
+            proposal.guardrails,
+            proposal.validation_plan,
+            proposal.required_signals,
+        ]
+        problem = feasible(technique, params, repo)
+        parts = {
+            "objective": float(np.clip(sign * draw / float(policy["effect_scale"]), -2.0, 3.0)),
+            "business": {"+": 1.0, "?": 0.5, "0": 0.2}.get(moved, 0.0) if sign > 0 else 0.5,
+            "feasibility": 0.0 if problem else 1.0,
+            "handoff": sum(bool(x) for x in filled) / len(filled),
+            "evidence": min(1.0, len(evidence) / 4.0),
+            "risk": technique.risk + 0.5 * belief.harms,
+        }
+        proposal.score = round(_score(parts, weights), 4)
+        proposal.score_breakdown = {k: round(v, 4) for k, v in parts.items()}
+        notes = _admission(proposal, technique, problem, moved, goal)
+        proposal.admitted = not notes
+        proposal.admission_notes = notes or ["admitted"]
+        if notes:
+            avoid[combo_key(technique.id, params)] = "; ".join(notes)
+        scored.append(proposal)
+    scored.sort(key=lambda p: (-p.admitted, -p.score, p.technique))
+    size = int(policy["batch_size"])
+    return scored[:size], avoid
+
+
+def _admission(
+    proposal: Proposal, technique: Technique, problem: str | None, moved: str, goal: Goal
+) -> list[str]:
+    notes: list[str] = []
+    if problem:
+        notes.append(f"not feasible on the current baseline: {problem}")
+    if moved == "-" and goal.direction == "increase":
+        notes.append(f"expected to lower the objective {goal.objective}")
+    if not proposal.evidence:
+        notes.append("no evidence cited")
+    if technique.maturity == Maturity.MOONSHOT and proposal.score < 0:
+        notes.append("moonshot with a negative score")
+    return notes
+
+
+def _fmt(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in params.items()) or "as specified"

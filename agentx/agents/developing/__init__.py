@@ -1,0 +1,1 @@
+"""Developing Agent: proposals become verified code changes in isolated worktrees."""

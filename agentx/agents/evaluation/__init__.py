@@ -1,0 +1,1 @@
+"""Evaluation Agent: staged, guardrail-vetoed rollouts, verdicts and knowledge cards."""

@@ -1,0 +1,179 @@
+"""The ``agentx`` command line: run the loop, resume it, set up a sandbox."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from agentx.agents.brainstorm.intake import GoalError
+from agentx.harness import HarnessError
+from agentx.memory.store import MemoryStoreError
+from agentx.models import ExperimentRecord, TraceEvent
+from agentx.research.catalog import CatalogError
+from agentx.runner import RunError, run_loop
+from agentx.sandbox.target import SandboxTarget
+from agentx.sandbox.world import WorldError, load_world
+from agentx.settings import SettingsError, load_settings
+from agentx.summary import RunSummary
+from agentx.target.contract import TargetError
+from agentx.workspace.git import GitError
+
+app = typer.Typer(
+    help="AgentX: agents that iterate on a recommender system by themselves.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+sandbox_app = typer.Typer(help="Work with the bundled sandbox recommender.", no_args_is_help=True)
+app.add_typer(sandbox_app, name="sandbox")
+err = Console(stderr=True)
+out = Console()
+
+USER_ERRORS = (
+    SettingsError,
+    WorldError,
+    GoalError,
+    RunError,
+    CatalogError,
+    HarnessError,
+    MemoryStoreError,
+    TargetError,
+    GitError,
+)
+
+
+def _fail(error: Exception) -> None:
+    err.print(f"[bold red]error:[/] {error}")
+    raise typer.Exit(code=2)
+
+
+def _experiment_line(record: ExperimentRecord, north_star: str) -> str:
+    proposal = record.proposal
+    params = ", ".join(f"{k}={v}" for k, v in proposal.params.items())
+    last = record.verifications[-1] if record.verifications else None
+    verification = "verified" if last and last.passed else "not verified"
+    stage = record.rollout.last_stage if record.rollout else "-"
+    effect = "-"
+    if record.verdict and record.verdict.north_star:
+        ns = record.verdict.north_star
+        effect = f"{ns.relative:+.2%} (p={ns.p_value:.3f})"
+        truth = record.verdict.true_effects.get(north_star)
+        if truth is not None:
+            effect += f", true {truth:+.2%}"
+    decision = record.verdict.decision.value if record.verdict else "ABANDONED"
+    return (
+        f"#{record.iteration + 1} {proposal.technique}({params}) | {verification} | "
+        f"stage {stage} | {decision} | {north_star} {effect}"
+    )
+
+
+def _print_summary(summary: RunSummary) -> None:
+    funnel = summary.funnel
+    out.rule("summary")
+    out.print(
+        "funnel: "
+        + " -> ".join(
+            f"{k} {funnel.get(k, 0)}"
+            for k in ("ideas", "admitted", "implemented", "launched", "kept")
+        )
+    )
+    for item in summary.kept:
+        out.print(
+            f"[green]kept[/] {item['technique']} {item['params']}: measured "
+            f"{item['measured_effect']:+.2%}, true {item['true_effect'] or 0:+.2%}"
+        )
+    for item in summary.vetoed:
+        out.print(f"[yellow]vetoed[/] {item['technique']} at {item['stage']}: {item['reason']}")
+    out.print(
+        f"true {summary.objective} change of the baseline over the run: "
+        f"{summary.total_true_effect:+.2%}"
+    )
+
+
+@app.command()
+def run(
+    goal: Annotated[str | None, typer.Option(help="The optimisation goal in plain words.")] = None,
+    iterations: Annotated[int | None, typer.Option(help="Experiments to run.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of every random process.")] = None,
+    world: Annotated[str | None, typer.Option(help="Shipped world name or world file.")] = None,
+    workspace: Annotated[Path | None, typer.Option(help="Where runs and memory live.")] = None,
+    settings_file: Annotated[Path | None, typer.Option("--settings", help="TOML settings.")] = None,
+    resume: Annotated[bool, typer.Option(help="Resume the workspace's last run.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Run the loop on the sandbox (offline unless an LLM is configured)."""
+    try:
+        settings = load_settings(
+            settings_file,
+            goal=goal,
+            iterations=iterations,
+            seed=seed,
+            world=world,
+            workspace=workspace,
+        )
+        load_world(settings.world)
+    except USER_ERRORS as error:
+        _fail(error)
+    north = settings.north_star
+
+    def on_trace(event: TraceEvent) -> None:
+        if not as_json and event.node in ("brainstorm", "verify", "rollout_stage", "veto"):
+            err.print(f"[dim]  {event.node}: {event.message}[/]")
+
+    def on_experiment(record: ExperimentRecord) -> None:
+        if not as_json:
+            out.print(_experiment_line(record, north))
+
+    if not as_json:
+        mode = f"LLM {settings.llm.model}" if settings.llm.enabled else "offline policy"
+        out.print(
+            f"AgentX: world [bold]{settings.world}[/], seed {settings.seed}, "
+            f"{settings.iterations} experiment(s), {mode}; workspace {settings.workspace}"
+        )
+    try:
+        summary = run_loop(settings, resume=resume, on_trace=on_trace, on_experiment=on_experiment)
+    except USER_ERRORS as error:
+        _fail(error)
+    except KeyboardInterrupt:
+        err.print("interrupted: resume with `agentx run --resume` (same workspace)")
+        raise typer.Exit(code=130) from None
+    if as_json:
+        sys.stdout.write(summary.model_dump_json() + "\n")
+    else:
+        _print_summary(summary)
+
+
+@sandbox_app.command("init")
+def sandbox_init(
+    directory: Annotated[Path, typer.Argument(help="Where to create the sandbox.")],
+    world: Annotated[str, typer.Option(help="Shipped world name or world file.")] = "default",
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+) -> None:
+    """Create a sandbox: the recommender as a fresh git repo, plus its logged data."""
+    try:
+        target = SandboxTarget.create(directory, load_world(world), seed)
+    except USER_ERRORS as error:
+        _fail(error)
+    out.print(f"sandbox ready: repository {target.repo_path}, data {target.root / 'data'}")
+
+
+@sandbox_app.command("analyse")
+def sandbox_analyse(
+    directory: Annotated[Path, typer.Argument(help="A sandbox directory.")],
+    world: Annotated[str, typer.Option(help="Shipped world name or world file.")] = "default",
+) -> None:
+    """Print the data-analysis report of a sandbox's logs as JSON."""
+    try:
+        target = SandboxTarget.create(directory, load_world(world))
+    except USER_ERRORS as error:
+        _fail(error)
+    sys.stdout.write(json.dumps(target.analyse_data().model_dump(), indent=2) + "\n")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

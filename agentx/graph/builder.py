@@ -1,0 +1,134 @@
+"""Wiring of the loop: nodes, conditional edges, checkpointer.
+
+``build_graph`` is the one place the loop is compiled; the CLI, the LangServe app, the
+Studio entry points and embedding code all call it.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import Checkpointer
+
+from agentx.graph.nodes import (
+    ABANDON,
+    BRAINSTORM,
+    DEVELOP,
+    INTAKE,
+    LAUNCH,
+    LEARN,
+    REPAIR,
+    STAGE,
+    VERDICT,
+    VERIFY,
+    VETO,
+    Nodes,
+)
+from agentx.graph.resources import Resources, build_resources
+from agentx.graph.state import LoopInput, LoopOutput, LoopState
+from agentx.models import FailureKind
+from agentx.settings import Settings, load_settings
+
+
+def after_brainstorm(state: LoopState) -> Literal["develop", "__end__"]:
+    """Stop when no admissible proposal is left."""
+    return END if state.get("exhausted") else DEVELOP
+
+
+def make_after_verify(resources: Resources):
+    """Verification passed → launch; failed → retry, repair, or abandon."""
+    max_repairs = resources.settings.max_repair_attempts
+
+    def after_verify(state: LoopState) -> Literal["launch", "develop", "repair", "abandon"]:
+        history = state.get("verifications", [])
+        last = history[-1]
+        if last.passed:
+            return LAUNCH
+        if last.failure_kind == FailureKind.TRANSIENT:
+            transient_retries = sum(v.failure_kind == FailureKind.TRANSIENT for v in history)
+            if transient_retries <= 1:
+                return DEVELOP  # retried once, unchanged
+        if state.get("repairs", 0) >= max_repairs:
+            return ABANDON
+        if resources.llm is not None:
+            return REPAIR
+        if resources.developer.offline_repair(state["current"], last) is not None:
+            return REPAIR
+        return ABANDON
+
+    return after_verify
+
+
+def after_stage(state: LoopState) -> Literal["rollout_stage", "veto", "verdict"]:
+    """Guardrail breach → veto; last stage or early stop → verdict; else next stage."""
+    last = state["rollout"].stages[-1]
+    if last.decision == "halt":
+        return VETO
+    if last.decision in ("complete", "stop_early"):
+        return VERDICT
+    return STAGE
+
+
+def make_after_learn(resources: Resources):
+    """Next experiment while budget is left, else the end."""
+
+    def after_learn(state: LoopState) -> Literal["brainstorm", "__end__"]:
+        budget = state.get("iterations") or resources.settings.iterations
+        return BRAINSTORM if state.get("iteration", 0) < budget else END
+
+    return after_learn
+
+
+def build_builder(resources: Resources) -> StateGraph:
+    """The uncompiled loop graph over ``resources``."""
+    nodes = Nodes(resources)
+    graph = StateGraph(LoopState, input_schema=LoopInput, output_schema=LoopOutput)
+    graph.add_node(INTAKE, nodes.intake)
+    graph.add_node(BRAINSTORM, nodes.brainstorm)
+    graph.add_node(DEVELOP, nodes.develop)
+    graph.add_node(VERIFY, nodes.verify)
+    graph.add_node(REPAIR, nodes.repair)
+    graph.add_node(ABANDON, nodes.abandon)
+    graph.add_node(LAUNCH, nodes.launch)
+    graph.add_node(STAGE, nodes.rollout_stage)
+    graph.add_node(VETO, nodes.veto)
+    graph.add_node(VERDICT, nodes.verdict)
+    graph.add_node(LEARN, nodes.learn)
+    graph.add_edge(START, INTAKE)
+    graph.add_edge(INTAKE, BRAINSTORM)
+    graph.add_conditional_edges(BRAINSTORM, after_brainstorm)
+    graph.add_edge(DEVELOP, VERIFY)
+    graph.add_conditional_edges(VERIFY, make_after_verify(resources))
+    graph.add_edge(REPAIR, DEVELOP)
+    graph.add_edge(ABANDON, LEARN)
+    graph.add_edge(LAUNCH, STAGE)
+    graph.add_conditional_edges(STAGE, after_stage)
+    graph.add_edge(VETO, VERDICT)
+    graph.add_edge(VERDICT, LEARN)
+    graph.add_conditional_edges(LEARN, make_after_learn(resources))
+    return graph
+
+
+def build_graph(
+    settings: Settings | None = None,
+    checkpointer: Checkpointer = None,
+    resources: Resources | None = None,
+) -> CompiledStateGraph:
+    """Compile the AgentX loop.
+
+    Args:
+        settings: run settings; defaults come from the environment and settings file.
+        checkpointer: e.g. ``SqliteSaver``; None compiles without persistence (as
+            ``langgraph dev`` requires).
+        resources: prebuilt resources (a custom target, memory or model).
+
+    Example:
+        >>> from agentx import build_graph, load_settings
+        >>> graph = build_graph(load_settings(world="tiny", iterations=2))  # doctest: +SKIP
+        >>> graph.invoke({"goal_text": "raise watch time"}, {"configurable": {"thread_id": "t1"}})
+    """
+    settings = settings or load_settings()
+    resources = resources or build_resources(settings)
+    return build_builder(resources).compile(checkpointer=checkpointer, name="agentx_loop")

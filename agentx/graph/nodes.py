@@ -1,0 +1,323 @@
+"""The loop's nodes. Each takes the state and returns an update; side effects are
+idempotent (worktrees are recreated, cards are upserted by id, merges are skipped when
+already done) so a run resumed from its last checkpoint loses and duplicates nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from langchain_core.runnables import RunnableConfig
+
+from agentx.agents.brainstorm.agent import propose_batch
+from agentx.agents.brainstorm.evidence import EvidenceBundle
+from agentx.agents.brainstorm.intake import parse_goal
+from agentx.agents.evaluation.rollout import run_stage
+from agentx.agents.evaluation.verdict import decide, make_card, status_of
+from agentx.graph.resources import Resources
+from agentx.graph.state import LoopState
+from agentx.models import (
+    Decision,
+    ExperimentRecord,
+    ExperimentStatus,
+    Rollout,
+    TraceEvent,
+    stable_id,
+)
+from agentx.target.contract import TargetError
+from agentx.workspace import git
+
+INTAKE = "intake"
+BRAINSTORM = "brainstorm"
+DEVELOP = "develop"
+VERIFY = "verify"
+REPAIR = "repair"
+ABANDON = "abandon"
+LAUNCH = "launch"
+STAGE = "rollout_stage"
+VETO = "veto"
+VERDICT = "verdict"
+LEARN = "learn"
+
+
+def _event(node: str, message: str, state: LoopState | None = None, **data: Any) -> TraceEvent:
+    current = (state or {}).get("current")
+    return TraceEvent(
+        node=node, experiment_id=current.id if current else None, message=message, data=data
+    )
+
+
+def _experiment_id(state: LoopState) -> str:
+    return stable_id(state["run_id"], state.get("iteration", 0))
+
+
+class Nodes:
+    """Node functions bound to a run's resources."""
+
+    def __init__(self, resources: Resources):
+        self.r = resources
+
+    # ------------------------------------------------------------------ brainstorm
+    def intake(self, state: LoopState, config: RunnableConfig) -> dict[str, Any]:
+        """Normalise the goal against the target's metrics."""
+        settings = self.r.settings
+        text = state.get("goal_text") or settings.goal
+        metrics = [m.name for m in self.r.target.describe().metrics]
+        guardrails = [g.metric for g in settings.guardrails if g.tier != "observe"]
+        goal = parse_goal(text, metrics, guardrails)
+        run_id = str(config.get("configurable", {}).get("thread_id", "run"))
+        return {
+            "goal": goal,
+            "goal_text": text,
+            "run_id": run_id,
+            "iteration": 0,
+            "iterations": state.get("iterations") or settings.iterations,
+            "funnel": {key: 0 for key in ("ideas", "admitted", "implemented", "launched", "kept")},
+            "trace": [
+                _event(
+                    INTAKE,
+                    f"objective {goal.objective} ({goal.direction}); "
+                    f"guardrails {', '.join(goal.guardrails)}",
+                )
+            ],
+        }
+
+    def brainstorm(self, state: LoopState) -> dict[str, Any]:
+        """Rank proposals from the four evidence sources; pick the best admitted one."""
+        r, goal = self.r, state["goal"]
+        cards = r.store.list(where={"world": r.world_name})
+        similar = [hit.card for hit in r.store.search(goal.text, k=5)] if r.store.count() else []
+        bundle = EvidenceBundle(
+            system=r.target.describe(),
+            data=r.data_report(),
+            catalog=r.catalog,
+            cards=cards,
+            similar=similar,
+        )
+        rng = np.random.default_rng([r.settings.seed, state.get("iteration", 0), 17])
+        batch, avoid = propose_batch(
+            goal,
+            bundle,
+            r.target.repo_path,
+            r.world_name,
+            r.harness["brainstorm"],
+            rng,
+            extra_avoid=state.get("avoid"),
+        )
+        admitted = [p for p in batch if p.admitted]
+        new_ideas = [p.id for p in batch if p.id not in set(state.get("ideas", []))]
+        update: dict[str, Any] = {
+            "avoid": avoid,
+            "ideas": [p.id for p in batch],
+            "funnel": {
+                "ideas": len(new_ideas),
+                "admitted": sum(p.admitted for p in batch if p.id in new_ideas),
+            },
+            "verifications": [],
+            "attempts": 0,
+            "repairs": 0,
+            "patch": None,
+            "rollout": None,
+            "verdict": None,
+            "stage_index": 0,
+        }
+        if not admitted:
+            update.update(current=None, exhausted=True)
+            update["trace"] = [_event(BRAINSTORM, "no admissible proposal left")]
+            return update
+        best = admitted[0]
+        update.update(current=best, exhausted=False)
+        update["trace"] = [
+            _event(
+                BRAINSTORM,
+                f"proposal {best.technique} {best.params} score {best.score:.2f}",
+                data={"batch": [p.technique for p in batch]},
+            )
+        ]
+        return update
+
+    # ------------------------------------------------------------------ develop
+    def develop(self, state: LoopState) -> dict[str, Any]:
+        """Write the change in a fresh worktree."""
+        proposal = state["current"]
+        attempt = state.get("attempts", 0) + 1
+        feedback = state["verifications"][-1] if state.get("verifications") else None
+        patch, apply_check = self.r.developer.implement(proposal, attempt, feedback)
+        return {
+            "patch": patch,
+            "apply_check": apply_check,
+            "trace": [_event(DEVELOP, f"attempt {attempt}: {apply_check.detail}", state)],
+        }
+
+    def verify(self, state: LoopState) -> dict[str, Any]:
+        """Run every verification dimension."""
+        verification = self.r.developer.verify(state["patch"], state["apply_check"])
+        attempts = state.get("attempts", 0) + 1
+        update: dict[str, Any] = {
+            "verifications": [*state.get("verifications", []), verification],
+            "attempts": attempts,
+            "trace": [
+                _event(
+                    VERIFY,
+                    ("passed" if verification.passed else f"failed: {verification.root_cause}")
+                    + f" (Q_code {verification.q_code:.2f})",
+                    state,
+                )
+            ],
+        }
+        if verification.passed:
+            update["funnel"] = {"implemented": 1}
+        return update
+
+    def repair(self, state: LoopState) -> dict[str, Any]:
+        """Targeted repair: new parameters offline, or feedback to the model."""
+        last = state["verifications"][-1]
+        repaired = (
+            None
+            if self.r.llm is not None
+            else self.r.developer.offline_repair(state["current"], last)
+        )
+        update: dict[str, Any] = {"repairs": state.get("repairs", 0) + 1}
+        if repaired is not None:
+            update["current"] = repaired
+            message = f"repair: parameters {state['current'].params} -> {repaired.params}"
+        else:
+            message = f"repair: feedback to the model about {last.root_cause}"
+        update["trace"] = [_event(REPAIR, message, state)]
+        return update
+
+    def abandon(self, state: LoopState) -> dict[str, Any]:
+        """Give up on a change that cannot be verified; record why."""
+        last = state["verifications"][-1] if state.get("verifications") else None
+        cause = last.root_cause if last else "no verification"
+        return {"trace": [_event(ABANDON, f"abandoned: {cause}", state)]}
+
+    # ------------------------------------------------------------------ evaluate
+    def launch(self, state: LoopState) -> dict[str, Any]:
+        """Bring up the control (baseline) and treatment arms."""
+        target = self.r.target
+        control = target.launch("control", target.repo_path)
+        treatment = target.launch("treatment", Path(state["patch"].worktree))
+        rollout = Rollout(experiment_id=_experiment_id(state))
+        return {
+            "control_arm": control,
+            "treatment_arm": treatment,
+            "rollout": rollout,
+            "stage_index": 0,
+            "funnel": {"launched": 1},
+            "trace": [
+                _event(
+                    LAUNCH,
+                    "arms up" if treatment.ok else f"treatment failed to start: {treatment.error}",
+                    state,
+                )
+            ],
+        }
+
+    def rollout_stage(self, state: LoopState) -> dict[str, Any]:
+        """Run the next rollout stage."""
+        stages = self.r.settings.stages
+        index = state.get("stage_index", 0)
+        stage = stages[index]
+        rollout = state["rollout"].model_copy(deep=True)
+        result = run_stage(
+            self.r.target,
+            state["control_arm"],
+            state["treatment_arm"],
+            stage,
+            rollout.experiment_id,
+            self.r.settings,
+            final=index == len(stages) - 1,
+        )
+        rollout.stages.append(result)
+        north = next((e for e in result.effects if e.metric == self.r.settings.north_star), None)
+        effect = f"{north.relative:+.2%} (p={north.p_value:.3f})" if north else "n/a"
+        return {
+            "rollout": rollout,
+            "stage_index": index + 1,
+            "trace": [
+                _event(
+                    STAGE,
+                    f"{stage.name}: {result.decision} "
+                    f"{self.r.settings.north_star} {effect} {result.reason}",
+                    state,
+                )
+            ],
+        }
+
+    def veto(self, state: LoopState) -> dict[str, Any]:
+        """Halt the rollout where a guardrail broke and roll the treatment back."""
+        rollout = state["rollout"].model_copy(deep=True)
+        last = rollout.stages[-1]
+        rollout.halted_at, rollout.halt_reason, rollout.rolled_back = last.stage, last.reason, True
+        self.r.target.rollback(state["treatment_arm"])
+        return {
+            "rollout": rollout,
+            "trace": [_event(VETO, f"vetoed at {last.stage}: {last.reason}", state)],
+        }
+
+    def verdict(self, state: LoopState) -> dict[str, Any]:
+        """Decide KEEP / EXTEND / DISCARD and attach the ground truth when known."""
+        settings = self.r.settings
+        verdict = decide(state["rollout"], settings.north_star, settings.alpha)
+        try:
+            truth = self.r.target.ground_truth(Path(state["patch"].worktree))
+        except TargetError:
+            truth = None
+        if truth is not None:
+            verdict.true_effects = {k: round(v, 6) for k, v in truth.relative.items()}
+        return {"verdict": verdict, "trace": [_event(VERDICT, f"{verdict.decision.value}", state)]}
+
+    # ------------------------------------------------------------------ learn
+    def learn(self, state: LoopState) -> dict[str, Any]:
+        """Ship a kept change, write the knowledge card, record the experiment."""
+        r = self.r
+        proposal, patch, verdict = state["current"], state.get("patch"), state.get("verdict")
+        experiment_id = _experiment_id(state)
+        verifications = state.get("verifications", [])
+        rollout = state.get("rollout")
+        if verdict is None:
+            status, cause = ExperimentStatus.ABANDONED, "implementation_defect"
+        else:
+            status = status_of(verdict)
+            cause = verdict.root_cause.value if verdict.root_cause else None
+        if verdict is not None and verdict.decision == Decision.KEEP and patch is not None:
+            repo = r.target.repo_path
+            if not git.is_ancestor(repo, git.head(repo, patch.branch)):
+                git.merge_branch(repo, patch.branch, f"Keep {proposal.technique} ({experiment_id})")
+        card = make_card(
+            proposal,
+            experiment_id,
+            state["goal"].objective,
+            r.world_name,
+            state["run_id"],
+            verdict,
+            cause if verdict is None else None,
+            rollout.last_stage if rollout else None,
+        )
+        r.store.upsert([card])
+        r.developer.discard(patch)
+        record = ExperimentRecord(
+            id=experiment_id,
+            iteration=state.get("iteration", 0),
+            proposal=proposal,
+            patch=patch.model_copy(update={"diff": patch.diff[:20000]}) if patch else None,
+            verifications=verifications,
+            rollout=rollout,
+            verdict=verdict,
+            status=status,
+            card_id=card.id,
+            root_cause=cause,
+        )
+        if verdict is None and verifications:
+            record.root_cause = f"implementation_defect: {verifications[-1].root_cause}"
+        update: dict[str, Any] = {
+            "experiments": [record],
+            "iteration": state.get("iteration", 0) + 1,
+            "trace": [_event(LEARN, f"{status.value}; card {card.id}", state, status=status.value)],
+        }
+        if status == ExperimentStatus.KEPT:
+            update["funnel"] = {"kept": 1}
+        return update

@@ -1,0 +1,79 @@
+"""Long-lived things the nodes use: the target, memory, catalog, agents, the model.
+
+Built once per settings from :func:`build_resources`; callers embedding AgentX can
+pass their own (e.g. another target implementing the contract).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+
+from agentx.agents.developing.agent import Developer
+from agentx.harness import load_harness
+from agentx.llm.factory import make_chat_model
+from agentx.memory.store import KnowledgeStore, open_store
+from agentx.research.catalog import Technique, load_catalog
+from agentx.sandbox.target import SandboxTarget
+from agentx.sandbox.world import load_world
+from agentx.settings import Settings
+from agentx.target.contract import Target
+from agentx.target.models import DataReport
+
+
+@dataclass
+class Resources:
+    """Everything a run needs besides its state."""
+
+    settings: Settings
+    target: Target
+    store: KnowledgeStore
+    catalog: dict[str, Technique]
+    developer: Developer
+    world_name: str
+    llm: BaseChatModel | None = None
+    harness: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _data_report: DataReport | None = None
+
+    def data_report(self) -> DataReport:
+        """The target's data analysis (computed once)."""
+        if self._data_report is None:
+            self._data_report = self.target.analyse_data()
+        return self._data_report
+
+
+def build_resources(
+    settings: Settings, target: Target | None = None, llm: BaseChatModel | None = None
+) -> Resources:
+    """Open the sandbox (or use ``target``), the memory, the catalog and the model."""
+    settings.workspace.mkdir(parents=True, exist_ok=True)
+    if target is None:
+        world = load_world(settings.world)
+        target = SandboxTarget.create(settings.workspace / "sandbox", world, settings.seed)
+        world_name = world.name
+    else:
+        world_name = getattr(target, "name", "custom")
+    model = llm if llm is not None else make_chat_model(settings.llm)
+    harness = {agent: load_harness(agent) for agent in ("brainstorm", "developing", "evaluation")}
+    catalog = load_catalog()
+    developer = Developer(
+        target,
+        catalog,
+        settings.workspace / "worktrees",
+        harness["developing"],
+        llm=model,
+        llm_settings=settings.llm.model_dump(),
+    )
+    store = open_store(settings.workspace, settings.memory, settings.embeddings)
+    return Resources(
+        settings=settings,
+        target=target,
+        store=store,
+        catalog=catalog,
+        developer=developer,
+        world_name=world_name,
+        llm=model,
+        harness=harness,
+    )

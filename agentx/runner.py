@@ -1,0 +1,83 @@
+"""Run the loop end to end with a checkpointer, resumably, with progress callbacks."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from langgraph.checkpoint.memory import InMemorySaver
+
+from agentx.graph.builder import build_graph
+from agentx.graph.checkpoint import open_checkpointer, serializer
+from agentx.graph.resources import Resources, build_resources
+from agentx.models import ExperimentRecord, TraceEvent
+from agentx.settings import Settings
+from agentx.summary import RunSummary, summarise_run
+
+
+class RunError(RuntimeError):
+    """A run cannot start or resume; the message says what to do."""
+
+
+def _runs_file(settings: Settings) -> Path:
+    return Path(settings.workspace) / "runs.json"
+
+
+def _known_runs(settings: Settings) -> list[str]:
+    path = _runs_file(settings)
+    return json.loads(path.read_text()) if path.exists() else []
+
+
+def new_run_id(settings: Settings) -> str:
+    """Runs in a workspace are numbered: run-1, run-2, ..."""
+    return f"run-{len(_known_runs(settings)) + 1}"
+
+
+def run_loop(
+    settings: Settings,
+    *,
+    resume: bool = False,
+    on_trace: Callable[[TraceEvent], None] | None = None,
+    on_experiment: Callable[[ExperimentRecord], None] | None = None,
+    resources: Resources | None = None,
+) -> RunSummary:
+    """Run (or resume) the loop and return its summary.
+
+    With ``resume`` the last run of the workspace continues from its last checkpoint;
+    experiments and cards already recorded are neither lost nor repeated.
+    """
+    runs = _known_runs(settings)
+    if resume:
+        if not runs:
+            raise RunError(f"no run to resume in {settings.workspace}; start one without --resume")
+        run_id = runs[-1]
+    else:
+        run_id = new_run_id(settings)
+        _runs_file(settings).parent.mkdir(parents=True, exist_ok=True)
+        _runs_file(settings).write_text(json.dumps([*runs, run_id]))
+    checkpointer = open_checkpointer(settings) or InMemorySaver(serde=serializer())
+    resources = resources or build_resources(settings)
+    graph = build_graph(settings, checkpointer=checkpointer, resources=resources)
+    config = {"configurable": {"thread_id": run_id}, "recursion_limit": 10_000}
+    if resume and checkpointer is not None:
+        snapshot = graph.get_state(config)
+        if not snapshot.next:
+            values = snapshot.values
+            return summarise_run(values, resources.world_name, settings.seed, settings.north_star)
+        stream_input: Any = None
+    else:
+        stream_input = {"goal_text": settings.goal, "iterations": settings.iterations}
+    for update in graph.stream(stream_input, config, stream_mode="updates"):
+        for _node, change in update.items():
+            if not isinstance(change, dict):
+                continue
+            for event in change.get("trace", []) or []:
+                if on_trace:
+                    on_trace(event)
+            for record in change.get("experiments", []) or []:
+                if on_experiment:
+                    on_experiment(record)
+    values = graph.get_state(config).values
+    return summarise_run(values, resources.world_name, settings.seed, settings.north_star)

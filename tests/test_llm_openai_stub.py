@@ -1,0 +1,283 @@
+"""make_chat_model + invoke_structured against a local stub of the OpenAI API."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from langchain_core.messages import HumanMessage, SystemMessage
+from pydantic import BaseModel, Field, SecretStr
+
+from agentx.llm.factory import LLMConfigError, make_chat_model
+from agentx.llm.structured import invoke_structured
+from agentx.settings import LLMSettings
+
+
+class Plan(BaseModel):
+    """An experiment plan."""
+
+    lever: str
+    size: float = Field(ge=0.0)
+
+
+def completion(
+    content: str | None = None, tool_args: str | None = None, tool_name: str = "Plan"
+) -> dict[str, Any]:
+    """A chat.completion body with either text content or one tool call."""
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    finish = "stop"
+    if tool_args is not None:
+        message["tool_calls"] = [
+            {
+                "id": "call_abc",
+                "type": "function",
+                "function": {"name": tool_name, "arguments": tool_args},
+            }
+        ]
+        finish = "tool_calls"
+    return {
+        "id": "chatcmpl-stub",
+        "object": "chat.completion",
+        "created": 1_700_000_000,
+        "model": "stub-model",
+        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+    }
+
+
+def http_error(status: int, message: str) -> tuple[int, dict[str, Any]]:
+    return status, {"error": {"message": message, "type": "invalid_request_error"}}
+
+
+class OpenAIStub:
+    """A tiny ``/v1/chat/completions`` server: scripted replies, recorded bodies."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.paths: list[str] = []
+        self.script: list[tuple[int, dict[str, Any]]] = []
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", 0))
+                body = json.loads(self.rfile.read(length) or b"{}")
+                stub.paths.append(self.path)
+                stub.requests.append(body)
+                if self.path.rstrip("/") != "/v1/chat/completions":
+                    status, reply = http_error(404, f"no route {self.path}")
+                elif stub.script:
+                    status, reply = stub.script.pop(0) if len(stub.script) > 1 else stub.script[0]
+                else:
+                    status, reply = http_error(500, "stub has no scripted reply")
+                data = json.dumps(reply).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def reply(self, *replies: dict[str, Any] | tuple[int, dict[str, Any]]) -> None:
+        self.script = [r if isinstance(r, tuple) else (200, r) for r in replies]
+
+
+@pytest.fixture
+def stub(monkeypatch: pytest.MonkeyPatch) -> Iterator[OpenAIStub]:
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    monkeypatch.delenv("OPENAI_API_BASE", raising=False)
+    server = OpenAIStub()
+    server.thread.start()
+    try:
+        yield server
+    finally:
+        server.server.shutdown()
+        server.server.server_close()
+        server.thread.join(timeout=5)
+
+
+def settings_for(stub: OpenAIStub, **overrides: Any) -> LLMSettings:
+    fields: dict[str, Any] = {
+        "model": "stub-model",
+        "base_url": stub.base_url,
+        "api_key": SecretStr("sk-test"),
+        "max_tokens": 321,
+        "temperature": 0.0,
+        "max_retries": 0,
+        "timeout_s": 10,
+    }
+    fields.update(overrides)
+    return LLMSettings(**fields)
+
+
+def ask() -> list[Any]:
+    return [SystemMessage(content="You plan experiments."), HumanMessage(content="Plan one.")]
+
+
+def test_offline_policy_has_no_model() -> None:
+    assert make_chat_model(LLMSettings()) is None
+    assert make_chat_model(LLMSettings(model="")) is None
+
+
+def test_openai_without_key_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_ADMIN_KEY", raising=False)
+    with pytest.raises(LLMConfigError, match="gpt-test"):
+        make_chat_model(LLMSettings(model="gpt-test"))
+
+
+def test_function_calling_reply_is_parsed(stub: OpenAIStub) -> None:
+    stub.reply(completion(tool_args='{"lever": "diversity", "size": 0.05}'))
+    model = make_chat_model(settings_for(stub))
+    assert model is not None
+    result = invoke_structured(model, ask(), Plan)
+    assert result.ok, result.error
+    assert result.value == Plan(lever="diversity", size=0.05)
+    assert result.attempts == 1 and result.method == "function_calling"
+    assert stub.paths == ["/v1/chat/completions"]
+    body = stub.requests[0]
+    assert body["model"] == "stub-model"
+    assert body["max_tokens"] == 321  # llama.cpp-style servers read this one
+    assert body["max_completion_tokens"] == 321
+    assert body["temperature"] == 0.0
+    assert body["tools"][0]["function"]["name"] == "Plan"
+    assert body["tools"][0]["function"]["parameters"]["required"] == ["lever", "size"]
+    assert body["tool_choice"]["function"]["name"] == "Plan"
+    assert "response_format" not in body
+    assert [m["role"] for m in body["messages"]] == ["system", "user"]
+
+
+def test_malformed_then_valid_is_retried(stub: OpenAIStub) -> None:
+    stub.reply(
+        completion(tool_args='{"lever": "diversity", "size": '),  # truncated JSON
+        completion(tool_args='{"lever": "diversity", "size": "large"}'),  # off-schema
+        completion(tool_args='{"lever": "diversity", "size": 0.1}'),
+    )
+    model = make_chat_model(settings_for(stub))
+    assert model is not None
+    result = invoke_structured(model, ask(), Plan, max_retries=2)
+    assert result.ok, result.error
+    assert result.value == Plan(lever="diversity", size=0.1)
+    assert result.attempts == 3
+    assert len(stub.requests) == 3
+    second = stub.requests[1]["messages"]
+    assert [m["role"] for m in second] == ["system", "user", "assistant", "tool", "user"]
+    assert second[2]["tool_calls"][0]["id"] == "call_abc"
+    assert second[3]["tool_call_id"] == "call_abc"
+    assert "not valid JSON" in second[4]["content"]
+    third = stub.requests[2]["messages"]
+    assert "size: Input should be a valid number" in third[-1]["content"]
+    assert all(request["max_tokens"] == 321 for request in stub.requests)
+
+
+def test_text_reply_instead_of_tool_call_is_parsed(stub: OpenAIStub) -> None:
+    stub.reply(completion(content='Here you go:\n```json\n{"lever": "recency", "size": 0.3}\n```'))
+    model = make_chat_model(settings_for(stub))
+    assert model is not None
+    result = invoke_structured(model, ask(), Plan)
+    assert result.ok and result.value == Plan(lever="recency", size=0.3)
+
+
+def test_always_malformed_gives_up(stub: OpenAIStub) -> None:
+    stub.reply(completion(content="I cannot do that."))
+    model = make_chat_model(settings_for(stub))
+    assert model is not None
+    result = invoke_structured(model, ask(), Plan, max_retries=1)
+    assert not result.ok and result.attempts == 2
+    assert result.error is not None and "no valid JSON" in result.error
+    assert result.raw_outputs == ["I cannot do that.", "I cannot do that."]
+
+
+def test_rejected_json_schema_falls_back_to_function_calling(stub: OpenAIStub) -> None:
+    stub.reply(
+        http_error(400, "response_format type json_schema is not supported"),
+        completion(tool_args='{"lever": "diversity", "size": 0.2}'),
+    )
+    model = make_chat_model(settings_for(stub))
+    assert model is not None
+    result = invoke_structured(model, ask(), Plan, method="json_schema")
+    assert result.ok, result.error
+    assert result.method == "function_calling"
+    assert result.attempts == 2
+    assert stub.requests[0]["response_format"]["type"] == "json_schema"
+    assert "tools" not in stub.requests[0]
+    assert "response_format" not in stub.requests[1]
+    assert stub.requests[1]["tools"][0]["function"]["name"] == "Plan"
+
+
+def test_json_schema_reply_is_parsed(stub: OpenAIStub) -> None:
+    stub.reply(completion(content='{"lever": "diversity", "size": 0.4}'))
+    model = make_chat_model(settings_for(stub))
+    assert model is not None
+    result = invoke_structured(model, ask(), Plan, method="json_schema")
+    assert result.ok and result.value == Plan(lever="diversity", size=0.4)
+    assert result.method == "json_schema"
+    assert stub.requests[0]["response_format"]["json_schema"]["name"] == "Plan"
+
+
+def test_json_mode_puts_the_schema_in_the_prompt(stub: OpenAIStub) -> None:
+    stub.reply(completion(content='{"lever": "diversity", "size": 0.4}'))
+    model = make_chat_model(settings_for(stub))
+    assert model is not None
+    result = invoke_structured(model, ask(), Plan, method="json_mode")
+    assert result.ok and result.method == "json_mode"
+    body = stub.requests[0]
+    assert body["response_format"] == {"type": "json_object"}
+    assert '"title": "Plan"' in body["messages"][-1]["content"]
+
+
+def test_rejected_tools_fall_back_to_json_text(stub: OpenAIStub) -> None:
+    stub.reply(
+        http_error(400, "tools are not supported by this server"),
+        completion(content='{"lever": "diversity", "size": 0.2}'),
+    )
+    model = make_chat_model(settings_for(stub))
+    assert model is not None
+    result = invoke_structured(model, ask(), Plan)
+    assert result.ok and result.method == "text" and result.attempts == 2
+    assert "tools" not in stub.requests[1]
+    assert '"title": "Plan"' in stub.requests[1]["messages"][-1]["content"]
+
+
+def test_server_errors_end_with_ok_false(stub: OpenAIStub) -> None:
+    stub.reply(http_error(401, "invalid api key"))
+    model = make_chat_model(settings_for(stub))
+    assert model is not None
+    result = invoke_structured(model, ask(), Plan)
+    assert not result.ok and result.attempts == 1
+    assert result.error is not None and "invalid api key" in result.error
+
+
+def test_unreachable_server_ends_with_ok_false(stub: OpenAIStub) -> None:
+    port = stub.server.server_address[1]
+    stub.server.shutdown()
+    stub.server.server_close()
+    model = make_chat_model(settings_for(stub, base_url=f"http://127.0.0.1:{port}/v1"))
+    assert model is not None
+    result = invoke_structured(model, ask(), Plan)
+    assert not result.ok
+    assert result.error is not None and "Connection" in result.error
+
+
+def test_local_server_without_key_gets_a_placeholder(
+    stub: OpenAIStub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    stub.reply(completion(tool_args='{"lever": "x", "size": 0}'))
+    model = make_chat_model(settings_for(stub, api_key=None))
+    assert model is not None
+    assert invoke_structured(model, ask(), Plan).ok
