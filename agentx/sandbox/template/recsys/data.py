@@ -1,0 +1,197 @@
+"""Load and validate the logged data written by the simulator.
+
+Layout of a data directory (the contract; this code only reads it):
+
+* ``items.npz``: ``category``, ``creator``, ``release_day`` (int, one entry per item).
+* ``interactions.npz``: impression log ``user``, ``item``, ``day``, ``position``, ``click``,
+  ``watch_time`` (aligned arrays, one entry per shown item).
+* ``meta.json``: ``n_users``, ``n_items``, ``n_categories``, ``n_creators``, ``first_day``,
+  ``last_day``, ``slate_size``.
+
+Validation is strict because a silently malformed log would produce a silently bad model, and
+the experiment loop would then learn the wrong lesson.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+META_KEYS = (
+    "n_users",
+    "n_items",
+    "n_categories",
+    "n_creators",
+    "first_day",
+    "last_day",
+    "slate_size",
+)
+ITEM_FIELDS = ("category", "creator", "release_day")
+LOG_FIELDS = ("user", "item", "day", "position", "click", "watch_time")
+
+
+class DataError(ValueError):
+    """The data directory does not satisfy the logged-data contract."""
+
+
+@dataclass(frozen=True)
+class Meta:
+    """Sizes and the logged day range; ids are dense ``0..n-1``."""
+
+    n_users: int
+    n_items: int
+    n_categories: int
+    n_creators: int
+    first_day: int
+    last_day: int
+    slate_size: int
+
+
+@dataclass(frozen=True)
+class Items:
+    """Static item table; ``release_day`` < ``first_day`` means released before logging."""
+
+    category: np.ndarray  # int64 [n_items]
+    creator: np.ndarray  # int64 [n_items]
+    release_day: np.ndarray  # int64 [n_items]
+
+    def released(self, day: int) -> np.ndarray:
+        """Boolean mask of items that may be served on ``day``."""
+        return self.release_day <= day
+
+
+@dataclass(frozen=True)
+class Interactions:
+    """The impression log of the logging policy (position-biased: see docs/ARCHITECTURE.md)."""
+
+    user: np.ndarray  # int64 [m]
+    item: np.ndarray  # int64 [m]
+    day: np.ndarray  # int64 [m]
+    position: np.ndarray  # int64 [m], 0 = top of the slate
+    click: np.ndarray  # int8 [m], 0/1
+    watch_time: np.ndarray  # float64 [m], seconds, 0 without click
+
+    def __len__(self) -> int:
+        return int(self.user.shape[0])
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Everything the recommender may learn from."""
+
+    meta: Meta
+    items: Items
+    log: Interactions
+
+
+def _load_npz(path: Path, fields: tuple[str, ...]) -> dict[str, np.ndarray]:
+    if not path.is_file():
+        raise DataError(f"missing file: {path}")
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read {path}: {exc}") from exc
+    with npz:
+        missing = [f for f in fields if f not in npz.files]
+        if missing:
+            raise DataError(f"{path.name} lacks array(s) {missing}; has {npz.files}")
+        try:
+            return {f: np.asarray(npz[f]) for f in fields}
+        except ValueError as exc:  # e.g. object arrays, which need pickle
+            raise DataError(f"cannot read arrays of {path}: {exc}") from exc
+
+
+def _load_meta(path: Path) -> Meta:
+    if not path.is_file():
+        raise DataError(f"missing file: {path}")
+    try:
+        raw = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path.name} is not valid JSON: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise DataError(f"{path.name} must hold a JSON object")
+    missing = [k for k in META_KEYS if k not in raw]
+    if missing:
+        raise DataError(f"{path.name} lacks key(s) {missing}")
+    bad = [k for k in META_KEYS if not isinstance(raw[k], int) or isinstance(raw[k], bool)]
+    if bad:
+        raise DataError(f"{path.name}: key(s) {bad} must be integers")
+    meta = Meta(**{k: raw[k] for k in META_KEYS})
+    for key in ("n_users", "n_items", "n_categories", "n_creators", "slate_size"):
+        if getattr(meta, key) < 1:
+            raise DataError(f"meta.{key} must be >= 1")
+    if meta.last_day < meta.first_day:
+        raise DataError("meta.last_day must be >= meta.first_day")
+    return meta
+
+
+def _as_int(name: str, arr: np.ndarray, length: int | None) -> np.ndarray:
+    if arr.ndim != 1:
+        raise DataError(f"{name} must be 1-D, got shape {arr.shape}")
+    if length is not None and arr.shape[0] != length:
+        raise DataError(f"{name} has length {arr.shape[0]}, expected {length}")
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise DataError(f"{name} must be an integer array, got {arr.dtype}")
+    return arr.astype(np.int64)
+
+
+def _check_range(name: str, arr: np.ndarray, low: int, high: int) -> None:
+    """Require ``low <= arr < high``."""
+    if arr.size and (arr.min() < low or arr.max() >= high):
+        raise DataError(f"{name} out of range [{low}, {high}): min {arr.min()}, max {arr.max()}")
+
+
+def _build_items(raw: dict[str, np.ndarray], meta: Meta) -> Items:
+    arrays = {f: _as_int(f"items.{f}", raw[f], meta.n_items) for f in ITEM_FIELDS}
+    _check_range("items.category", arrays["category"], 0, meta.n_categories)
+    _check_range("items.creator", arrays["creator"], 0, meta.n_creators)
+    return Items(**arrays)
+
+
+def _build_log(raw: dict[str, np.ndarray], meta: Meta, items: Items) -> Interactions:
+    m = raw["user"].shape[0] if raw["user"].ndim == 1 else -1
+    ints = {f: _as_int(f"interactions.{f}", raw[f], m) for f in LOG_FIELDS[:-1]}
+    watch = raw["watch_time"]
+    if watch.ndim != 1 or watch.shape[0] != m:
+        raise DataError(f"interactions.watch_time has shape {watch.shape}, expected ({m},)")
+    if not np.issubdtype(watch.dtype, np.number) or np.issubdtype(watch.dtype, np.complexfloating):
+        raise DataError(f"interactions.watch_time must be real numbers, got {watch.dtype}")
+    watch = watch.astype(np.float64)
+    _check_range("interactions.user", ints["user"], 0, meta.n_users)
+    _check_range("interactions.item", ints["item"], 0, meta.n_items)
+    _check_range("interactions.day", ints["day"], meta.first_day, meta.last_day + 1)
+    _check_range("interactions.position", ints["position"], 0, meta.slate_size)
+    _check_range("interactions.click", ints["click"], 0, 2)
+    if not np.all(np.isfinite(watch)) or (watch.size and watch.min() < 0):
+        raise DataError("interactions.watch_time must be finite and >= 0")
+    if np.any((ints["click"] == 0) & (watch > 0)):
+        raise DataError("interactions.watch_time must be 0 when click == 0")
+    early = items.release_day[ints["item"]] > ints["day"]
+    if np.any(early):
+        first = int(np.flatnonzero(early)[0])
+        raise DataError(
+            f"interactions row {first}: item {ints['item'][first]} shown on day "
+            f"{ints['day'][first]} before its release_day {items.release_day[ints['item'][first]]}"
+        )
+    return Interactions(
+        user=ints["user"],
+        item=ints["item"],
+        day=ints["day"],
+        position=ints["position"],
+        click=ints["click"].astype(np.int8),
+        watch_time=watch,
+    )
+
+
+def load_dataset(data_dir: str | Path) -> Dataset:
+    """Read and validate a data directory; raises :class:`DataError` on any violation."""
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise DataError(f"data directory not found: {root}")
+    meta = _load_meta(root / "meta.json")
+    items = _build_items(_load_npz(root / "items.npz", ITEM_FIELDS), meta)
+    log = _build_log(_load_npz(root / "interactions.npz", LOG_FIELDS), meta, items)
+    return Dataset(meta=meta, items=items, log=log)

@@ -1,0 +1,100 @@
+"""Candidate generation: several cheap channels, unioned and deduplicated per user.
+
+Every candidate returned here is scored by the ranker, and the number scored drives serving
+latency, so pool sizes trade relevance (recall) against latency. Each channel has a pool size
+``retrieval.<name>_pool`` in config.toml; a pool of 0 switches the channel off.
+
+Channel signature: ``fn(ctx, users, day, pool) -> int64 [n_users, <=pool]`` item ids, only
+items released by ``day``, ``-1`` as padding. Channels are vectorised over users.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from .context import FeatureContext
+
+ChannelFn = Callable[[FeatureContext, np.ndarray, int, int], np.ndarray]
+
+
+def _released_ids(ctx: FeatureContext, day: int) -> np.ndarray:
+    return np.flatnonzero(ctx.released(day))
+
+
+def _same_for_everyone(ranked: np.ndarray, n_users: int, pool: int) -> np.ndarray:
+    return np.broadcast_to(ranked[:pool], (n_users, min(pool, ranked.shape[0])))
+
+
+def mf_channel(ctx: FeatureContext, users: np.ndarray, day: int, pool: int) -> np.ndarray:
+    """Top-``pool`` released items by ALS score: personalised recall.
+
+    Users without logged clicks have zero factors, so their row is arbitrary (ties); the
+    popularity channel is what covers them.
+    """
+    ids = _released_ids(ctx, day)
+    if pool >= ids.shape[0]:
+        return np.broadcast_to(ids, (users.shape[0], ids.shape[0]))
+    scores = ctx.factors.user[users] @ ctx.factors.item[ids].T  # float32 [n, n_released]
+    top = np.argpartition(scores, ids.shape[0] - pool, axis=1)[:, -pool:]
+    return ids[top]
+
+
+def popular_channel(ctx: FeatureContext, users: np.ndarray, day: int, pool: int) -> np.ndarray:
+    """Most-clicked released items (ties: lower id); identical for every user."""
+    ids = _released_ids(ctx, day)
+    ranked = ids[np.lexsort((ids, -ctx.item_clicks[ids]))]
+    return _same_for_everyone(ranked, users.shape[0], pool)
+
+
+def fresh_channel(ctx: FeatureContext, users: np.ndarray, day: int, pool: int) -> np.ndarray:
+    """Most recently released items (ties: lower id): the only way in for brand-new items,
+    which have no clicks and hence no MF factors or popularity yet."""
+    ids = _released_ids(ctx, day)
+    release = ctx.dataset.items.release_day[ids]
+    ranked = ids[np.lexsort((ids, -release))]
+    return _same_for_everyone(ranked, users.shape[0], pool)
+
+
+# <extension:channels>  (recipes insert new channel functions above this line)
+
+
+CHANNELS: dict[str, ChannelFn] = {
+    "mf": mf_channel,
+    "popular": popular_channel,
+    "fresh": fresh_channel,
+    # <registry:channels>  (recipes insert new entries above this line; add <name>_pool to config)
+}
+
+
+def pool_size(ctx: FeatureContext, channel: str) -> int:
+    """The configured pool of a channel, ``retrieval.<channel>_pool``."""
+    return int(getattr(ctx.config.retrieval, f"{channel}_pool"))
+
+
+def union_candidates(parts: list[np.ndarray], n_items: int, n_users: int) -> np.ndarray:
+    """Per-row union of channel outputs: int64 [n, width], ascending ids, ``-1`` padded right."""
+    if not parts:
+        return np.full((n_users, 0), -1, dtype=np.int64)
+    stacked = np.concatenate([np.asarray(p, dtype=np.int64) for p in parts], axis=1)
+    key = np.where(stacked < 0, n_items, stacked)  # padding sorts last
+    key.sort(axis=1)
+    duplicate = np.zeros(key.shape, dtype=bool)
+    duplicate[:, 1:] = key[:, 1:] == key[:, :-1]
+    key[duplicate] = n_items
+    key.sort(axis=1)
+    width = int((key < n_items).sum(axis=1).max(initial=0))
+    candidates = key[:, :width]
+    candidates[candidates == n_items] = -1
+    return candidates
+
+
+def retrieve(ctx: FeatureContext, users: np.ndarray, day: int) -> np.ndarray:
+    """Union of all channels with a positive pool; see :func:`union_candidates`."""
+    parts = []
+    for name, channel in CHANNELS.items():
+        pool = pool_size(ctx, name)
+        if pool > 0:
+            parts.append(channel(ctx, users, day, pool))
+    return union_candidates(parts, ctx.n_items, users.shape[0])

@@ -1,0 +1,62 @@
+"""Every registered feature: right shape, finite, same function for train rows and serve rows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from recsys import Model
+from recsys.config import ConfigError
+from recsys.features import FEATURES, check_feature_names, feature_matrix
+
+
+def _serve_like_rows(model: Model) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every (user, item) pair of a few users, on a day after logging (unlogged items too)."""
+    meta = model.ctx.dataset.meta
+    users = np.repeat(np.arange(5), meta.n_items)
+    items = np.tile(np.arange(meta.n_items), 5)
+    return users, items, np.full(users.shape, meta.last_day + 3)
+
+
+@pytest.mark.parametrize("name", sorted(FEATURES))
+def test_feature_shape_and_finite(model: Model, name: str) -> None:
+    log = model.ctx.dataset.log
+    train_values = FEATURES[name](model.ctx, log.user, log.item, log.day)
+    assert np.shape(train_values) == (len(log),)
+    assert np.all(np.isfinite(train_values))
+    users, items, day = _serve_like_rows(model)
+    serve_values = FEATURES[name](model.ctx, users, items, day)
+    assert np.shape(serve_values) == users.shape
+    assert np.all(np.isfinite(serve_values))
+
+
+@pytest.mark.parametrize("name", sorted(FEATURES))
+def test_feature_is_a_pure_function_of_its_inputs(model: Model, name: str) -> None:
+    users, items, day = _serve_like_rows(model)
+    whole = FEATURES[name](model.ctx, users, items, day)
+    part = FEATURES[name](model.ctx, users[7:40], items[7:40], day[7:40])
+    np.testing.assert_array_equal(whole[7:40], part)
+
+
+def test_feature_matrix_stacks_in_config_order(model: Model) -> None:
+    users, items, day = _serve_like_rows(model)
+    names = ["item_ctr", "mf_score"]
+    matrix = feature_matrix(model.ctx, names, users, items, int(day[0]))  # scalar day broadcasts
+    assert matrix.shape == (users.size, 2)
+    np.testing.assert_allclose(matrix[:, 1], FEATURES["mf_score"](model.ctx, users, items, day))
+
+
+def test_item_ctr_is_smoothed_towards_global_ctr(model: Model) -> None:
+    ctx = model.ctx
+    never_shown = np.flatnonzero(ctx.item_impressions == 0)
+    assert never_shown.size > 0  # the synthetic data releases items after logging
+    values = FEATURES["item_ctr"](ctx, np.zeros_like(never_shown), never_shown, never_shown)
+    np.testing.assert_allclose(values, ctx.global_ctr)
+
+
+def test_unknown_and_broken_features_fail_clearly(model: Model, monkeypatch) -> None:
+    with pytest.raises(ConfigError, match="unknown feature"):
+        check_feature_names(["mf_score", "nope"])
+    monkeypatch.setitem(FEATURES, "broken", lambda ctx, u, i, d: np.full(u.shape, np.nan))
+    with pytest.raises(FloatingPointError, match="broken"):
+        feature_matrix(model.ctx, ["broken"], np.array([0]), np.array([0]), 0)
