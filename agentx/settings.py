@@ -103,7 +103,7 @@ def _default_guardrails() -> list[GuardrailSpec]:
         GuardrailSpec(
             metric="errors", tier="severe", direction="lower_is_better", max_relative_harm=0.0
         ),
-        GuardrailSpec(metric="coverage", tier="moderate", max_relative_harm=0.05),
+        GuardrailSpec(metric="tail_share", tier="moderate", max_relative_harm=0.1),
         GuardrailSpec(metric="diversity", tier="observe", max_relative_harm=0.05),
     ]
 

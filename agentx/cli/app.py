@@ -177,3 +177,7 @@ def sandbox_analyse(
 def main() -> None:
     """Console-script entry point."""
     app()
+
+
+if __name__ == "__main__":
+    main()

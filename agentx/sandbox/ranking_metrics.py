@@ -7,7 +7,10 @@ import numpy as np
 
 def _relevance(ranked: np.ndarray, relevant: list[set[int]]) -> np.ndarray:
     return np.array(
-        [[1.0 if item in rel else 0.0 for item in row] for row, rel in zip(ranked, relevant, strict=True)]
+        [
+            [1.0 if item in rel else 0.0 for item in row]
+            for row, rel in zip(ranked, relevant, strict=True)
+        ]
     ).reshape(ranked.shape)
 
 

@@ -8,6 +8,7 @@ in an experiment's config edit must fail loudly instead of silently running the 
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import tomllib
 import typing
 from collections.abc import Mapping
@@ -130,14 +131,17 @@ def _dotted_keys(raw: Mapping[str, Mapping[str, Any]]) -> list[str]:
 
 
 def _coerce(where: str, expected: Any, value: Any) -> Any:
-    """Check one TOML value against a field annotation; ints are accepted for floats."""
+    """Check one value against a field annotation; ints (also numpy ones) pass for floats."""
     if expected is float:
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
         _require(ok, f"{where} must be a number, got {value!r}")
         return float(value)
-    if expected is int or expected is str or expected is bool:
-        ok = isinstance(value, expected) and (expected is bool or not isinstance(value, bool))
-        _require(ok, f"{where} must be {expected.__name__}, got {value!r}")
+    if expected is int:
+        ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+        _require(ok, f"{where} must be int, got {value!r}")
+        return int(value)
+    if expected is str or expected is bool:
+        _require(isinstance(value, expected), f"{where} must be {expected.__name__}, got {value!r}")
         return value
     if typing.get_origin(expected) is tuple:
         (item_type, _ellipsis) = typing.get_args(expected)

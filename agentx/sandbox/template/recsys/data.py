@@ -153,6 +153,8 @@ def _build_items(raw: dict[str, np.ndarray], meta: Meta) -> Items:
 
 def _build_log(raw: dict[str, np.ndarray], meta: Meta, items: Items) -> Interactions:
     m = raw["user"].shape[0] if raw["user"].ndim == 1 else -1
+    if m == 0:
+        raise DataError("interactions.npz holds no impressions: nothing to learn from")
     ints = {f: _as_int(f"interactions.{f}", raw[f], m) for f in LOG_FIELDS[:-1]}
     watch = raw["watch_time"]
     if watch.ndim != 1 or watch.shape[0] != m:

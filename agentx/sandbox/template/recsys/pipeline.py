@@ -17,7 +17,7 @@ import numpy as np
 
 from .config import Config, ConfigError, load_config
 from .context import FeatureContext, build_context
-from .data import Interactions, load_dataset
+from .data import Dataset, load_dataset
 from .debias import WEIGHTING, sample_weights
 from .features import check_feature_names, feature_matrix
 from .mf import click_counts, fit_als
@@ -88,11 +88,10 @@ def _check_users(user_ids: np.ndarray, n_users: int) -> np.ndarray:
     return users
 
 
-def slate_groups(log: Interactions) -> np.ndarray:
-    """Dense id per (user, day): the unit a pairwise loss compares items within."""
-    key = log.user * (int(log.day.max(initial=0) - log.day.min(initial=0)) + 1) + (
-        log.day - log.day.min(initial=0)
-    )
+def slate_groups(dataset: Dataset) -> np.ndarray:
+    """Dense id per logged (user, day): the slate a pairwise loss compares items within."""
+    log, meta = dataset.log, dataset.meta
+    key = log.user * (meta.last_day - meta.first_day + 1) + (log.day - meta.first_day)
     return np.unique(key, return_inverse=True)[1].astype(np.int64)
 
 
@@ -132,7 +131,7 @@ def train(data_dir: str | Path, config: Config | None = None, seed: int = 0) -> 
     data = LossInput(
         labels=log.click.astype(np.float64),
         weights=sample_weights(log, config),
-        groups=slate_groups(log),
+        groups=slate_groups(dataset),
         seed=seed,
     )
     ranker = fit_ranker(features, data, config.ranker, config.ranker.features)

@@ -43,7 +43,7 @@ class SlateState:
         return self.ctx.config.rerank
 
     def candidate_values(self, table: np.ndarray) -> np.ndarray:
-        """Look up a per-item table for every candidate: [n, C] (padding reads item 0)."""
+        """Look up a per-item table for every candidate: [n, C, ...] (padding reads item 0)."""
         return table[np.maximum(self.candidates, 0)]
 
 
@@ -63,6 +63,8 @@ RuleFactory = Callable[[SlateState], SlotRule | None]
 
 
 class _CategoryCap:
+    """Counts, per candidate, the picks so far in its category; forbids it at the cap."""
+
     def __init__(self, state: SlateState, cap: int) -> None:
         self.cap = cap
         self.categories = state.candidate_values(state.ctx.dataset.items.category)

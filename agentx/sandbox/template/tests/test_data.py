@@ -101,3 +101,13 @@ def test_item_shown_before_release(data_copy: Path, edit_npz) -> None:
     edit_npz(data_copy, "items.npz", _set("release_day", item, day + 1))
     with pytest.raises(DataError, match="before its release_day"):
         load_dataset(data_copy)
+
+
+def test_empty_log(data_copy: Path, edit_npz) -> None:
+    def empty(a: dict[str, np.ndarray]) -> None:
+        for key in list(a):
+            a[key] = a[key][:0]
+
+    edit_npz(data_copy, "interactions.npz", empty)
+    with pytest.raises(DataError, match="no impressions"):
+        load_dataset(data_copy)

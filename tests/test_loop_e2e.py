@@ -1,0 +1,52 @@
+"""The closed loop end to end on the tiny world: ledger, memory, determinism, resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from agentx.memory.store import open_store
+from agentx.runner import run_loop
+from agentx.settings import load_settings
+
+
+def _settings(workspace: Path, iterations: int = 2):
+    return load_settings(world="tiny", iterations=iterations, seed=3, workspace=workspace)
+
+
+def test_loop_runs_learns_and_is_reproducible(tmp_path: Path) -> None:
+    first = run_loop(_settings(tmp_path / "a"))
+    assert len(first.experiments) == 2
+    assert first.funnel["ideas"] >= first.funnel["admitted"] >= first.funnel["implemented"]
+    assert {e.id for e in first.experiments} == {e.id for e in first.experiments}
+    settings = _settings(tmp_path / "a")
+    store = open_store(settings.workspace, settings.memory, settings.embeddings)
+    assert store.count() == 2  # one knowledge card per experiment
+    second = run_loop(_settings(tmp_path / "b"))
+    assert first.model_dump() == second.model_dump()
+
+
+def test_killed_run_resumes_without_loss_or_duplicates(tmp_path: Path) -> None:
+    workspace = tmp_path / "ws"
+    command = [sys.executable, "-m", "agentx.cli.app", "run", "--world", "tiny",
+               "--iterations", "3", "--seed", "3", "--workspace", str(workspace)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                               text=True, start_new_session=True)
+    deadline = time.monotonic() + 300
+    assert process.stdout is not None
+    for line in process.stdout:
+        if line.startswith("#1 ") or time.monotonic() > deadline:
+            break
+    time.sleep(1.0)  # let it get into the second experiment
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    summary = run_loop(_settings(workspace, iterations=3), resume=True)
+    ids = [e.id for e in summary.experiments]
+    assert len(ids) == 3 and len(set(ids)) == 3
+    settings = _settings(workspace, iterations=3)
+    store = open_store(settings.workspace, settings.memory, settings.embeddings)
+    assert store.count() == 3
