@@ -43,10 +43,15 @@ def logging_policy_slates(
     """Slates of the logging policy for every user on ``day`` (Gumbel top-k sampling)."""
     n_u, k = population.n_users, world.slate_size
     released = population.item_release_day <= day
-    scores = np.where(released, population.item_appeal / world.logging_temperature, -np.inf)
-    gumbel = rng.gumbel(size=(n_u, population.n_items)).astype(np.float32)
+    # Weighted sampling without replacement (Efraimidis-Spirakis): the k largest keys
+    # log(u) / w. Exploring users weigh every released item equally.
+    weight = np.exp(population.item_appeal / world.logging_temperature).astype(np.float32)
+    inv_weight = np.where(released, 1.0 / weight, np.inf).astype(np.float32)
     explore = rng.random(n_u) < world.logging_epsilon
-    noisy = np.where(explore[:, None], np.where(released, 0.0, -np.inf), scores) + gumbel
+    inv = np.where(explore[:, None], np.where(released, 1.0, np.inf).astype(np.float32), inv_weight)
+    uniform = 1.0 - rng.random((n_u, population.n_items), dtype=np.float32)  # in (0, 1]
+    with np.errstate(invalid="ignore"):
+        noisy = np.where(np.isinf(inv), -np.inf, np.log(uniform) * inv)
     top = np.argpartition(-noisy, k, axis=1)[:, :k]
     order = np.argsort(-np.take_along_axis(noisy, top, axis=1), axis=1)
     return np.take_along_axis(top, order, axis=1).astype(np.int64)
