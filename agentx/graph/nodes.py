@@ -14,6 +14,8 @@ from langchain_core.runnables import RunnableConfig
 from agentx.agents.brainstorm.agent import propose_batch
 from agentx.agents.brainstorm.evidence import EvidenceBundle
 from agentx.agents.brainstorm.intake import parse_goal
+from agentx.agents.brainstorm.llm import goal_from_draft, llm_goal, llm_ideas
+from agentx.agents.brainstorm.policy import combo_key
 from agentx.agents.evaluation.rollout import run_stage
 from agentx.agents.evaluation.verdict import decide, make_card, status_of
 from agentx.graph.resources import Resources
@@ -66,7 +68,21 @@ class Nodes:
         text = state.get("goal_text") or settings.goal
         metrics = [m.name for m in self.r.target.describe().metrics]
         guardrails = [g.metric for g in settings.guardrails if g.tier != "observe"]
-        goal = parse_goal(text, metrics, guardrails)
+        notes: list[TraceEvent] = []
+        goal = None
+        if self.r.llm is not None:
+            levers = sorted({t.lever for t in self.r.catalog.values()})
+            result = llm_goal(self.r.llm, text, metrics, levers, settings.llm.model_dump())
+            if result.ok and result.value is not None:
+                goal = goal_from_draft(text, result.value, metrics)
+            if goal is None:
+                why = result.error or f"unknown objective {result.value and result.value.objective}"
+                notes.append(_event(INTAKE, f"model intake unusable ({why}); parsed offline"))
+        if goal is None:
+            goal = parse_goal(text, metrics, guardrails)
+        for metric in guardrails:
+            if metric not in goal.guardrails and metric != goal.objective:
+                goal.guardrails.append(metric)
         run_id = str(config.get("configurable", {}).get("thread_id", "run"))
         return {
             "goal": goal,
@@ -97,15 +113,34 @@ class Nodes:
             similar=similar,
         )
         rng = np.random.default_rng([r.settings.seed, state.get("iteration", 0), 17])
+        harness = r.harness["brainstorm"]
+        drafts, notes = None, []
+        if r.llm is not None:
+            batch_size = int(harness["policy"]["batch_size"])
+            llm_settings = r.settings.llm.model_dump()
+            result = llm_ideas(
+                r.llm, goal, bundle, state.get("avoid", {}), batch_size, llm_settings
+            )
+            if result.ok and result.value is not None:
+                drafts = result.value.ideas
+            else:
+                message = f"model ideas unusable ({result.error}); offline policy used"
+                notes.append(_event(BRAINSTORM, message))
         batch, avoid = propose_batch(
             goal,
             bundle,
             r.target.repo_path,
             r.world_name,
-            r.harness["brainstorm"],
+            harness,
             rng,
             extra_avoid=state.get("avoid"),
+            drafts=drafts,
         )
+        if drafts is not None and not any(p.admitted for p in batch):
+            notes.append(_event(BRAINSTORM, "no model idea was admissible; offline policy used"))
+            batch, avoid = propose_batch(
+                goal, bundle, r.target.repo_path, r.world_name, harness, rng, extra_avoid=avoid
+            )
         admitted = [p for p in batch if p.admitted]
         new_ideas = [p.id for p in batch if p.id not in set(state.get("ideas", []))]
         update: dict[str, Any] = {
@@ -125,16 +160,17 @@ class Nodes:
         }
         if not admitted:
             update.update(current=None, exhausted=True)
-            update["trace"] = [_event(BRAINSTORM, "no admissible proposal left")]
+            update["trace"] = [*notes, _event(BRAINSTORM, "no admissible proposal left")]
             return update
         best = admitted[0]
         update.update(current=best, exhausted=False)
         update["trace"] = [
+            *notes,
             _event(
                 BRAINSTORM,
                 f"proposal {best.technique} {best.params} score {best.score:.2f}",
                 data={"batch": [p.technique for p in batch]},
-            )
+            ),
         ]
         return update
 
@@ -181,6 +217,8 @@ class Nodes:
         )
         update: dict[str, Any] = {"repairs": state.get("repairs", 0) + 1}
         if repaired is not None:
+            failed = combo_key(state["current"].technique, state["current"].params)
+            update["avoid"] = {**state.get("avoid", {}), failed: f"failed {last.root_cause}"}
             update["current"] = repaired
             message = f"repair: parameters {state['current'].params} -> {repaired.params}"
         else:

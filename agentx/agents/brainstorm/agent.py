@@ -8,8 +8,9 @@ from typing import Any
 import numpy as np
 
 from agentx.agents.brainstorm.evidence import EvidenceBundle, cite
+from agentx.agents.brainstorm.llm import IdeaDraft, validate_draft
 from agentx.agents.brainstorm.policy import belief_for, choose_params, combo_key, thompson_draw
-from agentx.models import Goal, Maturity, Proposal, stable_id
+from agentx.models import Evidence, Goal, Maturity, Proposal, stable_id
 from agentx.research.catalog import CatalogError, Technique
 from agentx.workspace.edits import EditError, apply_edits
 
@@ -56,28 +57,50 @@ def propose_batch(
     harness: dict[str, Any],
     rng: np.random.Generator,
     extra_avoid: dict[str, str] | None = None,
+    drafts: list[IdeaDraft] | None = None,
 ) -> tuple[list[Proposal], dict[str, str]]:
-    """Score every catalog technique and return the ranked batch and the avoid set.
+    """Score candidates and return the ranked batch and the avoid set.
 
-    Proposals that fail admission are returned with ``admitted=False`` and the reasons,
-    so the funnel and the avoid set can show them.
+    Offline, every catalog technique is a candidate (with untested parameters chosen by
+    the policy). With ``drafts`` from a model, only the drafts are candidates, each
+    checked against the catalog first. Proposals that fail admission are returned with
+    ``admitted=False`` and the reasons, so the funnel and the avoid set can show them.
     """
     policy, weights = harness["policy"], harness["score_weights"]
     avoid = {**avoid_set(goal, bundle, world), **(extra_avoid or {})}
     tested = set(avoid)
     kept = [c for c in bundle.cards if c.decision == "KEEP" and c.world == world]
+    candidates: list[tuple[Technique, dict[str, Any], IdeaDraft | None]] = []
+    if drafts is None:
+        for technique in bundle.catalog.values():
+            params = choose_params(technique, tested, kept)
+            if params is not None:
+                candidates.append((technique, params, None))
+    else:
+        for draft in drafts:
+            params, reason = validate_draft(draft, bundle)
+            if params is None:
+                avoid[f"{draft.technique}:{sorted(draft.params.items())}"] = reason
+                continue
+            if combo_key(draft.technique, params) in tested:
+                continue
+            candidates.append((bundle.catalog[draft.technique], params, draft))
     scored: list[Proposal] = []
-    for technique in bundle.catalog.values():
+    for technique, params, draft in candidates:
         if f"{technique.id}:*" in avoid:
             continue
         if goal.scope and technique.lever not in goal.scope and technique.id not in goal.scope:
             continue
-        params = choose_params(technique, tested, kept)
-        if params is None:
-            continue
         belief = belief_for(technique, bundle.cards, world, policy)
         draw = thompson_draw(belief, rng)
         evidence = cite(technique, bundle, world)
+        if draft is not None:
+            known = {e.ref for e in evidence}
+            evidence += [
+                Evidence(source="memory", ref=ref, summary="cited by the model")
+                for ref in draft.evidence
+                if ref not in known and any(card.id == ref for card in bundle.cards)
+            ]
         moved = technique.metrics_moved.get(goal.objective, "?")
         sign = 1.0 if goal.direction == "increase" else -1.0
         proposal = Proposal(
@@ -85,7 +108,9 @@ def propose_batch(
             technique=technique.id,
             lever=technique.lever,
             params=params,
-            hypothesis=(
+            hypothesis=draft.hypothesis
+            if draft is not None
+            else (
                 f"{technique.name} ({_fmt(params)}) changes {goal.objective} by about "
                 f"{belief.mean:+.1%}: {technique.summary}"
             ),
@@ -106,7 +131,7 @@ def propose_batch(
                 "then canary -> ramp -> full with SRM and guardrail checks"
             ),
             evidence=evidence,
-            maturity=technique.maturity,
+            maturity=draft.maturity if draft is not None else technique.maturity,
         )
         filled = [
             proposal.hypothesis,

@@ -1,0 +1,242 @@
+"""Brainstorm Agent: intake, evidence-grounded ranking, memory that compounds, LLM mode."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+from langchain_core.language_models.fake_chat_models import FakeMessagesListChatModel
+from langchain_core.messages import AIMessage
+
+from agentx.agents.brainstorm.agent import propose_batch
+from agentx.agents.brainstorm.evidence import EvidenceBundle
+from agentx.agents.brainstorm.intake import GoalError, parse_goal
+from agentx.agents.brainstorm.llm import goal_from_draft, llm_goal, llm_ideas
+from agentx.agents.brainstorm.policy import combo_key
+from agentx.harness import load_harness
+from agentx.models import KnowledgeCard, stable_id
+from agentx.research.catalog import load_catalog
+from agentx.sandbox.target import SandboxTarget
+
+METRICS = [
+    "watch_time",
+    "clicks",
+    "active_days",
+    "errors",
+    "ctr",
+    "diversity",
+    "latency_ms",
+    "tail_share",
+    "coverage",
+]
+
+
+def test_goal_intake_offline() -> None:
+    goal = parse_goal(
+        "Raise watch time without hurting return visits or latency", METRICS, ["errors"]
+    )
+    assert goal.objective == "watch_time" and goal.direction == "increase"
+    assert goal.guardrails[:2] == ["active_days", "latency_ms"] and "errors" in goal.guardrails
+    lower = parse_goal("Reduce latency, do not touch ranker features.", METRICS, [])
+    assert lower.objective == "latency_ms" and lower.direction == "decrease"
+    assert lower.forbidden == ["ranker features"]
+
+
+def test_unknown_metric_lists_the_known_ones() -> None:
+    with pytest.raises(GoalError, match="known metrics: watch_time"):
+        parse_goal("increase revenue", METRICS, [])
+
+
+@pytest.fixture(scope="module")
+def bundle(tiny_target: SandboxTarget) -> EvidenceBundle:
+    return EvidenceBundle(
+        system=tiny_target.describe(), data=tiny_target.analyse_data(), catalog=load_catalog()
+    )
+
+
+def _goal():
+    return parse_goal("raise watch time without hurting return visits", METRICS, [])
+
+
+def _card(
+    technique: str,
+    params: dict,
+    decision: str,
+    effect: float,
+    cause: str | None = None,
+    world: str = "tiny",
+) -> KnowledgeCard:
+    return KnowledgeCard(
+        id=stable_id(technique, params, decision, world),
+        kind="playbook" if decision == "KEEP" else "counterexample",
+        title=f"{technique} {decision}",
+        text=f"{technique} {decision}",
+        technique=technique,
+        lever="x",
+        params=params,
+        objective="watch_time",
+        world=world,
+        decision=decision,
+        effect=effect,
+        root_cause=cause,
+    )
+
+
+def _top_choices(bundle, tiny_target, cards, seeds=range(30)) -> Counter:
+    harness = load_harness("brainstorm")
+    filled = EvidenceBundle(
+        system=bundle.system, data=bundle.data, catalog=bundle.catalog, cards=cards
+    )
+    tops: Counter = Counter()
+    for seed in seeds:
+        batch, _ = propose_batch(
+            _goal(), filled, tiny_target.repo_path, "tiny", harness, np.random.default_rng(seed)
+        )
+        admitted = [p for p in batch if p.admitted]
+        tops[admitted[0].technique] += 1
+    return tops
+
+
+def test_proposals_are_complete_ranked_and_cite_evidence(bundle, tiny_target) -> None:
+    batch, _ = propose_batch(
+        _goal(),
+        bundle,
+        tiny_target.repo_path,
+        "tiny",
+        load_harness("brainstorm"),
+        np.random.default_rng(0),
+    )
+    assert batch and all(p.admitted for p in batch)
+    assert [p.score for p in batch] == sorted((p.score for p in batch), reverse=True)
+    for proposal in batch:
+        sources = {e.source for e in proposal.evidence}
+        assert {"research", "system"} <= sources
+        assert proposal.hypothesis and proposal.validation_plan and proposal.guardrails
+        assert set(proposal.score_breakdown) == {
+            "objective",
+            "business",
+            "feasibility",
+            "handoff",
+            "evidence",
+            "risk",
+        }
+
+
+def test_memory_steers_towards_wins_and_away_from_failures(bundle, tiny_target) -> None:
+    catalog = bundle.catalog
+    winner, loser = "exploration_slots", "candidate_pool_size"
+    default_loser = catalog[loser].default_params()
+    cards = [
+        _card(winner, {"slots": 1}, "KEEP", 0.06),
+        _card(winner, {"slots": 2}, "KEEP", 0.05),
+        _card(loser, default_loser, "DISCARD", -0.08, "guardrail_harm"),
+    ]
+    empty = _top_choices(bundle, tiny_target, [])
+    filled = _top_choices(bundle, tiny_target, cards)
+    assert filled[winner] > empty[winner]
+    assert filled[loser] <= empty[loser]
+    # A tested combination is never proposed again in the same world.
+    harness = load_harness("brainstorm")
+    with_memory = EvidenceBundle(
+        system=bundle.system, data=bundle.data, catalog=catalog, cards=cards
+    )
+    for seed in range(10):
+        batch, avoid = propose_batch(
+            _goal(),
+            with_memory,
+            tiny_target.repo_path,
+            "tiny",
+            harness,
+            np.random.default_rng(seed),
+        )
+        keys = {combo_key(p.technique, p.params) for p in batch}
+        assert combo_key(loser, default_loser) not in keys
+        assert combo_key(loser, default_loser) in avoid
+
+
+def test_cards_from_another_world_count_less(bundle, tiny_target) -> None:
+    other = [_card("exploration_slots", {"slots": 1}, "KEEP", 0.08, world="niche")]
+    same = [_card("exploration_slots", {"slots": 1}, "KEEP", 0.08)]
+    assert (
+        _top_choices(bundle, tiny_target, same)["exploration_slots"]
+        >= _top_choices(bundle, tiny_target, other)["exploration_slots"]
+    )
+
+
+def _reply(payload: object) -> AIMessage:
+    return AIMessage(content=json.dumps(payload))
+
+
+def test_llm_ideas_malformed_then_valid(bundle) -> None:
+    valid = {
+        "ideas": [
+            {
+                "technique": "exploration_slots",
+                "params": {"slots": 2},
+                "hypothesis": "Exploration reduces repetition and lifts watch time.",
+                "expected_effect": 0.03,
+                "maturity": "ready",
+            }
+        ]
+    }
+    model = FakeMessagesListChatModel(
+        responses=[
+            AIMessage(content="not json {"),
+            _reply({"ideas": [{"technique": 3}]}),
+            _reply(valid),
+        ]
+    )
+    result = llm_ideas(model, _goal(), bundle, {}, 4, {"max_retries": 2})
+    assert result.ok and result.attempts == 3
+    assert result.value.ideas[0].params == {"slots": 2}
+
+
+def test_llm_drafts_are_checked_against_the_catalog(bundle, tiny_target) -> None:
+    from agentx.agents.brainstorm.llm import IdeaDraft
+
+    drafts = [
+        IdeaDraft(
+            technique="quantum_ranker",
+            hypothesis="Made-up mechanism that cannot exist.",
+            expected_effect=0.5,
+        ),
+        IdeaDraft(
+            technique="exploration_slots",
+            params={"slots": 99},
+            hypothesis="Parameter outside the catalog's values.",
+            expected_effect=0.1,
+        ),
+        IdeaDraft(
+            technique="exploration_slots",
+            params={"slots": 2},
+            hypothesis="Two exploration slots reduce fatigue.",
+            expected_effect=0.02,
+        ),
+    ]
+    batch, avoid = propose_batch(
+        _goal(),
+        bundle,
+        tiny_target.repo_path,
+        "tiny",
+        load_harness("brainstorm"),
+        np.random.default_rng(0),
+        drafts=drafts,
+    )
+    assert [(p.technique, p.params) for p in batch] == [("exploration_slots", {"slots": 2})]
+    assert batch[0].hypothesis == "Two exploration slots reduce fatigue."
+    assert any("unknown technique" in reason for reason in avoid.values())
+    assert any("not one of" in reason for reason in avoid.values())
+
+
+def test_llm_goal_with_unknown_metric_is_rejected() -> None:
+    model = FakeMessagesListChatModel(responses=[_reply({"objective": "revenue"})])
+    result = llm_goal(model, "raise revenue", METRICS, ["exploration"], {"max_retries": 0})
+    assert result.ok and goal_from_draft("raise revenue", result.value, METRICS) is None
+    model = FakeMessagesListChatModel(
+        responses=[_reply({"objective": "watch_time", "guardrails": ["active_days", "nps"]})]
+    )
+    result = llm_goal(model, "more watch time", METRICS, [], {"max_retries": 0})
+    goal = goal_from_draft("more watch time", result.value, METRICS)
+    assert goal.objective == "watch_time" and goal.guardrails == ["active_days"]
