@@ -126,7 +126,6 @@ class Settings(BaseSettings):
     max_repair_attempts: int = Field(3, ge=0, le=10)
     alpha: float = Field(0.05, gt=0.0, lt=0.5, description="Significance level of A/B tests.")
     autonomous: bool = Field(True, description="Skip human gates (moderate breaches veto).")
-    evolve_every: int = Field(0, ge=0, description="Run harness evolution every K experiments.")
     checkpointer: Literal["sqlite", "memory", "none"] = "sqlite"
     llm: LLMSettings = Field(default_factory=LLMSettings)
     embeddings: EmbeddingSettings = Field(default_factory=EmbeddingSettings)

@@ -16,6 +16,7 @@ from agentx.graph.nodes import (
     ABANDON,
     BRAINSTORM,
     DEVELOP,
+    GATE,
     INTAKE,
     LAUNCH,
     LEARN,
@@ -32,9 +33,14 @@ from agentx.models import FailureKind
 from agentx.settings import Settings, load_settings
 
 
-def after_brainstorm(state: LoopState) -> Literal["develop", "__end__"]:
+def after_brainstorm(state: LoopState) -> Literal["admission_gate", "__end__"]:
     """Stop when no admissible proposal is left."""
-    return END if state.get("exhausted") else DEVELOP
+    return END if state.get("exhausted") else GATE
+
+
+def after_gate(state: LoopState) -> Literal["develop", "brainstorm"]:
+    """A deferred or rejected proposal sends the loop back for another one."""
+    return DEVELOP if state.get("current") is not None else BRAINSTORM
 
 
 def make_after_verify(resources: Resources):
@@ -87,6 +93,7 @@ def build_builder(resources: Resources) -> StateGraph:
     graph = StateGraph(LoopState, input_schema=LoopInput, output_schema=LoopOutput)
     graph.add_node(INTAKE, nodes.intake)
     graph.add_node(BRAINSTORM, nodes.brainstorm)
+    graph.add_node(GATE, nodes.admission_gate)
     graph.add_node(DEVELOP, nodes.develop)
     graph.add_node(VERIFY, nodes.verify)
     graph.add_node(REPAIR, nodes.repair)
@@ -99,6 +106,7 @@ def build_builder(resources: Resources) -> StateGraph:
     graph.add_edge(START, INTAKE)
     graph.add_edge(INTAKE, BRAINSTORM)
     graph.add_conditional_edges(BRAINSTORM, after_brainstorm)
+    graph.add_conditional_edges(GATE, after_gate)
     graph.add_edge(DEVELOP, VERIFY)
     graph.add_conditional_edges(VERIFY, make_after_verify(resources))
     graph.add_edge(REPAIR, DEVELOP)

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 from langchain_core.runnables import RunnableConfig
+from langgraph.types import interrupt
 
 from agentx.agents.brainstorm.agent import propose_batch
 from agentx.agents.brainstorm.evidence import EvidenceBundle
@@ -33,6 +34,7 @@ from agentx.workspace import git
 
 INTAKE = "intake"
 BRAINSTORM = "brainstorm"
+GATE = "admission_gate"
 DEVELOP = "develop"
 VERIFY = "verify"
 REPAIR = "repair"
@@ -173,6 +175,47 @@ class Nodes:
             ),
         ]
         return update
+
+    def admission_gate(self, state: LoopState) -> dict[str, Any]:
+        """Optional human gate: approve, revise, defer or reject the chosen proposal.
+
+        Skipped in autonomous mode. Otherwise the run pauses with a LangGraph interrupt
+        whose payload is the proposal; resume with ``{"action": "approve"}``,
+        ``{"action": "revise", "params": {...}}``, ``{"action": "defer"}`` or
+        ``{"action": "reject", "reason": "..."}``.
+        """
+        if self.r.settings.autonomous:
+            return {}
+        proposal = state["current"]
+        answer = interrupt(
+            {
+                "gate": "proposal_admission",
+                "proposal": proposal.model_dump(mode="json"),
+                "choices": ["approve", "revise", "defer", "reject"],
+            }
+        )
+        answer = answer if isinstance(answer, dict) else {"action": str(answer)}
+        action = str(answer.get("action", "reject")).lower()
+        key = combo_key(proposal.technique, proposal.params)
+        if action == "approve":
+            return {"trace": [_event(GATE, "approved by reviewer", state)]}
+        if action == "revise":
+            technique = self.r.catalog.get(proposal.technique)
+            params = {**proposal.params, **dict(answer.get("params") or {})}
+            allowed = {p.name: p.values for p in technique.params} if technique else {}
+            if technique and all(params.get(n) in v for n, v in allowed.items()):
+                revised = proposal.model_copy(update={"params": params})
+                return {
+                    "current": revised,
+                    "trace": [_event(GATE, f"revised by reviewer to {params}", state)],
+                }
+            action, answer = "reject", {"reason": f"revision {params} is not in the catalog"}
+        reason = str(answer.get("reason") or f"{action}ed by reviewer")
+        return {
+            "current": None,
+            "avoid": {**state.get("avoid", {}), key: reason},
+            "trace": [_event(GATE, f"{action}: {reason}", state)],
+        }
 
     # ------------------------------------------------------------------ develop
     def develop(self, state: LoopState) -> dict[str, Any]:
