@@ -78,8 +78,9 @@ def test_levers_have_real_trade_offs(tiny_target: SandboxTarget, tmp_path: Path)
     pool = _variant(tiny_target, tmp_path / "a", r"^mf_pool\s*=\s*\d+", "mf_pool = 200")
     truth_pool = tiny_target.ground_truth(pool)
     assert truth_pool.relative["latency_ms"] > 0.5
-    explore = _variant(tiny_target, tmp_path / "b", r"^exploration_slots\s*=\s*\d+",
-                       "exploration_slots = 2")
+    explore = _variant(
+        tiny_target, tmp_path / "b", r"^exploration_slots\s*=\s*\d+", "exploration_slots = 2"
+    )
     truth_explore = tiny_target.ground_truth(explore)
     assert truth_explore.relative["tail_share"] > 0.0
     assert truth_explore.relative["watch_time"] > 0.0

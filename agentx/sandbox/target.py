@@ -257,8 +257,15 @@ class SandboxTarget:
         return run_confined(args, cwd=workdir, timeout_s=timeout_s, allow_write=[out.parent])
 
     def verify(self, workdir: Path, timeout_s: float = 300.0) -> WorkspaceCheck:
-        """The repository's own unit tests and a dry run of train + serve on a sample."""
-        checks: list[CheckResult] = []
+        """Grounding first, then the repository's own unit tests and a dry run.
+
+        A configuration that names a feature, loss or weighting the code does not define
+        is caught before any of its code runs.
+        """
+        grounding = grounding_check(workdir)
+        if not grounding.passed:
+            return WorkspaceCheck(checks=[grounding])
+        checks: list[CheckResult] = [grounding]
         tests = run_confined(
             ["-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "tests"],
             cwd=workdir,
@@ -269,11 +276,14 @@ class SandboxTarget:
                 dimension="unit_tests",
                 passed=tests.ok,
                 detail=_summary_line(tests) if tests.ok else tests.tail(),
-                transient=tests.timed_out,
-                data={"seconds": round(tests.duration_s, 2)},
+                transient=tests.transient,
+                data={
+                    "seconds": round(tests.duration_s, 2),
+                    "outcome": tests.outcome.value,
+                    "violation": tests.violation or "",
+                },
             )
         )
-        checks.append(grounding_check(workdir))
         out = self.root / "scratch" / f"dry-{content_hash(workdir)}.npz"
         dry = self._run_arm(
             workdir,
@@ -292,8 +302,12 @@ class SandboxTarget:
                 dimension="dry_run",
                 passed=dry.ok and detail.startswith("train"),
                 detail=detail,
-                transient=dry.timed_out and dry.violation is None,
-                data={"seconds": round(dry.duration_s, 2), "violation": dry.violation or ""},
+                transient=dry.transient,
+                data={
+                    "seconds": round(dry.duration_s, 2),
+                    "outcome": dry.outcome.value,
+                    "violation": dry.violation or "",
+                },
             )
         )
         out.unlink(missing_ok=True)
@@ -310,13 +324,15 @@ class SandboxTarget:
             else None
         )
 
-    def evaluate_offline(self, workdir: Path) -> OfflineMetrics:
+    def evaluate_offline(self, workdir: Path, timeout_s: float = 600.0) -> OfflineMetrics:
         """NDCG/Recall@K on the hold-out days, training on the days before."""
         params, world = self.world_params, self.world
         cutoff = params.log_days - HOLDOUT_DAYS
         users = min(OFFLINE_USERS, world.population.n_users)
         out = self.root / "scratch" / f"offline-{content_hash(workdir)}.npz"
-        result = self._run_arm(workdir, self.root / "data" / "train", out, cutoff, 1, users=users)
+        result = self._run_arm(
+            workdir, self.root / "data" / "train", out, cutoff, 1, users=users, timeout_s=timeout_s
+        )
         if not result.ok:
             raise TargetError(f"offline evaluation failed: {result.violation or result.tail(8)}")
         with np.load(out) as data:
@@ -379,7 +395,7 @@ class SandboxTarget:
             )
             if not result.ok:
                 tmp.unlink(missing_ok=True)
-                reason = result.violation or ("timed out" if result.timed_out else result.tail(8))
+                reason = result.describe()
                 return ArmHandle(
                     name=name, workdir=str(workdir), artefact="", ok=False, error=reason
                 )

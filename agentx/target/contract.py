@@ -50,7 +50,7 @@ class Target(Protocol):
         """Run the target's own tests and a dry run of train + serve in ``workdir``."""
         ...
 
-    def evaluate_offline(self, workdir: Path) -> OfflineMetrics:
+    def evaluate_offline(self, workdir: Path, timeout_s: float = 600.0) -> OfflineMetrics:
         """Offline ranking metrics of ``workdir`` on held-out logs."""
         ...
 
@@ -63,11 +63,13 @@ class Target(Protocol):
         control: ArmHandle,
         treatment: ArmHandle,
         assignment: np.ndarray,
-        start_day: int,
         days: int,
         seed: int,
     ) -> OnlineReadout:
-        """Run traffic: ``assignment[u]`` is 0 (control), 1 (treatment) or -1 (not enrolled)."""
+        """Run ``days`` of traffic after a pre-period (whose values serve as covariates).
+
+        ``assignment[u]`` is 0 (control), 1 (treatment) or -1 (not enrolled).
+        """
         ...
 
     def rollback(self, arm: ArmHandle) -> None:

@@ -1,7 +1,9 @@
 """Git operations on a target repository through the git CLI.
 
-Each experiment works in its own worktree and branch; the baseline branch is only
-changed by :func:`merge_branch` when an experiment is kept.
+Each experiment works in its own worktree and branches; the baseline branch is only
+changed by :func:`merge_branch` when an experiment is kept. Diffs never detect renames,
+so every path a change touches (old and new) shows up in the file list that the scope
+and protected-path checks read.
 """
 
 from __future__ import annotations
@@ -59,8 +61,11 @@ class Worktree:
     base: str
 
 
-def add_worktree(repo: Path, path: Path, branch: str, base: str = "main") -> Worktree:
-    """Create ``branch`` from ``base`` checked out at ``path`` (replacing leftovers)."""
+def add_worktree(repo: Path, path: Path, branch: str, base: str = "HEAD") -> Worktree:
+    """Create ``branch`` from ``base`` checked out at ``path`` (replacing leftovers).
+
+    ``base`` defaults to the repository's checked-out baseline, whatever its branch name.
+    """
     remove_worktree(repo, path, branch)
     path.parent.mkdir(parents=True, exist_ok=True)
     git(repo, "worktree", "add", "-q", "-b", branch, str(path), base)
@@ -78,6 +83,39 @@ def remove_worktree(repo: Path, path: Path, branch: str | None = None) -> None:
         git(repo, "branch", "-q", "-D", branch, check=False)
 
 
+def branches(repo: Path, pattern: str) -> list[str]:
+    """Local branches matching the glob ``pattern`` (e.g. ``exp/abc-a*``)."""
+    out = git(repo, "branch", "--list", "--format=%(refname:short)", pattern, check=False)
+    return [line.strip() for line in out.splitlines() if line.strip()]
+
+
+def delete_branches(repo: Path, pattern: str) -> list[str]:
+    """Delete every local branch matching ``pattern``; return their names."""
+    names = branches(repo, pattern)
+    for name in names:
+        git(repo, "branch", "-q", "-D", name, check=False)
+    return names
+
+
+def worktree_paths(repo: Path) -> list[Path]:
+    """Paths of every worktree git knows for ``repo`` (the main checkout first)."""
+    out = git(repo, "worktree", "list", "--porcelain")
+    return [Path(line[9:]) for line in out.splitlines() if line.startswith("worktree ")]
+
+
+def restore_clean(worktree: Path) -> list[str]:
+    """Put ``worktree`` back at its last commit; return the stray paths removed or reset.
+
+    Running code in a worktree may leave files behind; removing them keeps what is
+    launched and merged identical to what was committed and verified.
+    """
+    stray = [line[3:] for line in git(worktree, "status", "--porcelain", "--ignored").splitlines()]
+    if stray:
+        git(worktree, "reset", "-q", "--hard", "HEAD")
+        git(worktree, "clean", "-q", "-f", "-d", "-x")
+    return stray
+
+
 def commit_all(worktree: Path, message: str) -> str | None:
     """Commit every change in ``worktree``; None when there was nothing to commit."""
     git(worktree, "add", "-A")
@@ -87,16 +125,27 @@ def commit_all(worktree: Path, message: str) -> str | None:
     return head(worktree)
 
 
+def commit_empty(worktree: Path, message: str) -> str:
+    """Record an event (e.g. an unchanged retry) as an empty commit; return its id."""
+    git(worktree, "commit", "-q", "--allow-empty", "-m", message)
+    return head(worktree)
+
+
+def subjects(repo: Path, base: str, ref: str) -> list[str]:
+    """Subject lines of the commits in ``ref`` that are not in ``base``, newest first."""
+    return git(repo, "log", "--format=%s", f"{base}..{ref}").splitlines()
+
+
 def diff(worktree: Path, base: str) -> str:
     """Unified diff of the worktree (committed and not) against ``base``."""
     git(worktree, "add", "-A")
-    return git(worktree, "diff", "--cached", base)
+    return git(worktree, "diff", "--cached", "--no-renames", base)
 
 
 def diff_stats(worktree: Path, base: str) -> tuple[list[str], int]:
     """Files touched and lines added+removed against ``base``."""
     git(worktree, "add", "-A")
-    out = git(worktree, "diff", "--cached", "--numstat", base)
+    out = git(worktree, "diff", "--cached", "--numstat", "--no-renames", base)
     files, lines = [], 0
     for row in out.splitlines():
         added, removed, name = row.split("\t", 2)

@@ -1,14 +1,27 @@
 """Turn a proposal into a verified change of the target repository.
 
-Each attempt works in its own git worktree and branch; the baseline is never edited in
-place. Offline, the change is the technique's code recipe rendered with the proposal's
-parameters; with an LLM, the model writes strict search/replace edits from grounded
-context (the files it will touch, the feature registry, the data schema, the note).
+Each attempt works on its own branch ``exp/<proposal>-a<attempt>`` checked out in the
+proposal's worktree; the baseline is never edited in place. Where an attempt starts:
+
+- the first attempt, and every offline attempt, starts from the baseline (offline, a
+  repair is the recipe rendered again with other parameters);
+- a retry after a *transient* failure starts from the failed attempt's commit and
+  changes nothing: the same code is verified again, once per experiment (the retry is
+  an empty commit, so a resumed run knows it happened);
+- an LLM repair after a *deterministic* failure starts from the failed attempt's commit:
+  the model sees the current files, the failing evidence and the diff so far, and
+  returns a targeted fix, not a rewrite.
+
+Branches and worktree depend only on the proposal id and the attempt number, so a
+resumed run that repeats a node recreates exactly the same state. ``Patch.diff`` is
+always the whole change against the baseline; :meth:`Developer.discard` removes the
+worktree and every attempt's branch.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +29,28 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
 from pydantic import BaseModel, Field
 
-from agentx.agents.developing.checks import rules_check, scope_check, summarise, syntax_check
+from agentx.agents.developing.checks import is_blocking, scope_check, summarise, syntax_check
+from agentx.agents.developing.classify import classify, safety_check
+from agentx.agents.developing.context import (
+    config_keys,
+    file_blocks,
+    relevant_files,
+    repo_map,
+    unmet_preconditions,
+)
+from agentx.agents.developing.feedback import evidence, render_feedback
+from agentx.agents.developing.rules import rules_check
 from agentx.harness import load_prompt
 from agentx.llm.structured import invoke_structured
-from agentx.models import CheckResult, Edit, Patch, Proposal, Verification
+from agentx.models import CheckResult, Edit, FailureKind, Patch, Proposal, Verification
 from agentx.research.catalog import CatalogError, Technique
 from agentx.target.contract import Target, TargetError
-from agentx.target.models import OfflineMetrics
+from agentx.target.models import OfflineMetrics, SystemDescription
 from agentx.workspace import git
 from agentx.workspace.edits import EditError, apply_edits
+
+_REPAIRABLE_OFFLINE = {"latency", "offline_metrics", "diff_scope"}
+_RETRY = "retry unchanged after a transient failure"
 
 
 class EditPlan(BaseModel):
@@ -48,66 +74,149 @@ class Developer:
     ):
         self.target = target
         self.catalog = catalog
-        self.worktrees = worktrees
+        self.worktrees = Path(worktrees)
         self.harness = harness
         self.llm = llm
         self.llm_settings = llm_settings or {}
+        self.verify_timeout_s = float(harness.get("verify_timeout_s", 300.0))
+        self.import_timeout_s = float(harness.get("import_timeout_s", 60.0))
         self._baseline_offline: dict[str, OfflineMetrics] = {}
+        self._edits_by_branch: dict[str, list[Edit]] = {}
+
+    # ------------------------------------------------------------------ workspace
+    def worktree_for(self, proposal_id: str, attempt: int = 1) -> tuple[Path, str]:
+        """Path of a proposal's worktree and the branch of one of its attempts."""
+        return self.worktrees / proposal_id, f"exp/{proposal_id}-a{attempt}"
+
+    def _start(
+        self, proposal: Proposal, attempt: int, feedback: Verification | None
+    ) -> tuple[str, str]:
+        """Where an attempt starts (a ref) and how it is written: fresh, retry or repair."""
+        repo = self.target.repo_path
+        if attempt <= 1 or feedback is None or feedback.passed:
+            return "HEAD", "fresh"
+        _, previous = self.worktree_for(proposal.id, attempt - 1)
+        if not git.branches(repo, previous):
+            return "HEAD", "fresh"
+        retried = any(s.startswith(_RETRY) for s in git.subjects(repo, "HEAD", previous))
+        if feedback.failure_kind == FailureKind.TRANSIENT and not retried:
+            return previous, "retry"  # once; after that the router asks for a repair
+        if self.llm is None:
+            return "HEAD", "fresh"
+        return previous, "repair"
 
     # ------------------------------------------------------------------ implement
-    def worktree_for(self, proposal_id: str) -> tuple[Path, str]:
-        """Path and branch of an experiment's worktree."""
-        return self.worktrees / proposal_id, f"exp/{proposal_id}"
-
     def implement(
         self, proposal: Proposal, attempt: int, feedback: Verification | None = None
     ) -> tuple[Patch, CheckResult]:
-        """Create a fresh worktree and write the change; return it with the apply result."""
-        path, branch = self.worktree_for(proposal.id)
-        tree = git.add_worktree(self.target.repo_path, path, branch)
-        patch = Patch(proposal_id=proposal.id, attempt=attempt, branch=branch, worktree=str(path))
-        try:
-            edits = self._edits(proposal, path, feedback)
-            apply_edits(path, edits)
-        except (EditError, CatalogError, ValueError) as error:
-            return patch, CheckResult(dimension="apply", passed=False, detail=str(error))
-        patch.edits = edits
-        patch.files_touched, patch.lines_changed = git.diff_stats(path, tree.base)
-        patch.diff = git.diff(path, tree.base)
-        git.commit_all(path, f"{proposal.technique}: {json.dumps(proposal.params, sort_keys=True)}")
-        return patch, CheckResult(
-            dimension="apply", passed=True, detail=f"{len(edits)} edit(s) applied"
-        )
+        """Write attempt ``attempt`` of ``proposal``; return it with the apply result.
 
-    def _edits(self, proposal: Proposal, path: Path, feedback: Verification | None) -> list[Edit]:
+        A failed apply (an edit that does not match, a path outside the worktree, a
+        model without a usable plan, an unmet precondition) is returned as a failed
+        check, never raised, so it is verified and fed back like any other failure.
+        """
+        repo = self.target.repo_path
+        path, branch = self.worktree_for(proposal.id, attempt)
+        start, mode = self._start(proposal, attempt, feedback)
+        if mode == "fresh":
+            git.remove_worktree(repo, path)
+            git.delete_branches(repo, f"exp/{proposal.id}-a*")
+        baseline = git.head(repo)
+        git.add_worktree(repo, path, branch, base=start)
+        patch = Patch(proposal_id=proposal.id, attempt=attempt, branch=branch, worktree=str(path))
+        if mode == "retry":
+            _, previous = self.worktree_for(proposal.id, attempt - 1)
+            patch.edits = self._edits_by_branch.get(previous, [])
+            git.commit_empty(path, f"{_RETRY} (attempt {attempt - 1})")
+            check = CheckResult(
+                dimension="apply",
+                passed=True,
+                detail=f"retrying attempt {attempt - 1} unchanged after a transient failure",
+            )
+        else:
+            check = self._write(proposal, patch, path, feedback, baseline)
+        self._edits_by_branch[branch] = patch.edits
+        patch.files_touched, patch.lines_changed = git.diff_stats(path, baseline)
+        patch.diff = git.diff(path, baseline)
+        if check.passed and not patch.files_touched:
+            check = CheckResult(
+                dimension="apply",
+                passed=False,
+                detail="the change is empty: the repository is identical to the baseline",
+            )
+        return patch, check
+
+    def _write(
+        self,
+        proposal: Proposal,
+        patch: Patch,
+        path: Path,
+        feedback: Verification | None,
+        baseline: str,
+    ) -> CheckResult:
         technique = self.catalog.get(proposal.technique)
-        if self.llm is None:
-            if technique is None:
-                raise EditError(f"unknown technique {proposal.technique!r}")
-            return technique.render_recipe(proposal.params)
-        return self._llm_edits(proposal, technique, path, feedback)
+        system = self.target.describe()
+        try:
+            if self.llm is None:
+                if technique is None:
+                    raise EditError(f"unknown technique {proposal.technique!r}")
+                unmet = unmet_preconditions(technique, system)
+                if unmet:
+                    return CheckResult(
+                        dimension="grounding",
+                        passed=False,
+                        detail=f"{technique.id}: precondition not met: " + "; ".join(unmet),
+                    )
+                edits = technique.render_recipe(proposal.params)
+            else:
+                edits = self._llm_edits(
+                    proposal, technique, system, path, feedback, baseline, patch.attempt
+                )
+            patch.edits = edits
+            changed = apply_edits(path, edits)
+        except (EditError, CatalogError, OSError) as error:
+            return CheckResult(dimension="apply", passed=False, detail=str(error))
+        message = f"{proposal.technique} attempt {patch.attempt}: {json.dumps(proposal.params)}"
+        if git.commit_all(path, message) is None:
+            return CheckResult(
+                dimension="apply",
+                passed=False,
+                detail=f"the edits leave {', '.join(changed) or 'every file'} unchanged",
+            )
+        return CheckResult(
+            dimension="apply",
+            passed=True,
+            detail=f"{len(edits)} edit(s) applied to {', '.join(changed)}",
+        )
 
     def _llm_edits(
         self,
         proposal: Proposal,
         technique: Technique | None,
+        system: SystemDescription,
         path: Path,
         feedback: Verification | None,
+        baseline: str,
+        attempt: int,
     ) -> list[Edit]:
-        files = {
-            loc: (path / loc).read_text()
-            for loc in proposal.implementation_location
-            if (path / loc).is_file()
-        }
-        system = self.target.describe()
+        assert self.llm is not None
+        current_diff = git.diff(path, baseline)
+        changed, _ = git.diff_stats(path, baseline)
+        named = [*proposal.implementation_location, *(technique.locations if technique else [])]
+        failing = evidence(feedback) if feedback is not None else ""
+        unmet = unmet_preconditions(technique, system) if technique else []
         context = {
+            "attempt": attempt,
             "proposal": proposal.model_dump_json(indent=1),
-            "technique": technique.body if technique else "",
-            "files": "\n\n".join(f"### {name}\n```\n{text}\n```" for name, text in files.items()),
-            "features": ", ".join(system.features),
+            "technique": technique.body if technique else "(no note: a new technique)",
+            "unmet": "; ".join(unmet) or "none",
+            "repo_map": repo_map(system),
+            "config_keys": config_keys(system),
+            "features": ", ".join(system.features) or "(none registered)",
             "schema": json.dumps(system.data_fields),
-            "feedback": _feedback(feedback),
+            "files": file_blocks(path, relevant_files(path, named, changed, failing)),
         }
+        context["feedback"] = render_feedback(feedback, attempt, current_diff)
         prompt = load_prompt("developing", "implement").format(**context)
         result = invoke_structured(
             self.llm,
@@ -122,44 +231,105 @@ class Developer:
 
     # ------------------------------------------------------------------ verify
     def verify(self, patch: Patch, apply_check: CheckResult) -> Verification:
-        """All verification dimensions of a patch, each reported."""
+        """All verification dimensions of a patch, each reported.
+
+        Order: apply → parse + static rules → import (runs code) → the target's checks
+        (grounding, unit tests, dry run) → offline metrics and latency against the
+        baseline; the diff scope is always reported. A stage runs only when every
+        earlier blocking check passed; dimensions that did not run are recorded as
+        skipped. Everything that ran code feeds the ``safety`` dimension.
+        """
         if not apply_check.passed:
             return summarise([apply_check])
         root = Path(patch.worktree)
         system = self.target.describe()
-        checks = [apply_check, syntax_check(root, patch.files_touched)]
-        checks.append(rules_check(root, patch.diff, patch.files_touched, system.protected_paths))
-        if not all(c.passed for c in checks):
-            return summarise(checks + [scope_check(patch.files_touched, patch.lines_changed)])
-        checks.extend(self.target.verify(root).checks)
-        if all(c.passed or c.severity == "minor" for c in checks):
-            checks.extend(self._offline_checks(root, system.latency_budget_ms))
-        checks.append(scope_check(patch.files_touched, patch.lines_changed))
-        return summarise(checks)
+        scope = scope_check(patch.files_touched, patch.lines_changed)
+        checks = [
+            apply_check,
+            syntax_check(root, patch.files_touched, import_timeout_s=None),
+            rules_check(root, patch.diff, patch.files_touched, system.protected_paths),
+        ]
+        if _clear(checks):
+            checks[1] = syntax_check(root, patch.files_touched, self.import_timeout_s)
+            if _clear(checks):
+                checks.extend(self._target_checks(root))
+            if _clear(checks):
+                checks.extend(self._offline_checks(root, system.latency_budget_ms))
+            checks = [classify(check) for check in checks]
+            checks.append(safety_check(checks))
+        stray = git.restore_clean(root)
+        if stray:
+            note = f"; removed {len(stray)} file(s) the run left in the worktree"
+            scope = scope.model_copy(update={"detail": scope.detail + note})
+        return summarise([*checks, scope])
+
+    def _target_checks(self, root: Path) -> list[CheckResult]:
+        try:
+            return list(self.target.verify(root, timeout_s=self.verify_timeout_s).checks)
+        except (TargetError, OSError) as error:
+            return [
+                CheckResult(
+                    dimension="unit_tests",
+                    passed=False,
+                    transient=True,
+                    detail=f"the target's verification could not run: {error}",
+                )
+            ]
 
     def _offline_checks(self, root: Path, budget: float | None) -> list[CheckResult]:
         try:
             baseline = self.baseline_offline()
+        except TargetError as error:
+            detail = f"the baseline's offline evaluation failed (not the change's fault): {error}"
+            check = CheckResult(
+                dimension="offline_metrics", passed=False, transient=True, detail=detail
+            )
+            return [check]
+        try:
             metrics = self.target.evaluate_offline(root)
         except TargetError as error:
             return [CheckResult(dimension="offline_metrics", passed=False, detail=str(error))]
         limit = float(self.harness.get("max_offline_regression", 0.15))
-        drop = 1.0 - metrics.ndcg_at_k / baseline.ndcg_at_k if baseline.ndcg_at_k > 0 else 0.0
+        values = (metrics.ndcg_at_k, metrics.recall_at_k, metrics.latency_ms)
+        if not all(math.isfinite(v) for v in values):
+            return [
+                CheckResult(
+                    dimension="offline_metrics",
+                    passed=False,
+                    detail=f"offline metrics are not finite (NDCG {metrics.ndcg_at_k}, "
+                    f"recall {metrics.recall_at_k}, latency {metrics.latency_ms}): "
+                    "the model produced NaN or infinite scores",
+                    data=metrics.model_dump(),
+                )
+            ]
+        base = baseline.ndcg_at_k
+        change = metrics.ndcg_at_k / base - 1.0 if base > 0 else 0.0
         offline = CheckResult(
             dimension="offline_metrics",
-            passed=drop <= limit,
+            passed=-change <= limit,
             severity="moderate",
             detail=(
-                f"NDCG@{metrics.k} {metrics.ndcg_at_k:.4f} vs baseline {baseline.ndcg_at_k:.4f} "
-                f"({-drop:+.1%}); recall {metrics.recall_at_k:.4f}; coverage {metrics.coverage:.3f}"
+                f"NDCG@{metrics.k} {metrics.ndcg_at_k:.4f} vs baseline {base:.4f} "
+                f"({change:+.1%}; a regression beyond -{limit:.0%} fails); "
+                f"recall {metrics.recall_at_k:.4f} vs {baseline.recall_at_k:.4f}; "
+                f"coverage {metrics.coverage:.3f} vs {baseline.coverage:.3f}"
             ),
-            data=metrics.model_dump(),
+            data={
+                **metrics.model_dump(),
+                "baseline_ndcg_at_k": base,
+                "relative_change": change,
+                "max_regression": limit,
+            },
         )
         over = budget is not None and metrics.latency_ms > budget
         latency = CheckResult(
             dimension="latency",
             passed=not over,
-            detail=f"{metrics.latency_ms:.1f} ms per request against a {budget} ms budget",
+            detail=(
+                f"{metrics.latency_ms:.1f} ms per request against a {budget:g} ms budget"
+                if budget is not None
+                else f"{metrics.latency_ms:.1f} ms per request (the target sets no budget)"
+            ),
             data={"latency_ms": metrics.latency_ms, "budget_ms": budget},
         )
         return [offline, latency]
@@ -175,16 +345,24 @@ class Developer:
     def offline_repair(self, proposal: Proposal, verification: Verification) -> Proposal | None:
         """A targeted repair without an LLM: step a parameter away from the failure.
 
-        Only failures a parameter can cause (latency, offline regression) are repaired
-        this way; code defects are not retried blindly.
+        Only failures a parameter can cause (a measured offline regression, latency over
+        budget) are repaired this way; code defects and sandbox stops are not retried
+        blindly.
         """
         technique = self.catalog.get(proposal.technique)
-        failing = {c.dimension for c in verification.failed_checks()}
-        if technique is None or not failing <= {"latency", "offline_metrics", "diff_scope"}:
+        failing = [c for c in verification.checks if is_blocking(c)]
+        if technique is None or not failing:
             return None
+        if any(c.dimension not in _REPAIRABLE_OFFLINE or c.transient for c in failing):
+            return None
+        measured = all(
+            "relative_change" in c.data for c in failing if c.dimension == "offline_metrics"
+        )
+        if not measured:
+            return None  # the evaluation failed to run: no regression to step away from
         for param in technique.params:
             values = list(param.values)
-            current = proposal.params.get(param.name)
+            current = proposal.params.get(param.name, technique.default_params()[param.name])
             if current not in values:
                 continue
             index = values.index(current)
@@ -196,13 +374,19 @@ class Developer:
         return None
 
     def discard(self, patch: Patch | None) -> None:
-        """Remove an experiment's worktree and branch (no residue for later ones)."""
-        if patch is not None:
-            git.remove_worktree(self.target.repo_path, Path(patch.worktree), patch.branch)
+        """Remove an experiment's worktree and every attempt's branch (no residue)."""
+        if patch is None:
+            return
+        repo = self.target.repo_path
+        git.remove_worktree(repo, Path(patch.worktree), patch.branch)
+        git.delete_branches(repo, f"exp/{patch.proposal_id}-a*")
+        self._edits_by_branch = {
+            b: e
+            for b, e in self._edits_by_branch.items()
+            if not b.startswith(f"exp/{patch.proposal_id}-a")
+        }
 
 
-def _feedback(verification: Verification | None) -> str:
-    if verification is None:
-        return "This is the first attempt."
-    lines = [f"- {c.dimension}: {c.detail}" for c in verification.failed_checks()]
-    return "The previous attempt failed these checks; fix exactly these:\n" + "\n".join(lines)
+def _clear(checks: list[CheckResult]) -> bool:
+    """No blocking failure so far: the next stage may run."""
+    return not any(is_blocking(check) for check in checks)

@@ -1,101 +1,121 @@
-"""Verification dimensions the agent computes itself (the target adds its own)."""
+"""Verification dimensions the agent computes itself, and how they combine into Q_code.
+
+The target adds its own dimensions (grounding, unit tests, dry run) through
+``Target.verify``; :func:`summarise` merges everything into one :class:`Verification`
+with a failure kind, a root cause and the weighted code-quality score Q_code.
+
+The weights live here and not in the harness on purpose: the harness is what harness
+evolution may edit, and a verifier's own weights must not be tunable by the thing it
+verifies.
+"""
 
 from __future__ import annotations
 
 import ast
-import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 from agentx.models import CheckResult, FailureKind, Verification
+from agentx.workspace.process import run_confined
 
-# Added lines matching these are refused: network, processes, writes by absolute path.
-FORBIDDEN_PATTERNS: dict[str, str] = {
-    r"^\s*(import|from)\s+(socket|requests|urllib|http\.client|httpx|aiohttp)\b": "network access",
-    r"^\s*(import|from)\s+subprocess\b|os\.system\(|os\.popen\(": "starting processes",
-    r"open\(\s*['\"]/": "file access by absolute path",
-    r"\beval\(|\bexec\(": "dynamic code execution",
-}
+# Pipeline order, in which checks are reported and a root cause is looked for; a failed
+# ``safety`` check comes first, since a sandbox stop explains the check it happened in.
+DIMENSIONS: tuple[str, ...] = (
+    "apply",
+    "syntax",
+    "rules",
+    "safety",
+    "grounding",
+    "unit_tests",
+    "dry_run",
+    "offline_metrics",
+    "latency",
+    "diff_scope",
+)
 
-# Weights of the code-quality score Q_code; severe dimensions weigh most.
+# Weights of Q_code (sum 1); severe dimensions weigh most, the minor diff scope least.
 Q_WEIGHTS: dict[str, float] = {
-    "apply": 0.15,
-    "syntax": 0.15,
-    "rules": 0.1,
-    "grounding": 0.1,
-    "unit_tests": 0.2,
-    "dry_run": 0.15,
-    "offline_metrics": 0.07,
-    "latency": 0.05,
-    "diff_scope": 0.03,
+    "apply": 0.10,
+    "syntax": 0.14,
+    "rules": 0.12,
+    "safety": 0.12,
+    "grounding": 0.10,
+    "unit_tests": 0.14,
+    "dry_run": 0.10,
+    "offline_metrics": 0.08,
+    "latency": 0.06,
+    "diff_scope": 0.04,
 }
+OTHER_WEIGHT = 0.05  # a dimension a custom target adds
+SKIPPED = "skipped"
+_NOT_IMPORTED = {"setup.py", "conftest.py", "__main__.py"}
 
 
-def syntax_check(root: Path, files: list[str]) -> CheckResult:
-    """Every changed Python file parses."""
+def importable_modules(root: Path, files: list[str]) -> list[str]:
+    """Dotted names of changed modules that import from ``root`` (tests and scripts excluded)."""
+    modules: list[str] = []
     for name in files:
-        if not name.endswith(".py") or not (root / name).exists():
+        path = Path(name)
+        if path.suffix != ".py" or path.name in _NOT_IMPORTED or not (root / path).is_file():
+            continue
+        if {"tests", "test"} & set(path.parts[:-1]) or path.name.startswith("test_"):
+            continue
+        parts = list(path.with_suffix("").parts)
+        packages = [Path(*path.parts[: i + 1]) for i in range(len(path.parts) - 1)]
+        if not all((root / package / "__init__.py").is_file() for package in packages):
+            continue  # inside a plain directory: not importable by its path
+        if parts[-1] == "__init__":
+            parts.pop()
+        if parts:
+            modules.append(".".join(parts))
+    return sorted(set(modules))
+
+
+def syntax_check(
+    root: Path, files: list[str], import_timeout_s: float | None = 60.0
+) -> CheckResult:
+    """Every changed Python file parses, and every changed module imports (confined).
+
+    With ``import_timeout_s=None`` only parsing is checked: the pipeline parses first,
+    runs the static rules, and imports (which runs code) only when both pass.
+    """
+    for name in files:
+        if not name.endswith(".py") or not (root / name).is_file():
             continue
         try:
             ast.parse((root / name).read_text(), filename=name)
         except SyntaxError as error:
+            where = f"{name}:{error.lineno}:{error.offset or 0}"
+            code = (error.text or "").rstrip()
             return CheckResult(
-                dimension="syntax", passed=False, detail=f"{name}:{error.lineno}: {error.msg}"
+                dimension="syntax",
+                passed=False,
+                detail=f"{where}: {error.msg}" + (f"\n    {code}" if code else ""),
             )
-    return CheckResult(dimension="syntax", passed=True, detail=f"{len(files)} file(s) parse")
-
-
-def rules_check(root: Path, diff_text: str, files: list[str], protected: list[str]) -> CheckResult:
-    """Forbidden patterns in added lines, edits of protected paths, and ruff's error rules."""
-    problems: list[str] = []
-    for name in files:
-        if any(name.startswith(prefix) for prefix in protected):
-            problems.append(f"edits protected path {name}")
-    added = [
-        line[1:]
-        for line in diff_text.splitlines()
-        if line.startswith("+") and not line.startswith("+++")
-    ]
-    for pattern, meaning in FORBIDDEN_PATTERNS.items():
-        for line in added:
-            if re.search(pattern, line):
-                problems.append(f"{meaning}: {line.strip()[:80]}")
-                break
-    ruff = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
-    python_files = [f for f in files if f.endswith(".py") and (root / f).exists()]
-    if python_files and Path(ruff).exists():
-        result = subprocess.run(
-            [
-                ruff,
-                "check",
-                "--no-cache",
-                "--select",
-                "E9,F63,F7,F82,F401,F811,F821",
-                *python_files,
-            ],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        if result.returncode not in (0,):
-            first = [line for line in result.stdout.splitlines() if line.strip()][:3]
-            problems.append("lint: " + " | ".join(first))
-    return CheckResult(
-        dimension="rules",
-        passed=not problems,
-        detail="; ".join(problems) or "no forbidden pattern, protected path or lint error",
+    modules = importable_modules(root, files) if import_timeout_s is not None else []
+    if not modules:
+        return CheckResult(dimension="syntax", passed=True, detail=f"{len(files)} file(s) parse")
+    result = run_confined(
+        ["-m", "agentx.workspace.imports", *modules], cwd=root, timeout_s=import_timeout_s or 60.0
     )
+    data = {"modules": modules, "outcome": str(result.outcome), "ran": True}
+    if not result.ok:
+        return CheckResult(
+            dimension="syntax",
+            passed=False,
+            detail=f"importing {', '.join(modules)} failed:\n{result.tail(25)}",
+            transient=result.transient,
+            data=data,
+        )
+    detail = f"{len(files)} file(s) parse; {len(modules)} module(s) import"
+    return CheckResult(dimension="syntax", passed=True, detail=detail, data=data)
 
 
 def scope_check(
     files: list[str], lines: int, max_files: int = 8, max_lines: int = 400
 ) -> CheckResult:
-    """The change stays small enough to review."""
+    """The change stays small enough to review (minor: reported, never blocking)."""
     ok = 0 < len(files) <= max_files and lines <= max_lines
-    detail = f"{len(files)} file(s), {lines} line(s) changed"
+    detail = f"{len(files)} file(s), {lines} line(s) changed (limits {max_files}, {max_lines})"
     if not files:
         detail = "the change is empty"
     return CheckResult(
@@ -103,24 +123,72 @@ def scope_check(
         passed=ok,
         severity="minor",
         detail=detail,
-        data={"files": len(files), "lines": lines},
+        data={"files": len(files), "lines": lines, "paths": files[:20]},
     )
 
 
+def skipped(dimension: str) -> CheckResult:
+    """A dimension that did not run because an earlier blocking check failed."""
+    return CheckResult(
+        dimension=dimension,
+        passed=False,
+        severity="minor",
+        detail="not run: an earlier blocking check failed",
+        data={SKIPPED: True},
+    )
+
+
+def is_skipped(check: CheckResult) -> bool:
+    """True for the placeholder of a dimension that did not run."""
+    return bool(check.data.get(SKIPPED))
+
+
+def is_blocking(check: CheckResult) -> bool:
+    """A failed check that stops the change (severe or moderate, and actually run)."""
+    return not check.passed and check.severity != "minor" and not is_skipped(check)
+
+
+def headline(detail: str) -> str:
+    """The most telling line of a check's detail (a test summary or an error line)."""
+    lines = [line.strip() for line in detail.splitlines() if line.strip()]
+    if not lines:
+        return ""
+    for prefixes in (("agentx-sandbox:",), ("FAILED ", "ERROR "), ("E ",)):
+        found = [line for line in lines if line.startswith(prefixes)]
+        if found:
+            return found[-1][:300]
+    errors = [line for line in lines if "Error" in line.split(":", 1)[0]]
+    return (errors[-1] if errors else lines[0])[:300]
+
+
+def _order(check: CheckResult) -> int:
+    name = check.dimension
+    return DIMENSIONS.index(name) if name in DIMENSIONS else DIMENSIONS.index("diff_scope")
+
+
 def summarise(checks: list[CheckResult]) -> Verification:
-    """Combine dimensions into a verdict, a failure kind and Q_code."""
-    total = sum(Q_WEIGHTS.get(c.dimension, 0.05) for c in checks) or 1.0
-    q_code = sum(Q_WEIGHTS.get(c.dimension, 0.05) for c in checks if c.passed) / total
-    blocking = [c for c in checks if not c.passed and c.severity != "minor"]
+    """Combine dimensions into a verdict, a failure kind, a root cause and Q_code.
+
+    Q_code = sum of the weights of passed dimensions / sum of all weights. When the
+    change fails, dimensions that never ran are recorded as skipped and count zero, so
+    a change stopped early scores lower than one that failed late.
+    """
+    checks = sorted(checks, key=_order)
+    blocking = [c for c in checks if is_blocking(c)]
+    if blocking:
+        present = {c.dimension for c in checks}
+        checks = sorted(checks + [skipped(d) for d in DIMENSIONS if d not in present], key=_order)
+    total = sum(Q_WEIGHTS.get(c.dimension, OTHER_WEIGHT) for c in checks) or 1.0
+    passed = sum(Q_WEIGHTS.get(c.dimension, OTHER_WEIGHT) for c in checks if c.passed)
+    q_code = round(passed / total, 4)
     if not blocking:
-        return Verification(passed=True, checks=checks, q_code=round(q_code, 4))
+        return Verification(passed=True, checks=checks, q_code=q_code)
+    first = next((c for c in blocking if c.dimension == "safety"), blocking[0])
     transient = all(c.transient for c in blocking)
-    first = blocking[0]
-    headline = first.detail.splitlines()[0][:300] if first.detail else ""
     return Verification(
         passed=False,
         checks=checks,
-        q_code=round(q_code, 4),
+        q_code=q_code,
         failure_kind=FailureKind.TRANSIENT if transient else FailureKind.DETERMINISTIC,
-        root_cause=f"{first.dimension}: {headline}",
+        root_cause=f"{first.dimension}: {headline(first.detail)}",
     )

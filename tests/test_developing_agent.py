@@ -1,0 +1,423 @@
+"""The Developing Agent on real worktrees of the tiny sandbox, through the graph's own
+develop/verify/repair nodes and router. Only the chat model is scripted."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langchain_core.language_models.fake_chat_models import FakeMessagesListChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatResult
+from pydantic import Field
+
+from agentx.agents.developing.agent import Developer
+from agentx.graph.builder import make_after_verify
+from agentx.graph.nodes import ABANDON, DEVELOP, LAUNCH, REPAIR, Nodes
+from agentx.graph.resources import Resources
+from agentx.harness import load_harness
+from agentx.models import Edit, FailureKind, Patch, Proposal, Verification
+from agentx.research.catalog import Technique, load_catalog
+from agentx.sandbox.target import SandboxTarget
+from agentx.settings import load_settings
+from agentx.workspace import git
+
+EXTENSION = "# <extension:rerank>"
+RERANK_DOC = (
+    '    """Apply every enabled rule greedily, then exploration; int64 [n, k] item ids."""\n'
+)
+CONNECT = '    importlib.import_module("socket").create_connection(("192.0.2.1", 80), 1)\n'
+
+
+class RecordingFake(FakeMessagesListChatModel):
+    """Replies from a script and records every request it gets."""
+
+    requests: list[list[BaseMessage]] = Field(default_factory=list)
+
+    def _generate(self, messages: list[BaseMessage], *args: Any, **kwargs: Any) -> ChatResult:
+        self.requests.append(list(messages))
+        return super()._generate(messages, *args, **kwargs)
+
+    def prompt(self, index: int) -> str:
+        return "\n".join(str(m.content) for m in self.requests[index])
+
+
+def _plan(*edits: dict[str, str]) -> AIMessage:
+    return AIMessage(content=json.dumps({"rationale": "scripted", "edits": list(edits)}))
+
+
+def _technique(tid: str, *edits: Edit, preconditions: list[str] | None = None) -> Technique:
+    """A catalog entry whose recipe is ``edits`` (how a broken change is injected offline)."""
+    return Technique(
+        id=tid,
+        name=tid,
+        lever="test",
+        summary=f"test technique {tid}",
+        recipe=list(edits),
+        preconditions=preconditions or [],
+    )
+
+
+def _proposal(pid: str, technique: str, **params: Any) -> Proposal:
+    return Proposal(
+        id=pid,
+        technique=technique,
+        lever="test",
+        params=params,
+        hypothesis="test",
+        target_metric="watch_time",
+        implementation_location=["config.toml", "recsys/rerank.py"],
+    )
+
+
+def _at_extension(code: str) -> Edit:
+    return Edit(path="recsys/rerank.py", search=EXTENSION, replace=f"{code}\n\n\n{EXTENSION}")
+
+
+@pytest.fixture(scope="module")
+def catalog() -> dict[str, Technique]:
+    broken = {
+        "t_syntax": _technique("t_syntax", _at_extension("def broken(:\n    return 1")),
+        "t_unseeded": _technique(
+            "t_unseeded",
+            Edit(
+                path="recsys/rerank.py",
+                search="u = keyed_uniform(seed, state.day,",
+                replace="u = keyed_uniform(0, state.day,",
+            ),
+        ),
+        "t_hallucinated": _technique(
+            "t_hallucinated",
+            Edit(path="config.toml", search="features = [", replace='features = ["watch_v2", '),
+        ),
+        "t_precondition": _technique(
+            "t_precondition",
+            Edit(path="config.toml", search="x", replace="y"),
+            preconditions=["rerank.mystery_knob exists in config.toml"],
+        ),
+        "t_loop": _technique("t_loop", _at_extension("while True:\n    pass")),
+        "t_hoard": _technique(
+            "t_hoard", _at_extension("_HOARD = [bytes(10**8) for _ in range(10**6)]")
+        ),
+        "t_escape": _technique(
+            "t_escape",
+            Edit(
+                path="recsys/rerank.py",
+                search="import numpy as np",
+                replace=("import numpy as np\n\nfrom pathlib import Path"),
+            ),
+            _at_extension(
+                'Path(__file__).resolve().parents[2].joinpath("escaped.txt").write_text("x")'
+            ),
+        ),
+        "t_socket": _technique(
+            "t_socket",
+            Edit(
+                path="recsys/rerank.py",
+                search="import numpy as np",
+                replace=("import importlib\n\nimport numpy as np"),
+            ),
+            Edit(
+                path="recsys/rerank.py",
+                search=RERANK_DOC,
+                replace=RERANK_DOC + CONNECT,
+            ),
+        ),
+    }
+    return {**load_catalog(), **broken}
+
+
+@pytest.fixture(scope="module")
+def worktrees(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("worktrees")
+
+
+@pytest.fixture(scope="module")
+def developer(
+    tiny_target: SandboxTarget, catalog: dict[str, Technique], worktrees: Path
+) -> Iterator[Developer]:
+    yield Developer(tiny_target, catalog, worktrees, load_harness("developing"))
+    git.delete_branches(tiny_target.repo_path, "exp/t-*")
+
+
+def _no_residue(developer: Developer, proposal_id: str) -> None:
+    repo = developer.target.repo_path
+    assert git.branches(repo, f"exp/{proposal_id}-a*") == []
+    assert not (developer.worktrees / proposal_id).exists()
+    assert all(proposal_id not in str(p) for p in git.worktree_paths(repo))
+
+
+def _resources(developer: Developer, llm: Any = None, max_repairs: int = 3) -> Resources:
+    settings = load_settings(world="tiny", max_repair_attempts=max_repairs)
+    return Resources(
+        settings=settings,
+        target=developer.target,
+        store=None,  # type: ignore[arg-type]  # develop/verify/repair never touch memory
+        catalog=developer.catalog,
+        developer=developer,
+        world_name="tiny",
+        llm=llm,
+    )
+
+
+def _drive(resources: Resources, proposal: Proposal) -> tuple[dict[str, Any], list[str]]:
+    """Run the graph's develop → verify → (retry | repair | abandon | launch) edges."""
+    nodes, router = Nodes(resources), make_after_verify(resources)
+    state: dict[str, Any] = {"current": proposal, "verifications": [], "attempts": 0, "repairs": 0}
+    routes: list[str] = []
+
+    def merge(update: dict[str, Any]) -> None:
+        state.update({k: v for k, v in update.items() if k not in ("trace", "funnel")})
+
+    while True:
+        merge(nodes.develop(state))  # type: ignore[arg-type]
+        merge(nodes.verify(state))  # type: ignore[arg-type]
+        route = router(state)  # type: ignore[arg-type]
+        routes.append(route)
+        if route == REPAIR:
+            merge(nodes.repair(state))  # type: ignore[arg-type]
+        elif route != DEVELOP:
+            return state, routes
+
+
+def _dims(verification: Verification) -> dict[str, bool]:
+    return {c.dimension: c.passed for c in verification.checks}
+
+
+# --------------------------------------------------------------------------- offline
+
+
+def test_correct_change_passes_every_dimension_and_leaves_no_residue(
+    developer: Developer,
+) -> None:
+    repo = developer.target.repo_path
+    baseline = git.head(repo)
+    proposal = _proposal("t-correct", "exploration_slots", slots=2)
+    patch, apply_check = developer.implement(proposal, 1)
+    verification = developer.verify(patch, apply_check)
+    assert verification.passed, verification.root_cause
+    assert all(_dims(verification).values()), _dims(verification)
+    assert {c.dimension for c in verification.checks} >= {
+        "apply", "syntax", "rules", "safety", "grounding", "unit_tests", "dry_run",
+        "offline_metrics", "latency", "diff_scope",
+    }  # fmt: skip
+    assert verification.q_code == 1.0
+    assert patch.files_touched == ["config.toml"] and patch.lines_changed == 2
+    assert "+exploration_slots = 2" in patch.diff  # the final diff is kept with the patch
+    assert (
+        git.head(repo) == baseline and "exploration_slots = 0" in (repo / "config.toml").read_text()
+    )
+    developer.discard(patch)
+    _no_residue(developer, "t-correct")
+
+
+def test_syntax_error_fails_syntax_and_is_abandoned_offline(developer: Developer) -> None:
+    state, routes = _drive(_resources(developer), _proposal("t-syntax", "t_syntax"))
+    verification: Verification = state["verifications"][-1]
+    assert routes == [ABANDON]  # deterministic, and offline no parameter can fix code
+    assert _dims(verification)["syntax"] is False
+    assert verification.root_cause is not None and verification.root_cause.startswith(
+        "syntax: recsys/rerank.py:"
+    )
+    assert verification.failure_kind == FailureKind.DETERMINISTIC
+    assert next(c for c in verification.checks if c.dimension == "unit_tests").data["skipped"]
+    developer.discard(state["patch"])
+    _no_residue(developer, "t-syntax")
+
+
+def test_change_that_breaks_the_templates_tests_fails_unit_tests(developer: Developer) -> None:
+    patch, apply_check = developer.implement(_proposal("t-unseeded", "t_unseeded"), 1)
+    verification = developer.verify(patch, apply_check)
+    dims = _dims(verification)
+    assert dims["syntax"] and dims["rules"] and dims["safety"] and dims["grounding"]
+    assert dims["unit_tests"] is False
+    assert verification.root_cause is not None
+    assert verification.root_cause.startswith("unit_tests: FAILED tests/test_rerank.py::")
+    assert verification.failure_kind == FailureKind.DETERMINISTIC
+    assert developer.offline_repair(_proposal("t-unseeded", "t_unseeded"), verification) is None
+    developer.discard(patch)
+
+
+def test_hallucinated_feature_is_caught_by_grounding(developer: Developer) -> None:
+    patch, apply_check = developer.implement(_proposal("t-halluc", "t_hallucinated"), 1)
+    verification = developer.verify(patch, apply_check)
+    grounding = next(c for c in verification.checks if c.dimension == "grounding")
+    assert not grounding.passed and "'watch_v2'" in grounding.detail
+    assert verification.root_cause is not None and verification.root_cause.startswith("grounding:")
+    assert verification.failure_kind == FailureKind.DETERMINISTIC
+    developer.discard(patch)
+
+
+def test_unmet_precondition_fails_grounding_before_anything_runs(developer: Developer) -> None:
+    patch, check = developer.implement(_proposal("t-precond", "t_precondition"), 1)
+    assert check.dimension == "grounding" and not check.passed
+    assert "config key rerank.mystery_knob does not exist" in check.detail
+    verification = developer.verify(patch, check)
+    assert verification.root_cause is not None and verification.root_cause.startswith("grounding:")
+    assert patch.diff == ""
+    developer.discard(patch)
+    _no_residue(developer, "t-precond")
+
+
+# --------------------------------------------------------------------------- LLM mode
+
+
+def test_llm_repairs_a_broken_change_within_the_budget(developer: Developer) -> None:
+    model = RecordingFake(
+        responses=[
+            # 1: a search text that is not in the file: the apply itself fails.
+            _plan({"path": "config.toml", "search": "exploration_slots = 5", "replace": "x"}),
+            # 2: applies, but the new code does not parse.
+            _plan(
+                {
+                    "path": "config.toml",
+                    "search": "exploration_slots = 0 ",
+                    "replace": "exploration_slots = 2 ",
+                },
+                {
+                    "path": "recsys/rerank.py",
+                    "search": EXTENSION,
+                    "replace": f"def slot_bonus(x:\n    return x\n\n\n{EXTENSION}",
+                },
+            ),
+            # 3: a targeted fix of attempt 2's text, which only exists in attempt 2's files.
+            _plan(
+                {"path": "recsys/rerank.py", "search": "slot_bonus(x:", "replace": "slot_bonus(x):"}
+            ),
+        ]
+    )
+    llm_developer = Developer(
+        developer.target, developer.catalog, developer.worktrees, developer.harness, llm=model
+    )
+    llm_developer._baseline_offline = developer._baseline_offline  # same baseline, computed once
+    proposal = _proposal("t-llm-fix", "exploration_slots", slots=2)
+    state, routes = _drive(_resources(llm_developer, llm=model), proposal)
+    assert routes == [REPAIR, REPAIR, LAUNCH]
+    first, second, final = state["verifications"]
+    assert first.root_cause is not None and first.root_cause.startswith("apply:")
+    assert second.root_cause is not None and second.root_cause.startswith("syntax:")
+    assert final.passed and final.q_code == 1.0
+    # The first prompt is grounded: repository map, config, features, schema, file text.
+    first_prompt = model.prompt(0)
+    assert "- recsys/features.py: " in first_prompt and "item_popularity()" in first_prompt
+    assert "- rerank.exploration_slots = 0" in first_prompt
+    assert "Registered ranking features: mf_score" in first_prompt
+    assert '"release_day"' in first_prompt and EXTENSION in first_prompt
+    # The second prompt carries the apply error; the third the syntax error, the diff so
+    # far and the broken file as it now is.
+    assert "'exploration_slots = 5' not found" in model.prompt(1)
+    assert "(none: the files are unchanged)" in model.prompt(1)
+    third = model.prompt(2)
+    assert "recsys/rerank.py:" in third and "was never closed" in third
+    assert "+def slot_bonus(x:" in third and "Root cause: syntax:" in third
+    patch: Patch = state["patch"]
+    assert "+def slot_bonus(x):" in patch.diff and "+exploration_slots = 2" in patch.diff
+    assert patch.attempt == 3 and state["repairs"] == 2
+    llm_developer.discard(patch)
+    _no_residue(developer, "t-llm-fix")
+
+
+def test_unrepairable_change_is_abandoned_with_its_root_cause(developer: Developer) -> None:
+    replies = [
+        _plan(
+            {"path": "recsys/rerank.py", "search": EXTENSION, "replace": f"def f{i}(:\n{EXTENSION}"}
+        )
+        for i in range(3)
+    ]
+    model = RecordingFake(responses=replies)
+    llm_developer = Developer(
+        developer.target, developer.catalog, developer.worktrees, developer.harness, llm=model
+    )
+    resources = _resources(llm_developer, llm=model, max_repairs=2)
+    state, routes = _drive(resources, _proposal("t-llm-bad", "exploration_slots"))
+    assert routes == [REPAIR, REPAIR, ABANDON]
+    assert len(model.requests) == 3
+    assert all(v.failure_kind == FailureKind.DETERMINISTIC for v in state["verifications"])
+    abandon = Nodes(resources).abandon(state)  # type: ignore[arg-type]
+    assert "abandoned: syntax: recsys/rerank.py:" in abandon["trace"][0].message
+    llm_developer.discard(state["patch"])
+    _no_residue(developer, "t-llm-bad")
+
+
+def test_llm_is_asked_to_repair_only_after_the_one_unchanged_retry(developer: Developer) -> None:
+    loop = {
+        "path": "recsys/rerank.py",
+        "search": EXTENSION,
+        "replace": f"while True:\n    pass\n{EXTENSION}",
+    }
+    still_broken = {"path": "recsys/rerank.py", "search": "while True:", "replace": "while True"}
+    model = RecordingFake(responses=[_plan(loop), _plan(still_broken)])
+    quick = Developer(
+        developer.target,
+        developer.catalog,
+        developer.worktrees,
+        {**developer.harness, "import_timeout_s": 2},
+        llm=model,
+    )
+    state, routes = _drive(
+        _resources(quick, llm=model, max_repairs=1), _proposal("t-llm-loop", "x")
+    )
+    assert routes == [DEVELOP, REPAIR, ABANDON]
+    assert [v.failure_kind for v in state["verifications"]] == [
+        FailureKind.TRANSIENT,
+        FailureKind.TRANSIENT,
+        FailureKind.DETERMINISTIC,
+    ]
+    assert len(model.requests) == 2  # the retry did not ask the model
+    assert "timed out after 2 s" in model.prompt(1) and "+while True:" in model.prompt(1)
+    quick.discard(state["patch"])
+    _no_residue(developer, "t-llm-loop")
+
+
+# --------------------------------------------------------------------------- safety
+
+
+def test_endless_loop_is_transient_retried_once_unchanged_then_abandoned(
+    developer: Developer,
+) -> None:
+    quick = Developer(
+        developer.target,
+        developer.catalog,
+        developer.worktrees,
+        {**developer.harness, "import_timeout_s": 2},
+    )
+    state, routes = _drive(_resources(quick), _proposal("t-loop", "t_loop"))
+    assert routes == [DEVELOP, ABANDON]
+    first, second = state["verifications"]
+    for verification in (first, second):
+        assert verification.failure_kind == FailureKind.TRANSIENT
+        assert verification.root_cause is not None
+        assert verification.root_cause.startswith("safety: timed out after 2 s")
+    assert (
+        state["patch"].attempt == 2
+        and "retrying attempt 1 unchanged" in state["apply_check"].detail
+    )
+    assert "+while True:" in state["patch"].diff
+    quick.discard(state["patch"])
+    _no_residue(developer, "t-loop")
+
+
+@pytest.mark.parametrize(
+    ("technique", "stopped", "during"),
+    [
+        ("t_hoard", "out of memory", "syntax"),
+        ("t_escape", "write outside the workspace", "syntax"),
+        ("t_socket", "network access is not allowed", "unit_tests"),
+    ],
+)
+def test_sandbox_stops_are_recorded_as_deterministic_safety_failures(
+    developer: Developer, technique: str, stopped: str, during: str
+) -> None:
+    pid = f"t-{technique}"
+    patch, apply_check = developer.implement(_proposal(pid, technique), 1)
+    verification = developer.verify(patch, apply_check)
+    safety = next(c for c in verification.checks if c.dimension == "safety")
+    assert not safety.passed and stopped in safety.detail and f"(during {during})" in safety.detail
+    assert verification.failure_kind == FailureKind.DETERMINISTIC
+    assert verification.root_cause is not None and verification.root_cause.startswith("safety:")
+    assert not (developer.worktrees / "escaped.txt").exists()
+    developer.discard(patch)
+    _no_residue(developer, pid)

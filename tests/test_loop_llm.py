@@ -1,0 +1,40 @@
+"""The loop in LLM mode with a scripted chat model: intake, ideas and edits all from it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from langchain_core.language_models.fake_chat_models import FakeMessagesListChatModel
+from langchain_core.messages import AIMessage
+
+from agentx.graph.resources import build_resources
+from agentx.runner import run_loop
+from agentx.settings import load_settings
+
+
+def _reply(payload: object) -> AIMessage:
+    return AIMessage(content=json.dumps(payload))
+
+
+def test_loop_with_a_scripted_model(tmp_path: Path) -> None:
+    settings = load_settings(world="tiny", iterations=1, seed=1, workspace=tmp_path)
+    goal = {"objective": "watch_time", "guardrails": ["active_days"]}
+    ideas = {"ideas": [{"technique": "exploration_slots", "params": {"slots": 2},
+                        "hypothesis": "Two exploration slots cut repetition fatigue.",
+                        "expected_effect": 0.02, "maturity": "ready"}]}
+    wrong_edit = {"rationale": "set slots", "edits": [
+        {"path": "config.toml", "search": "exploration_slots = 7", "replace": "x"}]}
+    good_edit = {"rationale": "set two exploration slots", "edits": [
+        {"path": "config.toml", "search": "exploration_slots = 0",
+         "replace": "exploration_slots = 2"}]}
+    model = FakeMessagesListChatModel(
+        responses=[_reply(goal), _reply(ideas), _reply(wrong_edit), _reply(good_edit)]
+    )
+    resources = build_resources(settings, llm=model)
+    summary = run_loop(settings, resources=resources)
+    [experiment] = summary.experiments
+    assert experiment.technique == "exploration_slots" and experiment.params == {"slots": 2}
+    # The first edit did not apply; the repair (fed the error) did.
+    assert experiment.verification == "passed"
+    assert experiment.stage_reached is not None

@@ -1,0 +1,159 @@
+"""run_confined: each way code can misbehave is stopped, classified and recorded."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from agentx.workspace.process import Outcome, ProcessResult, classify_text, run_confined
+
+
+def _run(tmp_path: Path, code: str, **limits: object) -> ProcessResult:
+    """Run ``code`` as a script in ``tmp_path/work`` under the sandbox."""
+    work = tmp_path / "work"
+    work.mkdir(exist_ok=True)
+    (work / "script.py").write_text(code)
+    return run_confined(["script.py"], work, **limits)  # type: ignore[arg-type]
+
+
+def test_clean_run_is_ok_and_runs_in_a_private_temp_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AGENTX_TEST_SECRET", "do-not-leak")
+    code = (
+        "import os, tempfile\n"
+        "open('inside.txt', 'w').write('ok')\n"
+        "fd, name = tempfile.mkstemp(); os.write(fd, b'x')\n"
+        "print(name)\n"
+        "print(os.environ.get('AGENTX_TEST_SECRET', 'absent'), os.environ['HOME'])\n"
+    )
+    result = _run(tmp_path, code)
+    assert result.ok and result.outcome is Outcome.OK and not result.transient
+    temp_file, env_line = result.stdout.splitlines()
+    assert env_line.startswith("absent ")  # the parent's environment is not inherited
+    assert (tmp_path / "work" / "inside.txt").read_text() == "ok"
+    assert not Path(temp_file).exists()  # the private temp dir is removed afterwards
+    assert not Path(env_line.split()[1]).exists()
+
+
+def test_infinite_loop_is_killed_at_the_wall_clock_limit(tmp_path: Path) -> None:
+    result = _run(tmp_path, "while True:\n    pass\n", timeout_s=1.0)
+    assert result.timed_out and result.outcome is Outcome.TIMEOUT
+    assert result.transient and not result.ok
+    assert "timed out after 1 s" in result.describe()
+    assert classify_text(result.tail()) is Outcome.TIMEOUT
+
+
+def test_unbounded_allocation_hits_the_memory_limit(tmp_path: Path) -> None:
+    # bytes(n) is zero pages from calloc: the address space grows, physical memory barely.
+    code = "hoard = []\nwhile True:\n    hoard.append(bytes(50_000_000))\n"
+    result = _run(tmp_path, code, memory_mb=400, timeout_s=120.0)
+    assert result.outcome is Outcome.OUT_OF_MEMORY and not result.transient
+    assert "400 MB memory limit" in result.describe()
+    assert classify_text(result.tail()) is Outcome.OUT_OF_MEMORY
+
+
+def test_cpu_limit_stops_a_busy_process(tmp_path: Path) -> None:
+    result = _run(tmp_path, "while True:\n    pass\n", cpu_s=1, timeout_s=120.0)
+    assert result.outcome is Outcome.CPU_LIMIT and result.transient
+    assert classify_text(result.tail()) is Outcome.CPU_LIMIT
+
+
+def test_crash_by_signal_is_transient(tmp_path: Path) -> None:
+    result = _run(tmp_path, "import os\nos.abort()\n")
+    assert result.outcome is Outcome.CRASHED and result.transient
+    assert "SIGABRT" in result.describe()
+    assert classify_text(result.tail()) is Outcome.CRASHED
+
+
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        ("import socket\nsocket.create_connection(('192.0.2.1', 80), timeout=1)\n", "network"),
+        ("import socket\ns = socket.socket()\ns.connect(('127.0.0.1', 9))\n", "socket.connect"),
+        ("import socket\ns = socket.socket()\ns.bind(('0.0.0.0', 0))\n", "socket.bind"),
+        ("import subprocess\nsubprocess.run(['true'])\n", "starting processes"),
+        ("import os\nos.fork()\n", "starting processes"),
+        ("import resource\nresource.setrlimit(resource.RLIMIT_AS, (-1, -1))\n", "limits"),
+    ],
+)
+def test_network_processes_and_limit_changes_are_refused(
+    tmp_path: Path, code: str, message: str
+) -> None:
+    result = _run(tmp_path, code)
+    assert result.outcome is Outcome.VIOLATION and not result.transient and not result.ok
+    assert message in (result.violation or "")
+    assert classify_text(result.tail()) is Outcome.VIOLATION
+
+
+def test_loopback_bind_is_allowed(tmp_path: Path) -> None:
+    code = "import socket\ns = socket.socket()\ns.bind(('127.0.0.1', 0))\nprint('bound')\n"
+    result = _run(tmp_path, code)
+    assert result.ok, result.tail()
+
+
+def test_a_swallowed_violation_is_still_recorded(tmp_path: Path) -> None:
+    code = (
+        "import socket\n"
+        "try:\n"
+        "    socket.create_connection(('192.0.2.1', 80), timeout=1)\n"
+        "except OSError:\n"
+        "    pass\n"
+        "print('carried on')\n"
+    )
+    result = _run(tmp_path, code)
+    assert result.returncode == 0 and "carried on" in result.stdout
+    assert not result.ok and result.outcome is Outcome.VIOLATION
+    assert "network access" in (result.violation or "")
+
+
+@pytest.mark.parametrize(
+    "action",
+    [
+        "open(OUT, 'w').write('x')",
+        "import pathlib; pathlib.Path(OUT).write_text('x')",
+        "import os; open('inside', 'w').close(); os.rename('inside', OUT)",
+        "import os; os.mkdir(OUT)",
+        "import shutil; shutil.copy(__file__, OUT)",
+    ],
+)
+def test_writes_outside_the_worktree_are_refused(tmp_path: Path, action: str) -> None:
+    outside = tmp_path / "outside"
+    result = _run(tmp_path, f"OUT = {str(outside)!r}\n{action}\n")
+    assert result.outcome is Outcome.VIOLATION
+    assert "outside the workspace" in (result.violation or "")
+    assert not outside.exists()
+
+
+def test_allowed_extra_directory_is_writable(tmp_path: Path) -> None:
+    extra = tmp_path / "artefacts"
+    extra.mkdir()
+    result = _run(
+        tmp_path, f"open({str(extra / 'out.txt')!r}, 'w').write('x')\n", allow_write=[extra]
+    )
+    assert result.ok, result.tail()
+    assert (extra / "out.txt").read_text() == "x"
+
+
+def test_ordinary_error_is_deterministic_failure(tmp_path: Path) -> None:
+    result = _run(tmp_path, "raise ValueError('loss is nan')\n")
+    assert result.outcome is Outcome.FAILED and not result.transient
+    assert "loss is nan" in result.tail()
+    assert classify_text(result.tail()) is None
+
+
+def test_bad_arguments_are_refused_clearly(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="does not exist"):
+        run_confined(["x.py"], tmp_path / "missing")
+    with pytest.raises(ValueError, match="positive"):
+        run_confined(["x.py"], tmp_path, timeout_s=0)
+
+
+def test_no_process_is_left_behind_after_a_timeout(tmp_path: Path) -> None:
+    code = "import os\nprint(os.getpid(), flush=True)\nwhile True:\n    pass\n"
+    result = _run(tmp_path, code, timeout_s=1.0)
+    pid = int(result.stdout.split()[0])
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
