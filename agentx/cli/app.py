@@ -1,4 +1,9 @@
-"""The ``agentx`` command line: run the loop, resume it, set up a sandbox."""
+"""The ``agentx`` command line: run the loop, serve it, inspect and report on a workspace.
+
+``run`` and ``sandbox`` live here; ``serve``, ``status``, ``memory`` and ``report`` are
+registered from their own modules so each command's heavy imports (FastAPI, Chroma,
+matplotlib) load only when that command runs.
+"""
 
 from __future__ import annotations
 
@@ -8,20 +13,18 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from agentx.agents.brainstorm.intake import GoalError
-from agentx.harness import HarnessError
-from agentx.memory.store import MemoryStoreError
+from agentx.cli import report as report_commands
+from agentx.cli import serve as serve_commands
+from agentx.cli import status as status_commands
+from agentx.cli.common import USER_ERRORS, err, out
+from agentx.cli.common import fail as _fail
 from agentx.models import ExperimentRecord, TraceEvent
-from agentx.research.catalog import CatalogError
-from agentx.runner import RunError, run_loop
+from agentx.runner import run_loop
 from agentx.sandbox.target import SandboxTarget
-from agentx.sandbox.world import WorldError, load_world
-from agentx.settings import SettingsError, load_settings
+from agentx.sandbox.world import load_world
+from agentx.settings import load_settings
 from agentx.summary import RunSummary
-from agentx.target.contract import TargetError
-from agentx.workspace.git import GitError
 
 app = typer.Typer(
     help="AgentX: agents that iterate on a recommender system by themselves.",
@@ -30,25 +33,6 @@ app = typer.Typer(
 )
 sandbox_app = typer.Typer(help="Work with the bundled sandbox recommender.", no_args_is_help=True)
 app.add_typer(sandbox_app, name="sandbox")
-err = Console(stderr=True)
-out = Console()
-
-USER_ERRORS = (
-    SettingsError,
-    WorldError,
-    GoalError,
-    RunError,
-    CatalogError,
-    HarnessError,
-    MemoryStoreError,
-    TargetError,
-    GitError,
-)
-
-
-def _fail(error: Exception) -> None:
-    err.print(f"[bold red]error:[/] {error}")
-    raise typer.Exit(code=2)
 
 
 def _experiment_line(record: ExperimentRecord, north_star: str) -> str:
@@ -172,6 +156,11 @@ def sandbox_analyse(
     except USER_ERRORS as error:
         _fail(error)
     sys.stdout.write(json.dumps(target.analyse_data().model_dump(), indent=2) + "\n")
+
+
+serve_commands.register(app)
+status_commands.register(app)
+report_commands.register(app)
 
 
 def main() -> None:

@@ -1,0 +1,136 @@
+"""``agentx status`` and ``agentx memory search``: look into a workspace without changing it."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from agentx.cli.common import USER_ERRORS, CommandError, err, fail, out
+
+memory_app = typer.Typer(
+    help="Look into the experiment memory (knowledge cards in Chroma).", no_args_is_help=True
+)
+
+WorkspaceOption = Annotated[
+    Path | None, typer.Option(help="The workspace to read [env AGENTX_WORKSPACE; .agentx].")
+]
+SettingsOption = Annotated[Path | None, typer.Option("--settings", help="TOML settings.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+
+
+def _run_row(state: Any) -> dict[str, Any]:
+    records = state.values.get("experiments", [])
+    funnel = state.values.get("funnel", {})
+    return {
+        "run_id": state.run_id,
+        "status": state.status,
+        "experiments": len(records),
+        "kept": sum(r.status.value == "kept" for r in records),
+        "vetoed": sum(bool(r.rollout and r.rollout.halted_at) for r in records),
+        "funnel": dict(funnel),
+    }
+
+
+def status(
+    workspace: WorkspaceOption = None,
+    settings_file: SettingsOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show a workspace: its runs, their experiments, the memory size, harness versions."""
+    from agentx.memory.store import open_store
+    from agentx.report.workspace import (
+        ReportError,
+        harness_versions,
+        list_runs,
+        load_run,
+        world_of,
+    )
+    from agentx.settings import load_settings
+
+    try:
+        settings = load_settings(settings_file, workspace=workspace)
+        runs = [_run_row(load_run(settings, run_id)) for run_id in list_runs(settings.workspace)]
+        store = open_store(settings.workspace, settings.memory, settings.embeddings)
+        report = {
+            "workspace": str(settings.workspace),
+            "world": world_of(settings.workspace),
+            "runs": runs,
+            "experiments": sum(r["experiments"] for r in runs),
+            "memory_cards": store.count(),
+            "harness_versions": harness_versions(),
+        }
+    except (*USER_ERRORS, ReportError) as error:
+        fail(error)
+    if as_json:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        return
+    out.print(
+        f"workspace [bold]{report['workspace']}[/] · world {report['world']} · "
+        f"{len(runs)} run(s), {report['experiments']} experiment(s) · "
+        f"memory {report['memory_cards']} card(s)",
+        highlight=False,
+    )
+    table = Table("run", "status", "experiments", "kept", "vetoed", "funnel")
+    for row in runs:
+        funnel = " → ".join(f"{k} {v}" for k, v in row["funnel"].items())
+        table.add_row(
+            row["run_id"], row["status"], str(row["experiments"]), str(row["kept"]),
+            str(row["vetoed"]), funnel,
+        )  # fmt: skip
+    out.print(table)
+    versions = ", ".join(f"{agent} v{v}" for agent, v in report["harness_versions"].items())
+    out.print(f"harness: {versions}", highlight=False)
+
+
+@memory_app.command("search")
+def memory_search(
+    query: Annotated[str, typer.Argument(help="Free text: a goal, a lever, a hypothesis.")],
+    k: Annotated[int, typer.Option("--k", "-k", min=1, max=100, help="How many cards.")] = 5,
+    world: Annotated[
+        str | None, typer.Option(help="Only cards from this world (e.g. tiny, default).")
+    ] = None,
+    workspace: WorkspaceOption = None,
+    settings_file: SettingsOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show the knowledge cards the agents would retrieve for QUERY, most similar first."""
+    from agentx.memory.store import open_store
+    from agentx.settings import load_settings
+
+    try:
+        settings = load_settings(settings_file, workspace=workspace)
+        if not settings.memory.chroma_url and not (Path(settings.workspace) / "memory").is_dir():
+            raise CommandError(
+                f"no memory in {settings.workspace} (no memory/ directory); "
+                f"run `agentx run --workspace {settings.workspace}` first"
+            )
+        store = open_store(settings.workspace, settings.memory, settings.embeddings)
+        hits = store.search(query, k=k, where={"world": world} if world else None)
+    except USER_ERRORS as error:
+        fail(error)
+    if as_json:
+        payload = [{"similarity": round(h.similarity, 4), **h.card.model_dump()} for h in hits]
+        sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+        return
+    if not hits:
+        err.print(f"no card matches (memory holds {store.count()} card(s))")
+        return
+    table = Table("sim", "kind", "decision", "effect", "world", "title", show_lines=True)
+    for hit in hits:
+        card = hit.card
+        table.add_row(
+            f"{hit.similarity:.2f}", card.kind, card.decision, f"{card.effect:+.2%}",
+            card.world, card.title,
+        )  # fmt: skip
+    out.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``status`` and ``memory`` to the root command."""
+    app.command("status")(status)
+    app.add_typer(memory_app, name="memory")

@@ -1,0 +1,131 @@
+"""A workspace's runs, read back from its SQLite checkpointer without side effects.
+
+The run state is read through the loop graph (``build_graph(...).get_state``) so it is
+exactly what the loop wrote. The graph is built over *read-only* resources: opening
+the real ones would create or rewrite the sandbox (its data follow the ``world``
+setting), which a command that only looks must never do.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, cast
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agentx.graph.builder import build_graph
+from agentx.graph.checkpoint import open_checkpointer
+from agentx.graph.resources import Resources
+from agentx.settings import Settings
+
+
+class ReportError(RuntimeError):
+    """A workspace or run cannot be read; the message says what to do."""
+
+
+class RunState(BaseModel):
+    """One run as its last checkpoint left it."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    run_id: str
+    values: dict[str, Any] = Field(description="The loop state (domain models, not JSON).")
+    next_nodes: tuple[str, ...] = Field(default=(), description="Empty when the run finished.")
+    interrupted: bool = Field(False, description="Paused at a human gate.")
+
+    @property
+    def finished(self) -> bool:
+        """True when the loop reached its end."""
+        return not self.next_nodes
+
+    @property
+    def status(self) -> str:
+        """finished / waiting at a gate / stopped before a node (resumable)."""
+        if self.finished:
+            return "finished"
+        where = ", ".join(self.next_nodes)
+        return f"waiting at {where}" if self.interrupted else f"stopped before {where}"
+
+
+def list_runs(workspace: Path) -> list[str]:
+    """Run ids of ``workspace`` in start order (from ``runs.json``)."""
+    path = Path(workspace) / "runs.json"
+    if not path.is_file():
+        raise ReportError(
+            f"no AgentX runs in {workspace} (no runs.json); "
+            f"start one with `agentx run --workspace {workspace}`"
+        )
+    try:
+        runs = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ReportError(f"cannot read {path}: {error}") from None
+    if not isinstance(runs, list) or not all(isinstance(r, str) for r in runs):
+        raise ReportError(f"{path} is not a list of run ids; was it edited by hand?")
+    return runs
+
+
+def world_of(workspace: Path) -> str:
+    """The world the workspace's sandbox was built from (``?`` when unknown)."""
+    marker = Path(workspace) / "sandbox" / "data" / "world.json"
+    try:
+        return str(json.loads(marker.read_text()).get("name", "?"))
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return "?"
+
+
+def _read_only_resources(settings: Settings, world: str) -> Resources:
+    """Resources that let the graph be compiled but not run (no target, memory, model)."""
+    return Resources(
+        settings=settings,
+        target=cast(Any, None),
+        store=cast(Any, None),
+        catalog={},
+        developer=cast(Any, None),
+        world_name=world,
+    )
+
+
+def load_run(settings: Settings, run_id: str | None = None) -> RunState:
+    """The state of ``run_id`` (default: the workspace's last run).
+
+    Raises:
+        ReportError: no runs, an unknown run id, or no checkpoint for it.
+    """
+    workspace = Path(settings.workspace)
+    runs = list_runs(workspace)
+    if not runs:
+        raise ReportError(f"no runs recorded in {workspace}/runs.json")
+    run_id = run_id or runs[-1]
+    if run_id not in runs:
+        raise ReportError(f"no run {run_id!r} in {workspace}; runs: {', '.join(runs)}")
+    if settings.checkpointer != "sqlite" or not (workspace / "checkpoints.sqlite").is_file():
+        raise ReportError(
+            f"no checkpoints in {workspace}: runs can be read back only when they were "
+            "checkpointed to SQLite (the default checkpointer)"
+        )
+    checkpointer = open_checkpointer(settings)
+    graph = build_graph(
+        settings, checkpointer=checkpointer, resources=_read_only_resources(settings, "?")
+    )
+    snapshot = graph.get_state({"configurable": {"thread_id": run_id}})
+    if not snapshot.values:
+        raise ReportError(f"run {run_id!r} has no checkpoint yet (stopped before its first step)")
+    interrupted = any(task.interrupts for task in snapshot.tasks)
+    return RunState(
+        run_id=run_id,
+        values=dict(snapshot.values),
+        next_nodes=tuple(snapshot.next),
+        interrupted=interrupted,
+    )
+
+
+def harness_versions(prompts_dir: Path | None = None) -> dict[str, Any]:
+    """The active version of each agent's harness (``prompts/<agent>/harness.yaml``)."""
+    from agentx.harness import default_prompts_dir, load_harness
+
+    root = prompts_dir or default_prompts_dir()
+    versions: dict[str, Any] = {}
+    for path in sorted(root.glob("*/harness.yaml")):
+        versions[path.parent.name] = load_harness(path.parent.name, root).get("version", "?")
+    return versions

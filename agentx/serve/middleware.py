@@ -1,0 +1,161 @@
+"""ASGI middleware of the endpoint: the API-key gate and the run gate.
+
+Both are plain ASGI (not FastAPI dependencies) because they must cover what a
+dependency cannot: the key gate sets a cookie so the playground, which a browser
+loads without custom headers, stays usable; the run gate holds its lock until a
+streamed response has been sent in full, and rewrites ``/batch`` bodies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+from collections.abc import Awaitable, Callable
+from http.cookies import SimpleCookie
+from typing import Any
+from urllib.parse import parse_qs
+
+from pydantic import BaseModel
+
+from agentx.serve.requests import BadRequest, check_batch_body
+from agentx.serve.settings import API_KEY_HEADER
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+COOKIE = "agentx_api_key"
+OPEN_PATHS = frozenset({"/healthz"})
+RUN_ENDPOINTS = ("/invoke", "/batch", "/stream", "/stream_log", "/stream_events")
+
+
+async def send_error(send: Send, status: int, detail: str) -> None:
+    """Answer with FastAPI's error shape: ``{"detail": "..."}``."""
+    body = json.dumps({"detail": detail}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if status == 401:
+        headers.append((b"www-authenticate", API_KEY_HEADER.encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class ApiKeyMiddleware:
+    """Require the key in the ``X-API-Key`` header (or the playground's cookie).
+
+    Opening ``.../playground/?api_key=KEY`` once in a browser sets an HttpOnly cookie
+    so the playground's own requests are let in; every other client sends the header.
+    """
+
+    def __init__(self, app: ASGIApp, api_key: str):
+        self.app = app
+        self._key = api_key.encode()
+
+    def _valid(self, candidate: str | None) -> bool:
+        return candidate is not None and hmac.compare_digest(candidate.encode(), self._key)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode().lower(): v.decode() for k, v in scope.get("headers", [])}
+        cookie = SimpleCookie(headers.get("cookie", ""))
+        if self._valid(headers.get(API_KEY_HEADER.lower())) or (
+            COOKIE in cookie and self._valid(cookie[COOKIE].value)
+        ):
+            await self.app(scope, receive, send)
+            return
+        query = parse_qs(scope.get("query_string", b"").decode())
+        from_query = (query.get("api_key") or [None])[0]
+        if "/playground" in scope["path"] and self._valid(from_query):
+            await self.app(scope, receive, self._setting_cookie(send, scope))
+            return
+        detail = (
+            f"wrong API key in the {API_KEY_HEADER} header"
+            if API_KEY_HEADER.lower() in headers
+            else f"missing API key: send it in the {API_KEY_HEADER} header"
+        )
+        await send_error(send, 401, detail)
+
+    def _setting_cookie(self, send: Send, scope: Scope) -> Send:
+        root = scope.get("root_path", "") or "/"
+        value = f"{COOKIE}={self._key.decode()}; Path={root}; HttpOnly; SameSite=Strict"
+
+        async def wrapped(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [*message["headers"], (b"set-cookie", value.encode())]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        return wrapped
+
+
+class RunGate:
+    """One run at a time, and ``/batch`` bodies checked before LangServe sees them.
+
+    Runs share the workspace's sandbox repository (a kept change is merged into it),
+    so two concurrent runs would race on git and measure against a moving baseline.
+    Requests wait their turn; the lock is held until the response is fully sent.
+    """
+
+    def __init__(self, app: ASGIApp, prefix: str, request_model: type[BaseModel]):
+        self.app = app
+        self._prefix = prefix.rstrip("/")
+        self._model = request_model
+        self._lock = asyncio.Lock()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        endpoint = path[len(self._prefix) :] if path.startswith(self._prefix + "/") else None
+        if scope["type"] != "http" or scope["method"] != "POST" or endpoint not in RUN_ENDPOINTS:
+            await self.app(scope, receive, send)
+            return
+        if endpoint == "/batch":
+            raw = await _read_body(receive)
+            try:
+                body = check_batch_body(json.loads(raw or b"null"), self._model)
+            except json.JSONDecodeError as error:
+                await send_error(send, 400, f"the body is not valid JSON: {error}")
+                return
+            except BadRequest as error:
+                await send_error(send, error.status_code, str(error))
+                return
+            payload = json.dumps(body).encode()
+            receive = _replay(payload, receive)
+            scope = _with_content_length(scope, len(payload))
+        async with self._lock:
+            await self.app(scope, receive, send)
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, original: Receive) -> Receive:
+    """Hand the (rewritten) body over once, then pass on the client's disconnect."""
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await original()
+
+    return receive
+
+
+def _with_content_length(scope: Scope, length: int) -> Scope:
+    headers = [(k, v) for k, v in scope.get("headers", []) if k.lower() != b"content-length"]
+    headers.append((b"content-length", str(length).encode()))
+    return {**scope, "headers": headers}

@@ -1,0 +1,160 @@
+"""Studio: the repository's langgraph.json served by ``langgraph dev`` (in-memory runtime)
+on a free local port, driven with the langgraph-sdk client as Studio drives it.
+
+The server runs with human gates on (``AGENTX_AUTONOMOUS=false``) so a run pauses at the
+proposal-admission interrupt and is resumed through the API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from langgraph_sdk import get_client
+
+from agentx.models import ExperimentStatus
+
+REPO = Path(__file__).resolve().parents[1]
+GRAPHS = {"agentx_loop", "agentx_brainstorm", "agentx_develop", "agentx_evaluate"}
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _config_for(directory: Path) -> Path:
+    """The repository's langgraph.json with its paths made absolute (they resolve
+    against the working directory, and the server runs in a temp directory so its
+    ``.langgraph_api`` state never lands in the checkout)."""
+    config = json.loads((REPO / "langgraph.json").read_text())
+    graphs = {}
+    for name, spec in config["graphs"].items():
+        path, _, variable = spec.partition(":")
+        graphs[name] = f"{(REPO / path).resolve()}:{variable}"
+    config["graphs"] = graphs
+    config["dependencies"] = [str(REPO)]
+    target = directory / "langgraph.json"
+    target.write_text(json.dumps(config))
+    return target
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    langgraph = shutil.which("langgraph", path=str(Path(sys.executable).parent))
+    assert langgraph, "langgraph-cli[inmem] is not installed in this environment"
+    directory = tmp_path_factory.mktemp("studio")
+    config = _config_for(directory)
+    port = _free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("LANGSMITH_API")},
+        "LANGGRAPH_CLI_NO_ANALYTICS": "1",
+        "LANGGRAPH_NO_VERSION_CHECK": "true",
+        "LANGSMITH_TRACING": "false",
+        "AGENTX_WORLD": "tiny",
+        "AGENTX_ITERATIONS": "1",
+        "AGENTX_WORKSPACE": str(directory / "workspace"),
+        "AGENTX_AUTONOMOUS": "false",
+    }
+    log = directory / "server.log"
+    with log.open("w") as sink:
+        process = subprocess.Popen(
+            [langgraph, "dev", "--no-browser", "--no-reload", "--host", "127.0.0.1",
+             "--port", str(port), "--config", str(config)],
+            cwd=directory, env=env, stdout=sink, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            if httpx.get(f"{url}/ok", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            os.killpg(process.pid, signal.SIGKILL)
+            pytest.fail(f"langgraph dev did not come up:\n{log.read_text()[-4000:]}")
+        time.sleep(0.5)
+    yield url
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def _interrupts(state: dict[str, Any]) -> list[dict[str, Any]]:
+    return [i["value"] for task in state.get("tasks", []) for i in task.get("interrupts", [])]
+
+
+def test_every_entry_point_is_served_with_readable_nodes(studio: str) -> None:
+    async def drive() -> tuple[set[str], dict[str, Any]]:
+        client = get_client(url=studio)
+        assistants = await client.assistants.search(limit=20)
+        by_graph = {a["graph_id"]: a for a in assistants}
+        drawing = await client.assistants.get_graph(by_graph["agentx_develop"]["assistant_id"])
+        return set(by_graph), drawing
+
+    graphs, drawing = asyncio.run(drive())
+    assert GRAPHS <= graphs
+    nodes = {node["id"] for node in drawing["nodes"]}
+    assert {"intake", "brainstorm", "develop", "verify", "repair", "abandon"} <= nodes
+    assert not nodes & {"launch", "learn"}  # develop stops before the rollout
+
+
+def test_brainstorm_pauses_for_admission_and_resumes(studio: str) -> None:
+    async def drive() -> tuple[dict, dict]:
+        client = get_client(url=studio)
+        thread = await client.threads.create()
+        await client.runs.wait(
+            thread["thread_id"], "agentx_brainstorm", input={"goal_text": "raise watch time"}
+        )
+        paused = await client.threads.get_state(thread["thread_id"])
+        await client.runs.wait(
+            thread["thread_id"], "agentx_brainstorm", command={"resume": {"action": "approve"}}
+        )
+        return paused, await client.threads.get_state(thread["thread_id"])
+
+    paused, done = asyncio.run(drive())
+    assert paused["next"] == ["admission_gate"]
+    (gate,) = _interrupts(paused)
+    assert gate["gate"] == "proposal_admission" and "approve" in gate["choices"]
+    assert done["next"] == []
+    assert done["values"]["current"]["technique"] == gate["proposal"]["technique"]
+    assert any("approved by reviewer" in e["message"] for e in done["values"]["trace"])
+
+
+def test_loop_runs_an_experiment_through_the_gate(studio: str) -> None:
+    async def drive() -> tuple[dict, int]:
+        client = get_client(url=studio)
+        thread = await client.threads.create()
+        thread_id = thread["thread_id"]
+        await client.runs.wait(thread_id, "agentx_loop", input={"iterations": 1})
+        resumes = 0
+        state = await client.threads.get_state(thread_id)
+        while _interrupts(state) and resumes < 5:
+            await client.runs.wait(thread_id, "agentx_loop", command={"resume": "approve"})
+            resumes += 1
+            state = await client.threads.get_state(thread_id)
+        return state, resumes
+
+    state, resumes = asyncio.run(drive())
+    assert resumes >= 1 and state["next"] == []
+    (experiment,) = state["values"]["experiments"]
+    assert experiment["status"] in {status.value for status in ExperimentStatus}
+    assert state["values"]["funnel"]["admitted"] >= 1
