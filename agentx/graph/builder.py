@@ -12,6 +12,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Checkpointer
 
+from agentx.agents.evaluation.review import needs_review
 from agentx.graph.nodes import (
     ABANDON,
     BRAINSTORM,
@@ -21,6 +22,7 @@ from agentx.graph.nodes import (
     LAUNCH,
     LEARN,
     REPAIR,
+    REVIEW,
     STAGE,
     VERDICT,
     VERIFY,
@@ -67,14 +69,22 @@ def make_after_verify(resources: Resources):
     return after_verify
 
 
-def after_stage(state: LoopState) -> Literal["rollout_stage", "veto", "verdict"]:
-    """Guardrail breach → veto; last stage or early stop → verdict; else next stage."""
-    last = state["rollout"].stages[-1]
-    if last.decision == "halt":
-        return VETO
-    if last.decision in ("complete", "stop_early"):
-        return VERDICT
-    return STAGE
+def make_after_stage(resources: Resources):
+    """Moderate breach under review → review; veto → veto; last stage → verdict; else next."""
+
+    def after_stage(
+        state: LoopState,
+    ) -> Literal["guardrail_review", "rollout_stage", "veto", "verdict"]:
+        last = state["rollout"].stages[-1]
+        if needs_review(last, resources.settings):
+            return REVIEW
+        if last.decision == "halt":
+            return VETO
+        if last.decision in ("complete", "stop_early"):
+            return VERDICT
+        return STAGE
+
+    return after_stage
 
 
 def make_after_learn(resources: Resources):
@@ -100,6 +110,7 @@ def build_builder(resources: Resources) -> StateGraph:
     graph.add_node(ABANDON, nodes.abandon)
     graph.add_node(LAUNCH, nodes.launch)
     graph.add_node(STAGE, nodes.rollout_stage)
+    graph.add_node(REVIEW, nodes.review)
     graph.add_node(VETO, nodes.veto)
     graph.add_node(VERDICT, nodes.verdict)
     graph.add_node(LEARN, nodes.learn)
@@ -112,7 +123,8 @@ def build_builder(resources: Resources) -> StateGraph:
     graph.add_edge(REPAIR, DEVELOP)
     graph.add_edge(ABANDON, LEARN)
     graph.add_edge(LAUNCH, STAGE)
-    graph.add_conditional_edges(STAGE, after_stage)
+    graph.add_conditional_edges(STAGE, make_after_stage(resources))
+    graph.add_conditional_edges(REVIEW, make_after_stage(resources))
     graph.add_edge(VETO, VERDICT)
     graph.add_edge(VERDICT, LEARN)
     graph.add_conditional_edges(LEARN, make_after_learn(resources))

@@ -17,6 +17,8 @@ from agentx.agents.brainstorm.evidence import EvidenceBundle
 from agentx.agents.brainstorm.intake import parse_goal
 from agentx.agents.brainstorm.llm import goal_from_draft, llm_goal, llm_ideas
 from agentx.agents.brainstorm.policy import combo_key
+from agentx.agents.evaluation.policy import EvaluationPolicy
+from agentx.agents.evaluation.review import apply_review, review_request
 from agentx.agents.evaluation.rollout import run_stage
 from agentx.agents.evaluation.verdict import decide, make_card, status_of
 from agentx.graph.resources import Resources
@@ -42,6 +44,7 @@ ABANDON = "abandon"
 LAUNCH = "launch"
 STAGE = "rollout_stage"
 VETO = "veto"
+REVIEW = "guardrail_review"
 VERDICT = "verdict"
 LEARN = "learn"
 
@@ -62,6 +65,7 @@ class Nodes:
 
     def __init__(self, resources: Resources):
         self.r = resources
+        self.evaluation_policy = EvaluationPolicy.from_harness(resources.harness["evaluation"])
 
     # ------------------------------------------------------------------ brainstorm
     def intake(self, state: LoopState, config: RunnableConfig) -> dict[str, Any]:
@@ -311,6 +315,7 @@ class Nodes:
             rollout.experiment_id,
             self.r.settings,
             final=index == len(stages) - 1,
+            policy=self.evaluation_policy,
         )
         rollout.stages.append(result)
         north = next((e for e in result.effects if e.metric == self.r.settings.north_star), None)
@@ -328,12 +333,31 @@ class Nodes:
             ],
         }
 
+    def review(self, state: LoopState) -> dict[str, Any]:
+        """Pause for a human decision on a moderate guardrail breach (never when autonomous).
+
+        Resume with ``{"approve": True, "reviewer": "...", "note": "..."}``, ``"approve"`` or
+        ``"veto"``; anything else counts as a veto.
+        """
+        rollout = state["rollout"].model_copy(deep=True)
+        request = review_request(rollout.stages[-1], self.r.settings, rollout.experiment_id)
+        if request is None:
+            return {}
+        answer = interrupt(request.model_dump(mode="json"))
+        rollout.stages[-1] = apply_review(rollout.stages[-1], answer)
+        last = rollout.stages[-1]
+        message = f"review at {last.stage}: {last.decision} {last.reason}"
+        return {"rollout": rollout, "trace": [_event(REVIEW, message, state)]}
+
     def veto(self, state: LoopState) -> dict[str, Any]:
         """Halt the rollout where a guardrail broke and roll the treatment back."""
         rollout = state["rollout"].model_copy(deep=True)
         last = rollout.stages[-1]
         rollout.halted_at, rollout.halt_reason, rollout.rolled_back = last.stage, last.reason, True
-        self.r.target.rollback(state["treatment_arm"])
+        try:
+            self.r.target.rollback(state["treatment_arm"])
+        except TargetError as error:  # recorded: the verdict stands either way
+            rollout.halt_reason = f"{rollout.halt_reason}; rollback failed: {error}"
         return {
             "rollout": rollout,
             "trace": [_event(VETO, f"vetoed at {last.stage}: {last.reason}", state)],
@@ -342,7 +366,21 @@ class Nodes:
     def verdict(self, state: LoopState) -> dict[str, Any]:
         """Decide KEEP / EXTEND / DISCARD and attach the ground truth when known."""
         settings = self.r.settings
-        verdict = decide(state["rollout"], settings.north_star, settings.alpha)
+        direction = next(
+            (
+                m.direction
+                for m in self.r.target.describe().metrics
+                if m.name == settings.north_star
+            ),
+            "higher_is_better",
+        )
+        verdict = decide(
+            state["rollout"],
+            settings.north_star,
+            settings.alpha,
+            policy=self.evaluation_policy,
+            direction=direction,
+        )
         try:
             truth = self.r.target.ground_truth(Path(state["patch"].worktree))
         except TargetError:

@@ -426,6 +426,8 @@ class SandboxTarget:
         seed: int,
     ) -> OnlineReadout:
         """Simulate ``days`` of traffic after a pre-period; per-user metrics per arm."""
+        if control.name == treatment.name:
+            raise TargetError(f"control and treatment arms share the name {control.name!r}")
         if days + self.world_params.pre_days > self.horizon:
             raise TargetError(f"at most {self.world_params.horizon_days} experiment days")
         errors: dict[str, str] = {}
@@ -487,8 +489,10 @@ class SandboxTarget:
         """True metrics of ``workdir`` and relative effects versus the current baseline."""
         treated = self.truth_of(workdir)
         base = self.truth_of(self.repo_path)
+        # A metric whose baseline is zero (e.g. errors) reports its absolute change.
         relative = {
-            name: (treated[name] / base[name] - 1.0) if base.get(name) else 0.0 for name in treated
+            name: (treated[name] / base[name] - 1.0) if base.get(name) else treated[name]
+            for name in treated
         }
         return GroundTruth(metrics=treated, baseline=base, relative=relative)
 

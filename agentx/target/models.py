@@ -126,7 +126,9 @@ class GroundTruth(BaseModel):
 
     metrics: dict[str, float]
     baseline: dict[str, float]
-    relative: dict[str, float]
+    relative: dict[str, float] = Field(
+        description="Relative change versus the baseline; absolute change where the baseline is 0."
+    )
 
 
 def as_path(value: str | Path) -> Path:

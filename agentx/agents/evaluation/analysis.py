@@ -1,13 +1,30 @@
-"""Effects of one stage's readout: every metric estimated, guardrails checked."""
+"""Effects of one stage's readout: every metric estimated, guardrails checked.
+
+Estimation rules (see docs/evaluation.md):
+
+* per-user metrics: CUPED on the same metric's pre-period value, then Welch;
+* ratio metrics (``<name>.num`` / ``<name>.den`` per user): the delta method;
+* a metric whose estimate has no sampling error (constant in both arms) is *not measurable*:
+  a flat line is far more often broken logging than certainty. The one exception is a
+  lower-is-better count whose control is all zero (no errors at all), where any rise is harm;
+* an undefined relative effect or interval (control mean 0) is not measurable either.
+"""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+from agentx.agents.evaluation.readout import metric_array, pre_array
 from agentx.models import GuardrailResult, MetricEffect
 from agentx.settings import GuardrailSpec
-from agentx.stats import StatsError, compare_metric, ratio_effect
+from agentx.stats import EffectEstimate, StatsError, compare_metric, ratio_effect
 from agentx.target.models import MetricSpec, OnlineReadout
+
+NOT_MEASURABLE = "not measurable"
+ROSE_FROM_ZERO = "rose from 0"
+ZERO_IN_BOTH = "zero in both arms"
 
 
 def estimate_effects(
@@ -15,65 +32,96 @@ def estimate_effects(
 ) -> tuple[dict[str, MetricEffect], dict[str, str]]:
     """Effect of treatment on every per-user and ratio metric; problems by metric."""
     control, treatment = readout.arms
-    mc, mt = readout.metrics[control], readout.metrics[treatment]
-    pc, pt = readout.pre[control], readout.pre[treatment]
     effects: dict[str, MetricEffect] = {}
     problems: dict[str, str] = {}
     for spec in specs:
+        if spec.kind not in ("per_user", "ratio"):
+            continue
         try:
-            if spec.kind == "per_user":
-                if spec.name not in mc or spec.name not in mt:
-                    raise StatsError(f"metric {spec.name!r} is missing from the readout")
-                pre_c, pre_t = pc.get(spec.name), pt.get(spec.name)
-                use_pre = (
-                    pre_c is not None and pre_t is not None and np.std(np.r_[pre_c, pre_t]) > 0
-                )
-                est = compare_metric(
-                    mc[spec.name],
-                    mt[spec.name],
-                    pre_c if use_pre else None,
-                    pre_t if use_pre else None,
-                    alpha=alpha,
-                )
-            elif spec.kind == "ratio":
-                num, den = f"{spec.name}.num", f"{spec.name}.den"
-                if num not in mc or num not in mt:
-                    raise StatsError(f"metric {spec.name!r} is missing from the readout")
-                est = ratio_effect(mc[num], mc[den], mt[num], mt[den], alpha=alpha)
-            else:
-                continue
+            est, zero_base = _estimate(readout, spec, control, treatment, alpha)
+            effects[spec.name] = _to_effect(spec.name, est, zero_base)
         except StatsError as error:
             problems[spec.name] = str(error)
-            continue
-        effects[spec.name] = MetricEffect(
-            metric=spec.name,
-            control_mean=_finite(est.control_mean),
-            treatment_mean=_finite(est.treatment_mean),
-            absolute=_finite(est.absolute),
-            relative=_finite(est.relative),
-            ci_low=_finite(est.ci_low_rel),
-            ci_high=_finite(est.ci_high_rel),
-            p_value=_finite(est.p_value, 1.0),
-            method=est.method,
-            n_control=est.n_control,
-            n_treatment=est.n_treatment,
-            variance_reduction=_finite(est.variance_reduction),
-        )
     return effects, problems
 
 
-def check_guardrails(
-    effects: dict[str, MetricEffect], problems: dict[str, str], guardrails: list[GuardrailSpec]
-) -> list[GuardrailResult]:
-    """A guardrail breaks when the harm is beyond its tolerance and significant.
+def _estimate(
+    readout: OnlineReadout, spec: MetricSpec, control: str, treatment: str, alpha: float
+) -> tuple[EffectEstimate, bool]:
+    """The estimate and whether it is a zero-baseline lower-is-better count."""
+    lower = spec.direction == "lower_is_better"
+    if spec.kind == "per_user":
+        yc = metric_array(readout, control, spec.name)
+        yt = metric_array(readout, treatment, spec.name)
+        zero_base = lower and yc.size > 0 and not np.any(yc)
+        pc, pt = pre_array(readout, control, spec.name), pre_array(readout, treatment, spec.name)
+        use_pre = (
+            not zero_base
+            and pc is not None
+            and pt is not None
+            and float(np.ptp(np.concatenate([pc, pt]))) > 0.0
+        )
+        est = compare_metric(yc, yt, pc if use_pre else None, pt if use_pre else None, alpha=alpha)
+    else:
+        nc = metric_array(readout, control, f"{spec.name}.num")
+        dc = metric_array(readout, control, f"{spec.name}.den")
+        nt = metric_array(readout, treatment, f"{spec.name}.num")
+        dt = metric_array(readout, treatment, f"{spec.name}.den")
+        zero_base = lower and nc.size > 0 and not np.any(nc)
+        est = ratio_effect(nc, dc, nt, dt, alpha=alpha)
+    if zero_base:
+        return est, True
+    if est.se == 0.0:
+        raise StatsError(
+            f"zero variance: {spec.name} is constant in both arms "
+            f"({est.control_mean:.6g} vs {est.treatment_mean:.6g}); the metric looks unlogged"
+        )
+    if not all(math.isfinite(v) for v in (est.relative, est.ci_low_rel, est.ci_high_rel)):
+        raise StatsError(
+            f"relative effect of {spec.name} is undefined (control mean {est.control_mean:.6g})"
+        )
+    return est, False
 
-    A guardrail whose metric could not be estimated counts as broken: missing evidence
-    never passes a launch.
+
+def _to_effect(name: str, est: EffectEstimate, zero_base: bool) -> MetricEffect:
+    relative, low, high = (
+        (0.0, 0.0, 0.0) if zero_base else (est.relative, est.ci_low_rel, est.ci_high_rel)
+    )
+    return MetricEffect(
+        metric=name,
+        control_mean=est.control_mean,
+        treatment_mean=est.treatment_mean,
+        absolute=est.absolute,
+        relative=relative,
+        ci_low=low,
+        ci_high=high,
+        p_value=est.p_value,
+        method=est.method + ("; zero baseline" if zero_base else ""),
+        n_control=est.n_control,
+        n_treatment=est.n_treatment,
+        variance_reduction=est.variance_reduction,
+    )
+
+
+def check_guardrails(
+    effects: dict[str, MetricEffect],
+    problems: dict[str, str],
+    guardrails: list[GuardrailSpec],
+    alpha: float = 0.05,
+) -> list[GuardrailResult]:
+    """A guardrail breaks when the harm is beyond its tolerance AND significant at ``alpha``.
+
+    "Significant" is the metric's own two-sided test (p < alpha) with the effect in the harmful
+    direction; "beyond tolerance" compares the point estimate of the relative harm with
+    ``max_relative_harm``. A lower-is-better metric with a zero control (no errors) is harmed
+    by any significant rise. A guardrail whose metric could not be estimated counts as broken
+    unless its tier is observe: missing evidence never passes a launch.
     """
     results: list[GuardrailResult] = []
     for spec in guardrails:
         effect = effects.get(spec.metric)
         if effect is None:
+            reason = problems.get(spec.metric, "the target does not report this metric")
             results.append(
                 GuardrailResult(
                     metric=spec.metric,
@@ -82,18 +130,27 @@ def check_guardrails(
                     ci_low=0.0,
                     ci_high=0.0,
                     breached=spec.tier != "observe",
-                    detail=f"not measurable: {problems.get(spec.metric, 'missing')}",
+                    detail=f"{NOT_MEASURABLE}: {reason}",
                 )
             )
             continue
         sign = 1.0 if spec.direction == "higher_is_better" else -1.0
-        harm = -sign * effect.relative
-        harmful_bound = effect.ci_high if sign > 0 else effect.ci_low
-        significant = (sign * harmful_bound) < 0
-        if spec.direction == "lower_is_better" and effect.control_mean == 0.0:
-            # e.g. errors: any increase from zero is harm beyond tolerance.
-            harm = float("inf") if effect.treatment_mean > 0 else 0.0
-            significant = effect.treatment_mean > 0
+        harmful_direction = sign * effect.absolute < 0.0
+        significant = effect.p_value < alpha and harmful_direction
+        zero_base = effect.method.endswith("zero baseline")
+        if zero_base:
+            harm = math.inf if effect.treatment_mean > effect.control_mean else 0.0
+            detail = (
+                f"{ROSE_FROM_ZERO} to {effect.treatment_mean:.4g} per user (p={effect.p_value:.3g})"
+                if harm
+                else ZERO_IN_BOTH
+            )
+        else:
+            harm = -sign * effect.relative
+            detail = (
+                f"{effect.relative:+.2%} [{effect.ci_low:+.2%}, {effect.ci_high:+.2%}], "
+                f"p={effect.p_value:.3g}"
+            )
         breached = spec.tier != "observe" and significant and harm > spec.max_relative_harm
         results.append(
             GuardrailResult(
@@ -103,14 +160,27 @@ def check_guardrails(
                 ci_low=effect.ci_low,
                 ci_high=effect.ci_high,
                 breached=breached,
-                detail=(
-                    f"{effect.relative:+.2%} [{effect.ci_low:+.2%}, {effect.ci_high:+.2%}], "
-                    f"tolerance {spec.max_relative_harm:.1%}"
-                ),
+                detail=f"{detail}, tolerance {spec.max_relative_harm:.1%}",
             )
         )
     return results
 
 
-def _finite(value: float, default: float = 0.0) -> float:
-    return float(value) if np.isfinite(value) else default
+def is_measured(result: GuardrailResult) -> bool:
+    """Whether the guardrail's metric was estimated (False: it counts as broken)."""
+    return not result.detail.startswith(NOT_MEASURABLE)
+
+
+def within_tolerance(result: GuardrailResult, spec: GuardrailSpec) -> bool:
+    """Whether the interval already rules out harm beyond tolerance (non-inferiority).
+
+    Stricter than "not breached": used before stopping early, when later stages would
+    otherwise have had the power to catch a harm this stage cannot yet see.
+    """
+    if not is_measured(result) or result.detail.startswith(ROSE_FROM_ZERO):
+        return False
+    if result.detail.startswith(ZERO_IN_BOTH):
+        return True
+    if spec.direction == "higher_is_better":
+        return result.ci_low >= -spec.max_relative_harm
+    return result.ci_high <= spec.max_relative_harm

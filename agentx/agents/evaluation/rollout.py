@@ -1,18 +1,58 @@
-"""One rollout stage: assign, run traffic, check traffic split and guardrails, decide."""
+"""One rollout stage: assign, run traffic, check traffic split and guardrails, decide.
+
+Order of checks after a stage's traffic (each failure halts with a reason from ``reasons``):
+crashed arm → malformed readout → empty arm / sample-ratio mismatch → effects, exchange score
+and guardrails (severe breach halts; moderate halts when autonomous, unless the exchange score
+trades it; otherwise it waits for review) → north-star measurable → complete, or an always-valid
+early stop.
+"""
 
 from __future__ import annotations
 
-from agentx.agents.evaluation.analysis import check_guardrails, estimate_effects
-from agentx.models import StageResult, stable_id
+import numpy as np
+
+from agentx.agents.evaluation import reasons
+from agentx.agents.evaluation.analysis import (
+    check_guardrails,
+    estimate_effects,
+    is_measured,
+    within_tolerance,
+)
+from agentx.agents.evaluation.exchange import estimate_exchange, trade_moderate, was_traded
+from agentx.agents.evaluation.policy import EvaluationPolicy, load_policy
+from agentx.agents.evaluation.readout import arm_sizes, metric_array, pre_array, readout_defect
+from agentx.models import GuardrailResult, Rollout, StageResult, stable_id
 from agentx.settings import RolloutStage, Settings
-from agentx.stats import StatsError, assign_arms, msprt_test, srm_check
+from agentx.stats import StatsError, assign_arms, cuped_adjust, msprt_test, srm_check
 from agentx.target.contract import Target
-from agentx.target.models import ArmHandle
+from agentx.target.models import ArmHandle, MetricSpec, OnlineReadout
+
+N_BUCKETS = 1000
+WIN = "clear win"
+LOSS = "clear loss"
 
 
 def stage_seed(seed: int, experiment_id: str, stage: str) -> int:
     """Seed of a stage's traffic: reproducible, different per experiment and stage."""
     return int(stable_id(seed, experiment_id, stage, length=8), 16)
+
+
+def stage_assignment(users: np.ndarray, experiment_id: str, share: float) -> np.ndarray:
+    """Arms of ``users`` at a stage with ``share`` of traffic in each arm.
+
+    Control takes the buckets just below the middle and treatment those just above it, so
+    when a later stage widens the shares both ranges grow outward: every canary user keeps
+    their arm in the ramp and at full traffic (no user switches arms between stages).
+    """
+    width = round(share * N_BUCKETS)
+    return assign_arms(
+        users,
+        salt=experiment_id,
+        treatment_share=share,
+        control_share=share,
+        bucket_offset=N_BUCKETS // 2 - width,
+        n_buckets=N_BUCKETS,
+    )
 
 
 def run_stage(
@@ -23,80 +63,207 @@ def run_stage(
     experiment_id: str,
     settings: Settings,
     final: bool,
+    *,
+    policy: EvaluationPolicy | None = None,
 ) -> StageResult:
-    """Run ``stage`` and decide: continue, halt (veto), stop early, or complete."""
-    users = target.user_ids()
-    assignment = assign_arms(users, salt=experiment_id, treatment_share=stage.treatment_share)
-    readout = target.collect(
-        control,
-        treatment,
-        assignment,
-        stage.days,
-        stage_seed(settings.seed, experiment_id, stage.name),
-    )
+    """Run ``stage`` and decide: continue, halt (veto), stop early, or complete.
+
+    Never raises for a failing target or a bad readout: every failure becomes a halt whose
+    reason starts with one of the prefixes in :mod:`agentx.agents.evaluation.reasons`.
+    """
+    policy = policy or load_policy()
     base = {"stage": stage.name, "treatment_share": stage.treatment_share, "days": stage.days}
-    if readout.errors:
-        reason = "; ".join(f"{arm}: {err}" for arm, err in readout.errors.items())
-        return StageResult(
-            **base, srm_p_value=1.0, srm_ok=True, decision="halt", reason=f"crashed arm: {reason}"
+    try:
+        assignment = stage_assignment(target.user_ids(), experiment_id, stage.treatment_share)
+        readout = target.collect(
+            control,
+            treatment,
+            assignment,
+            days=stage.days,
+            seed=stage_seed(settings.seed, experiment_id, stage.name),
         )
-    counts = [len(readout.users[arm]) for arm in readout.arms]
+        specs = target.describe().metrics
+    except Exception as error:  # any failure of a user's target is recorded, not raised
+        return _halt(base, f"{reasons.CRASHED}: the stage could not run ({_describe(error)})")
+    return evaluate_readout(readout, specs, base, settings, policy, final)
+
+
+def evaluate_readout(
+    readout: OnlineReadout,
+    specs: list[MetricSpec],
+    base: dict[str, object],
+    settings: Settings,
+    policy: EvaluationPolicy,
+    final: bool,
+) -> StageResult:
+    """Judge one stage's readout (separate from traffic so bad readouts can be tested)."""
+    if readout.errors:
+        crashed = "; ".join(f"{arm}: {err}" for arm, err in readout.errors.items())
+        return _halt(base, f"{reasons.CRASHED}: {crashed}")
+    defect = readout_defect(readout)
+    if defect:
+        return _halt(base, f"{reasons.INVALID_READOUT}: {defect}")
+    counts = arm_sizes(readout)
+    empty = [arm for arm, n in zip(readout.arms, counts, strict=True) if n == 0]
+    if empty:
+        reason = f"{reasons.TRAFFIC_MISMATCH}: arm {', '.join(empty)} has no users ({counts})"
+        return _halt(base, reason, srm_failed=True)
     try:
         srm = srm_check(counts, [0.5, 0.5])
     except StatsError as error:
-        return StageResult(
-            **base,
-            srm_p_value=0.0,
-            srm_ok=False,
-            decision="halt",
-            reason=f"traffic mismatch: {error}",
-        )
-    specs = target.describe().metrics
-    effects, problems = estimate_effects(readout, specs, settings.alpha)
-    guardrails = check_guardrails(effects, problems, settings.guardrails)
+        return _halt(base, f"{reasons.TRAFFIC_MISMATCH}: {error}", srm_failed=True)
+    alpha = settings.alpha
+    effects, problems = estimate_effects(readout, specs, alpha)
+    exchange, exchange_problem = estimate_exchange(readout, specs, policy.exchange, alpha)
+    guardrail_alpha = policy.guardrail_alpha or alpha
+    guardrails = check_guardrails(effects, problems, settings.guardrails, guardrail_alpha)
+    guardrails = trade_moderate(guardrails, exchange, policy.exchange)
     result = StageResult(
         **base,
         srm_p_value=srm.p_value,
         srm_ok=srm.ok,
-        effects=list(effects.values()),
+        effects=[*effects.values(), *([exchange] if exchange else [])],
         guardrails=guardrails,
     )
     if not srm.ok:
-        result.decision, result.reason = "halt", f"sample ratio mismatch (p={srm.p_value:.2g})"
-        return result
+        return _set(
+            result,
+            "halt",
+            f"{reasons.TRAFFIC_MISMATCH}: sample ratio mismatch {counts} (p={srm.p_value:.2g})",
+        )
     severe = [g for g in guardrails if g.breached and g.tier == "severe"]
     moderate = [g for g in guardrails if g.breached and g.tier == "moderate"]
     if severe or (moderate and settings.autonomous):
-        broken = severe + moderate
-        result.decision = "halt"
-        result.reason = "guardrail breached: " + ", ".join(f"{g.metric} {g.detail}" for g in broken)
-        return result
-    if moderate:
-        result.reason = "moderate guardrail breach needs review: " + ", ".join(
-            g.metric for g in moderate
-        )
+        return _set(result, "halt", _guardrail_reason(severe + moderate))
     north = settings.north_star
     if north not in effects:
-        result.decision = "halt"
-        result.reason = f"north-star {north} not measurable: {problems.get(north, 'missing')}"
-        return result
+        reason = problems.get(north, "the target does not report it")
+        return _set(result, "halt", f"{reasons.NORTH_STAR_UNMEASURABLE}: {north}: {reason}")
+    notes = []
+    if moderate:
+        notes.append(f"{reasons.REVIEW_PENDING}: " + ", ".join(g.metric for g in moderate))
+    if exchange_problem:
+        notes.append(exchange_problem)
     if final:
-        result.decision = "complete"
-        return result
-    early = _early_stop(readout, north, settings.alpha)
+        return _set(result, "complete", "; ".join(notes))
+    spec = next((s for s in specs if s.name == north), None)
+    look_alpha = policy.early_alpha(alpha, len(settings.stages))
+    early = _early_stop(readout, spec, look_alpha) if spec and look_alpha > 0 else None
+    if early and early.endswith(WIN):
+        uncleared = _not_cleared(guardrails, settings)
+        if uncleared:
+            notes.append(f"early win not taken: {', '.join(uncleared)} not yet within tolerance")
+            early = None
     if early:
-        result.decision, result.reason = "stop_early", early
+        return _set(result, "stop_early", "; ".join([early, *notes]))
+    return _set(result, "continue", "; ".join(notes))
+
+
+def _not_cleared(guardrails: list[GuardrailResult], settings: Settings) -> list[str]:
+    """Guardrails whose interval does not yet rule out harm beyond tolerance.
+
+    Stopping early for a win skips the later, larger stages, where a guardrail harm too small
+    to be significant at this stage would still be caught; so an early win is only taken when
+    every non-observe guardrail is already shown to be within tolerance (non-inferiority).
+    """
+    specs = {g.metric: g for g in settings.guardrails}
+    return [
+        result.metric
+        for result in guardrails
+        if (spec := specs.get(result.metric)) is not None
+        and spec.tier != "observe"
+        and not was_traded(result)
+        and not within_tolerance(result, spec)
+    ]
+
+
+def _guardrail_reason(broken: list[GuardrailResult]) -> str:
+    measured = [g for g in broken if is_measured(g)]
+    prefix = reasons.GUARDRAIL_BREACHED if measured else reasons.GUARDRAIL_UNMEASURABLE
+    return f"{prefix}: " + "; ".join(f"{g.tier} {g.metric} {g.detail}" for g in broken)
+
+
+def _early_stop(readout: OnlineReadout, spec: MetricSpec, alpha: float) -> str | None:
+    """An always-valid (mSPRT) win or loss on the north-star at this stage, if any.
+
+    The per-user values are CUPED-adjusted first (when the pre-period allows it): the same
+    test on less noisy data stops sooner.
+    """
+    if spec.kind != "per_user":
+        return None
+    control, treatment = readout.arms
+    try:
+        c = metric_array(readout, control, spec.name)
+        t = metric_array(readout, treatment, spec.name)
+        pc, pt = pre_array(readout, control, spec.name), pre_array(readout, treatment, spec.name)
+        if pc is not None and pt is not None:
+            adjusted = cuped_adjust(c, pc, t, pt)
+            c, t = adjusted.y_control_adj, adjusted.y_treatment_adj
+        seq = msprt_test(c, t, alpha)
+    except StatsError:
+        return None
+    if not seq.reject:
+        return None
+    good = (float(np.mean(t)) > float(np.mean(c))) == (spec.direction == "higher_is_better")
+    verdict = WIN if good else LOSS
+    return (
+        f"always-valid test on {spec.name} rejected at alpha {alpha:.3g} "
+        f"(p={seq.p_value:.3g}, {seq.n_at_stop} users per arm): {verdict}"
+    )
+
+
+def _halt(base: dict[str, object], reason: str, srm_failed: bool = False) -> StageResult:
+    """A halted stage with no effects; the SRM fields say whether the split itself failed."""
+    return StageResult(
+        **base,
+        srm_p_value=0.0 if srm_failed else 1.0,
+        srm_ok=not srm_failed,
+        decision="halt",
+        reason=reason,
+    )
+
+
+def _set(result: StageResult, decision: str, reason: str) -> StageResult:
+    result.decision = decision  # type: ignore[assignment]
+    result.reason = reason
     return result
 
 
-def _early_stop(readout, north: str, alpha: float) -> str | None:
-    control, treatment = readout.arms
-    try:
-        seq = msprt_test(readout.metrics[control][north], readout.metrics[treatment][north], alpha)
-    except (StatsError, KeyError):
-        return None
-    c = readout.metrics[control][north].mean()
-    t = readout.metrics[treatment][north].mean()
-    if seq.reject and t > c:
-        return f"always-valid test on {north} rejected (p={seq.p_value:.3g}): clear win"
-    return None
+def _describe(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0][:300] if text else ''}"
+
+
+def run_rollout(
+    target: Target,
+    control: ArmHandle,
+    treatment: ArmHandle,
+    experiment_id: str,
+    settings: Settings,
+    *,
+    policy: EvaluationPolicy | None = None,
+) -> Rollout:
+    """Every stage in order, as the loop runs them without human gates: stop at the first
+    halt (rolling the treatment back), early stop, or completion.
+
+    For benchmarks, tests and reports; the graph runs the same stages one node at a time.
+    """
+    policy = policy or load_policy()
+    rollout = Rollout(experiment_id=experiment_id)
+    for index, stage in enumerate(settings.stages):
+        final = index == len(settings.stages) - 1
+        result = run_stage(
+            target, control, treatment, stage, experiment_id, settings, final, policy=policy
+        )
+        rollout.stages.append(result)
+        if result.decision == "halt":
+            rollout.halted_at, rollout.halt_reason = stage.name, result.reason
+            try:
+                target.rollback(treatment)
+                rollout.rolled_back = True
+            except Exception as error:  # a failed rollback is recorded, not raised
+                rollout.halt_reason = f"{result.reason}; rollback failed: {_describe(error)}"
+            break
+        if result.decision != "continue":
+            break
+    return rollout

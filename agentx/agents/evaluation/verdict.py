@@ -1,72 +1,166 @@
-"""From a rollout to a verdict (KEEP / EXTEND / DISCARD) and a knowledge card."""
+"""From a rollout to a verdict (KEEP / EXTEND / DISCARD) and a knowledge card.
+
+KEEP needs all of: the rollout was not halted; every stage passed its SRM check and has no
+unresolved guardrail breach (severe, unmeasurable, or moderate without review or trade); the
+north-star was measured; the exchange score (when configured) is not significantly negative;
+and the north-star gain is significant — at the final stage against the alpha left after the
+early-stop looks, or by the always-valid test that stopped the rollout early.
+"""
 
 from __future__ import annotations
 
+from typing import Literal
+
+from agentx.agents.evaluation.analysis import is_measured
+from agentx.agents.evaluation.cards import make_card
+from agentx.agents.evaluation.exchange import was_traded
+from agentx.agents.evaluation.policy import EXCHANGE_METRIC, EvaluationPolicy, load_policy
+from agentx.agents.evaluation.reasons import halt_cause
+from agentx.agents.evaluation.review import was_approved
 from agentx.models import (
     Decision,
     ExperimentStatus,
-    KnowledgeCard,
-    Proposal,
     Rollout,
     RootCause,
+    StageResult,
     Verdict,
-    stable_id,
 )
-from agentx.stats import adjust_p_values
+from agentx.stats import StatsError, adjust_p_values
 
-MIN_INTERESTING_EFFECT = 0.005
+__all__ = ["decide", "make_card", "status_of"]
 
 
-def decide(rollout: Rollout, north_star: str, alpha: float) -> Verdict:
-    """The verdict with its evidence; never KEEP on missing or vetoed evidence."""
+def decide(
+    rollout: Rollout,
+    north_star: str,
+    alpha: float,
+    *,
+    policy: EvaluationPolicy | None = None,
+    direction: Literal["higher_is_better", "lower_is_better"] = "higher_is_better",
+) -> Verdict:
+    """The verdict with its evidence; never KEEP on missing, broken or vetoed evidence."""
+    policy = policy or load_policy()
+    verdict = Verdict(experiment_id=rollout.experiment_id, decision=Decision.DISCARD)
+    if not rollout.stages:
+        verdict.root_cause = RootCause.CRASHED_ARM
+        verdict.caveats.append("no rollout stage ran: there is no evidence at all")
+        return verdict
     last = rollout.stages[-1]
-    verdict = Verdict(
-        experiment_id=rollout.experiment_id, decision=Decision.DISCARD, guardrails=last.guardrails
-    )
+    verdict.guardrails = last.guardrails
     effects = {e.metric: e for e in last.effects}
     verdict.north_star = effects.get(north_star)
-    if rollout.halted_at:
-        reason = rollout.halt_reason or ""
-        if reason.startswith("crashed arm"):
-            verdict.root_cause = RootCause.CRASHED_ARM
-        elif "mismatch" in reason:
-            verdict.root_cause = RootCause.TRAFFIC_MISMATCH
-        elif reason.startswith("guardrail"):
-            verdict.root_cause = RootCause.GUARDRAIL_HARM
-        else:
-            verdict.root_cause = RootCause.NO_SIGNIFICANCE
-        verdict.caveats.append(f"halted at {rollout.halted_at}: {reason}")
+    if rollout.halted_at or last.decision == "halt":
+        reason = rollout.halt_reason or last.reason
+        verdict.root_cause, known = halt_cause(reason)
+        verdict.caveats.append(f"halted at {rollout.halted_at or last.stage}: {reason}")
+        if not known:
+            verdict.caveats.append("unrecognised halt reason: recorded as an implementation defect")
+        return verdict
+    blocker = _broken_evidence(rollout.stages)
+    if blocker:
+        verdict.root_cause, caveat = blocker
+        verdict.caveats.append(caveat)
         return verdict
     effect = verdict.north_star
     if effect is None:
-        verdict.root_cause = RootCause.NO_SIGNIFICANCE
+        verdict.root_cause = RootCause.IMPLEMENTATION_DEFECT
         verdict.caveats.append(f"north-star {north_star} could not be estimated")
         return verdict
-    secondary = [e for e in last.effects if e.metric != north_star]
-    if secondary:
-        adjusted = adjust_p_values([e.p_value for e in secondary], method="holm")
-        moved = [
-            f"{e.metric} {e.relative:+.2%}"
-            for e, p in zip(secondary, adjusted, strict=True)
-            if p < alpha
-        ]
-        if moved:
-            verdict.caveats.append(
-                "secondary metrics that moved (Holm-adjusted): " + ", ".join(moved)
-            )
-    if effect.p_value < alpha and effect.relative > 0:
+    verdict.caveats.extend(_notes(last, north_star, alpha, policy))
+    exchange = effects.get(EXCHANGE_METRIC)
+    sign = 1.0 if direction == "higher_is_better" else -1.0
+    gain = sign * effect.relative > 0
+    reach = effect.ci_high if sign > 0 else -effect.ci_low  # best plausible effect
+    final_alpha = policy.final_alpha(alpha, len(rollout.stages))
+    if last.decision == "stop_early":
+        significant = True
+        verdict.caveats.append(f"stopped early at {last.stage}: {last.reason}")
+    else:
+        significant = effect.p_value < final_alpha
+        verdict.caveats.append(
+            f"{north_star}: {effect.relative:+.2%} [{effect.ci_low:+.2%}, {effect.ci_high:+.2%}] "
+            f"({effect.method}), p={effect.p_value:.3g} against final alpha {final_alpha:.3g}"
+        )
+    if exchange is not None and exchange.ci_high < 0:
+        verdict.root_cause = RootCause.GUARDRAIL_HARM
+        verdict.caveats.append(
+            f"exchange score {exchange.relative:+.2%} [{exchange.ci_low:+.2%}, "
+            f"{exchange.ci_high:+.2%}] is significantly negative: the gain costs more "
+            "than it is worth"
+        )
+        return verdict
+    if significant and gain:
         verdict.decision = Decision.KEEP
-    elif effect.p_value < alpha and effect.relative < 0:
+        verdict.root_cause = None
+    elif significant:
         verdict.root_cause = RootCause.NEGATIVE_EFFECT
-    elif effect.relative > 0 and effect.ci_high > MIN_INTERESTING_EFFECT:
+    elif gain and reach >= policy.min_interesting_effect:
         verdict.decision = Decision.EXTEND
         verdict.root_cause = RootCause.NO_SIGNIFICANCE
         verdict.caveats.append("inconclusive: more traffic could decide")
     else:
         verdict.root_cause = RootCause.NO_SIGNIFICANCE
-    if last.decision == "stop_early":
-        verdict.caveats.append(f"stopped early at {last.stage}: {last.reason}")
     return verdict
+
+
+def _broken_evidence(stages: list[StageResult]) -> tuple[RootCause, str] | None:
+    """Evidence that should have halted the rollout (a hand-built or mis-wired rollout)."""
+    for stage in stages:
+        if not stage.srm_ok:
+            return RootCause.TRAFFIC_MISMATCH, (
+                f"sample ratio mismatch at {stage.stage} (p={stage.srm_p_value:.2g})"
+            )
+        for g in stage.guardrails:
+            if not g.breached:
+                continue
+            if not is_measured(g):
+                return RootCause.IMPLEMENTATION_DEFECT, (
+                    f"guardrail {g.metric} was not measurable at {stage.stage}: {g.detail}"
+                )
+            if g.tier == "severe":
+                return RootCause.GUARDRAIL_HARM, (
+                    f"severe guardrail {g.metric} breached at {stage.stage}: {g.detail}"
+                )
+            return RootCause.GUARDRAIL_HARM, (
+                f"moderate guardrail {g.metric} breached at {stage.stage} and never reviewed: "
+                f"{g.detail}"
+            )
+    return None
+
+
+def _notes(last: StageResult, north_star: str, alpha: float, policy: EvaluationPolicy) -> list[str]:
+    """Caveats a reader needs: accepted breaches, exchange score, secondary metrics that moved."""
+    notes = [
+        f"{g.metric} breach accepted: {g.detail}"
+        for g in last.guardrails
+        if was_traded(g) or was_approved(g)
+    ]
+    effects = {e.metric: e for e in last.effects}
+    exchange = effects.get(EXCHANGE_METRIC)
+    if exchange is not None:
+        notes.append(
+            f"exchange score {exchange.relative:+.2%} "
+            f"[{exchange.ci_low:+.2%}, {exchange.ci_high:+.2%}] ({exchange.method})"
+        )
+    secondary = [e for e in last.effects if e.metric not in (north_star, EXCHANGE_METRIC)]
+    if secondary:
+        try:
+            adjusted = adjust_p_values(
+                [e.p_value for e in secondary], method=policy.secondary_correction
+            )
+        except StatsError as error:
+            return [*notes, f"secondary metrics not corrected: {error}"]
+        moved = [
+            f"{e.metric} {e.relative:+.2%} (adjusted p={p:.3g})"
+            for e, p in zip(secondary, adjusted, strict=True)
+            if p < alpha
+        ]
+        if moved:
+            notes.append(
+                f"secondary metrics that moved ({policy.secondary_correction}-adjusted): "
+                + ", ".join(moved)
+            )
+    return notes
 
 
 def status_of(verdict: Verdict) -> ExperimentStatus:
@@ -78,63 +172,3 @@ def status_of(verdict: Verdict) -> ExperimentStatus:
     if verdict.root_cause == RootCause.GUARDRAIL_HARM:
         return ExperimentStatus.VETOED
     return ExperimentStatus.DISCARDED
-
-
-def make_card(
-    proposal: Proposal,
-    experiment_id: str,
-    objective: str,
-    world: str,
-    run_id: str,
-    verdict: Verdict | None,
-    root_cause: str | None,
-    stage: str | None,
-) -> KnowledgeCard:
-    """A playbook for a win, a counterexample with a root cause for anything else."""
-    decision = verdict.decision.value if verdict else "ABANDONED"
-    effect = verdict.north_star.relative if verdict and verdict.north_star else 0.0
-    cause = root_cause or (verdict.root_cause.value if verdict and verdict.root_cause else None)
-    params = ", ".join(f"{k}={v}" for k, v in proposal.params.items()) or "defaults"
-    kind = "playbook" if decision == "KEEP" else "counterexample"
-    if kind == "playbook":
-        title = (
-            f"{proposal.technique} ({params}) raised {objective} by {effect:+.2%} in world {world}"
-        )
-        lesson = (
-            "Reuse it: the mechanism worked here; neighbouring parameter values are worth probing."
-        )
-    else:
-        title = f"{proposal.technique} ({params}) failed in world {world}: {cause}"
-        lesson = {
-            "guardrail_harm": "It moved a guardrail the wrong way: do not repeat unmitigated.",
-            "no_significance": "No detectable effect at this traffic: not worth repeating as is.",
-            "negative_effect": "It hurt the objective: avoid in this world.",
-            "implementation_defect": "The change did not pass verification: fix the recipe first.",
-            "traffic_mismatch": "The traffic split was broken: the readout is not trustworthy.",
-            "crashed_arm": "The treatment crashed online: implementation problem.",
-        }.get(cause or "", "Not shipped.")
-    guard = ""
-    if verdict:
-        broken = [f"{g.metric} {g.relative:+.2%}" for g in verdict.guardrails if g.breached]
-        guard = f" Guardrails breached: {', '.join(broken)}." if broken else " Guardrails held."
-    text = (
-        f"{title}. Lever: {proposal.lever}. Hypothesis: {proposal.hypothesis} "
-        f"Decision: {decision}; measured effect on {objective}: {effect:+.2%}; "
-        f"stage reached: {stage or 'none'}.{guard} Lesson: {lesson}"
-    )
-    return KnowledgeCard(
-        id=stable_id(run_id, experiment_id, "card"),
-        kind=kind,
-        title=title,
-        text=text,
-        technique=proposal.technique,
-        lever=proposal.lever,
-        params=proposal.params,
-        objective=objective,
-        world=world,
-        decision=decision,
-        effect=round(effect, 6),
-        root_cause=cause,
-        stage=stage,
-        run_id=run_id,
-    )

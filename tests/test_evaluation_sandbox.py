@@ -1,0 +1,63 @@
+"""The Evaluation Agent on the real tiny sandbox: real levers, real simulator, ground truth."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from agentx.agents.evaluation.rollout import run_rollout
+from agentx.agents.evaluation.truth import tally_verdicts
+from agentx.agents.evaluation.verdict import decide, status_of
+from agentx.models import Decision, ExperimentStatus, RootCause, Verdict
+from agentx.sandbox.target import SandboxTarget
+from agentx.settings import Settings, load_settings
+from agentx.workspace import git
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return load_settings(world="tiny", workspace=tmp_path_factory.mktemp("ws"), seed=0)
+
+
+def _variant(target: SandboxTarget, root: Path, name: str, pattern: str, value: str) -> Path:
+    path = root / name
+    git.add_worktree(target.repo_path, path, f"eval-test/{root.name}/{name}")
+    config = path / "config.toml"
+    config.write_text(re.sub(pattern, value, config.read_text(), flags=re.MULTILINE))
+    return path
+
+
+def _evaluate(
+    target: SandboxTarget, workdir: Path, experiment_id: str, settings: Settings
+) -> Verdict:
+    control = target.launch("control", target.repo_path)
+    treatment = target.launch("treatment", workdir)
+    rollout = run_rollout(target, control, treatment, experiment_id, settings)
+    verdict = decide(rollout, settings.north_star, settings.alpha)
+    verdict.true_effects = target.ground_truth(workdir).relative
+    return verdict
+
+
+def test_levers_on_the_tiny_sandbox_against_ground_truth(
+    tiny_target: SandboxTarget, settings: Settings, tmp_path: Path
+) -> None:
+    fresh = _variant(tiny_target, tmp_path, "fresh", r"^fresh_pool\s*=\s*\d+", "fresh_pool = 20")
+    pool = _variant(tiny_target, tmp_path, "pool", r"^mf_pool\s*=\s*\d+", "mf_pool = 200")
+    win = _evaluate(tiny_target, fresh, "fresh20", settings)
+    assert win.decision == Decision.KEEP, win.caveats
+    assert win.north_star is not None and win.north_star.ci_low > 0
+    assert win.true_effects["watch_time"] > 0.1
+    harm = _evaluate(tiny_target, pool, "pool200", settings)
+    assert harm.decision == Decision.DISCARD and harm.root_cause == RootCause.GUARDRAIL_HARM
+    assert status_of(harm) == ExperimentStatus.VETOED
+    assert any("latency_ms" in c and "canary" in c for c in harm.caveats)
+    same = _evaluate(tiny_target, tiny_target.repo_path, "aa", settings)
+    assert same.decision != Decision.KEEP
+    assert same.guardrails and not any(g.breached for g in same.guardrails)
+    tally = tally_verdicts([win, harm, same], settings.north_star, settings.guardrails)
+    assert tally.counts["true_keep"] == 1
+    assert tally.counts["harmful_blocked"] == 1
+    assert tally.counts["correct_discard"] == 1
+    assert tally.harmful_launches == 0
