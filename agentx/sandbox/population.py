@@ -20,6 +20,7 @@ class Population:
     user_taste: np.ndarray  # [U, D] latent taste vectors
     category_pref: np.ndarray  # [U, C] Dirichlet preferences (rows sum to 1)
     user_activity: np.ndarray  # [U] logit offset of the daily return probability
+    user_engagement: np.ndarray  # [U] logit offset of attraction (click propensity)
     item_vec: np.ndarray  # [I, D] latent item vectors
     item_category: np.ndarray  # [I] int32
     item_creator: np.ndarray  # [I] int32
@@ -71,7 +72,10 @@ def draw_population(world: WorldParams) -> Population:
     return Population(
         user_taste=user_taste.astype(np.float32),
         category_pref=category_pref.astype(np.float32),
-        user_activity=rng.normal(0.0, 0.8, size=n_u).astype(np.float32),
+        user_activity=rng.normal(0.0, world.user_activity_sd, size=n_u).astype(np.float32),
+        user_engagement=np.random.default_rng([world.seed, 3])
+        .normal(0.0, world.user_engagement_sd, size=n_u)
+        .astype(np.float32),
         item_vec=item_vec.astype(np.float32),
         item_category=item_category,
         item_creator=item_creator.astype(np.int32),

@@ -133,6 +133,7 @@ class Simulator:
         recent = (day - state.last_shown[rows, items]) <= RECENT_DAYS
         logit = (
             world.base_attraction
+            + pop.user_engagement[:, None]
             + world.taste_weight * taste
             + world.category_weight * self._log_pref[rows, cats]
             + pop.item_appeal[items]

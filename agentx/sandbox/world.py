@@ -51,6 +51,12 @@ class WorldParams(BaseModel):
     freshness_weight: float = Field(0.3, ge=0, description="Extra appeal of a brand-new item.")
     freshness_halflife_days: float = Field(3.0, gt=0)
     base_attraction: float = Field(-1.2, description="Logit intercept of attraction.")
+    user_activity_sd: float = Field(
+        1.0, ge=0, description="Spread of users' visit propensity (heavy vs light users)."
+    )
+    user_engagement_sd: float = Field(
+        0.7, ge=0, description="Spread of users' click propensity (engaged vs casual users)."
+    )
     # behaviour
     position_bias_eta: float = Field(0.8, ge=0, description="Examination = (1+rank)^-eta.")
     fatigue_rate: float = Field(0.12, ge=0, description="Logit cost per recent same-category view.")
