@@ -23,6 +23,7 @@ from agentx.agents.evaluation.rollout import run_stage
 from agentx.agents.evaluation.verdict import decide, make_card, status_of
 from agentx.graph.resources import Resources
 from agentx.graph.state import LoopState
+from agentx.harness import load_harness
 from agentx.models import (
     Decision,
     ExperimentRecord,
@@ -65,7 +66,8 @@ class Nodes:
 
     def __init__(self, resources: Resources):
         self.r = resources
-        self.evaluation_policy = EvaluationPolicy.from_harness(resources.harness["evaluation"])
+        harness = resources.harness.get("evaluation") or load_harness("evaluation")
+        self.evaluation_policy = EvaluationPolicy.from_harness(harness)
 
     # ------------------------------------------------------------------ brainstorm
     def intake(self, state: LoopState, config: RunnableConfig) -> dict[str, Any]:

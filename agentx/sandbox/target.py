@@ -102,6 +102,15 @@ def template_path() -> Path:
     return Path(str(resources.files("agentx.sandbox").joinpath("template")))
 
 
+def simulator_version() -> str:
+    """Hash of the code that generates the world's data: logs made by older code are stale."""
+    digest = hashlib.sha256()
+    package = Path(__file__).parent
+    for name in ("world.py", "population.py", "simulator.py", "logs.py", "online.py"):
+        digest.update((package / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def content_hash(root: Path) -> str:
     """Hash of the files of a repository state (excluding git and caches)."""
     digest = hashlib.sha256()
@@ -163,7 +172,10 @@ class SandboxTarget:
             )
             git.init_repository(self.repo_path, "Baseline recommender from the AgentX template")
         marker = self.root / "data" / "world.json"
-        expected = self.world_params.model_dump_json()
+        expected = json.dumps(
+            {"world": self.world_params.model_dump(), "simulator": simulator_version()},
+            sort_keys=True,
+        )
         if not marker.exists() or marker.read_text() != expected:
             self._write_data()
             marker.write_text(expected)
