@@ -69,7 +69,9 @@ def world_of(workspace: Path) -> str:
     """The world the workspace's sandbox was built from (``?`` when unknown)."""
     marker = Path(workspace) / "sandbox" / "data" / "world.json"
     try:
-        return str(json.loads(marker.read_text()).get("name", "?"))
+        data = json.loads(marker.read_text())
+        world = data.get("world", data)  # {"world": params, "simulator": hash}, or bare params
+        return str(world.get("name", "?"))
     except (OSError, json.JSONDecodeError, AttributeError):
         return "?"
 
