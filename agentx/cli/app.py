@@ -106,11 +106,11 @@ def run(
 
     def on_trace(event: TraceEvent) -> None:
         if not as_json and event.node in ("brainstorm", "verify", "rollout_stage", "veto"):
-            err.print(f"[dim]  {event.node}: {event.message}[/]")
+            err.print(f"[dim]  {event.node}: {event.message}[/]", soft_wrap=True)
 
     def on_experiment(record: ExperimentRecord) -> None:
         if not as_json:
-            out.print(_experiment_line(record, north))
+            out.print(_experiment_line(record, north), soft_wrap=True, highlight=False)
 
     if not as_json:
         mode = f"LLM {settings.llm.model}" if settings.llm.enabled else "offline policy"
