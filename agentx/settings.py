@@ -158,11 +158,6 @@ class Settings(BaseSettings):
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(settings_file)))
         return tuple(sources)
 
-    @property
-    def run_dir(self) -> Path:
-        """Directory of this workspace's run artefacts."""
-        return self.workspace / "runs"
-
 
 def _describe_errors(error: ValidationError) -> str:
     lines = []

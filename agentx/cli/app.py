@@ -19,12 +19,13 @@ from agentx.cli import serve as serve_commands
 from agentx.cli import status as status_commands
 from agentx.cli.common import USER_ERRORS, err, out
 from agentx.cli.common import fail as _fail
+from agentx.graph.state import FUNNEL_KEYS
 from agentx.models import ExperimentRecord, TraceEvent
 from agentx.runner import run_loop
 from agentx.sandbox.target import SandboxTarget
 from agentx.sandbox.world import load_world
 from agentx.settings import load_settings
-from agentx.summary import RunSummary
+from agentx.summary import RunSummary, experiment_line
 
 app = typer.Typer(
     help="AgentX: agents that iterate on a recommender system by themselves.",
@@ -36,35 +37,26 @@ app.add_typer(sandbox_app, name="sandbox")
 
 
 def _experiment_line(record: ExperimentRecord, north_star: str) -> str:
-    proposal = record.proposal
-    params = ", ".join(f"{k}={v}" for k, v in proposal.params.items())
-    last = record.verifications[-1] if record.verifications else None
-    verification = "verified" if last and last.passed else "not verified"
-    stage = record.rollout.last_stage if record.rollout else "-"
+    """One progress line, from the same fields the JSON summary reports."""
+    line = experiment_line(record, north_star)
+    params = ", ".join(f"{k}={v}" for k, v in line.params.items())
+    verification = "verified" if line.verification == "passed" else "not verified"
     effect = "-"
-    if record.verdict and record.verdict.north_star:
-        ns = record.verdict.north_star
-        effect = f"{ns.relative:+.2%} (p={ns.p_value:.3f})"
-        truth = record.verdict.true_effects.get(north_star)
-        if truth is not None:
-            effect += f", true {truth:+.2%}"
-    decision = record.verdict.decision.value if record.verdict else "ABANDONED"
+    if line.measured_effect is not None:
+        effect = f"{line.measured_effect:+.2%} (p={line.p_value:.3f})"
+        if line.true_effect is not None:
+            effect += f", true {line.true_effect:+.2%}"
     return (
-        f"#{record.iteration + 1} {proposal.technique}({params}) | {verification} | "
-        f"stage {stage} | {decision} | {north_star} {effect}"
+        f"#{line.iteration + 1} {line.technique}({params}) | {verification} | "
+        f"stage {line.stage_reached or '-'} | {line.decision or 'ABANDONED'} | "
+        f"{north_star} {effect}"
     )
 
 
 def _print_summary(summary: RunSummary) -> None:
     funnel = summary.funnel
     out.rule("summary")
-    out.print(
-        "funnel: "
-        + " -> ".join(
-            f"{k} {funnel.get(k, 0)}"
-            for k in ("ideas", "admitted", "implemented", "launched", "kept")
-        )
-    )
+    out.print("funnel: " + " -> ".join(f"{k} {funnel.get(k, 0)}" for k in FUNNEL_KEYS))
     for item in summary.kept:
         out.print(
             f"[green]kept[/] {item['technique']} {item['params']}: measured "

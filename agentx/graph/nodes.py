@@ -22,7 +22,7 @@ from agentx.agents.evaluation.review import apply_review, review_request
 from agentx.agents.evaluation.rollout import run_stage
 from agentx.agents.evaluation.verdict import decide, make_card, status_of
 from agentx.graph.resources import Resources
-from agentx.graph.state import LoopState
+from agentx.graph.state import FUNNEL_KEYS, LoopState
 from agentx.harness import load_harness
 from agentx.models import (
     Decision,
@@ -98,7 +98,7 @@ class Nodes:
             "run_id": run_id,
             "iteration": 0,
             "iterations": state.get("iterations") or settings.iterations,
-            "funnel": {key: 0 for key in ("ideas", "admitted", "implemented", "launched", "kept")},
+            "funnel": dict.fromkeys(FUNNEL_KEYS, 0),
             "trace": [
                 _event(
                     INTAKE,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -129,8 +128,3 @@ class GroundTruth(BaseModel):
     relative: dict[str, float] = Field(
         description="Relative change versus the baseline; absolute change where the baseline is 0."
     )
-
-
-def as_path(value: str | Path) -> Path:
-    """Normalise a path-like value."""
-    return Path(value).expanduser().resolve()

@@ -47,11 +47,6 @@ def head(repo: Path, ref: str = "HEAD") -> str:
     return git(repo, "rev-parse", ref).strip()
 
 
-def tree_id(repo: Path, ref: str = "HEAD") -> str:
-    """Tree id of ``ref``: equal trees mean equal code, whatever the history."""
-    return git(repo, "rev-parse", f"{ref}^{{tree}}").strip()
-
-
 @dataclass(frozen=True)
 class Worktree:
     """An isolated checkout of the target repository for one experiment."""
@@ -158,11 +153,6 @@ def merge_branch(repo: Path, branch: str, message: str) -> str:
     """Merge ``branch`` into the checked-out baseline (main) of ``repo``."""
     git(repo, "merge", "-q", "--no-ff", "-m", message, branch)
     return head(repo)
-
-
-def reset_hard(repo: Path, ref: str) -> None:
-    """Move the checked-out branch of ``repo`` to ``ref`` (used to roll back)."""
-    git(repo, "reset", "-q", "--hard", ref)
 
 
 def is_ancestor(repo: Path, commit: str, ref: str = "HEAD") -> bool:
