@@ -112,14 +112,29 @@ class Simulator:
         }
 
     # ------------------------------------------------------------------ one day
-    def attraction(self, state: UserState, slates: np.ndarray, day: int) -> np.ndarray:
-        """Probability that each shown item attracts a click if examined, [U, k]."""
+    def taste_match(self, items: np.ndarray) -> np.ndarray:
+        """Latent taste match of each user with each slate item, [U, k]."""
+        pop = self.population
+        return np.einsum("ud,ukd->uk", pop.user_taste, pop.item_vec[items])
+
+    def attraction(
+        self,
+        state: UserState,
+        slates: np.ndarray,
+        day: int,
+        items: np.ndarray,
+        cats: np.ndarray,
+        taste: np.ndarray,
+    ) -> np.ndarray:
+        """Probability that each shown item attracts a click if examined, [U, k].
+
+        ``items`` are the slates with empty slots mapped to item 0, ``cats`` their
+        categories and ``taste`` :meth:`taste_match` of them: computed once per day by
+        :meth:`step` and shared with :meth:`expected_watch`.
+        """
         world, pop = self.world, self.population
         n_u, k = slates.shape
         rows = np.arange(n_u)[:, None]
-        items = np.where(slates >= 0, slates, 0)
-        cats = pop.item_category[items]
-        taste = np.einsum("ud,ukd->uk", pop.user_taste, pop.item_vec[items])
         age = np.maximum(day - pop.item_release_day[items], 0).astype(np.float32)
         freshness = world.freshness_weight * np.exp2(-age / world.freshness_halflife_days)
         # Same-category items earlier in the slate tire the user too.
@@ -145,12 +160,9 @@ class Simulator:
         )
         return np.where(slates >= 0, _sigmoid(logit), 0.0).astype(np.float32)
 
-    def expected_watch(self, slates: np.ndarray) -> np.ndarray:
+    def expected_watch(self, items: np.ndarray, taste: np.ndarray) -> np.ndarray:
         """Expected watch seconds of each shown item given a click, [U, k]."""
-        pop = self.population
-        items = np.where(slates >= 0, slates, 0)
-        taste = np.einsum("ud,ukd->uk", pop.user_taste, pop.item_vec[items])
-        engagement = _sigmoid(pop.item_quality[items] + 0.5 * taste)
+        engagement = _sigmoid(self.population.item_quality[items] + 0.5 * taste)
         return (2.0 * self.world.watch_mean_s * engagement).astype(np.float32)
 
     def step(
@@ -182,8 +194,9 @@ class Simulator:
         engaged = active & ~abandoned
 
         # Outcomes if the user visits and stays: exact given today's state.
-        p_if = self.examination[None, :k] * self.attraction(state, slates, day)
-        watch_if = self.expected_watch(slates)
+        taste = self.taste_match(items)
+        p_if = self.examination[None, :k] * self.attraction(state, slates, day, items, cats, taste)
+        watch_if = self.expected_watch(items, taste)
         distinct_if = _distinct_per_row(np.where(valid, cats, -1))
         n_valid = valid.sum(axis=1)
         tail_if = (self.tail_items[items] & valid).sum(axis=1)
