@@ -420,6 +420,9 @@ class Nodes:
         )
         r.store.upsert([card])
         r.developer.discard(patch)
+        recorded_cause = cause
+        if verdict is None and verifications:
+            recorded_cause = f"implementation_defect: {verifications[-1].root_cause}"
         record = ExperimentRecord(
             id=experiment_id,
             iteration=state.get("iteration", 0),
@@ -430,10 +433,8 @@ class Nodes:
             verdict=verdict,
             status=status,
             card_id=card.id,
-            root_cause=cause,
+            root_cause=recorded_cause,
         )
-        if verdict is None and verifications:
-            record.root_cause = f"implementation_defect: {verifications[-1].root_cause}"
         update: dict[str, Any] = {
             "experiments": [record],
             "iteration": state.get("iteration", 0) + 1,
