@@ -134,6 +134,12 @@ class Settings(BaseSettings):
     guardrails: list[GuardrailSpec] = Field(default_factory=_default_guardrails)
     north_star: str = Field("watch_time", description="The primary metric of the goal.")
 
+    @field_validator("workspace")
+    @classmethod
+    def _absolute_workspace(cls, workspace: Path) -> Path:
+        """Absolute, so worktrees and subprocesses find it whatever their working directory."""
+        return workspace.expanduser().resolve()
+
     @field_validator("stages")
     @classmethod
     def _stages_grow(cls, stages: list[RolloutStage]) -> list[RolloutStage]:

@@ -36,3 +36,12 @@ def test_unknown_setting_is_refused(tmp_path: Path) -> None:
     settings_file.write_text("iteratons = 3\n")
     with pytest.raises(SettingsError, match="iteratons"):
         load_settings(settings_file)
+
+
+def test_relative_workspace_becomes_absolute(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Worktrees and confined subprocesses run elsewhere: a relative path would break them.
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(workspace=Path(".agentx-run"))
+    assert settings.workspace == tmp_path.resolve() / ".agentx-run"
