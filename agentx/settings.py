@@ -86,6 +86,22 @@ class GuardrailSpec(BaseModel):
     max_relative_harm: float = Field(0.01, ge=0.0, description="Tolerated harm, e.g. 0.01 = 1%.")
 
 
+class EvolutionSettings(BaseModel):
+    """Harness evolution (SGPO) inside the loop."""
+
+    enabled: bool = Field(True, description="Evolve the agents' harnesses during runs.")
+    every: int = Field(3, ge=1, le=1000, description="One SGPO step after every N experiments.")
+    agents: list[Literal["brainstorm", "evaluation"]] = Field(
+        default_factory=lambda: ["brainstorm", "evaluation"],
+        min_length=1,
+        description="Agents evolved in turn, one per step.",
+    )
+    epsilon: float = Field(
+        0.001, ge=0.0, description="Least replay-score gain (relative effect) that keeps an edit."
+    )
+    min_tasks: int = Field(2, ge=1, description="Fewer replayable tasks than this: no step.")
+
+
 def _default_stages() -> list[RolloutStage]:
     return [
         RolloutStage(name="canary", treatment_share=0.05, days=3),
@@ -133,6 +149,7 @@ class Settings(BaseSettings):
     stages: list[RolloutStage] = Field(default_factory=_default_stages, min_length=1)
     guardrails: list[GuardrailSpec] = Field(default_factory=_default_guardrails)
     north_star: str = Field("watch_time", description="The primary metric of the goal.")
+    evolution: EvolutionSettings = Field(default_factory=EvolutionSettings)
 
     @field_validator("workspace")
     @classmethod

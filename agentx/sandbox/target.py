@@ -127,6 +127,9 @@ class SandboxTarget:
     """The bundled recommender plus its simulated online world."""
 
     name = "sandbox"
+    # collect() is a pure function of (arms, assignment, days, seed): harness evolution may
+    # replay a recorded rollout's traffic exactly.
+    supports_replay = True
 
     def __init__(self, root: Path, world: WorldParams, seed: int = 0):
         self.root = Path(root).resolve()

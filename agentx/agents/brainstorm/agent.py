@@ -9,7 +9,13 @@ import numpy as np
 
 from agentx.agents.brainstorm.evidence import EvidenceBundle, cite
 from agentx.agents.brainstorm.llm import IdeaDraft, validate_draft
-from agentx.agents.brainstorm.policy import belief_for, choose_params, combo_key, thompson_draw
+from agentx.agents.brainstorm.policy import (
+    Belief,
+    belief_for,
+    choose_params,
+    combo_key,
+    thompson_draw,
+)
 from agentx.models import Evidence, Goal, Maturity, Proposal, stable_id
 from agentx.research.catalog import CatalogError, Technique
 from agentx.workspace.edits import EditError, apply_edits
@@ -42,11 +48,40 @@ def avoid_set(goal: Goal, bundle: EvidenceBundle, world: str) -> dict[str, str]:
     return avoid
 
 
-def _score(parts: dict[str, float], weights: dict[str, float]) -> float:
+def combine_score(parts: dict[str, float], weights: dict[str, float]) -> float:
+    """S = λo·objective + λb·business + λf·feasibility + λh·handoff + λe·evidence − λr·risk."""
     return (
         sum(weights[name] * parts[name] for name in parts if name != "risk")
         - weights["risk"] * parts["risk"]
     )
+
+
+def score_parts(
+    technique: Technique,
+    belief: Belief,
+    draw: float,
+    goal: Goal,
+    n_evidence: int,
+    policy: dict[str, Any],
+    *,
+    feasible: bool,
+    handoff: float,
+) -> dict[str, float]:
+    """The parts of a candidate's score, each on a comparable 0..1-ish scale.
+
+    Shared by the live policy and the SGPO replay, so a replayed harness ranks candidates
+    exactly as the agent would.
+    """
+    moved = technique.metrics_moved.get(goal.objective, "?")
+    sign = 1.0 if goal.direction == "increase" else -1.0
+    return {
+        "objective": float(np.clip(sign * draw / float(policy["effect_scale"]), -2.0, 3.0)),
+        "business": {"+": 1.0, "?": 0.5, "0": 0.2}.get(moved, 0.0) if sign > 0 else 0.5,
+        "feasibility": 1.0 if feasible else 0.0,
+        "handoff": handoff,
+        "evidence": min(1.0, n_evidence / 4.0),
+        "risk": technique.risk + 0.5 * belief.harms,
+    }
 
 
 def propose_batch(
@@ -142,15 +177,17 @@ def propose_batch(
             proposal.required_signals,
         ]
         problem = feasible(technique, params, repo)
-        parts = {
-            "objective": float(np.clip(sign * draw / float(policy["effect_scale"]), -2.0, 3.0)),
-            "business": {"+": 1.0, "?": 0.5, "0": 0.2}.get(moved, 0.0) if sign > 0 else 0.5,
-            "feasibility": 0.0 if problem else 1.0,
-            "handoff": sum(bool(x) for x in filled) / len(filled),
-            "evidence": min(1.0, len(evidence) / 4.0),
-            "risk": technique.risk + 0.5 * belief.harms,
-        }
-        proposal.score = round(_score(parts, weights), 4)
+        parts = score_parts(
+            technique,
+            belief,
+            draw,
+            goal,
+            len(evidence),
+            policy,
+            feasible=problem is None,
+            handoff=sum(bool(x) for x in filled) / len(filled),
+        )
+        proposal.score = round(combine_score(parts, weights), 4)
         proposal.score_breakdown = {k: round(v, 4) for k, v in parts.items()}
         notes = _admission(proposal, technique, problem, moved, goal)
         proposal.admitted = not notes

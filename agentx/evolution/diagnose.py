@@ -1,0 +1,226 @@
+"""The rubric evaluator: a natural-language loss and a semantic gradient from trajectories.
+
+Each criterion of ``prompts/<agent>/rubric.yaml`` is measured here on the recorded
+experiments; a criterion that flags tasks becomes a gradient item pointing at the harness
+field it names. The model-backed evaluator (``agentx.evolution.llm``) returns the same
+shape, so the refiner does not care which produced it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from agentx.agents.evaluation.exchange import was_traded
+from agentx.evolution.models import GradientItem, SemanticGradient
+from agentx.evolution.outcomes import effect_of, pick_value, true_effect, true_harm
+from agentx.evolution.rubric import Criterion, Rubric
+from agentx.evolution.store import RunTrajectory
+from agentx.models import Decision, ExperimentRecord, ExperimentStatus, StageResult
+from agentx.settings import Settings
+
+Flagged = tuple[list[str], int, dict[str, Any]]  # flagged ids, denominator, extra fields
+
+
+def _ids(records: list[ExperimentRecord]) -> list[str]:
+    return [r.id for r in records]
+
+
+# ---------------------------------------------------------------- brainstorm criteria
+def _guardrail_harm(runs: list[RunTrajectory], rubric: Rubric) -> Flagged:
+    picks = [r for run in runs for r in run.records]
+    flagged = [r for r in picks if r.root_cause == "guardrail_harm"]
+    return _ids(flagged), len(picks), {}
+
+
+def _repeated_harm(runs: list[RunTrajectory], rubric: Rubric) -> Flagged:
+    harmed: dict[tuple[str, str], int] = {}
+    flagged, total = [], 0
+    for run in runs:
+        for record in sorted(run.records, key=lambda r: r.iteration):
+            total += 1
+            if (run.world, record.proposal.technique) in harmed:
+                flagged.append(record)
+            if record.root_cause == "guardrail_harm":
+                harmed[(run.world, record.proposal.technique)] = 1
+    return _ids(flagged), total, {}
+
+
+def _implementation_waste(runs: list[RunTrajectory], rubric: Rubric) -> Flagged:
+    picks = [r for run in runs for r in run.records]
+    flagged = [
+        r
+        for r in picks
+        if r.status == ExperimentStatus.ABANDONED
+        and (r.root_cause or "").startswith("implementation_defect")
+    ]
+    return _ids(flagged), len(picks), {}
+
+
+def _optimism(runs: list[RunTrajectory], rubric: Rubric, tolerance: float) -> Flagged:
+    gaps: list[tuple[ExperimentRecord, float]] = []
+    for run in runs:
+        sign = 1.0 if run.direction == "increase" else -1.0
+        for record in run.records:
+            effect = effect_of(record, run.north_star, run.direction)
+            if effect is not None:
+                gaps.append((record, sign * record.proposal.expected_size - effect))
+    if not gaps:
+        return [], 0, {"gap": 0.0}
+    mean_gap = sum(g for _, g in gaps) / len(gaps)
+    flagged = [r for r, g in gaps if g > tolerance] if mean_gap > tolerance else []
+    return _ids(flagged), len(gaps), {"gap": mean_gap}
+
+
+def _regret(runs: list[RunTrajectory], rubric: Rubric, tolerance: float) -> Flagged:
+    harm, abandon = rubric.replay.get("harm_cost", 0.02), rubric.replay.get("abandon_cost", 0.01)
+    flagged, total, gaps = [], 0, []
+    for run in runs:
+        ordered = sorted(run.records, key=lambda r: r.iteration)
+        values = [pick_value(r, run.north_star, run.direction, harm, abandon) for r in ordered]
+        for index in range(len(ordered) - 1):
+            total += 1
+            gap = max(values[index:]) - values[index]
+            if gap > tolerance:
+                flagged.append(ordered[index])
+                gaps.append(gap)
+    return _ids(flagged), total, {"gap": sum(gaps) / len(gaps) if gaps else 0.0}
+
+
+# ---------------------------------------------------------------- evaluation criteria
+def _with_truth(runs: list[RunTrajectory]) -> list[tuple[RunTrajectory, ExperimentRecord]]:
+    return [
+        (run, r)
+        for run in runs
+        for r in run.records
+        if r.verdict is not None and true_effect(r, run.north_star, run.direction) is not None
+    ]
+
+
+def _kept(runs: list[RunTrajectory]) -> list[tuple[RunTrajectory, ExperimentRecord]]:
+    return [(run, r) for run, r in _with_truth(runs) if r.verdict.decision == Decision.KEEP]
+
+
+def _vetoed(runs: list[RunTrajectory]) -> list[tuple[RunTrajectory, ExperimentRecord]]:
+    return [(run, r) for run, r in _with_truth(runs) if r.root_cause == "guardrail_harm"]
+
+
+def _stages(record: ExperimentRecord) -> list[StageResult]:
+    return record.rollout.stages if record.rollout else []
+
+
+def _stopped_early(record: ExperimentRecord) -> bool:
+    return any(s.decision == "stop_early" for s in _stages(record))
+
+
+def _false_keep_early(runs: list[RunTrajectory], settings: Settings) -> Flagged:
+    early = [(run, r) for run, r in _kept(runs) if _stopped_early(r)]
+    flagged = [
+        r
+        for run, r in early
+        if (true_effect(r, run.north_star, run.direction) or 0.0) <= 0.0
+        or true_harm(r, settings.guardrails)
+    ]
+    return _ids(flagged), len(early), {}
+
+
+def _kept_guardrail_harm(runs: list[RunTrajectory], settings: Settings) -> Flagged:
+    kept = _kept(runs)
+    flagged = [r for _, r in kept if true_harm(r, settings.guardrails)]
+    return _ids(flagged), len(kept), {}
+
+
+def _traded_harm(runs: list[RunTrajectory], settings: Settings) -> Flagged:
+    kept = _kept(runs)
+    flagged = []
+    for _, record in kept:
+        harm = true_harm(record, settings.guardrails)
+        traded = {g.metric for s in _stages(record) for g in s.guardrails if was_traded(g)}
+        if traded & set(harm):
+            flagged.append(record)
+    return _ids(flagged), len(kept), {}
+
+
+def _false_veto(runs: list[RunTrajectory], settings: Settings) -> Flagged:
+    vetoed = _vetoed(runs)
+    flagged = [
+        r
+        for run, r in vetoed
+        if not true_harm(r, settings.guardrails)
+        and (true_effect(r, run.north_star, run.direction) or 0.0) > 0.0
+    ]
+    return _ids(flagged), len(vetoed), {}
+
+
+def _missed_trade(runs: list[RunTrajectory], settings: Settings) -> Flagged:
+    severe = {g.metric for g in settings.guardrails if g.tier == "severe"}
+    flagged = []
+    vetoed = _vetoed(runs)
+    for run, record in vetoed:
+        breached = {g.metric for s in _stages(record) for g in s.guardrails if g.breached}
+        harm = true_harm(record, settings.guardrails)
+        effect = true_effect(record, run.north_star, run.direction) or 0.0
+        if breached and not breached & severe and not set(harm) & severe and effect > 0.0:
+            flagged.append(record)
+    return _ids(flagged), len(vetoed), {}
+
+
+def _measure(
+    agent: str,
+    name: str,
+    criterion: Criterion,
+    runs: list[RunTrajectory],
+    rubric: Rubric,
+    settings: Settings,
+) -> Flagged:
+    brainstorm: dict[str, Callable[[], Flagged]] = {
+        "guardrail_harm": lambda: _guardrail_harm(runs, rubric),
+        "repeated_harm": lambda: _repeated_harm(runs, rubric),
+        "implementation_waste": lambda: _implementation_waste(runs, rubric),
+        "optimism": lambda: _optimism(runs, rubric, criterion.tolerance),
+        "regret": lambda: _regret(runs, rubric, criterion.tolerance),
+    }
+    evaluation: dict[str, Callable[[], Flagged]] = {
+        "false_keep_early": lambda: _false_keep_early(runs, settings),
+        "kept_guardrail_harm": lambda: _kept_guardrail_harm(runs, settings),
+        "traded_harm": lambda: _traded_harm(runs, settings),
+        "false_veto": lambda: _false_veto(runs, settings),
+        "missed_trade": lambda: _missed_trade(runs, settings),
+    }
+    measures = {"brainstorm": brainstorm, "evaluation": evaluation}.get(agent, {})
+    if name not in measures:
+        known = ", ".join(measures) or "none"
+        raise ValueError(f"rubric of {agent} names unknown criterion {name!r} (known: {known})")
+    return measures[name]()
+
+
+def diagnose(
+    agent: str, runs: list[RunTrajectory], rubric: Rubric, settings: Settings
+) -> SemanticGradient:
+    """Measure every rubric criterion on ``runs``; the flagged ones become the gradient."""
+    items: list[GradientItem] = []
+    for name, criterion in rubric.criteria.items():
+        flagged, total, extra = _measure(agent, name, criterion, runs, rubric, settings)
+        if not flagged or total == 0:
+            continue
+        shown = ", ".join(flagged[:5]) + (" ..." if len(flagged) > 5 else "")
+        finding = criterion.finding.format(n=len(flagged), total=total, ids=shown, **extra)
+        items.append(
+            GradientItem(
+                criterion=name,
+                category=criterion.category,
+                finding=" ".join(finding.split()),
+                field=criterion.field,
+                direction=criterion.direction,
+                magnitude=round(criterion.weight * len(flagged) / total, 6),
+                evidence=flagged,
+            )
+        )
+    items.sort(key=lambda item: (-item.magnitude, item.criterion))
+    loss = round(sum(item.magnitude for item in items), 6)
+    text = (
+        " ".join(f"({i + 1}) {item.finding}" for i, item in enumerate(items))
+        if items
+        else "No rubric criterion flagged the recorded trajectories."
+    )
+    return SemanticGradient(agent=agent, loss=loss, loss_text=text, items=items)
