@@ -9,7 +9,10 @@ the loop it runs:
 - ``develop``: that, then the Developing Agent: a change in a worktree, verified, with
   repairs; ends on the patch and every verification (the worktree is kept to inspect);
 - ``evaluate``: that, then the Evaluation Agent's staged rollout and verdict; ends
-  before ``learn``, so nothing is merged and no knowledge card is written.
+  before ``learn``, so nothing is merged and no knowledge card is written;
+- ``evolve``: one Harness Evolution (SGPO) step for the agent named in the input
+  (``{"agent": "brainstorm"}`` or ``"evaluation"``) over the trajectories recorded in the
+  workspace: diagnose, refine, safety check, replay, keep or roll back.
 
 Like ``graphs/loop.py`` they are compiled without a checkpointer (the server brings
 its own) and read their settings from ``AGENTX_*`` variables. (No ``from __future__
@@ -24,6 +27,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from typing_extensions import TypedDict
 
+from agentx.evolution.graph import build_evolution_graph
 from agentx.graph.builder import build_builder
 from agentx.graph.nodes import DEVELOP, LAUNCH, LEARN
 from agentx.graph.resources import Resources, build_resources
@@ -133,3 +137,4 @@ _resources = build_resources(load_settings())
 brainstorm = stage_graph("brainstorm", _resources)
 develop = stage_graph("develop", _resources)
 evaluate = stage_graph("evaluate", _resources)
+evolve = build_evolution_graph(_resources.evolver())

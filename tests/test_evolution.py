@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from trajectories import make_record, make_run
 
 from agentx.evolution.diagnose import diagnose
 from agentx.evolution.models import EvolutionStep, FieldEdit, HarnessEdit
@@ -16,85 +17,11 @@ from agentx.evolution.refine import apply_edit, refine_offline, step_value
 from agentx.evolution.replay import replay_brainstorm
 from agentx.evolution.rubric import load_rubric
 from agentx.evolution.safety import unsafe_reasons
-from agentx.evolution.store import HarnessStore, RunTrajectory
+from agentx.evolution.store import HarnessStore
 from agentx.harness import HarnessError, default_prompts_dir, load_harness
-from agentx.models import (
-    Decision,
-    ExperimentRecord,
-    ExperimentStatus,
-    MetricEffect,
-    Proposal,
-    RootCause,
-    Verdict,
-)
+from agentx.models import Decision, ExperimentStatus
 from agentx.research.catalog import load_catalog
 from agentx.settings import load_settings
-
-
-def _record(
-    index: int,
-    technique: str,
-    status: ExperimentStatus,
-    *,
-    measured: float | None = None,
-    true: float | None = None,
-    expected: float = 0.02,
-    cause: str | None = None,
-    decision: Decision | None = None,
-    true_guardrails: dict[str, float] | None = None,
-) -> ExperimentRecord:
-    proposal = Proposal(
-        id=f"p{index}",
-        technique=technique,
-        lever="x",
-        hypothesis="h",
-        target_metric="watch_time",
-        expected_size=expected,
-    )
-    verdict = None
-    if status != ExperimentStatus.ABANDONED:
-        north = None
-        if measured is not None:
-            north = MetricEffect(
-                metric="watch_time",
-                control_mean=1.0,
-                treatment_mean=1.0 + measured,
-                absolute=measured,
-                relative=measured,
-                ci_low=measured - 0.01,
-                ci_high=measured + 0.01,
-                p_value=0.01,
-                method="welch",
-                n_control=100,
-                n_treatment=100,
-            )
-        truth = {} if true is None else {"watch_time": true, **(true_guardrails or {})}
-        verdict = Verdict(
-            experiment_id=f"e{index}",
-            decision=decision
-            or (Decision.KEEP if status == ExperimentStatus.KEPT else Decision.DISCARD),
-            north_star=north,
-            root_cause=RootCause(cause) if cause else None,
-            true_effects=truth,
-        )
-    return ExperimentRecord(
-        id=f"e{index}",
-        iteration=index,
-        proposal=proposal,
-        verdict=verdict,
-        status=status,
-        root_cause=cause,
-    )
-
-
-def _run(records: list[ExperimentRecord], run_id: str = "run-1") -> RunTrajectory:
-    return RunTrajectory(
-        run_id=run_id,
-        world="tiny",
-        objective="watch_time",
-        north_star="watch_time",
-        records=records,
-    )
 
 
 @pytest.fixture
@@ -127,9 +54,9 @@ def test_a_rubric_pointing_at_a_protected_field_is_refused(tmp_path: Path) -> No
 
 def test_brainstorm_diagnosis_names_the_flagged_experiments(settings) -> None:
     runs = [
-        _run(
+        make_run(
             [
-                _record(
+                make_record(
                     0,
                     "daily_rotation",
                     ExperimentStatus.VETOED,
@@ -138,7 +65,7 @@ def test_brainstorm_diagnosis_names_the_flagged_experiments(settings) -> None:
                     cause="guardrail_harm",
                     decision=Decision.DISCARD,
                 ),
-                _record(
+                make_record(
                     1,
                     "daily_rotation",
                     ExperimentStatus.DISCARDED,
@@ -146,13 +73,13 @@ def test_brainstorm_diagnosis_names_the_flagged_experiments(settings) -> None:
                     true=-0.01,
                     cause="no_significance",
                 ),
-                _record(
+                make_record(
                     2,
                     "recency_feature",
                     ExperimentStatus.ABANDONED,
                     cause="implementation_defect: tests",
                 ),
-                _record(3, "seen_item_filter", ExperimentStatus.KEPT, measured=0.08, true=0.07),
+                make_record(3, "seen_item_filter", ExperimentStatus.KEPT, measured=0.08, true=0.07),
             ]
         )
     ]
@@ -173,10 +100,10 @@ def test_brainstorm_diagnosis_names_the_flagged_experiments(settings) -> None:
 
 def test_evaluation_diagnosis_uses_ground_truth(settings) -> None:
     runs = [
-        _run(
+        make_run(
             [
                 # kept, but truly hurt active_days by 3 % (tolerance 1 %)
-                _record(
+                make_record(
                     0,
                     "daily_rotation",
                     ExperimentStatus.KEPT,
@@ -185,7 +112,7 @@ def test_evaluation_diagnosis_uses_ground_truth(settings) -> None:
                     true_guardrails={"active_days": -0.03},
                 ),
                 # vetoed on a guardrail, truly good and harmless
-                _record(
+                make_record(
                     1,
                     "recency_feature",
                     ExperimentStatus.VETOED,
@@ -195,7 +122,7 @@ def test_evaluation_diagnosis_uses_ground_truth(settings) -> None:
                     decision=Decision.DISCARD,
                     true_guardrails={"active_days": 0.0},
                 ),
-                _record(2, "seen_item_filter", ExperimentStatus.KEPT, measured=0.05, true=0.05),
+                make_record(2, "seen_item_filter", ExperimentStatus.KEPT, measured=0.05, true=0.05),
             ]
         )
     ]
@@ -209,9 +136,9 @@ def test_evaluation_diagnosis_uses_ground_truth(settings) -> None:
 
 def test_no_gradient_when_nothing_went_wrong(settings) -> None:
     runs = [
-        _run(
+        make_run(
             [
-                _record(
+                make_record(
                     0,
                     "seen_item_filter",
                     ExperimentStatus.KEPT,
@@ -231,9 +158,9 @@ def test_refiner_steps_within_bounds_and_skips_tried_edits(settings) -> None:
     assert step_value(0.0, "increase", 1.5, 0.0, 0.2) == pytest.approx(0.02)
     assert step_value(0.02, "decrease", 1.5, 0.005, 0.1) == pytest.approx(0.013333)
     runs = [
-        _run(
+        make_run(
             [
-                _record(
+                make_record(
                     0,
                     "daily_rotation",
                     ExperimentStatus.VETOED,
@@ -242,7 +169,7 @@ def test_refiner_steps_within_bounds_and_skips_tried_edits(settings) -> None:
                     cause="guardrail_harm",
                     decision=Decision.DISCARD,
                 ),
-                _record(1, "recency_feature", ExperimentStatus.KEPT, measured=0.03, true=0.03),
+                make_record(1, "recency_feature", ExperimentStatus.KEPT, measured=0.03, true=0.03),
             ]
         )
     ]
@@ -333,13 +260,15 @@ def test_store_ledger_survives_a_torn_last_line(tmp_path: Path) -> None:
 def test_trajectories_round_trip_in_save_order(tmp_path: Path) -> None:
     store = HarnessStore(tmp_path / "harness")
     store.save_trajectory(
-        _run([_record(0, "daily_rotation", ExperimentStatus.KEPT, measured=0.1)], run_id="run-2")
+        make_run(
+            [make_record(0, "daily_rotation", ExperimentStatus.KEPT, measured=0.1)], run_id="run-2"
+        )
     )
-    store.save_trajectory(_run([], run_id="run-10"))
-    updated = _run(
+    store.save_trajectory(make_run([], run_id="run-10"))
+    updated = make_run(
         [
-            _record(0, "daily_rotation", ExperimentStatus.KEPT, measured=0.1),
-            _record(1, "recency_feature", ExperimentStatus.DISCARDED, measured=0.0),
+            make_record(0, "daily_rotation", ExperimentStatus.KEPT, measured=0.1),
+            make_record(1, "recency_feature", ExperimentStatus.DISCARDED, measured=0.0),
         ],
         run_id="run-2",
     )
@@ -352,9 +281,9 @@ def test_trajectories_round_trip_in_save_order(tmp_path: Path) -> None:
 def test_brainstorm_replay_rewards_the_harness_that_picks_better(tiny_target) -> None:
     # daily_rotation has the higher prior but was vetoed; recency_feature truly won.
     runs = [
-        _run(
+        make_run(
             [
-                _record(
+                make_record(
                     0,
                     "daily_rotation",
                     ExperimentStatus.VETOED,
@@ -363,7 +292,7 @@ def test_brainstorm_replay_rewards_the_harness_that_picks_better(tiny_target) ->
                     cause="guardrail_harm",
                     decision=Decision.DISCARD,
                 ),
-                _record(1, "recency_feature", ExperimentStatus.KEPT, measured=0.03, true=0.03),
+                make_record(1, "recency_feature", ExperimentStatus.KEPT, measured=0.03, true=0.03),
             ]
         )
     ]

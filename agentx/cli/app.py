@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 
+from agentx.cli import evolve as evolve_commands
 from agentx.cli import report as report_commands
 from agentx.cli import serve as serve_commands
 from agentx.cli import status as status_commands
@@ -153,6 +154,7 @@ def sandbox_analyse(
 serve_commands.register(app)
 status_commands.register(app)
 report_commands.register(app)
+evolve_commands.register(app)
 
 
 def main() -> None:

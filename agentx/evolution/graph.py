@@ -133,13 +133,15 @@ class Evolver:
             known = ", ".join(EVOLVABLE_AGENTS)
             return _finish("failed", f"agent {agent!r} is not evolvable (choose {known})")
         version = self.store.version(agent)
-        step_id = stable_id(
-            "sgpo", state.get("run_id", ""), state.get("iteration", 0), agent, version
-        )
+        runs = self._runs()
+        if state.get("run_id"):  # inside a run: one step per (run, iteration, agent)
+            step_id = stable_id("sgpo", state["run_id"], state.get("iteration", 0), agent)
+        else:  # standalone (CLI, Studio): a new step whenever the ledger or the data grew
+            records = sum(len(run.records) for run in runs)
+            step_id = stable_id("sgpo", agent, version, len(self.store.steps()), records)
         done = self.store.step(step_id)
         if done is not None:  # a resumed run: the step was taken before the interruption
             return {"step_id": step_id, "base_version": version, "step": done, "outcome": None}
-        runs = self._runs()
         try:
             rubric = self._rubric(agent)
             harness = self.store.harness(agent)

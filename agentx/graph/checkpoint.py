@@ -13,6 +13,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.types import Checkpointer
 
 from agentx import models
+from agentx.evolution import models as evolution_models
 from agentx.settings import Settings
 from agentx.target import models as target_models
 
@@ -20,7 +21,7 @@ from agentx.target import models as target_models
 def _checkpointed_types() -> list[tuple[str, str]]:
     """The domain types the state holds: the only custom types a checkpoint may revive."""
     allowed = []
-    for module in (models, target_models):
+    for module in (models, target_models, evolution_models):
         for name, obj in inspect.getmembers(module, inspect.isclass):
             if obj.__module__ == module.__name__ and (
                 issubclass(obj, enum.Enum) or hasattr(obj, "model_fields")

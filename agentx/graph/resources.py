@@ -12,7 +12,8 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 
 from agentx.agents.developing.agent import Developer
-from agentx.harness import load_harness
+from agentx.evolution.graph import Evolver
+from agentx.evolution.store import HarnessStore
 from agentx.llm.factory import make_chat_model
 from agentx.memory.store import KnowledgeStore, open_store
 from agentx.research.catalog import Technique, load_catalog
@@ -35,7 +36,19 @@ class Resources:
     world_name: str
     llm: BaseChatModel | None = None
     harness: dict[str, dict[str, Any]] = field(default_factory=dict)
+    harness_store: HarnessStore | None = None
     _data_report: DataReport | None = None
+
+    def evolver(self) -> Evolver:
+        """The SGPO step's nodes over this workspace's harness store and target."""
+        store = self.harness_store or HarnessStore(self.settings.workspace / "harness")
+        return Evolver(self.settings, store, self.target, self.catalog, self.data_report, self.llm)
+
+    def reload_harness(self, agent: str) -> dict[str, Any]:
+        """Re-read ``agent``'s active harness (after harness evolution kept an edit)."""
+        store = self.harness_store or HarnessStore(self.settings.workspace / "harness")
+        self.harness[agent] = store.harness(agent)
+        return self.harness[agent]
 
     def data_report(self) -> DataReport:
         """The target's data analysis (computed once)."""
@@ -47,7 +60,11 @@ class Resources:
 def build_resources(
     settings: Settings, target: Target | None = None, llm: BaseChatModel | None = None
 ) -> Resources:
-    """Open the sandbox (or use ``target``), the memory, the catalog and the model."""
+    """Open the sandbox (or use ``target``), the memory, the catalog and the model.
+
+    Each agent's harness is the workspace's active version (the bundled ``prompts/`` until
+    harness evolution keeps an edit).
+    """
     settings.workspace.mkdir(parents=True, exist_ok=True)
     if target is None:
         world = load_world(settings.world)
@@ -56,7 +73,10 @@ def build_resources(
     else:
         world_name = getattr(target, "name", "custom")
     model = llm if llm is not None else make_chat_model(settings.llm)
-    harness = {agent: load_harness(agent) for agent in ("brainstorm", "developing", "evaluation")}
+    harness_store = HarnessStore(settings.workspace / "harness")
+    harness = {
+        agent: harness_store.harness(agent) for agent in ("brainstorm", "developing", "evaluation")
+    }
     catalog = load_catalog()
     developer = Developer(
         target,
@@ -76,4 +96,5 @@ def build_resources(
         world_name=world_name,
         llm=model,
         harness=harness,
+        harness_store=harness_store,
     )

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from typing_extensions import TypedDict
 
+from agentx.evolution.models import EvolutionStep
 from agentx.models import (
     CheckResult,
     ExperimentRecord,
@@ -68,6 +69,8 @@ class LoopState(TypedDict, total=False):
     experiments: Annotated[list[ExperimentRecord], operator.add]
     trace: Annotated[list[TraceEvent], operator.add]
     funnel: Annotated[dict[str, int], merge_counts]
+    evolutions: Annotated[list[EvolutionStep], operator.add]
+    harness_versions: dict[str, int]
 
 
 class LoopOutput(TypedDict, total=False):
@@ -78,3 +81,5 @@ class LoopOutput(TypedDict, total=False):
     experiments: list[ExperimentRecord]
     funnel: dict[str, int]
     trace: list[TraceEvent]
+    evolutions: list[EvolutionStep]
+    harness_versions: dict[str, int]
