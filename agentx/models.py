@@ -212,6 +212,7 @@ class RootCause(StrEnum):
     IMPLEMENTATION_DEFECT = "implementation_defect"
     CONTEXT_MISMATCH = "context_mismatch"
     CRASHED_ARM = "crashed_arm"
+    LAUNCH_REFUSED = "launch_refused"  # a reviewer stopped it past the canary: no evidence
 
 
 class Verdict(BaseModel):
@@ -289,6 +290,11 @@ class ExperimentRecord(BaseModel):
     status: ExperimentStatus
     card_id: str | None = None
     root_cause: str | None = None
+    arms: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="The launched control and treatment arm handles (as the target returned "
+        "them), so harness evolution can replay the rollout's traffic.",
+    )
 
 
 class TraceEvent(BaseModel):

@@ -2,7 +2,7 @@
 on a free local port, driven with the langgraph-sdk client as Studio drives it.
 
 The server runs with human gates on (``AGENTX_AUTONOMOUS=false``) so a run pauses at the
-proposal-admission interrupt and is resumed through the API.
+proposal-admission and launch-past-canary interrupts and is resumed through the API.
 """
 
 from __future__ import annotations
@@ -139,22 +139,32 @@ def test_brainstorm_pauses_for_admission_and_resumes(studio: str) -> None:
     assert any("approved by reviewer" in e["message"] for e in done["values"]["trace"])
 
 
-def test_loop_runs_an_experiment_through_the_gate(studio: str) -> None:
-    async def drive() -> tuple[dict, int]:
+def test_loop_runs_an_experiment_through_the_gates(studio: str) -> None:
+    async def drive() -> tuple[dict, list[dict[str, Any]]]:
         client = get_client(url=studio)
         thread = await client.threads.create()
         thread_id = thread["thread_id"]
         await client.runs.wait(thread_id, "agentx_loop", input={"iterations": 1})
-        resumes = 0
+        answered: list[dict[str, Any]] = []
         state = await client.threads.get_state(thread_id)
-        while _interrupts(state) and resumes < 5:
-            await client.runs.wait(thread_id, "agentx_loop", command={"resume": "approve"})
-            resumes += 1
+        while _interrupts(state) and len(answered) < 5:
+            answered.extend(_interrupts(state))
+            answer = {"action": "approve", "reviewer": "studio"}
+            if answered[-1].get("kind") == "moderate_guardrail_review":
+                answer = {"approve": True, "reviewer": "studio"}
+            await client.runs.wait(thread_id, "agentx_loop", command={"resume": answer})
             state = await client.threads.get_state(thread_id)
-        return state, resumes
+        return state, answered
 
-    state, resumes = asyncio.run(drive())
-    assert resumes >= 1 and state["next"] == []
+    state, answered = asyncio.run(drive())
+    assert state["next"] == []
+    gates = [value.get("gate") for value in answered]
+    assert gates[0] == "proposal_admission"
+    # The default tiny-world proposal passes its canary, so the launch gate asks before ramp.
+    (launch,) = [value for value in answered if value.get("gate") == "launch_past_canary"]
+    assert (launch["stage"], launch["next_stage"]) == ("canary", "ramp")
+    assert launch["choices"] == ["approve", "halt"]
     (experiment,) = state["values"]["experiments"]
     assert experiment["status"] in {status.value for status in ExperimentStatus}
+    assert [s["stage"] for s in experiment["rollout"]["stages"]][:2] == ["canary", "ramp"]
     assert state["values"]["funnel"]["admitted"] >= 1

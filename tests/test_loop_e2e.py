@@ -32,10 +32,27 @@ def test_loop_runs_learns_and_is_reproducible(tmp_path: Path) -> None:
 
 def test_killed_run_resumes_without_loss_or_duplicates(tmp_path: Path) -> None:
     workspace = tmp_path / "ws"
-    command = [sys.executable, "-m", "agentx.cli.app", "run", "--world", "tiny",
-               "--iterations", "3", "--seed", "3", "--workspace", str(workspace)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                               text=True, start_new_session=True)
+    command = [
+        sys.executable,
+        "-m",
+        "agentx.cli.app",
+        "run",
+        "--world",
+        "tiny",
+        "--iterations",
+        "3",
+        "--seed",
+        "3",
+        "--workspace",
+        str(workspace),
+    ]
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 300
     assert process.stdout is not None
     for line in process.stdout:

@@ -20,14 +20,31 @@ def _reply(payload: object) -> AIMessage:
 def test_loop_with_a_scripted_model(tmp_path: Path) -> None:
     settings = load_settings(world="tiny", iterations=1, seed=1, workspace=tmp_path)
     goal = {"objective": "watch_time", "guardrails": ["active_days"]}
-    ideas = {"ideas": [{"technique": "exploration_slots", "params": {"slots": 2},
-                        "hypothesis": "Two exploration slots cut repetition fatigue.",
-                        "expected_effect": 0.02, "maturity": "ready"}]}
-    wrong_edit = {"rationale": "set slots", "edits": [
-        {"path": "config.toml", "search": "exploration_slots = 7", "replace": "x"}]}
-    good_edit = {"rationale": "set two exploration slots", "edits": [
-        {"path": "config.toml", "search": "exploration_slots = 0",
-         "replace": "exploration_slots = 2"}]}
+    ideas = {
+        "ideas": [
+            {
+                "technique": "exploration_slots",
+                "params": {"slots": 2},
+                "hypothesis": "Two exploration slots cut repetition fatigue.",
+                "expected_effect": 0.02,
+                "maturity": "ready",
+            }
+        ]
+    }
+    wrong_edit = {
+        "rationale": "set slots",
+        "edits": [{"path": "config.toml", "search": "exploration_slots = 7", "replace": "x"}],
+    }
+    good_edit = {
+        "rationale": "set two exploration slots",
+        "edits": [
+            {
+                "path": "config.toml",
+                "search": "exploration_slots = 0",
+                "replace": "exploration_slots = 2",
+            }
+        ],
+    }
     model = FakeMessagesListChatModel(
         responses=[_reply(goal), _reply(ideas), _reply(wrong_edit), _reply(good_edit)]
     )

@@ -20,6 +20,7 @@ from agentx.graph.nodes import (
     GATE,
     INTAKE,
     LAUNCH,
+    LAUNCH_GATE,
     LEARN,
     REPAIR,
     REVIEW,
@@ -70,21 +71,35 @@ def make_after_verify(resources: Resources):
 
 
 def make_after_stage(resources: Resources):
-    """Moderate breach under review → review; veto → veto; last stage → verdict; else next."""
+    """Moderate breach under review → review; veto → veto; a canary that would go on (next
+    stage, or an early win that ships) → the launch gate unless autonomous; last stage →
+    verdict; else next."""
+    settings = resources.settings
 
     def after_stage(
         state: LoopState,
-    ) -> Literal["guardrail_review", "rollout_stage", "veto", "verdict"]:
+    ) -> Literal["guardrail_review", "launch_gate", "rollout_stage", "veto", "verdict"]:
         last = state["rollout"].stages[-1]
-        if needs_review(last, resources.settings):
+        if needs_review(last, settings):
             return REVIEW
         if last.decision == "halt":
             return VETO
+        canary = state.get("stage_index", 0) == 1 and len(settings.stages) > 1
+        if canary and not settings.autonomous and last.decision in ("continue", "stop_early"):
+            return LAUNCH_GATE
         if last.decision in ("complete", "stop_early"):
             return VERDICT
         return STAGE
 
     return after_stage
+
+
+def after_launch_gate(state: LoopState) -> Literal["rollout_stage", "veto", "verdict"]:
+    """Refused → veto (roll back); approved → the next stage, or the verdict of an early win."""
+    last = state["rollout"].stages[-1]
+    if last.decision == "halt":
+        return VETO
+    return VERDICT if last.decision == "stop_early" else STAGE
 
 
 def make_after_learn(resources: Resources):
@@ -111,6 +126,7 @@ def build_builder(resources: Resources) -> StateGraph:
     graph.add_node(LAUNCH, nodes.launch)
     graph.add_node(STAGE, nodes.rollout_stage)
     graph.add_node(REVIEW, nodes.review)
+    graph.add_node(LAUNCH_GATE, nodes.launch_gate)
     graph.add_node(VETO, nodes.veto)
     graph.add_node(VERDICT, nodes.verdict)
     graph.add_node(LEARN, nodes.learn)
@@ -125,6 +141,7 @@ def build_builder(resources: Resources) -> StateGraph:
     graph.add_edge(LAUNCH, STAGE)
     graph.add_conditional_edges(STAGE, make_after_stage(resources))
     graph.add_conditional_edges(REVIEW, make_after_stage(resources))
+    graph.add_conditional_edges(LAUNCH_GATE, after_launch_gate)
     graph.add_edge(VETO, VERDICT)
     graph.add_edge(VERDICT, LEARN)
     graph.add_conditional_edges(LEARN, make_after_learn(resources))

@@ -17,6 +17,7 @@ from agentx.agents.brainstorm.evidence import EvidenceBundle
 from agentx.agents.brainstorm.intake import parse_goal
 from agentx.agents.brainstorm.llm import goal_from_draft, llm_goal, llm_ideas
 from agentx.agents.brainstorm.policy import combo_key
+from agentx.agents.evaluation import reasons
 from agentx.agents.evaluation.policy import EvaluationPolicy
 from agentx.agents.evaluation.review import apply_review, review_request
 from agentx.agents.evaluation.rollout import run_stage
@@ -44,6 +45,7 @@ REPAIR = "repair"
 ABANDON = "abandon"
 LAUNCH = "launch"
 STAGE = "rollout_stage"
+LAUNCH_GATE = "launch_gate"
 VETO = "veto"
 REVIEW = "guardrail_review"
 VERDICT = "verdict"
@@ -334,6 +336,57 @@ class Nodes:
                 )
             ],
         }
+
+    def launch_gate(self, state: LoopState) -> dict[str, Any]:
+        """Human gate after the canary: approve launching past it, or halt the rollout.
+
+        Reached only when not autonomous, after the first stage continued (or stopped early
+        with a win, which would ship). The interrupt's payload is the canary readout; resume
+        with ``{"action": "approve", "reviewer": "...", "note": "..."}`` (or ``"approve"``)
+        to go on, or ``{"action": "halt", "reason": "..."}``: anything but an approval halts
+        the stage with a ``launch refused by reviewer`` reason, so the graph vetoes, rolls
+        the treatment back and records the ``launch_refused`` root cause.
+        """
+        settings = self.r.settings
+        if settings.autonomous:
+            return {}
+        rollout = state["rollout"].model_copy(deep=True)
+        last = rollout.stages[-1]
+        index = state.get("stage_index", 1)
+        next_stage = settings.stages[index].name if last.decision == "continue" else None
+        north = next((e for e in last.effects if e.metric == settings.north_star), None)
+        answer = interrupt(
+            {
+                "gate": "launch_past_canary",
+                "experiment_id": rollout.experiment_id,
+                "stage": last.stage,
+                "decision": last.decision,
+                "next_stage": next_stage,
+                "north_star": north.model_dump(mode="json") if north else None,
+                "guardrails": [g.model_dump(mode="json") for g in last.guardrails],
+                "reason": last.reason,
+                "choices": ["approve", "halt"],
+            }
+        )
+        if answer is True:
+            answer = "approve"
+        answer = answer if isinstance(answer, dict) else {"action": str(answer)}
+        default = "approve" if answer.get("approve") is True else "halt"  # review-style answer
+        action = str(answer.get("action", default)).strip().lower()
+        reviewer = str(answer.get("reviewer") or "human")
+        note = str(answer.get("note") or answer.get("reason") or "")
+        if action == "approve":
+            approved = f"launch past {last.stage} approved by {reviewer}"
+            approved += f" ({note})" if note else ""
+            last.reason = "; ".join(part for part in (last.reason, approved) if part)
+            message = approved
+        else:
+            why = note or ("halted" if action == "halt" else f"answer not understood: {answer!r}")
+            last.decision = "halt"
+            last.reason = f"{reasons.LAUNCH_REFUSED} {reviewer} at {last.stage}: {why}"
+            message = last.reason
+        event = _event(LAUNCH_GATE, message, state, action=action, reviewer=reviewer, note=note)
+        return {"rollout": rollout, "trace": [event]}
 
     def review(self, state: LoopState) -> dict[str, Any]:
         """Pause for a human decision on a moderate guardrail breach (never when autonomous).

@@ -3,8 +3,9 @@
 Priors come from the research notes (each technique's prior effect and spread); each
 past experiment with the same technique updates the prior like a noisy measurement
 (cards from other worlds count with a reduced weight); guardrail breaches push the
-belief down. A Thompson draw from each posterior makes the policy explore early and
-exploit what has worked in this world once evidence accumulates.
+belief down; defective readouts and launches refused by a reviewer teach nothing. A
+Thompson draw from each posterior makes the policy explore early and exploit what has
+worked in this world once evidence accumulates.
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ import numpy as np
 
 from agentx.models import KnowledgeCard
 from agentx.research.catalog import Technique
+
+# Outcomes that say nothing about a technique's effect: a defective change or readout, and a
+# launch a reviewer refused past the canary (a human decision, not a measurement).
+UNINFORMATIVE_CAUSES = frozenset({"implementation_defect", "launch_refused"})
 
 
 @dataclass(frozen=True)
@@ -52,7 +57,7 @@ def belief_for(
     obs_precision = 1.0 / float(policy["observation_sd"]) ** 2
     same = other = harms = 0
     for card in cards:
-        if card.technique != technique.id or card.root_cause == "implementation_defect":
+        if card.technique != technique.id or card.root_cause in UNINFORMATIVE_CAUSES:
             continue
         weight = 1.0 if card.world == world else float(policy["similar_world_weight"])
         if weight <= 0:

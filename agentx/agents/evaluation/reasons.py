@@ -16,10 +16,13 @@ GUARDRAIL_BREACHED = "guardrail breached"
 GUARDRAIL_UNMEASURABLE = "guardrail not measurable"
 NORTH_STAR_UNMEASURABLE = "north-star not measurable"
 REVIEW_PENDING = "moderate guardrail breach needs review"
+LAUNCH_REFUSED = "launch refused by reviewer"
 
 # Measurement failures (missing, NaN, constant metrics; malformed readouts) are recorded as
 # implementation defects: the arm or its instrumentation is broken, and the Brainstorm Agent's
-# beliefs ignore such cards instead of learning "no effect" from them.
+# beliefs ignore such cards instead of learning "no effect" from them. A launch refused at the
+# launch-past-canary gate is a human decision, not a measurement: it gets its own cause, which
+# the beliefs ignore too (it must not read as guardrail harm or as "no effect").
 _CAUSES: list[tuple[str, RootCause]] = [
     (CRASHED, RootCause.CRASHED_ARM),
     (TRAFFIC_MISMATCH, RootCause.TRAFFIC_MISMATCH),
@@ -27,6 +30,7 @@ _CAUSES: list[tuple[str, RootCause]] = [
     (GUARDRAIL_UNMEASURABLE, RootCause.IMPLEMENTATION_DEFECT),
     (NORTH_STAR_UNMEASURABLE, RootCause.IMPLEMENTATION_DEFECT),
     (INVALID_READOUT, RootCause.IMPLEMENTATION_DEFECT),
+    (LAUNCH_REFUSED, RootCause.LAUNCH_REFUSED),
 ]
 
 
