@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from agentx.evolution.models import EvolutionStep
 from agentx.models import ExperimentRecord, ExperimentStatus
 
 
@@ -27,8 +28,40 @@ class ExperimentLine(BaseModel):
     root_cause: str | None = None
 
 
+class EvolutionLine(BaseModel):
+    """One harness evolution (SGPO) step of the run as summarised."""
+
+    iteration: int
+    agent: str
+    outcome: str = Field(
+        description="kept, rolled_back, unsafe, no_gradient, not_enough_tasks or failed."
+    )
+    base_version: int
+    new_version: int | None = Field(None, description="Set only when the edit was kept.")
+    edit: str | None = Field(None, description="The edit's key, e.g. score_weights.risk:+.")
+    old_score: float | None = Field(None, description="Replay score of the base harness.")
+    new_score: float | None = Field(None, description="Replay score of the edited harness.")
+    gain: float | None = None
+    tasks: int | None = Field(None, description="Recorded tasks the replays ran on.")
+    reason: str = ""
+
+    def text(self) -> str:
+        """One plain-text line (no markup) for ``agentx run`` and logs."""
+        version = f" v{self.base_version}->v{self.new_version}" if self.new_version else ""
+        edit = f" {self.edit}" if self.edit else ""
+        replay = ""
+        if self.old_score is not None and self.new_score is not None:
+            replay = f" | replay {self.old_score:+.4f} -> {self.new_score:+.4f}"
+            if self.gain is not None:
+                replay += f" (gain {self.gain:+.4f}"
+                replay += f" on {self.tasks} tasks)" if self.tasks is not None else ")"
+        return f"sgpo @{self.iteration} {self.agent}: {self.outcome}{version}{edit}{replay}" + (
+            f" | {self.reason}" if self.reason else ""
+        )
+
+
 class RunSummary(BaseModel):
-    """The result of a run (schema version 1)."""
+    """The result of a run (schema version 1; later fields are additions with defaults)."""
 
     schema_version: int = 1
     run_id: str
@@ -40,6 +73,12 @@ class RunSummary(BaseModel):
     kept: list[dict[str, Any]] = Field(default_factory=list)
     vetoed: list[dict[str, Any]] = Field(default_factory=list)
     total_true_effect: float = 0.0
+    evolutions: list[EvolutionLine] = Field(
+        default_factory=list, description="Harness evolution (SGPO) steps, in order."
+    )
+    harness_versions: dict[str, int] = Field(
+        default_factory=dict, description="The harness version each agent ran with at the end."
+    )
 
 
 def experiment_line(record: ExperimentRecord, north_star: str) -> ExperimentLine:
@@ -62,6 +101,39 @@ def experiment_line(record: ExperimentRecord, north_star: str) -> ExperimentLine
         true_effect=verdict.true_effects.get(north_star) if verdict else None,
         root_cause=record.root_cause,
     )
+
+
+def evolution_line(step: EvolutionStep | dict[str, Any]) -> EvolutionLine:
+    """Summarise one SGPO step (a model, or its dump)."""
+    if not isinstance(step, EvolutionStep):
+        step = EvolutionStep.model_validate(step)
+    old, new = step.old_score, step.new_score
+    gain = step.gain
+    return EvolutionLine(
+        iteration=step.iteration,
+        agent=step.agent,
+        outcome=step.outcome,
+        base_version=step.base_version,
+        new_version=step.new_version,
+        edit=step.edit.key() if step.edit else None,
+        old_score=round(old.score, 6) if old else None,
+        new_score=round(new.score, 6) if new else None,
+        gain=round(gain, 6) if gain is not None else None,
+        tasks=(new or old).tasks if (new or old) else None,
+        reason=step.reason,
+    )
+
+
+def evolution_lines(summary: RunSummary) -> list[str]:
+    """Plain-text lines (no markup) for the run's SGPO steps and the final harness versions.
+
+    Print them with markup off (edit keys and reasons may hold square brackets).
+    """
+    lines = [line.text() for line in summary.evolutions]
+    if summary.harness_versions:
+        versions = ", ".join(f"{a} v{v}" for a, v in sorted(summary.harness_versions.items()))
+        lines.append(f"harness versions at the end: {versions}")
+    return lines
 
 
 def summarise_run(state: dict[str, Any], world: str, seed: int, north_star: str) -> RunSummary:
@@ -103,4 +175,6 @@ def summarise_run(state: dict[str, Any], world: str, seed: int, north_star: str)
         kept=kept,
         vetoed=vetoed,
         total_true_effect=round(total - 1.0, 6),
+        evolutions=[evolution_line(step) for step in state.get("evolutions") or []],
+        harness_versions={k: int(v) for k, v in (state.get("harness_versions") or {}).items()},
     )

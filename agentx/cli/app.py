@@ -26,7 +26,7 @@ from agentx.runner import run_loop
 from agentx.sandbox.target import SandboxTarget
 from agentx.sandbox.world import load_world
 from agentx.settings import load_settings
-from agentx.summary import RunSummary, experiment_line
+from agentx.summary import RunSummary, evolution_lines, experiment_line
 
 app = typer.Typer(
     help="AgentX: agents that iterate on a recommender system by themselves.",
@@ -69,6 +69,8 @@ def _print_summary(summary: RunSummary) -> None:
         f"true {summary.objective} change of the baseline over the run: "
         f"{summary.total_true_effect:+.2%}"
     )
+    for line in evolution_lines(summary):
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -98,7 +100,13 @@ def run(
     north = settings.north_star
 
     def on_trace(event: TraceEvent) -> None:
-        if not as_json and event.node in ("brainstorm", "verify", "rollout_stage", "veto"):
+        if not as_json and event.node in (
+            "brainstorm",
+            "verify",
+            "rollout_stage",
+            "veto",
+            "evolve_harness",
+        ):
             err.print(f"[dim]  {event.node}: {event.message}[/]", soft_wrap=True)
 
     def on_experiment(record: ExperimentRecord) -> None:

@@ -41,10 +41,11 @@ def status(
     settings_file: SettingsOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Show a workspace: its runs, their experiments, the memory size, harness versions."""
+    """Show a workspace: runs, experiments, memory size, active harness versions, SGPO steps."""
     from agentx.memory.store import open_store
     from agentx.report.workspace import (
         ReportError,
+        evolution_counts,
         harness_versions,
         list_runs,
         load_run,
@@ -62,7 +63,8 @@ def status(
             "runs": runs,
             "experiments": sum(r["experiments"] for r in runs),
             "memory_cards": store.count(),
-            "harness_versions": harness_versions(),
+            "harness_versions": harness_versions(settings.workspace),
+            "evolution_steps": evolution_counts(settings.workspace),
         }
     except (*USER_ERRORS, ReportError) as error:
         fail(error)
@@ -83,8 +85,14 @@ def status(
             str(row["vetoed"]), funnel,
         )  # fmt: skip
     out.print(table)
-    versions = ", ".join(f"{agent} v{v}" for agent, v in report["harness_versions"].items())
-    out.print(f"harness: {versions}", highlight=False)
+    harness = Table("agent", "active harness", "SGPO kept", "rolled back", "other steps")
+    for agent, version in report["harness_versions"].items():
+        steps = report["evolution_steps"].get(agent, {})
+        harness.add_row(
+            agent, f"v{version}", str(steps.get("kept", 0)), str(steps.get("rolled_back", 0)),
+            str(steps.get("other", 0)),
+        )  # fmt: skip
+    out.print(harness)
 
 
 @memory_app.command("search")

@@ -17,6 +17,7 @@ from agentx.graph.nodes import (
     ABANDON,
     BRAINSTORM,
     DEVELOP,
+    EVOLVE,
     GATE,
     INTAKE,
     LAUNCH,
@@ -103,13 +104,26 @@ def after_launch_gate(state: LoopState) -> Literal["rollout_stage", "veto", "ver
 
 
 def make_after_learn(resources: Resources):
+    """An SGPO step every ``evolution.every`` experiments; then the next one, or the end."""
+    evolution = resources.settings.evolution
+
+    def after_learn(state: LoopState) -> Literal["evolve_harness", "brainstorm", "__end__"]:
+        done = state.get("iteration", 0)
+        if evolution.enabled and done % evolution.every == 0:
+            return EVOLVE
+        return next_or_end(resources)(state)  # type: ignore[return-value]
+
+    return after_learn
+
+
+def next_or_end(resources: Resources):
     """Next experiment while budget is left, else the end."""
 
-    def after_learn(state: LoopState) -> Literal["brainstorm", "__end__"]:
+    def after_budget_check(state: LoopState) -> Literal["brainstorm", "__end__"]:
         budget = state.get("iterations") or resources.settings.iterations
         return BRAINSTORM if state.get("iteration", 0) < budget else END
 
-    return after_learn
+    return after_budget_check
 
 
 def build_builder(resources: Resources) -> StateGraph:
@@ -130,6 +144,7 @@ def build_builder(resources: Resources) -> StateGraph:
     graph.add_node(VETO, nodes.veto)
     graph.add_node(VERDICT, nodes.verdict)
     graph.add_node(LEARN, nodes.learn)
+    graph.add_node(EVOLVE, nodes.evolve_harness)
     graph.add_edge(START, INTAKE)
     graph.add_edge(INTAKE, BRAINSTORM)
     graph.add_conditional_edges(BRAINSTORM, after_brainstorm)
@@ -145,6 +160,7 @@ def build_builder(resources: Resources) -> StateGraph:
     graph.add_edge(VETO, VERDICT)
     graph.add_edge(VERDICT, LEARN)
     graph.add_conditional_edges(LEARN, make_after_learn(resources))
+    graph.add_conditional_edges(EVOLVE, next_or_end(resources))
     return graph
 
 

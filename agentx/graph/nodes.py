@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 from langchain_core.runnables import RunnableConfig
+from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import interrupt
 
 from agentx.agents.brainstorm.agent import propose_batch
@@ -22,6 +23,8 @@ from agentx.agents.evaluation.policy import EvaluationPolicy
 from agentx.agents.evaluation.review import apply_review, review_request
 from agentx.agents.evaluation.rollout import run_stage
 from agentx.agents.evaluation.verdict import decide, make_card, status_of
+from agentx.evolution.graph import build_evolution_graph
+from agentx.evolution.store import RunTrajectory
 from agentx.graph.resources import Resources
 from agentx.graph.state import FUNNEL_KEYS, LoopState
 from agentx.harness import load_harness
@@ -50,6 +53,7 @@ VETO = "veto"
 REVIEW = "guardrail_review"
 VERDICT = "verdict"
 LEARN = "learn"
+EVOLVE = "evolve_harness"
 
 
 def _event(node: str, message: str, state: LoopState | None = None, **data: Any) -> TraceEvent:
@@ -68,8 +72,13 @@ class Nodes:
 
     def __init__(self, resources: Resources):
         self.r = resources
-        harness = resources.harness.get("evaluation") or load_harness("evaluation")
-        self.evaluation_policy = EvaluationPolicy.from_harness(harness)
+        self._evolution_graph: CompiledStateGraph | None = None
+
+    @property
+    def evaluation_policy(self) -> EvaluationPolicy:
+        """The Evaluation Agent's policy from its active harness (it may evolve mid-run)."""
+        harness = self.r.harness.get("evaluation") or load_harness("evaluation")
+        return EvaluationPolicy.from_harness(harness)
 
     # ------------------------------------------------------------------ brainstorm
     def intake(self, state: LoopState, config: RunnableConfig) -> dict[str, Any]:
@@ -101,6 +110,7 @@ class Nodes:
             "iteration": 0,
             "iterations": state.get("iterations") or settings.iterations,
             "funnel": dict.fromkeys(FUNNEL_KEYS, 0),
+            "harness_versions": self._harness_versions(),
             "trace": [
                 _event(
                     INTAKE,
@@ -487,7 +497,16 @@ class Nodes:
             status=status,
             card_id=card.id,
             root_cause=recorded_cause,
+            arms={
+                name: arm.model_dump(mode="json")
+                for name, arm in (
+                    ("control", state.get("control_arm")),
+                    ("treatment", state.get("treatment_arm")),
+                )
+                if rollout is not None and arm is not None
+            },
         )
+        self._save_trajectory(state, record)
         update: dict[str, Any] = {
             "experiments": [record],
             "iteration": state.get("iteration", 0) + 1,
@@ -496,3 +515,45 @@ class Nodes:
         if status == ExperimentStatus.KEPT:
             update["funnel"] = {"kept": 1}
         return update
+
+    def _save_trajectory(self, state: LoopState, record: ExperimentRecord) -> None:
+        """Keep the run's experiments where harness evolution reads them (idempotent)."""
+        store = self.r.harness_store
+        if store is None:
+            return
+        goal = state["goal"]
+        store.save_trajectory(
+            RunTrajectory(
+                run_id=state["run_id"],
+                world=self.r.world_name,
+                objective=goal.objective,
+                direction=goal.direction,
+                north_star=self.r.settings.north_star,
+                seed=self.r.settings.seed,
+                records=[*state.get("experiments", []), record],
+            )
+        )
+
+    # ------------------------------------------------------------------ evolve
+    def _harness_versions(self) -> dict[str, int]:
+        return {agent: int(h.get("version", 1)) for agent, h in sorted(self.r.harness.items())}
+
+    def evolve_harness(self, state: LoopState) -> dict[str, Any]:
+        """One SGPO step on one agent (in turn), over every run recorded in the workspace.
+
+        A kept edit becomes the agent's active harness from the next node on; a rolled-back
+        one is stored as refinement experience so it is not tried again from this version.
+        """
+        agents = self.r.settings.evolution.agents
+        agent = agents[len(state.get("evolutions", [])) % len(agents)]
+        if self._evolution_graph is None:
+            self._evolution_graph = build_evolution_graph(self.r.evolver())
+        request = {"agent": agent, "run_id": state["run_id"], "iteration": state["iteration"]}
+        step = self._evolution_graph.invoke(request)["step"]
+        if step.outcome == "kept":
+            self.r.reload_harness(agent)
+        return {
+            "evolutions": [step],
+            "harness_versions": self._harness_versions(),
+            "trace": [_event(EVOLVE, step.line(), data={"outcome": step.outcome})],
+        }

@@ -10,13 +10,20 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from agentx.evolution.models import EvolutionStep
 from agentx.graph.state import FUNNEL_KEYS
 from agentx.models import ExperimentRecord
 from agentx.report.paper import PAPER_FUNNEL, PAPER_NOTE
-from agentx.report.plots import DECISION_COLORS, funnel_figure, trajectory_figure
+from agentx.report.plots import (
+    DECISION_COLORS,
+    OUTCOME_COLORS,
+    evolution_figure,
+    funnel_figure,
+    trajectory_figure,
+)
 from agentx.report.workspace import RunState, harness_versions, world_of
 from agentx.settings import Settings
-from agentx.summary import experiment_line, summarise_run
+from agentx.summary import evolution_line, experiment_line, summarise_run
 
 CSS = """
 body{font-family:-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;margin:0;
@@ -35,6 +42,7 @@ th,td{padding:6px 9px;border-bottom:1px solid #e4e7eb;text-align:left;vertical-a
 th{background:#eef0f3;font-weight:600} td.num,th.num{text-align:right;
   font-variant-numeric:tabular-nums}
 .badge{display:inline-block;padding:1px 8px;border-radius:10px;color:#fff;font-size:12px;
+  white-space:nowrap;
   font-weight:600} figure{margin:12px 0;background:#fff;padding:10px;border-radius:8px;
   box-shadow:0 1px 2px rgba(0,0,0,.08)} figure img{max-width:100%;display:block;margin:auto}
 .pos{color:#2e7d32} .neg{color:#c62828} code{font-size:12.5px}
@@ -167,22 +175,107 @@ def _vetoes_section(records: list[ExperimentRecord]) -> str:
     return f"<h2>Guardrail vetoes</h2>{table}"
 
 
-def _harness_section(values: dict[str, Any]) -> str:
-    versions = harness_versions()
-    rows = [[escape(agent), escape(str(version))] for agent, version in versions.items()]
-    table = _table(["agent", "active harness version"], rows)
-    updates = values.get("harness_updates") or values.get("sgpo") or []
-    if updates:
-        rows = [[escape(str(u.get(k, "–"))) for k in ("agent", "version", "baseline_score",
-                "candidate_score", "kept")] for u in map(_as_dict, updates)]  # fmt: skip
-        history = _table(["agent", "version", "replay before", "replay after", "kept"], rows)
-    else:
-        history = "<p class='note'>No harness evolution (SGPO) step was recorded in this run.</p>"
-    return f"<h2>Harness versions (SGPO)</h2>{table}{history}"
+def _edit_text(step: Any) -> str:
+    """The edit as ``field old→new`` lines, added rules and replaced files."""
+    edit = getattr(step, "edit", None)
+    if edit is None:
+        return "–"
+    parts = [f"<code>{escape(e.field)}</code> {e.old:g}→{e.new:g}" for e in edit.edits]
+    parts += [f"+ rule: {escape(rule)}" for rule in edit.add_rules]
+    parts += [f"<code>{escape(name)}</code> rewritten" for name in sorted(edit.files)]
+    return "<br>".join(parts) or escape(edit.key())
 
 
-def _as_dict(item: Any) -> dict[str, Any]:
-    return item.model_dump() if hasattr(item, "model_dump") else dict(item)
+def _score(value: float | None) -> str:
+    return "–" if value is None else f"{value:+.4f}"
+
+
+def _harness_section(values: dict[str, Any], settings: Settings) -> str:
+    versions = harness_versions(settings.workspace)
+    at_end = values.get("harness_versions") or {}
+    rows = [
+        [escape(agent), f"v{version}", escape(f"v{at_end[agent]}" if agent in at_end else "–")]
+        for agent, version in versions.items()
+    ]
+    table = _table(["agent", "active in the workspace", "at the end of this run"], rows)
+    steps = [
+        step if isinstance(step, EvolutionStep) else EvolutionStep.model_validate(step)
+        for step in values.get("evolutions") or []
+    ]
+    note = (
+        "<p class='note'>The workspace's harness store (<code>harness/</code>) is the truth: "
+        "an agent runs the bundled <code>prompts/</code> version until an SGPO step keeps an "
+        "edit, which commits the next version. An edit is kept only when replaying the "
+        "recorded tasks with it raises the rubric score by more than epsilon "
+        f"({settings.evolution.epsilon:g}).</p>"
+    )
+    title = "<h2>Harness evolution (SGPO)</h2>"
+    if not steps:
+        every = settings.evolution.every
+        why = (
+            f"evolution runs every {every} experiments (settings <code>evolution.every</code>)"
+            if settings.evolution.enabled
+            else "evolution is off (settings <code>evolution.enabled</code>)"
+        )
+        return f"{title}{table}{note}<p>No SGPO step in this run: {why}.</p>"
+    lines = [evolution_line(step) for step in steps]
+    rows = []
+    for number, (step, line) in enumerate(zip(steps, lines, strict=True), start=1):
+        version = f"v{line.base_version}" + (f"→v{line.new_version}" if line.new_version else "")
+        gradient = step.gradient
+        loss = (
+            f"<details><summary>loss {gradient.loss:.3f}</summary>"
+            f"<p class='note'>{escape(gradient.loss_text)}</p></details>"
+            if gradient is not None
+            else ""
+        )
+        replay = (
+            f"{_score(line.old_score)}→{_score(line.new_score)}"
+            if line.old_score is not None
+            else "–"
+        )
+        gain = (
+            "–"
+            if line.gain is None
+            else f'<span class="{_sign(line.gain)}">{line.gain:+.4f}</span>'
+        )
+        rows.append(
+            [
+                str(number),
+                str(line.iteration),
+                escape(line.agent),
+                _outcome_badge(line.outcome),
+                escape(version),
+                _edit_text(step),
+                replay,
+                gain,
+                "–" if line.tasks is None else str(line.tasks),
+                escape(line.reason) + loss,
+            ]
+        )
+    history = _table(
+        ["#", "iteration", "agent", "outcome", "version", "edit", "replay old→new", "gain",
+         "tasks", "reason"],
+        rows,
+        numeric={0, 1, 6, 7, 8},
+    )  # fmt: skip
+    image = evolution_figure(lines)
+    kept = sum(line.outcome == "kept" for line in lines)
+    return (
+        f"{title}{table}{note}<p>{len(lines)} SGPO step(s) in this run, {kept} kept.</p>"
+        f"{history}<figure><img alt='SGPO replay scores before and after each edit' "
+        f"src='{image}'></figure>"
+    )
+
+
+def _sign(value: float) -> str:
+    return "pos" if value > 0 else "neg" if value < 0 else ""
+
+
+def _outcome_badge(outcome: str) -> str:
+    color = OUTCOME_COLORS.get(outcome, "#455a64")
+    label = escape(outcome.replace("_", " "))
+    return f'<span class="badge" style="background:{color}">{label}</span>'
 
 
 def _trace_section(values: dict[str, Any], limit: int = 200) -> str:
@@ -243,7 +336,7 @@ ground truth (known only in the sandbox). A kept change moves the baseline for e
 experiment.</p>
 {_ledger_section(records, north_star)}
 {_vetoes_section(records)}
-{_harness_section(values)}
+{_harness_section(values, settings)}
 {_trace_section(values)}
 </main></body></html>
 """

@@ -16,8 +16,10 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402  (backend first)
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 
 from agentx.models import ExperimentRecord  # noqa: E402
+from agentx.summary import EvolutionLine  # noqa: E402
 
 DECISION_COLORS = {
     "KEEP": "#2e7d32",
@@ -133,3 +135,81 @@ def _decision(record: ExperimentRecord) -> str:
     if record.rollout is not None and record.rollout.halted_at:
         return "VETO"
     return record.verdict.decision.value
+
+
+OUTCOME_COLORS = {
+    "kept": "#2e7d32",
+    "rolled_back": "#757575",
+    "unsafe": "#c62828",
+    "no_gradient": "#90a4ae",
+    "not_enough_tasks": "#90a4ae",
+    "failed": "#8e24aa",
+}
+AGENT_COLORS = ("#1565c0", "#ef6c00", "#6a1b9a", "#00838f")
+
+
+def evolution_figure(steps: Sequence[EvolutionLine]) -> str:
+    """Replay score of each SGPO step, before (hollow) and after (filled) the edit.
+
+    One panel per agent (their rubrics score on different scales), x = the step's place
+    in the run; kept steps are green stars labelled with the version they committed.
+    Steps with no replay (no gradient, unsafe, too few tasks) are grey dotted lines.
+    """
+    agents = list(dict.fromkeys(step.agent for step in steps))
+    xs = list(range(1, len(steps) + 1))
+    with plt.rc_context(STYLE):
+        figure, axes = plt.subplots(
+            len(agents), 1, figsize=(7.5, 1.2 + 2.4 * len(agents)), sharex=True, squeeze=False
+        )
+        for row, agent in enumerate(agents):
+            axis = axes[row][0]
+            color = AGENT_COLORS[row % len(AGENT_COLORS)]
+            mine = [(x, s) for x, s in zip(xs, steps, strict=True) if s.agent == agent]
+            scored = [
+                (x, s) for x, s in mine if s.old_score is not None and s.new_score is not None
+            ]
+            if scored:
+                axis.plot([x for x, _ in scored], [s.old_score for _, s in scored], marker="o",
+                          markerfacecolor="white", color=color, linestyle="--", linewidth=1,
+                          markersize=7)  # fmt: skip
+            for x, step in scored:
+                arrow = {"arrowstyle": "->", "color": color, "lw": 1.2}
+                axis.annotate("", (x, step.new_score), (x, step.old_score), arrowprops=arrow)
+                if step.outcome == "kept":
+                    axis.plot(x, step.new_score, marker="*", markersize=16, color="#2e7d32",
+                              markeredgecolor="black", markeredgewidth=0.6)  # fmt: skip
+                    axis.annotate(f"v{step.new_version}", (x, step.new_score),
+                                  textcoords="offset points", xytext=(9, -3), fontsize=8,
+                                  color="#2e7d32", fontweight="bold")  # fmt: skip
+                else:
+                    axis.plot(x, step.new_score, marker="o", markersize=7, color=color)
+            done = {x for x, _ in scored}
+            for x, step in mine:
+                if x in done:
+                    continue
+                outcome_color = OUTCOME_COLORS.get(step.outcome, "#90a4ae")
+                axis.axvline(x, color=outcome_color, linestyle=":", linewidth=1.2)
+                axis.annotate(step.outcome.replace("_", " "), (x, 0.5), rotation=90,
+                              xycoords=("data", "axes fraction"), xytext=(4, 0),
+                              textcoords="offset points", fontsize=8, va="center",
+                              color=outcome_color)  # fmt: skip
+            if not scored:
+                axis.set_yticks([])
+            axis.set_ylabel(f"{agent}\nreplay score")
+            axis.margins(y=0.25)
+        handles = [
+            Line2D([], [], marker="o", markerfacecolor="white", color="#455a64", linestyle="--",
+                   label="before (base harness)"),
+            Line2D([], [], marker="o", color="#455a64", linestyle="none",
+                   label="after, rolled back"),
+            Line2D([], [], marker="*", color="#2e7d32", markeredgecolor="black", markersize=12,
+                   linestyle="none", label="after, kept (new version)"),
+        ]  # fmt: skip
+        axes[0][0].legend(handles=handles, frameon=False, fontsize=8, ncol=3,
+                          loc="lower left", bbox_to_anchor=(0, 1.0))  # fmt: skip
+        bottom = axes[-1][0]
+        bottom.set_xticks(xs, [f"{x}\nit {s.iteration}" for x, s in zip(xs, steps, strict=True)])
+        bottom.set_xlim(0.4, len(steps) + 0.8)
+        bottom.set_xlabel("SGPO step of the run (loop iteration)")
+        figure.suptitle("Harness evolution: replay score before → after each edit", fontsize=10)
+        return to_data_uri(figure)

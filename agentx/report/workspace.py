@@ -14,6 +14,7 @@ from typing import Any, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agentx.evolution.store import HarnessStore
 from agentx.graph.builder import build_graph
 from agentx.graph.checkpoint import open_checkpointer
 from agentx.graph.resources import Resources
@@ -122,12 +123,33 @@ def load_run(settings: Settings, run_id: str | None = None) -> RunState:
     )
 
 
-def harness_versions(prompts_dir: Path | None = None) -> dict[str, Any]:
-    """The active version of each agent's harness (``prompts/<agent>/harness.yaml``)."""
-    from agentx.harness import default_prompts_dir, load_harness
+def harness_store(workspace: Path) -> HarnessStore:
+    """The workspace's versioned harnesses (read only here; nothing is created)."""
+    return HarnessStore(Path(workspace) / "harness")
 
-    root = prompts_dir or default_prompts_dir()
-    versions: dict[str, Any] = {}
-    for path in sorted(root.glob("*/harness.yaml")):
-        versions[path.parent.name] = load_harness(path.parent.name, root).get("version", "?")
-    return versions
+
+def harness_versions(workspace: Path) -> dict[str, int]:
+    """The active harness version of each agent in ``workspace``.
+
+    Its harness store is the truth: the bundled ``prompts/`` version until harness evolution
+    (SGPO) keeps an edit, then the version it committed.
+    """
+    store = harness_store(workspace)
+    agents = {path.parent.name for path in store.bundled.glob("*/harness.yaml")}
+    active = store.root / "active.json"
+    if active.is_file():
+        try:
+            agents |= set(json.loads(active.read_text()))
+        except (OSError, json.JSONDecodeError, TypeError) as error:
+            raise ReportError(f"cannot read {active}: {error}") from None
+    return {agent: store.version(agent) for agent in sorted(agents)}
+
+
+def evolution_counts(workspace: Path) -> dict[str, dict[str, int]]:
+    """SGPO steps recorded in the workspace per agent: kept, rolled back, other, total."""
+    counts: dict[str, dict[str, int]] = {}
+    for step in harness_store(workspace).steps():
+        row = counts.setdefault(step.agent, {"kept": 0, "rolled_back": 0, "other": 0, "total": 0})
+        row[step.outcome if step.outcome in ("kept", "rolled_back") else "other"] += 1
+        row["total"] += 1
+    return dict(sorted(counts.items()))
