@@ -27,7 +27,13 @@ from langgraph_sdk import get_client
 from agentx.models import ExperimentStatus
 
 REPO = Path(__file__).resolve().parents[1]
-GRAPHS = {"agentx_loop", "agentx_brainstorm", "agentx_develop", "agentx_evaluate"}
+GRAPHS = {
+    "agentx_loop",
+    "agentx_brainstorm",
+    "agentx_develop",
+    "agentx_evaluate",
+    "agentx_evolve",
+}
 
 
 def _free_port() -> int:
@@ -168,3 +174,22 @@ def test_loop_runs_an_experiment_through_the_gates(studio: str) -> None:
     assert experiment["status"] in {status.value for status in ExperimentStatus}
     assert [s["stage"] for s in experiment["rollout"]["stages"]][:2] == ["canary", "ramp"]
     assert state["values"]["funnel"]["admitted"] >= 1
+
+
+def test_harness_evolution_runs_one_step_on_the_recorded_runs(studio: str) -> None:
+    async def drive() -> tuple[dict, dict]:
+        client = get_client(url=studio)
+        assistants = {a["graph_id"]: a for a in await client.assistants.search(limit=20)}
+        drawing = await client.assistants.get_graph(assistants["agentx_evolve"]["assistant_id"])
+        thread = await client.threads.create()
+        await client.runs.wait(thread["thread_id"], "agentx_evolve", input={"agent": "brainstorm"})
+        return drawing, await client.threads.get_state(thread["thread_id"])
+
+    drawing, state = asyncio.run(drive())
+    nodes = {node["id"] for node in drawing["nodes"]}
+    assert {"diagnose", "refine", "safety_check", "replay", "decide"} <= nodes
+    step = state["values"]["step"]
+    assert step["agent"] == "brainstorm"
+    # The earlier tests recorded at most a couple of experiments: too few to judge an edit.
+    assert step["outcome"] in {"no_gradient", "not_enough_tasks", "kept", "rolled_back"}
+    assert step["reason"]
