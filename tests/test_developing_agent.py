@@ -19,7 +19,7 @@ from agentx.graph.builder import make_after_verify
 from agentx.graph.nodes import ABANDON, DEVELOP, LAUNCH, REPAIR, Nodes
 from agentx.graph.resources import Resources
 from agentx.harness import load_harness
-from agentx.models import Edit, FailureKind, Patch, Proposal, Verification
+from agentx.models import CheckResult, Edit, FailureKind, Patch, Proposal, Verification
 from agentx.research.catalog import Technique, load_catalog
 from agentx.sandbox.target import SandboxTarget
 from agentx.settings import load_settings
@@ -421,3 +421,33 @@ def test_sandbox_stops_are_recorded_as_deterministic_safety_failures(
     assert not (developer.worktrees / "escaped.txt").exists()
     developer.discard(patch)
     _no_residue(developer, pid)
+
+
+def test_offline_repair_steps_over_parameters_already_tested(
+    tiny_target: SandboxTarget, worktrees: Path
+) -> None:
+    developer = Developer(tiny_target, load_catalog(), worktrees, load_harness("developing"))
+    regression = Verification(
+        passed=False,
+        checks=[
+            CheckResult(
+                dimension="offline_metrics",
+                passed=False,
+                detail="NDCG@10 fell 20%",
+                data={"relative_change": -0.2},
+            )
+        ],
+    )
+    strong = Proposal(
+        id="p-dim",
+        technique="mf_embedding_dim",
+        lever="model",
+        params={"dim": 6},
+        hypothesis="smaller embeddings generalise",
+        target_metric="watch_time",
+    )
+    assert developer.offline_repair(strong, regression).params == {"dim": 8}
+    # dim 8 was already tested (here: merged by an earlier experiment): step over it.
+    milder = developer.offline_repair(strong, regression, tested=lambda p: p["dim"] == 8)
+    assert milder is not None and milder.params == {"dim": 12}
+    assert developer.offline_repair(strong, regression, tested=lambda p: True) is None

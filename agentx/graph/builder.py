@@ -30,6 +30,7 @@ from agentx.graph.nodes import (
     VERIFY,
     VETO,
     Nodes,
+    offline_repair,
 )
 from agentx.graph.resources import Resources, build_resources
 from agentx.graph.state import LoopInput, LoopOutput, LoopState
@@ -64,7 +65,7 @@ def make_after_verify(resources: Resources):
             return ABANDON
         if resources.llm is not None:
             return REPAIR
-        if resources.developer.offline_repair(state["current"], last) is not None:
+        if offline_repair(resources, state) is not None:
             return REPAIR
         return ABANDON
 

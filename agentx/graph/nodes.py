@@ -32,6 +32,7 @@ from agentx.models import (
     Decision,
     ExperimentRecord,
     ExperimentStatus,
+    Proposal,
     Rollout,
     TraceEvent,
     stable_id,
@@ -65,6 +66,17 @@ def _event(node: str, message: str, state: LoopState | None = None, **data: Any)
 
 def _experiment_id(state: LoopState) -> str:
     return stable_id(state["run_id"], state.get("iteration", 0))
+
+
+def offline_repair(resources: Resources, state: LoopState) -> Proposal | None:
+    """The offline repair of the current proposal, stepping over parameter sets already
+    tested or merged in this world (the run's avoid set)."""
+    proposal, avoid = state["current"], state.get("avoid", {})
+    return resources.developer.offline_repair(
+        proposal,
+        state["verifications"][-1],
+        tested=lambda params: combo_key(proposal.technique, params) in avoid,
+    )
 
 
 class Nodes:
@@ -271,11 +283,7 @@ class Nodes:
     def repair(self, state: LoopState) -> dict[str, Any]:
         """Targeted repair: new parameters offline, or feedback to the model."""
         last = state["verifications"][-1]
-        repaired = (
-            None
-            if self.r.llm is not None
-            else self.r.developer.offline_repair(state["current"], last)
-        )
+        repaired = None if self.r.llm is not None else offline_repair(self.r, state)
         update: dict[str, Any] = {"repairs": state.get("repairs", 0) + 1}
         if repaired is not None:
             failed = combo_key(state["current"].technique, state["current"].params)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -342,12 +343,18 @@ class Developer:
         return self._baseline_offline[head]
 
     # ------------------------------------------------------------------ repair / clean-up
-    def offline_repair(self, proposal: Proposal, verification: Verification) -> Proposal | None:
+    def offline_repair(
+        self,
+        proposal: Proposal,
+        verification: Verification,
+        tested: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> Proposal | None:
         """A targeted repair without an LLM: step a parameter away from the failure.
 
         Only failures a parameter can cause (a measured offline regression, latency over
         budget) are repaired this way; code defects and sandbox stops are not retried
-        blindly.
+        blindly. ``tested`` says which parameter sets were already tried (or merged): those
+        are stepped over, since repeating them teaches nothing.
         """
         technique = self.catalog.get(proposal.technique)
         failing = [c for c in verification.checks if is_blocking(c)]
@@ -365,11 +372,13 @@ class Developer:
             current = proposal.params.get(param.name, technique.default_params()[param.name])
             if current not in values:
                 continue
-            index = values.index(current)
             # Values are listed from mild to strong: step back towards the mild end.
-            if index > 0:
+            for milder in reversed(values[: values.index(current)]):
+                params = {**proposal.params, param.name: milder}
+                if tested is not None and tested(params):
+                    continue
                 repaired = proposal.model_copy(deep=True)
-                repaired.params = {**proposal.params, param.name: values[index - 1]}
+                repaired.params = params
                 return repaired
         return None
 
