@@ -27,13 +27,13 @@ def _ids(records: list[ExperimentRecord]) -> list[str]:
 
 
 # ---------------------------------------------------------------- brainstorm criteria
-def _guardrail_harm(runs: list[RunTrajectory], rubric: Rubric) -> Flagged:
+def _guardrail_harm(runs: list[RunTrajectory]) -> Flagged:
     picks = [r for run in runs for r in run.records]
     flagged = [r for r in picks if r.root_cause == "guardrail_harm"]
     return _ids(flagged), len(picks), {}
 
 
-def _repeated_harm(runs: list[RunTrajectory], rubric: Rubric) -> Flagged:
+def _repeated_harm(runs: list[RunTrajectory]) -> Flagged:
     harmed: dict[tuple[str, str], int] = {}
     flagged, total = [], 0
     for run in runs:
@@ -46,7 +46,7 @@ def _repeated_harm(runs: list[RunTrajectory], rubric: Rubric) -> Flagged:
     return _ids(flagged), total, {}
 
 
-def _implementation_waste(runs: list[RunTrajectory], rubric: Rubric) -> Flagged:
+def _implementation_waste(runs: list[RunTrajectory]) -> Flagged:
     picks = [r for run in runs for r in run.records]
     flagged = [
         r
@@ -57,7 +57,7 @@ def _implementation_waste(runs: list[RunTrajectory], rubric: Rubric) -> Flagged:
     return _ids(flagged), len(picks), {}
 
 
-def _optimism(runs: list[RunTrajectory], rubric: Rubric, tolerance: float) -> Flagged:
+def _optimism(runs: list[RunTrajectory], tolerance: float) -> Flagged:
     gaps: list[tuple[ExperimentRecord, float]] = []
     for run in runs:
         sign = 1.0 if run.direction == "increase" else -1.0
@@ -174,10 +174,10 @@ def _measure(
     settings: Settings,
 ) -> Flagged:
     brainstorm: dict[str, Callable[[], Flagged]] = {
-        "guardrail_harm": lambda: _guardrail_harm(runs, rubric),
-        "repeated_harm": lambda: _repeated_harm(runs, rubric),
-        "implementation_waste": lambda: _implementation_waste(runs, rubric),
-        "optimism": lambda: _optimism(runs, rubric, criterion.tolerance),
+        "guardrail_harm": lambda: _guardrail_harm(runs),
+        "repeated_harm": lambda: _repeated_harm(runs),
+        "implementation_waste": lambda: _implementation_waste(runs),
+        "optimism": lambda: _optimism(runs, criterion.tolerance),
         "regret": lambda: _regret(runs, rubric, criterion.tolerance),
     }
     evaluation: dict[str, Callable[[], Flagged]] = {

@@ -23,13 +23,13 @@ from agentx.agents.brainstorm.evidence import EvidenceBundle, cite
 from agentx.agents.brainstorm.policy import belief_for
 from agentx.agents.evaluation.cards import make_card
 from agentx.agents.evaluation.policy import EvaluationPolicy
-from agentx.agents.evaluation.rollout import run_stage
+from agentx.agents.evaluation.rollout import run_rollout
 from agentx.agents.evaluation.verdict import decide
 from agentx.evolution.models import ReplayScore
 from agentx.evolution.outcomes import keep_utility, pick_value, true_effect
 from agentx.evolution.rubric import Rubric
 from agentx.evolution.store import RunTrajectory
-from agentx.models import ExperimentRecord, ExperimentStatus, Goal, KnowledgeCard, Rollout
+from agentx.models import ExperimentRecord, ExperimentStatus, Goal, KnowledgeCard
 from agentx.research.catalog import Technique
 from agentx.settings import Settings
 from agentx.target.contract import Target
@@ -135,8 +135,14 @@ def replay_evaluation(
             arms = [_arm(record.arms.get(name, {})) for name in ("control", "treatment")]
             if arms[0] is None or arms[1] is None:
                 continue
-            rollout = _rerun(
-                target, arms[0], arms[1], record.rollout.experiment_id, run_settings, policy
+            rollout = run_rollout(
+                target,
+                arms[0],
+                arms[1],
+                record.rollout.experiment_id,
+                run_settings,
+                policy=policy,
+                rollback=False,
             )
             verdict = decide(
                 rollout,
@@ -156,30 +162,6 @@ def replay_evaluation(
             if utility is not None:
                 per_task[f"{run.run_id}/{record.id}"] = round(utility, 6)
     return _score(per_task)
-
-
-def _rerun(
-    target: Target,
-    control: ArmHandle,
-    treatment: ArmHandle,
-    experiment_id: str,
-    settings: Settings,
-    policy: EvaluationPolicy,
-) -> Rollout:
-    """The rollout's stages again, with the same traffic, stopping where the policy stops."""
-    rollout = Rollout(experiment_id=experiment_id)
-    for index, stage in enumerate(settings.stages):
-        final = index == len(settings.stages) - 1
-        result = run_stage(
-            target, control, treatment, stage, experiment_id, settings, final, policy=policy
-        )
-        rollout.stages.append(result)
-        if result.decision == "halt":
-            rollout.halted_at, rollout.halt_reason = stage.name, result.reason
-            break
-        if result.decision != "continue":
-            break
-    return rollout
 
 
 def _score(per_task: dict[str, float]) -> ReplayScore:

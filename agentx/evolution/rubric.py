@@ -10,11 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from agentx.evolution.models import Category
-from agentx.harness import HarnessError, default_prompts_dir
+from agentx.harness import HarnessError, default_prompts_dir, describe_validation, load_mapping
 
 RUBRIC_FILE = "rubric.yaml"
 # Files of an agent's harness directory no edit may change: the rubric is the evaluator's
@@ -76,20 +75,11 @@ class Rubric(BaseModel):
 def load_rubric(agent: str, prompts_dir: Path | None = None) -> Rubric:
     """The validated rubric of ``agent``; HarnessError names the file and field."""
     path = (prompts_dir or default_prompts_dir()) / agent / RUBRIC_FILE
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as error:
-        raise HarnessError(f"no rubric for agent {agent!r}: {path} ({error.strerror})") from None
-    except yaml.YAMLError as error:
-        raise HarnessError(f"rubric {path} is not valid YAML: {error}") from None
+    data = load_mapping(path, f"rubric of agent {agent!r}")
     try:
         return Rubric.model_validate(data)
     except ValidationError as error:
-        fields = "; ".join(
-            f"{'.'.join(str(p) for p in item['loc']) or '(root)'}: {item['msg']}"
-            for item in error.errors()
-        )
-        raise HarnessError(f"invalid rubric {path}: {fields}") from None
+        raise HarnessError(f"invalid rubric {path}: {describe_validation(error)}") from None
 
 
 def get_field(harness: dict[str, Any], dotted: str) -> Any:

@@ -13,7 +13,13 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from agentx.harness import HarnessError, default_prompts_dir, load_harness, load_prompt
+from agentx.harness import (
+    HarnessError,
+    default_prompts_dir,
+    describe_validation,
+    load_harness,
+    load_prompt,
+)
 
 EXCHANGE_METRIC = "exchange"
 
@@ -78,11 +84,9 @@ class EvaluationPolicy(BaseModel):
         try:
             return cls.model_validate(harness)
         except ValidationError as error:
-            fields = "; ".join(
-                f"{'.'.join(str(p) for p in item['loc']) or '(root)'}: {item['msg']}"
-                for item in error.errors()
-            )
-            raise HarnessError(f"invalid evaluation harness: {fields}") from None
+            raise HarnessError(
+                f"invalid evaluation harness: {describe_validation(error)}"
+            ) from None
 
 
 def load_policy(prompts_dir: Path | None = None) -> EvaluationPolicy:

@@ -242,9 +242,11 @@ def run_rollout(
     settings: Settings,
     *,
     policy: EvaluationPolicy | None = None,
+    rollback: bool = True,
 ) -> Rollout:
     """Every stage in order, as the loop runs them without human gates: stop at the first
-    halt (rolling the treatment back), early stop, or completion.
+    halt (rolling the treatment back unless ``rollback`` is False, as a replay of recorded
+    traffic wants), early stop, or completion.
 
     For benchmarks, tests and reports; the graph runs the same stages one node at a time.
     """
@@ -258,6 +260,8 @@ def run_rollout(
         rollout.stages.append(result)
         if result.decision == "halt":
             rollout.halted_at, rollout.halt_reason = stage.name, result.reason
+            if not rollback:
+                break
             try:
                 target.rollback(treatment)
                 rollout.rolled_back = True
