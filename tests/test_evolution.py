@@ -308,3 +308,46 @@ def test_brainstorm_replay_rewards_the_harness_that_picks_better(tiny_target) ->
     assert better.score > base.score
     assert replay_brainstorm(default, *args) == base  # common random numbers: reproducible
     assert -0.02 <= base.score <= 0.03  # an expectation over the two options' values
+
+
+def test_regret_is_attributed_to_the_part_that_favoured_the_better_option(
+    settings, tiny_target
+) -> None:
+    from agentx.evolution.diagnose import attribute_regret
+    from agentx.evolution.replay import regret_attribution
+
+    # The pick (daily_rotation) led on the objective prior; the better, later option
+    # (recency_feature) is the safer one with a known watch-time lever (business "+").
+    runs = [
+        make_run(
+            [
+                make_record(
+                    0,
+                    "daily_rotation",
+                    ExperimentStatus.DISCARDED,
+                    measured=0.0,
+                    true=-0.01,
+                    cause="no_significance",
+                ),
+                make_record(1, "recency_feature", ExperimentStatus.KEPT, measured=0.03, true=0.03),
+            ]
+        )
+    ]
+    rubric, harness = load_rubric("brainstorm"), load_harness("brainstorm")
+    advantage = regret_attribution(
+        harness,
+        runs,
+        rubric,
+        load_catalog(),
+        tiny_target.describe(),
+        tiny_target.analyse_data(),
+        tolerance=0.01,
+    )
+    assert advantage["business"] > advantage["risk"] > 0 > advantage["objective"]
+    gradient = attribute_regret(diagnose("brainstorm", runs, rubric, settings), advantage, rubric)
+    regret = [item for item in gradient.items if item.criterion == "regret"]
+    assert [(i.field, i.direction) for i in regret] == [
+        ("score_weights.business", "increase"),
+        ("score_weights.objective", "decrease"),
+    ]
+    assert "led on business" in regret[0].finding

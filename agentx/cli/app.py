@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from agentx.cli import evolve as evolve_commands
 from agentx.cli import report as report_commands
@@ -107,7 +108,7 @@ def run(
             "veto",
             "evolve_harness",
         ):
-            err.print(f"[dim]  {event.node}: {event.message}[/]", soft_wrap=True)
+            err.print(f"[dim]  {event.node}: {escape(event.message)}[/]", soft_wrap=True)
 
     def on_experiment(record: ExperimentRecord) -> None:
         if not as_json:

@@ -54,7 +54,7 @@ def evolve(
         sys.stdout.write("[" + ",".join(s.model_dump_json() for s in steps) + "]\n")
         return
     for step in steps:
-        out.print(step.line(), soft_wrap=True, highlight=False)
+        out.print(step.line(), soft_wrap=True, highlight=False, markup=False)
 
 
 def register(app: typer.Typer) -> None:

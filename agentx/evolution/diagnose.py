@@ -224,3 +224,58 @@ def diagnose(
         else "No rubric criterion flagged the recorded trajectories."
     )
     return SemanticGradient(agent=agent, loss=loss, loss_text=text, items=items)
+
+
+def attribute_regret(
+    gradient: SemanticGradient, advantage: dict[str, float], rubric: Rubric
+) -> SemanticGradient:
+    """Point the regret item at the score weights the evidence implicates.
+
+    ``advantage`` is, per score part, how much it favoured the better option over the pick
+    at the regretted decisions (see ``replay.regret_attribution``). The part that favoured
+    the better options most is weighted up; the one that favoured the worse picks most gets
+    a second, weaker item weighting it down. Parts whose weight is not evolvable are skipped.
+    """
+    items = []
+    for item in gradient.items:
+        if item.criterion != "regret" or not advantage:
+            items.append(item)
+            continue
+        usable = {
+            name: value
+            for name, value in advantage.items()
+            if f"score_weights.{name}" in rubric.evolvable
+        }
+        if not usable:
+            items.append(item)
+            continue
+        up = max(usable, key=lambda name: (usable[name], name))
+        down = min(usable, key=lambda name: (usable[name], name))
+        shown = ", ".join(f"{name} {value:+.2f}" for name, value in sorted(usable.items()))
+        if usable[up] > 0:
+            items.append(
+                item.model_copy(
+                    update={
+                        "field": f"score_weights.{up}",
+                        "direction": "increase",
+                        "finding": f"{item.finding} The better options led on {up} "
+                        f"(mean part advantage: {shown}).",
+                    }
+                )
+            )
+        else:
+            items.append(item)
+        if usable[down] < 0 and down != up:
+            items.append(
+                item.model_copy(
+                    update={
+                        "field": f"score_weights.{down}",
+                        "direction": "decrease",
+                        "magnitude": round(item.magnitude / 2, 6),
+                        "finding": f"The worse picks led on {down} ({usable[down]:+.2f}): "
+                        "it is over-weighted.",
+                    }
+                )
+            )
+    items.sort(key=lambda i: (-i.magnitude, i.criterion))
+    return gradient.model_copy(update={"items": items})

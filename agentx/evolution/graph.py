@@ -16,7 +16,7 @@ from langgraph.graph.state import CompiledStateGraph
 from typing_extensions import TypedDict
 
 from agentx.agents.evaluation.policy import EvaluationPolicy
-from agentx.evolution.diagnose import diagnose
+from agentx.evolution.diagnose import attribute_regret, diagnose
 from agentx.evolution.llm import llm_diagnose, llm_refine
 from agentx.evolution.models import (
     EvolutionStep,
@@ -26,7 +26,7 @@ from agentx.evolution.models import (
     SemanticGradient,
 )
 from agentx.evolution.refine import apply_edit, refine_offline
-from agentx.evolution.replay import replay_brainstorm, replay_evaluation
+from agentx.evolution.replay import regret_attribution, replay_brainstorm, replay_evaluation
 from agentx.evolution.rubric import Rubric, load_rubric
 from agentx.evolution.safety import unsafe_reasons
 from agentx.evolution.store import HarnessStore, RunTrajectory
@@ -146,6 +146,17 @@ class Evolver:
             rubric = self._rubric(agent)
             harness = self.store.harness(agent)
             gradient = diagnose(agent, runs, rubric, self.settings)
+            if agent == "brainstorm" and "regret" in rubric.criteria:
+                advantage = regret_attribution(
+                    harness,
+                    runs,
+                    rubric,
+                    self.catalog,
+                    self.target.describe(),
+                    self.data_report(),
+                    rubric.criteria["regret"].tolerance,
+                )
+                gradient = attribute_regret(gradient, advantage, rubric)
         except (HarnessError, ValueError) as error:
             return _finish("failed", str(error), step_id=step_id, base_version=version)
         notes = []

@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ import numpy as np
 
 from agentx.agents.brainstorm.agent import combine_score, score_parts
 from agentx.agents.brainstorm.evidence import EvidenceBundle, cite
-from agentx.agents.brainstorm.policy import belief_for
+from agentx.agents.brainstorm.policy import Belief, belief_for
 from agentx.agents.evaluation.cards import make_card
 from agentx.agents.evaluation.policy import EvaluationPolicy
 from agentx.agents.evaluation.rollout import run_rollout
@@ -51,6 +53,68 @@ def card_of(record: ExperimentRecord, run: RunTrajectory) -> KnowledgeCard:
     )
 
 
+@dataclass
+class _Decision:
+    """A recorded brainstorm decision: the options still ahead and what each was worth."""
+
+    key: str
+    rng_key: tuple[int, int]
+    options: list[ExperimentRecord]
+    values: np.ndarray
+    techniques: list[Technique]
+    beliefs: list[Belief]
+    n_evidence: list[int]
+    goal: Goal
+
+
+def _decisions(
+    policy: dict[str, Any],
+    runs: list[RunTrajectory],
+    rubric: Rubric,
+    catalog: dict[str, Technique],
+    system: SystemDescription,
+    data: DataReport,
+) -> Iterator[_Decision]:
+    """Every recorded decision with >= 2 options, with beliefs from the memory at that time."""
+    harm, abandon = rubric.replay.get("harm_cost", 0.02), rubric.replay.get("abandon_cost", 0.01)
+    for run_index, run in enumerate(runs):
+        goal = Goal(text=run.objective, objective=run.objective, direction=run.direction)  # type: ignore[arg-type]
+        earlier = [card_of(r, prior) for prior in runs[:run_index] for r in prior.records]
+        ordered = sorted(run.records, key=lambda r: r.iteration)
+        for t, record in enumerate(ordered):
+            options = [r for r in ordered[t:] if r.proposal.technique in catalog]
+            if len(options) < 2 or options[0] is not record:
+                continue
+            memory = earlier + [card_of(r, run) for r in ordered[:t]]
+            bundle = EvidenceBundle(system=system, data=data, catalog=catalog, cards=memory)
+            techniques = [catalog[o.proposal.technique] for o in options]
+            yield _Decision(
+                key=f"{run.run_id}/{record.id}",
+                rng_key=(run_index, t),
+                options=options,
+                values=np.array(
+                    [pick_value(r, run.north_star, run.direction, harm, abandon) for r in options]
+                ),
+                techniques=techniques,
+                beliefs=[belief_for(tech, memory, run.world, policy) for tech in techniques],
+                n_evidence=[len(cite(tech, bundle, run.world)) for tech in techniques],
+                goal=goal,
+            )
+
+
+def _parts(decision: _Decision, j: int, draw: float, policy: dict[str, Any]) -> dict[str, float]:
+    return score_parts(
+        decision.techniques[j],
+        decision.beliefs[j],
+        draw,
+        decision.goal,
+        decision.n_evidence[j],
+        policy,
+        feasible=True,
+        handoff=1.0,
+    )
+
+
 def replay_brainstorm(
     harness: dict[str, Any],
     runs: list[RunTrajectory],
@@ -61,46 +125,52 @@ def replay_brainstorm(
     seed: int,
 ) -> ReplayScore:
     """Expected value of the harness's picks at every recorded decision with >= 2 options."""
-    harm, abandon = rubric.replay.get("harm_cost", 0.02), rubric.replay.get("abandon_cost", 0.01)
     draws = int(rubric.replay.get("draws", 64))
     policy, weights = harness["policy"], harness["score_weights"]
     per_task: dict[str, float] = {}
-    for run_index, run in enumerate(runs):
-        goal = Goal(text=run.objective, objective=run.objective, direction=run.direction)  # type: ignore[arg-type]
-        earlier = [card_of(r, prior) for prior in runs[:run_index] for r in prior.records]
-        ordered = [r for r in sorted(run.records, key=lambda r: r.iteration)]
-        for t, record in enumerate(ordered):
-            options = [r for r in ordered[t:] if r.proposal.technique in catalog]
-            if len(options) < 2:
-                continue
-            memory = earlier + [card_of(r, run) for r in ordered[:t]]
-            bundle = EvidenceBundle(system=system, data=data, catalog=catalog, cards=memory)
-            values = np.array(
-                [pick_value(r, run.north_star, run.direction, harm, abandon) for r in options]
-            )
-            rng = np.random.default_rng([seed, run_index, t])
-            noise = rng.standard_normal((draws, len(options)))
-            scores = np.empty((draws, len(options)))
-            for j, option in enumerate(options):
-                technique = catalog[option.proposal.technique]
-                belief = belief_for(technique, memory, run.world, policy)
-                n_evidence = len(cite(technique, bundle, run.world))
-                for d in range(draws):
-                    draw = belief.mean + belief.sd * noise[d, j]
-                    parts = score_parts(
-                        technique,
-                        belief,
-                        draw,
-                        goal,
-                        n_evidence,
-                        policy,
-                        feasible=True,
-                        handoff=1.0,
-                    )
-                    scores[d, j] = combine_score(parts, weights)
-            picks = np.argmax(scores, axis=1)
-            per_task[f"{run.run_id}/{record.id}"] = round(float(values[picks].mean()), 6)
+    for decision in _decisions(policy, runs, rubric, catalog, system, data):
+        rng = np.random.default_rng([seed, *decision.rng_key])
+        noise = rng.standard_normal((draws, len(decision.options)))
+        scores = np.empty((draws, len(decision.options)))
+        for j, belief in enumerate(decision.beliefs):
+            for d in range(draws):
+                parts = _parts(decision, j, belief.mean + belief.sd * noise[d, j], policy)
+                scores[d, j] = combine_score(parts, weights)
+        picks = np.argmax(scores, axis=1)
+        per_task[decision.key] = round(float(decision.values[picks].mean()), 6)
     return _score(per_task)
+
+
+def regret_attribution(
+    harness: dict[str, Any],
+    runs: list[RunTrajectory],
+    rubric: Rubric,
+    catalog: dict[str, Technique],
+    system: SystemDescription,
+    data: DataReport,
+    tolerance: float,
+) -> dict[str, float]:
+    """Which score part favoured the better option where the pick was worse, on average.
+
+    At every decision where a later-tested option beat the pick by more than ``tolerance``,
+    the better option's score parts (at the belief means) minus the pick's; risk counts
+    against, so its difference is negated. A positive mean for a part says weighting it more
+    would have ranked the better option higher: the direction of the semantic gradient.
+    """
+    policy = harness["policy"]
+    totals: dict[str, float] = {}
+    count = 0
+    for decision in _decisions(policy, runs, rubric, catalog, system, data):
+        best = int(np.argmax(decision.values))
+        if decision.values[best] - decision.values[0] <= tolerance:
+            continue
+        pick = _parts(decision, 0, decision.beliefs[0].mean, policy)
+        better = _parts(decision, best, decision.beliefs[best].mean, policy)
+        for name in pick:
+            sign = -1.0 if name == "risk" else 1.0
+            totals[name] = totals.get(name, 0.0) + sign * (better[name] - pick[name])
+        count += 1
+    return {name: round(total / count, 6) for name, total in totals.items()} if count else {}
 
 
 def _arm(data: dict[str, Any]) -> ArmHandle | None:
