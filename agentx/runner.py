@@ -35,6 +35,22 @@ def new_run_id(settings: Settings) -> str:
     return f"run-{len(_known_runs(settings)) + 1}"
 
 
+def register_run(settings: Settings, run_id: str) -> None:
+    """Add ``run_id`` to the workspace's ``runs.json`` (what status and report list).
+
+    Raises:
+        RunError: the id is already taken (its checkpoints would mix with the new run's).
+    """
+    runs = _known_runs(settings)
+    if run_id in runs:
+        raise RunError(f"run id {run_id!r} already exists in {settings.workspace}")
+    path = _runs_file(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps([*runs, run_id]))
+    tmp.replace(path)
+
+
 def run_loop(
     settings: Settings,
     *,
@@ -55,8 +71,7 @@ def run_loop(
         run_id = runs[-1]
     else:
         run_id = new_run_id(settings)
-        _runs_file(settings).parent.mkdir(parents=True, exist_ok=True)
-        _runs_file(settings).write_text(json.dumps([*runs, run_id]))
+        register_run(settings, run_id)
     checkpointer = open_checkpointer(settings) or InMemorySaver(serde=serializer())
     resources = resources or build_resources(settings)
     graph = build_graph(settings, checkpointer=checkpointer, resources=resources)

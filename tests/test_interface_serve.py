@@ -15,10 +15,13 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from fastapi import HTTPException
 from fastapi.testclient import TestClient
 from langserve import RemoteRunnable
 
+from agentx.report import list_runs, load_run
 from agentx.serve import API_KEY_HEADER, ServeSettings, create_app, load_serve_settings
+from agentx.serve.app import run_config_modifier
 from agentx.serve.settings import is_loopback
 from agentx.settings import SettingsError, load_settings
 
@@ -39,6 +42,7 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     )
     app = create_app(settings, ServeSettings(api_key=KEY))
     with TestClient(app) as test_client:
+        test_client.app_state = {"settings": settings}  # type: ignore[attr-defined]
         yield test_client
 
 
@@ -193,6 +197,22 @@ def test_invoke_runs_one_experiment(client: TestClient) -> None:
     assert output["goal"]["objective"] == "watch_time"
     assert len(output["experiments"]) == 1
     assert output["funnel"]["ideas"] >= output["funnel"]["admitted"] >= 1
+    # The served run is registered and checkpointed in the workspace like a CLI run.
+    settings = client.app_state["settings"]  # type: ignore[attr-defined]
+    state = load_run(settings, output["run_id"])
+    assert state.finished and state.run_id in list_runs(settings.workspace)
+    assert [r.id for r in state.values["experiments"]] == [e["id"] for e in output["experiments"]]
+
+
+def test_a_run_id_already_used_in_the_workspace_is_refused(client: TestClient) -> None:
+    settings = client.app_state["settings"]  # type: ignore[attr-defined]
+    modifier = run_config_modifier(settings)
+    config = modifier({"configurable": {"thread_id": "api-dup"}}, None)  # type: ignore[arg-type]
+    assert config["configurable"]["thread_id"] == "api-dup"
+    assert "api-dup" in list_runs(settings.workspace)
+    with pytest.raises(HTTPException) as refused:
+        modifier({"configurable": {"thread_id": "api-dup"}}, None)  # type: ignore[arg-type]
+    assert refused.value.status_code == 409 and "already exists" in refused.value.detail
 
 
 # ---------------------------------------------------------------- RemoteRunnable

@@ -5,11 +5,15 @@ from __future__ import annotations
 import enum
 import inspect
 import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
+import aiosqlite
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.sqlite import SqliteSaver
+from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.types import Checkpointer
 
 from agentx import models
@@ -35,13 +39,28 @@ def serializer() -> JsonPlusSerializer:
     return JsonPlusSerializer(allowed_msgpack_modules=_checkpointed_types())
 
 
+def _sqlite_path(settings: Settings) -> Path:
+    path = Path(settings.workspace) / "checkpoints.sqlite"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@asynccontextmanager
+async def open_async_checkpointer(settings: Settings) -> AsyncIterator[Checkpointer]:
+    """The same checkpoints for async callers (LangServe runs the graph with ``ainvoke``,
+    which the sync SqliteSaver refuses); open it inside the event loop that will use it."""
+    if settings.checkpointer != "sqlite":
+        yield open_checkpointer(settings)
+        return
+    async with aiosqlite.connect(str(_sqlite_path(settings))) as connection:
+        yield AsyncSqliteSaver(connection, serde=serializer())
+
+
 def open_checkpointer(settings: Settings) -> Checkpointer:
     """The checkpointer the settings ask for."""
     if settings.checkpointer == "none":
         return None
     if settings.checkpointer == "memory":
         return InMemorySaver(serde=serializer())
-    path = Path(settings.workspace) / "checkpoints.sqlite"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    connection = sqlite3.connect(str(path), check_same_thread=False)
+    connection = sqlite3.connect(str(_sqlite_path(settings)), check_same_thread=False)
     return SqliteSaver(connection, serde=serializer())

@@ -1,24 +1,29 @@
 """The FastAPI app: the loop as a LangServe runnable under ``/loop``.
 
 Each request is one whole run of the loop (intake to the last experiment) on the
-workspace the run settings name; the graph is compiled without a checkpointer, so a
-request is self-contained and the run id is the request's ``configurable.thread_id``
-(a fresh ``api-...`` id when the caller names none). Knowledge cards land in the
-workspace's memory like those of CLI runs, so later runs — from any interface —
-retrieve them.
+workspace the run settings name. The run id is the request's ``configurable.thread_id``
+(a fresh ``api-...`` id when the caller names none); it is registered in the workspace's
+``runs.json`` and checkpointed like a CLI run (unless ``checkpointer = "none"``), so
+``agentx status`` and ``agentx report`` show served runs too. Knowledge cards land in the
+workspace's memory, so later runs — from any interface — retrieve them.
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from langchain_core.runnables import Runnable
+from langgraph.graph.state import CompiledStateGraph
 from langserve import add_routes
 
 from agentx.graph.builder import build_graph
+from agentx.graph.checkpoint import open_async_checkpointer
 from agentx.graph.resources import Resources, build_resources
+from agentx.runner import RunError, register_run
 from agentx.serve.middleware import ApiKeyMiddleware, RunGate
 from agentx.serve.requests import make_request_model, new_thread_id
 from agentx.serve.settings import API_KEY_HEADER, ServeSettings, load_serve_settings
@@ -28,11 +33,23 @@ LOOP_PATH = "/loop"
 RECURSION_LIMIT = 10_000
 
 
-def with_thread_id(config: dict[str, Any], request: Request) -> dict[str, Any]:
-    """Give every run an id of its own unless the caller chose one."""
-    configurable = dict(config.get("configurable") or {})
-    configurable.setdefault("thread_id", new_thread_id())
-    return {**config, "configurable": configurable}
+def run_config_modifier(settings: Settings):
+    """Per request: give the run an id of its own unless the caller chose one, and register
+    it in the workspace; an id already used there is refused (409), since its checkpoints
+    would mix with the new run's."""
+
+    def with_thread_id(config: dict[str, Any], request: Request) -> dict[str, Any]:
+        configurable = dict(config.get("configurable") or {})
+        configurable.setdefault("thread_id", new_thread_id())
+        try:
+            register_run(settings, str(configurable["thread_id"]))
+        except RunError as error:
+            raise HTTPException(
+                status_code=409, detail=f"{error}; omit configurable.thread_id for a fresh one"
+            ) from None
+        return {**config, "configurable": configurable}
+
+    return with_thread_id
 
 
 def _iterations_cap() -> int:
@@ -41,8 +58,9 @@ def _iterations_cap() -> int:
     return next(int(m.le) for m in metadata if getattr(m, "le", None) is not None)
 
 
-def loop_runnable(resources: Resources) -> tuple[Runnable, type]:
-    """The compiled loop with a validated input type, sequential batches and no step cap."""
+def loop_runnable(resources: Resources) -> tuple[Runnable, type, CompiledStateGraph]:
+    """The compiled loop with a validated input type, sequential batches and no step cap
+    (and the graph itself, whose checkpointer the app's lifespan opens)."""
     settings = resources.settings
     request_model = make_request_model(
         [m.name for m in resources.target.describe().metrics],
@@ -55,7 +73,7 @@ def loop_runnable(resources: Resources) -> tuple[Runnable, type]:
     runnable = graph.with_types(input_type=request_model).with_config(
         recursion_limit=RECURSION_LIMIT, max_concurrency=1
     )
-    return runnable, request_model
+    return runnable, request_model, graph
 
 
 def create_app(
@@ -73,8 +91,20 @@ def create_app(
     settings = settings or load_settings()
     serve = serve or load_serve_settings()
     resources = resources or build_resources(settings)
-    runnable, request_model = loop_runnable(resources)
+    runnable, request_model, graph = loop_runnable(resources)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        """Checkpoint served runs in the workspace, in the server's own event loop."""
+        async with open_async_checkpointer(settings) as checkpointer:
+            graph.checkpointer = checkpointer
+            try:
+                yield
+            finally:
+                graph.checkpointer = None
+
     app = FastAPI(
+        lifespan=lifespan,
         title="AgentX",
         version="0.1.0",
         description=(
@@ -95,7 +125,7 @@ def create_app(
             app,
             runnable,
             path=LOOP_PATH,
-            per_req_config_modifier=with_thread_id,
+            per_req_config_modifier=run_config_modifier(settings),
             enabled_endpoints=[
                 "invoke",
                 "batch",
