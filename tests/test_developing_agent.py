@@ -451,3 +451,44 @@ def test_offline_repair_steps_over_parameters_already_tested(
     milder = developer.offline_repair(strong, regression, tested=lambda p: p["dim"] == 8)
     assert milder is not None and milder.params == {"dim": 12}
     assert developer.offline_repair(strong, regression, tested=lambda p: True) is None
+
+
+def test_parameters_repaired_away_reach_memory_and_the_next_avoid_set(
+    developer: Developer, tmp_path: Path
+) -> None:
+    from agentx.agents.brainstorm.agent import avoid_set
+    from agentx.agents.brainstorm.evidence import EvidenceBundle
+    from agentx.agents.brainstorm.intake import parse_goal
+    from agentx.agents.brainstorm.policy import combo_key
+    from agentx.memory.store import open_store
+
+    settings = load_settings(world="tiny", workspace=tmp_path / "ws")
+    resources = _resources(developer)
+    resources.store = open_store(settings.workspace, settings.memory, settings.embeddings)
+    goal = parse_goal("raise watch time", ["watch_time"], ["active_days"])
+    state = {
+        "run_id": "run-1",
+        "iteration": 0,
+        "goal": goal,
+        "current": _proposal("p-rep", "mf_embedding_dim", dim=12),
+        "abandoned_params": [{"params": {"dim": 6}, "root_cause": "offline_metrics: -20%"}],
+        "verifications": [],
+        "patch": None,
+        "verdict": None,
+        "rollout": None,
+    }
+    Nodes(resources).learn(state)  # type: ignore[arg-type]
+    cards = resources.store.list(where={"world": "tiny"})
+    by_params = {json.dumps(c.params, sort_keys=True): c for c in cards}
+    assert set(by_params) == {'{"dim": 12}', '{"dim": 6}'}
+    repaired_away = by_params['{"dim": 6}']
+    assert repaired_away.root_cause == "implementation_defect"
+    assert "offline_metrics: -20%" in repaired_away.text
+    bundle = EvidenceBundle(
+        system=developer.target.describe(),
+        data=developer.target.analyse_data(),
+        catalog=developer.catalog,
+        cards=cards,
+    )
+    avoid = avoid_set(goal, bundle, "tiny")
+    assert combo_key("mf_embedding_dim", {"dim": 6}) in avoid

@@ -32,6 +32,7 @@ from agentx.models import (
     Decision,
     ExperimentRecord,
     ExperimentStatus,
+    KnowledgeCard,
     Proposal,
     Rollout,
     TraceEvent,
@@ -189,6 +190,7 @@ class Nodes:
             "rollout": None,
             "verdict": None,
             "stage_index": 0,
+            "abandoned_params": [],
         }
         if not admitted:
             update.update(current=None, exhausted=True)
@@ -288,6 +290,10 @@ class Nodes:
         if repaired is not None:
             failed = combo_key(state["current"].technique, state["current"].params)
             update["avoid"] = {**state.get("avoid", {}), failed: f"failed {last.root_cause}"}
+            update["abandoned_params"] = [
+                *state.get("abandoned_params", []),
+                {"params": state["current"].params, "root_cause": last.root_cause},
+            ]
             update["current"] = repaired
             message = f"repair: parameters {state['current'].params} -> {repaired.params}"
         else:
@@ -489,7 +495,7 @@ class Nodes:
             cause if verdict is None else None,
             rollout.last_stage if rollout else None,
         )
-        r.store.upsert([card])
+        r.store.upsert([card, *self._repaired_away_cards(state, experiment_id)])
         r.developer.discard(patch)
         recorded_cause = cause
         if verdict is None and verifications:
@@ -523,6 +529,28 @@ class Nodes:
         if status == ExperimentStatus.KEPT:
             update["funnel"] = {"kept": 1}
         return update
+
+    def _repaired_away_cards(self, state: LoopState, experiment_id: str) -> list[KnowledgeCard]:
+        """A card for each parameter set a repair stepped away from, so later runs (whose
+        avoid set comes from memory) do not propose it again. Recorded as implementation
+        defects: the Brainstorm Agent's beliefs ignore them (they say nothing of the effect).
+        """
+        cards = []
+        for failed in state.get("abandoned_params", []):
+            proposal = state["current"].model_copy(update={"params": failed["params"]})
+            card = make_card(
+                proposal,
+                stable_id(experiment_id, failed["params"]),
+                state["goal"].objective,
+                self.r.world_name,
+                state["run_id"],
+                None,
+                "implementation_defect",
+                None,
+            )
+            card.text = f"{card.text} Repaired away: {failed['root_cause']}."
+            cards.append(card)
+        return cards
 
     def _save_trajectory(self, state: LoopState, record: ExperimentRecord) -> None:
         """Keep the run's experiments where harness evolution reads them (idempotent)."""

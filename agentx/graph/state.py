@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import operator
-from typing import Annotated
+from typing import Annotated, Any
 
 from typing_extensions import TypedDict
 
@@ -59,6 +59,7 @@ class LoopState(TypedDict, total=False):
     verifications: list[Verification]
     attempts: int
     repairs: int
+    abandoned_params: list[dict[str, Any]]
     control_arm: ArmHandle | None
     treatment_arm: ArmHandle | None
     rollout: Rollout | None
