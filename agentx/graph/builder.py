@@ -6,6 +6,8 @@ Studio entry points and embedding code all call it.
 
 from __future__ import annotations
 
+from collections import defaultdict, deque
+from collections.abc import Iterable
 from typing import Literal
 
 from langgraph.graph import END, START, StateGraph
@@ -186,3 +188,51 @@ def build_graph(
     settings = settings or load_settings()
     resources = resources or build_resources(settings)
     return build_builder(resources).compile(checkpointer=checkpointer, name="agentx_loop")
+
+
+def cut_before(builder: StateGraph, stop_before: Iterable[str], output_schema: type) -> StateGraph:
+    """A copy of ``builder`` in which every edge into ``stop_before`` goes to END instead.
+
+    Nodes no longer reachable from START are dropped. Conditional edges keep their
+    routing functions; only their destinations are remapped, which needs the ``Literal``
+    return hints the loop's routers carry.
+
+    Raises:
+        ValueError: a router has no declared destinations, or the builder has fan-in edges.
+    """
+    stops = set(stop_before)
+    if builder.waiting_edges:
+        raise ValueError("cannot cut a graph with fan-in (waiting) edges")
+
+    def target(node: str) -> str:
+        return END if node in stops else node
+
+    edges = {(source, target(dest)) for source, dest in builder.edges}
+    branches: dict[str, dict] = {}
+    for source, specs in builder.branches.items():
+        branches[source] = {}
+        for name, spec in specs.items():
+            if not spec.ends:
+                raise ValueError(f"router {name!r} after {source!r} declares no destinations")
+            ends = {key: target(dest) for key, dest in spec.ends.items()}
+            branches[source][name] = spec._replace(ends=ends)
+    successors: dict[str, set[str]] = defaultdict(set)
+    for source, dest in edges:
+        successors[source].add(dest)
+    for source, specs in branches.items():
+        for spec in specs.values():
+            successors[source].update(spec.ends.values())
+    reachable: set[str] = set()
+    queue = deque([START])
+    while queue:
+        for dest in successors[queue.popleft()]:
+            if dest != END and dest not in reachable:
+                reachable.add(dest)
+                queue.append(dest)
+    cut = StateGraph(
+        builder.state_schema, input_schema=builder.input_schema, output_schema=output_schema
+    )
+    cut.nodes = {name: spec for name, spec in builder.nodes.items() if name in reachable}
+    cut.edges = {(s, d) for s, d in edges if s == START or s in reachable}
+    cut.branches = defaultdict(dict, {s: b for s, b in branches.items() if s in reachable})
+    return cut
