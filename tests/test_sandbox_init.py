@@ -39,3 +39,17 @@ def test_sandbox_init_with_a_bad_world_is_one_clear_line(tmp_path: Path) -> None
     result = CliRunner().invoke(app, ["sandbox", "init", str(tmp_path), "--world", "nowhere"])
     assert result.exit_code == 2
     assert "unknown world 'nowhere'" in result.output and "Traceback" not in result.output
+
+
+def test_a_workspace_built_for_one_world_refuses_another(tmp_path: Path) -> None:
+    runner = CliRunner()
+    assert (
+        runner.invoke(app, ["sandbox", "init", str(tmp_path / "sb"), "--world", "tiny"]).exit_code
+        == 0
+    )
+    marker = (tmp_path / "sb" / "data" / "world.json").read_text()
+    result = runner.invoke(app, ["sandbox", "init", str(tmp_path / "sb"), "--world", "niche"])
+    assert result.exit_code == 2
+    assert "holds the sandbox of world 'tiny', not 'niche'" in result.output
+    assert "--world tiny" in result.output
+    assert (tmp_path / "sb" / "data" / "world.json").read_text() == marker  # nothing rewritten

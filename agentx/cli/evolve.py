@@ -33,6 +33,7 @@ def evolve(
     """
     from agentx.evolution.graph import EVOLVABLE_AGENTS, build_evolution_graph
     from agentx.graph.resources import build_resources
+    from agentx.report.workspace import world_of
     from agentx.settings import load_settings
 
     agents = agent or list(EVOLVABLE_AGENTS)
@@ -41,6 +42,9 @@ def evolve(
         fail(f"cannot evolve {', '.join(unknown)}; choose from {', '.join(EVOLVABLE_AGENTS)}")
     try:
         settings = load_settings(settings_file, workspace=workspace, world=world)
+        built = world_of(settings.workspace)
+        if world is None and built != "?":  # evolve the workspace as it is, never rebuild it
+            settings = load_settings(settings_file, workspace=workspace, world=built)
         if not (settings.workspace / "harness" / "trajectories").is_dir():
             fail(
                 f"no recorded runs in {settings.workspace}: run `agentx run --workspace "
