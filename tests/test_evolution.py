@@ -351,3 +351,15 @@ def test_regret_is_attributed_to_the_part_that_favoured_the_better_option(
         ("score_weights.objective", "decrease"),
     ]
     assert "led on business" in regret[0].finding
+
+
+def test_a_broken_active_pointer_is_one_clear_error(tmp_path: Path) -> None:
+    store = HarnessStore(tmp_path / "harness")
+    store.commit("brainstorm", load_harness("brainstorm"), {}, "test")
+    (tmp_path / "harness" / "active.json").write_text("{not json")
+    with pytest.raises(HarnessError, match="delete it to run the bundled"):
+        store.harness("brainstorm")
+    (tmp_path / "harness" / "active.json").write_text('{"brainstorm": 9}')
+    with pytest.raises(HarnessError, match="v9 is missing"):
+        store.harness("brainstorm")
+    assert store.harness("evaluation") == load_harness("evaluation")  # others unaffected

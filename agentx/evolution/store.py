@@ -27,7 +27,7 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError
 
 from agentx.evolution.models import EvolutionStep
-from agentx.harness import default_prompts_dir, load_harness
+from agentx.harness import HarnessError, default_prompts_dir, load_harness
 from agentx.models import ExperimentRecord
 
 
@@ -61,14 +61,30 @@ class HarnessStore:
     # ------------------------------------------------------------------ versions
     def _active(self) -> dict[str, int]:
         path = self.root / "active.json"
-        return json.loads(path.read_text()) if path.exists() else {}
+        if not path.exists():
+            return {}
+        try:
+            active = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise HarnessError(
+                f"{path} is unreadable ({error}); delete it to run the bundled harnesses"
+            ) from None
+        if not isinstance(active, dict) or not all(isinstance(v, int) for v in active.values()):
+            raise HarnessError(f"{path} must map agent names to version numbers; delete it")
+        return active
 
     def prompts_dir(self, agent: str) -> Path:
         """The prompts root holding the active version of ``agent`` (as ``<root>/<agent>``)."""
         version = self._active().get(agent)
         if version is None:
             return self.bundled
-        return self.root / agent / f"v{version}"
+        folder = self.root / agent / f"v{version}"
+        if not (folder / agent / "harness.yaml").is_file():
+            raise HarnessError(
+                f"active {agent} harness v{version} is missing from {folder}; remove "
+                f"{agent!r} from {self.root / 'active.json'} to run the bundled one"
+            )
+        return folder
 
     def harness(self, agent: str) -> dict[str, Any]:
         """The active harness mapping of ``agent``."""
