@@ -14,7 +14,7 @@ from trajectories import make_record, make_run
 from agentx.evolution.diagnose import diagnose
 from agentx.evolution.models import EvolutionStep, FieldEdit, HarnessEdit
 from agentx.evolution.refine import apply_edit, refine_offline, step_value
-from agentx.evolution.replay import replay_brainstorm
+from agentx.evolution.replay import ReplayContext, replay_brainstorm
 from agentx.evolution.rubric import load_rubric
 from agentx.evolution.safety import unsafe_reasons
 from agentx.evolution.store import HarnessStore
@@ -301,7 +301,8 @@ def test_brainstorm_replay_rewards_the_harness_that_picks_better(tiny_target) ->
     default = load_harness("brainstorm")
     cautious = copy.deepcopy(default)
     cautious["score_weights"]["risk"] = 4.0
-    args = (runs, rubric, catalog, tiny_target.describe(), tiny_target.analyse_data(), 0)
+    context = ReplayContext(catalog, tiny_target.describe(), tiny_target.analyse_data())
+    args = (runs, rubric, context, 0)
     base = replay_brainstorm(default, *args)
     better = replay_brainstorm(cautious, *args)
     assert base.tasks == better.tasks == 1
@@ -334,15 +335,8 @@ def test_regret_is_attributed_to_the_part_that_favoured_the_better_option(
         )
     ]
     rubric, harness = load_rubric("brainstorm"), load_harness("brainstorm")
-    advantage = regret_attribution(
-        harness,
-        runs,
-        rubric,
-        load_catalog(),
-        tiny_target.describe(),
-        tiny_target.analyse_data(),
-        tolerance=0.01,
-    )
+    context = ReplayContext(load_catalog(), tiny_target.describe(), tiny_target.analyse_data())
+    advantage = regret_attribution(harness, runs, rubric, context, tolerance=0.01)
     assert advantage["business"] > advantage["risk"] > 0 > advantage["objective"]
     gradient = attribute_regret(diagnose("brainstorm", runs, rubric, settings), advantage, rubric)
     regret = [item for item in gradient.items if item.criterion == "regret"]

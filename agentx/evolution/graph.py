@@ -26,7 +26,12 @@ from agentx.evolution.models import (
     SemanticGradient,
 )
 from agentx.evolution.refine import apply_edit, refine_offline
-from agentx.evolution.replay import regret_attribution, replay_brainstorm, replay_evaluation
+from agentx.evolution.replay import (
+    ReplayContext,
+    regret_attribution,
+    replay_brainstorm,
+    replay_evaluation,
+)
 from agentx.evolution.rubric import Rubric, load_rubric
 from agentx.evolution.safety import unsafe_reasons
 from agentx.evolution.store import HarnessStore, RunTrajectory
@@ -94,6 +99,9 @@ class Evolver:
     def _rubric(self, agent: str) -> Rubric:
         return load_rubric(agent, self.store.bundled)
 
+    def _context(self) -> ReplayContext:
+        return ReplayContext(self.catalog, self.target.describe(), self.data_report())
+
     def _runs(self) -> list[RunTrajectory]:
         return self.store.trajectories()
 
@@ -111,15 +119,7 @@ class Evolver:
         """Score ``harness`` of ``agent`` on the recorded tasks."""
         rubric = self._rubric(agent)
         if agent == "brainstorm":
-            return replay_brainstorm(
-                harness,
-                runs,
-                rubric,
-                self.catalog,
-                self.target.describe(),
-                self.data_report(),
-                self.settings.seed,
-            )
+            return replay_brainstorm(harness, runs, rubric, self._context(), self.settings.seed)
         policy = EvaluationPolicy.from_harness(harness)
         if not getattr(self.target, "supports_replay", False):
             return ReplayScore(score=0.0, tasks=0)
@@ -147,15 +147,8 @@ class Evolver:
             harness = self.store.harness(agent)
             gradient = diagnose(agent, runs, rubric, self.settings)
             if agent == "brainstorm" and "regret" in rubric.criteria:
-                advantage = regret_attribution(
-                    harness,
-                    runs,
-                    rubric,
-                    self.catalog,
-                    self.target.describe(),
-                    self.data_report(),
-                    rubric.criteria["regret"].tolerance,
-                )
+                tolerance = rubric.criteria["regret"].tolerance
+                advantage = regret_attribution(harness, runs, rubric, self._context(), tolerance)
                 gradient = attribute_regret(gradient, advantage, rubric)
         except (HarnessError, ValueError) as error:
             return _finish("failed", str(error), step_id=step_id, base_version=version)

@@ -53,6 +53,16 @@ def card_of(record: ExperimentRecord, run: RunTrajectory) -> KnowledgeCard:
     )
 
 
+@dataclass(frozen=True)
+class ReplayContext:
+    """What the brainstorm replay scores with besides the harness: the catalog and the
+    target's system description and data report (the evidence the agent cites)."""
+
+    catalog: dict[str, Technique]
+    system: SystemDescription
+    data: DataReport
+
+
 @dataclass
 class _Decision:
     """A recorded brainstorm decision: the options still ahead and what each was worth."""
@@ -71,9 +81,7 @@ def _decisions(
     policy: dict[str, Any],
     runs: list[RunTrajectory],
     rubric: Rubric,
-    catalog: dict[str, Technique],
-    system: SystemDescription,
-    data: DataReport,
+    context: ReplayContext,
 ) -> Iterator[_Decision]:
     """Every recorded decision with >= 2 options, with beliefs from the memory at that time."""
     harm, abandon = rubric.replay.get("harm_cost", 0.02), rubric.replay.get("abandon_cost", 0.01)
@@ -82,12 +90,14 @@ def _decisions(
         earlier = [card_of(r, prior) for prior in runs[:run_index] for r in prior.records]
         ordered = sorted(run.records, key=lambda r: r.iteration)
         for t, record in enumerate(ordered):
-            options = [r for r in ordered[t:] if r.proposal.technique in catalog]
+            options = [r for r in ordered[t:] if r.proposal.technique in context.catalog]
             if len(options) < 2 or options[0] is not record:
                 continue
             memory = earlier + [card_of(r, run) for r in ordered[:t]]
-            bundle = EvidenceBundle(system=system, data=data, catalog=catalog, cards=memory)
-            techniques = [catalog[o.proposal.technique] for o in options]
+            bundle = EvidenceBundle(
+                system=context.system, data=context.data, catalog=context.catalog, cards=memory
+            )
+            techniques = [context.catalog[o.proposal.technique] for o in options]
             yield _Decision(
                 key=f"{run.run_id}/{record.id}",
                 rng_key=(run_index, t),
@@ -119,16 +129,14 @@ def replay_brainstorm(
     harness: dict[str, Any],
     runs: list[RunTrajectory],
     rubric: Rubric,
-    catalog: dict[str, Technique],
-    system: SystemDescription,
-    data: DataReport,
+    context: ReplayContext,
     seed: int,
 ) -> ReplayScore:
     """Expected value of the harness's picks at every recorded decision with >= 2 options."""
     draws = int(rubric.replay.get("draws", 64))
     policy, weights = harness["policy"], harness["score_weights"]
     per_task: dict[str, float] = {}
-    for decision in _decisions(policy, runs, rubric, catalog, system, data):
+    for decision in _decisions(policy, runs, rubric, context):
         rng = np.random.default_rng([seed, *decision.rng_key])
         noise = rng.standard_normal((draws, len(decision.options)))
         scores = np.empty((draws, len(decision.options)))
@@ -145,9 +153,7 @@ def regret_attribution(
     harness: dict[str, Any],
     runs: list[RunTrajectory],
     rubric: Rubric,
-    catalog: dict[str, Technique],
-    system: SystemDescription,
-    data: DataReport,
+    context: ReplayContext,
     tolerance: float,
 ) -> dict[str, float]:
     """Which score part favoured the better option where the pick was worse, on average.
@@ -160,7 +166,7 @@ def regret_attribution(
     policy = harness["policy"]
     totals: dict[str, float] = {}
     count = 0
-    for decision in _decisions(policy, runs, rubric, catalog, system, data):
+    for decision in _decisions(policy, runs, rubric, context):
         best = int(np.argmax(decision.values))
         if decision.values[best] - decision.values[0] <= tolerance:
             continue
