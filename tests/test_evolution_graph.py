@@ -157,3 +157,22 @@ def test_malformed_model_output_falls_back_to_the_rubric(tmp_path, tiny_target) 
     assert step.edit.source == "rubric"
     assert "model gradient unusable" in step.reason
     assert step.outcome in ("kept", "rolled_back")
+
+
+def test_a_step_inside_a_run_is_taken_once_even_when_the_node_reruns(tmp_path, tiny_target) -> None:
+    evolver = _evolver(tmp_path, tiny_target, epsilon=1.0)
+    graph = build_evolution_graph(evolver)
+    request = {"agent": "brainstorm", "run_id": "run-7", "iteration": 3}
+    first = graph.invoke(request)["step"]
+    again = graph.invoke(request)["step"]  # a resumed run re-entering evolve_harness
+    assert again == first
+    assert [s.id for s in evolver.store.steps()] == [first.id]
+
+
+def test_invalid_evolution_settings_name_the_field(tmp_path) -> None:
+    from agentx.settings import SettingsError
+
+    with pytest.raises(SettingsError, match="evolution.every"):
+        load_settings(workspace=tmp_path, evolution={"every": 0})
+    with pytest.raises(SettingsError, match="evolution.agents"):
+        load_settings(workspace=tmp_path, evolution={"agents": ["developing"]})
