@@ -10,6 +10,11 @@ The public API, for embedding the loop in your own Python:
 - :func:`run_loop` — run (or ``resume=True``) a whole run with the workspace's SQLite
   checkpointer and progress callbacks, as ``agentx run`` does.
 - :class:`RunSummary` — the stable summary a run returns (``agentx run --json``).
+- :func:`build_resources` — the target, memory, catalog and model a graph runs on; pass your
+  own ``target`` (any implementation of the target contract), ``store`` or ``llm``.
+- :func:`open_memory` — the workspace's experiment memory: ``search``, ``list``, ``count``.
+- :class:`HarnessStore` — the workspace's evolving harnesses: active versions, SGPO steps,
+  archived run trajectories.
 
 Example:
     >>> from agentx import load_settings, run_loop  # doctest: +SKIP
@@ -26,12 +31,24 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from agentx.evolution.store import HarnessStore
     from agentx.graph.builder import build_graph
+    from agentx.graph.resources import build_resources
+    from agentx.memory.store import open_memory
     from agentx.runner import run_loop
     from agentx.settings import Settings, load_settings
     from agentx.summary import RunSummary
 
-__all__ = ["RunSummary", "Settings", "build_graph", "load_settings", "run_loop"]
+__all__ = [
+    "HarnessStore",
+    "RunSummary",
+    "Settings",
+    "build_graph",
+    "build_resources",
+    "load_settings",
+    "open_memory",
+    "run_loop",
+]
 
 _EXPORTS = {
     "build_graph": "agentx.graph.builder",
@@ -39,6 +56,9 @@ _EXPORTS = {
     "Settings": "agentx.settings",
     "run_loop": "agentx.runner",
     "RunSummary": "agentx.summary",
+    "build_resources": "agentx.graph.resources",
+    "open_memory": "agentx.memory.store",
+    "HarnessStore": "agentx.evolution.store",
 }
 
 

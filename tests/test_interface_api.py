@@ -12,7 +12,8 @@ from agentx.graph.checkpoint import serializer
 
 def test_public_names_resolve_and_say_what_they_do() -> None:
     assert set(agentx.__all__) == {
-        "build_graph", "load_settings", "Settings", "run_loop", "RunSummary"
+        "build_graph", "load_settings", "Settings", "run_loop", "RunSummary",
+        "build_resources", "open_memory", "HarnessStore",
     }  # fmt: skip
     for name in agentx.__all__:
         obj = getattr(agentx, name)
@@ -39,3 +40,21 @@ def test_embedded_graph_with_your_own_checkpointer(tmp_path: Path) -> None:
     assert state.next == ("develop",)
     assert state.values["current"].target_metric == "watch_time"
     assert state.values["run_id"] == "embedded-1"
+
+
+def test_embedded_run_then_read_its_records_memory_and_harness(tmp_path: Path) -> None:
+    settings = agentx.load_settings(world="tiny", iterations=1, workspace=tmp_path / "ws")
+    memory = agentx.open_memory(settings)
+    resources = agentx.build_resources(settings, store=memory)  # your own memory store
+    assert resources.store is memory
+    summary = agentx.run_loop(settings, resources=resources)
+    [experiment] = summary.experiments
+    assert memory.count() == 1
+    [card] = memory.list(where={"world": "tiny"})
+    assert card.technique == experiment.technique and card.run_id == summary.run_id
+    hits = memory.search(f"{experiment.technique} watch time", k=1)
+    assert hits and hits[0].card.id == card.id
+    harness = agentx.HarnessStore(settings.workspace / "harness")
+    [trajectory] = harness.trajectories()
+    assert [r.id for r in trajectory.records] == [experiment.id]
+    assert harness.version("brainstorm") == summary.harness_versions["brainstorm"]

@@ -58,9 +58,13 @@ class Resources:
 
 
 def build_resources(
-    settings: Settings, target: Target | None = None, llm: BaseChatModel | None = None
+    settings: Settings,
+    target: Target | None = None,
+    llm: BaseChatModel | None = None,
+    store: KnowledgeStore | None = None,
 ) -> Resources:
-    """Open the sandbox (or use ``target``), the memory, the catalog and the model.
+    """Open the sandbox (or use ``target``), the memory (or use ``store``), the catalog and
+    the model (or use ``llm``).
 
     Each agent's harness is the workspace's active version (the bundled ``prompts/`` until
     harness evolution keeps an edit).
@@ -86,7 +90,7 @@ def build_resources(
         llm=model,
         llm_settings=settings.llm.model_dump(),
     )
-    store = open_store(settings.workspace, settings.memory, settings.embeddings)
+    store = store or open_store(settings.workspace, settings.memory, settings.embeddings)
     return Resources(
         settings=settings,
         target=target,

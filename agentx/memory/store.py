@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from agentx.memory.embedding import make_embedding_function
 from agentx.models import KnowledgeCard
-from agentx.settings import EmbeddingSettings, MemorySettings
+from agentx.settings import EmbeddingSettings, MemorySettings, Settings
 
 logger = logging.getLogger(__name__)
 
@@ -338,3 +338,14 @@ def open_store(
     store = KnowledgeStore.from_client(client, memory.collection, embedding_function)
     logger.info("memory: %s/%s (%d cards)", where, memory.collection, store.count())
     return store
+
+
+def open_memory(settings: Settings) -> KnowledgeStore:
+    """The experiment memory of ``settings``' workspace (what the agents retrieve from).
+
+    Example:
+        >>> from agentx import load_settings, open_memory  # doctest: +SKIP
+        >>> memory = open_memory(load_settings(workspace=".agentx-run"))
+        >>> [hit.card.title for hit in memory.search("fresh items", k=3)]
+    """
+    return open_store(settings.workspace, settings.memory, settings.embeddings)
