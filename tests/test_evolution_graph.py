@@ -146,6 +146,8 @@ def test_a_model_edit_outside_the_bounds_is_refused_as_unsafe(tmp_path, tiny_tar
     assert step.outcome == "unsafe" and "outside" in step.reason
     assert step.old_score is None  # an unsafe edit is never replayed
     assert evolver.store.version("brainstorm") == step.base_version
+    # Refused for its size, not its direction: a bounded step that way may still be tried.
+    assert evolver._tried("brainstorm", step.base_version) == set()
 
 
 def test_malformed_model_output_falls_back_to_the_rubric(tmp_path, tiny_target) -> None:

@@ -106,13 +106,15 @@ class Evolver:
         return self.store.trajectories()
 
     def _tried(self, agent: str, base_version: int) -> set[str]:
-        """Edits rolled back (or refused as unsafe) from this version: not tried again."""
+        """Edit directions rolled back from this version: not tried again.
+
+        Unsafe edits do not count: they were refused for their size or target, which says
+        nothing about whether a bounded step in the same direction would help.
+        """
         return {
             s.edit.key()
             for s in self.store.steps(agent)
-            if s.edit is not None
-            and s.base_version == base_version
-            and s.outcome in ("rolled_back", "unsafe")
+            if s.edit is not None and s.base_version == base_version and s.outcome == "rolled_back"
         }
 
     def replay(self, agent: str, harness: dict[str, Any], runs: list[RunTrajectory]) -> ReplayScore:
