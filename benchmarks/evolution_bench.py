@@ -2,6 +2,8 @@
 
 Usage: python benchmarks/evolution_bench.py [--world tiny] [--seeds 0 1 2] [--runs 3]
                                             [--iterations 6] [--every 3]
+                                            [--agents brainstorm evaluation]
+                                            [--mistune score_weights.objective=0.2]
 
 For every seed, two workspaces run the same sequence of loop runs (offline policy): one with
 harness evolution on (one SGPO step every ``--every`` experiments, agents in turn), one with
@@ -9,12 +11,16 @@ it off. Successive runs in a workspace share its memory, sandbox baseline (kept 
 merged) and, with evolution on, the harness versions kept so far. Reported per run index:
 the summed true north-star gain of what was kept, harmful keeps, vetoes, and SGPO outcomes;
 then the wall time of one replay of each agent's harness over the whole archive. Writes
-benchmarks/results/evolution-<world>.json.
+benchmarks/results/evolution-<world>[-mistuned].json.
+
+``--mistune FIELD=VALUE`` starts both workspaces from a deliberately mis-tuned Brainstorm
+harness (committed as the active version before the first run): can SGPO recover from it?
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import tempfile
 import time
@@ -22,13 +28,28 @@ from collections import Counter
 from pathlib import Path
 
 from agentx.evolution.graph import EVOLVABLE_AGENTS
+from agentx.evolution.rubric import set_field
+from agentx.evolution.store import HarnessStore
 from agentx.graph.resources import build_resources
 from agentx.runner import run_loop
 from agentx.settings import load_settings
 
 
+def mistune(workspace: Path, assignments: list[str]) -> None:
+    """Make a mis-tuned Brainstorm harness the workspace's active version."""
+    if not assignments:
+        return
+    store = HarnessStore(workspace / "harness")
+    harness = copy.deepcopy(store.harness("brainstorm"))
+    for assignment in assignments:
+        field, _, value = assignment.partition("=")
+        set_field(harness, field, float(value))
+    store.commit("brainstorm", harness, {}, f"benchmark: mis-tuned {' '.join(assignments)}")
+
+
 def campaign(workspace: Path, args: argparse.Namespace, seed: int, evolve: bool) -> list[dict]:
     """Run ``args.runs`` loop runs in one workspace; one row per run."""
+    mistune(workspace, args.mistune)
     rows = []
     for index in range(args.runs):
         settings = load_settings(
@@ -37,7 +58,7 @@ def campaign(workspace: Path, args: argparse.Namespace, seed: int, evolve: bool)
             seed=seed,
             workspace=workspace,
             checkpointer="memory",
-            evolution={"enabled": evolve, "every": args.every},
+            evolution={"enabled": evolve, "every": args.every, "agents": args.agents},
         )
         started = time.perf_counter()
         summary = run_loop(settings)
@@ -95,6 +116,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--iterations", type=int, default=6)
     parser.add_argument("--every", type=int, default=3)
+    parser.add_argument("--agents", nargs="+", default=list(EVOLVABLE_AGENTS))
+    parser.add_argument("--mistune", nargs="*", default=[], metavar="FIELD=VALUE")
     args = parser.parse_args()
     rows, costs = [], {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -128,7 +151,8 @@ def main() -> None:
                 f"seed {seed} {agent:<10}: {item['tasks']:>3} tasks, {item['seconds']:.2f} s "
                 f"({item['per_task_ms']} ms/task)"
             )
-    out = Path(__file__).parent / "results" / f"evolution-{args.world}.json"
+    suffix = "-mistuned" if args.mistune else ""
+    out = Path(__file__).parent / "results" / f"evolution-{args.world}{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
         json.dumps({"args": vars(args), "runs": rows, "table": table, "replay": costs}, indent=2)
