@@ -103,10 +103,14 @@ class EvolutionSettings(BaseModel):
 
 
 def _default_stages() -> list[RolloutStage]:
+    """Canary and ramp are short guards; the full stage reads the effect over 14 days, the
+    sandbox's truth horizon, so a novelty effect that fades within two weeks is measured as
+    it will be lived (a 7-day full stage kept a change that was +2.5 % at 7 days and -2.1 %
+    at 14, see docs/evaluation.md)."""
     return [
         RolloutStage(name="canary", treatment_share=0.05, days=3),
         RolloutStage(name="ramp", treatment_share=0.2, days=4),
-        RolloutStage(name="full", treatment_share=0.5, days=7),
+        RolloutStage(name="full", treatment_share=0.5, days=14),
     ]
 
 

@@ -45,3 +45,20 @@ def test_relative_workspace_becomes_absolute(
     monkeypatch.chdir(tmp_path)
     settings = load_settings(workspace=Path(".agentx-run"))
     assert settings.workspace == tmp_path.resolve() / ".agentx-run"
+
+
+def test_a_stage_longer_than_the_world_simulates_is_refused_before_any_work(
+    tmp_path: Path,
+) -> None:
+    from agentx.graph.resources import build_resources
+    from agentx.target.contract import TargetError
+
+    settings = load_settings(
+        world="tiny",
+        workspace=tmp_path / "ws",
+        stages=[{"name": "canary", "treatment_share": 0.05, "days": 3},
+                {"name": "full", "treatment_share": 0.5, "days": 30}],
+    )  # fmt: skip
+    with pytest.raises(TargetError, match="full last longer than world 'tiny' simulates"):
+        build_resources(settings)
+    assert not (tmp_path / "ws" / "sandbox").exists()

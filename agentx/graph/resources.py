@@ -20,7 +20,7 @@ from agentx.research.catalog import Technique, load_catalog
 from agentx.sandbox.target import SandboxTarget
 from agentx.sandbox.world import load_world
 from agentx.settings import Settings
-from agentx.target.contract import Target
+from agentx.target.contract import Target, TargetError
 from agentx.target.models import DataReport
 
 
@@ -72,6 +72,12 @@ def build_resources(
     settings.workspace.mkdir(parents=True, exist_ok=True)
     if target is None:
         world = load_world(settings.world)
+        too_long = [s.name for s in settings.stages if s.days > world.horizon_days]
+        if too_long:
+            raise TargetError(
+                f"rollout stage(s) {', '.join(too_long)} last longer than world {world.name!r} "
+                f"simulates ({world.horizon_days} days): shorten them or raise horizon_days"
+            )
         target = SandboxTarget.create(settings.workspace / "sandbox", world, settings.seed)
         world_name = world.name
     else:

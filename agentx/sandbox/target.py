@@ -181,14 +181,14 @@ class SandboxTarget:
         )
         if marker.exists() and marker.read_text() != expected:
             built = json.loads(marker.read_text()).get("world", {})
-            if built != self.world_params.model_dump():
+            if built.get("name") != self.world_params.name:
                 raise TargetError(
                     f"{self.root} holds the sandbox of world {built.get('name', '?')!r}, not "
                     f"{self.world_params.name!r}: its baseline and memory belong to that world. "
                     f"Use --world {built.get('name', '?')} (or AGENTX_WORLD), or another workspace"
                 )
         if not marker.exists() or marker.read_text() != expected:
-            self._write_data()  # new sandbox, or the simulator changed: same world, fresh data
+            self._write_data()  # new sandbox, or the simulator or the world's file changed
             marker.write_text(expected)
 
     def _write_data(self) -> None:
