@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from trajectories import make_record, make_run
+from trajectories import kept, make_record, make_run, vetoed
 
 from agentx.evolution.diagnose import diagnose
 from agentx.evolution.models import EvolutionStep, FieldEdit, HarnessEdit
@@ -56,15 +56,7 @@ def test_brainstorm_diagnosis_names_the_flagged_experiments(settings) -> None:
     runs = [
         make_run(
             [
-                make_record(
-                    0,
-                    "daily_rotation",
-                    ExperimentStatus.VETOED,
-                    measured=0.01,
-                    true=0.0,
-                    cause="guardrail_harm",
-                    decision=Decision.DISCARD,
-                ),
+                vetoed(0, "daily_rotation", true=0.0),
                 make_record(
                     1,
                     "daily_rotation",
@@ -122,7 +114,7 @@ def test_evaluation_diagnosis_uses_ground_truth(settings) -> None:
                     decision=Decision.DISCARD,
                     true_guardrails={"active_days": 0.0},
                 ),
-                make_record(2, "seen_item_filter", ExperimentStatus.KEPT, measured=0.05, true=0.05),
+                kept(2, "seen_item_filter", 0.05),
             ]
         )
     ]
@@ -160,16 +152,8 @@ def test_refiner_steps_within_bounds_and_skips_tried_edits(settings) -> None:
     runs = [
         make_run(
             [
-                make_record(
-                    0,
-                    "daily_rotation",
-                    ExperimentStatus.VETOED,
-                    measured=0.01,
-                    true=0.0,
-                    cause="guardrail_harm",
-                    decision=Decision.DISCARD,
-                ),
-                make_record(1, "recency_feature", ExperimentStatus.KEPT, measured=0.03, true=0.03),
+                vetoed(0, "daily_rotation", true=0.0),
+                kept(1, "recency_feature", 0.03),
             ]
         )
     ]
@@ -283,16 +267,8 @@ def test_brainstorm_replay_rewards_the_harness_that_picks_better(tiny_target) ->
     runs = [
         make_run(
             [
-                make_record(
-                    0,
-                    "daily_rotation",
-                    ExperimentStatus.VETOED,
-                    measured=0.01,
-                    true=-0.01,
-                    cause="guardrail_harm",
-                    decision=Decision.DISCARD,
-                ),
-                make_record(1, "recency_feature", ExperimentStatus.KEPT, measured=0.03, true=0.03),
+                vetoed(0, "daily_rotation", true=-0.01),
+                kept(1, "recency_feature", 0.03),
             ]
         )
     ]
@@ -330,7 +306,7 @@ def test_regret_is_attributed_to_the_part_that_favoured_the_better_option(
                     true=-0.01,
                     cause="no_significance",
                 ),
-                make_record(1, "recency_feature", ExperimentStatus.KEPT, measured=0.03, true=0.03),
+                kept(1, "recency_feature", 0.03),
             ]
         )
     ]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from langchain_core.language_models.fake_chat_models import FakeMessagesListChatModel
 from langchain_core.messages import AIMessage
-from trajectories import make_record
+from trajectories import make_record, vetoed
 
 from agentx.evolution.graph import Evolver, build_evolution_graph
 from agentx.evolution.store import HarnessStore, RunTrajectory
@@ -31,15 +31,7 @@ def _harmful_history() -> list[RunTrajectory]:
                 objective="watch_time",
                 north_star="watch_time",
                 records=[
-                    make_record(
-                        0,
-                        "daily_rotation",
-                        ExperimentStatus.VETOED,
-                        measured=0.01,
-                        true=-0.01,
-                        cause="guardrail_harm",
-                        decision=Decision.DISCARD,
-                    ),
+                    vetoed(0, "daily_rotation", true=-0.01),
                     make_record(
                         1,
                         "candidate_pool_size",

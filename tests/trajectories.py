@@ -78,3 +78,24 @@ def make_run(records: list[ExperimentRecord], run_id: str = "run-1") -> RunTraje
         north_star="watch_time",
         records=records,
     )
+
+
+def vetoed(index: int, technique: str, true: float = 0.0, **extra) -> ExperimentRecord:
+    """A pick halted for guardrail harm (measured +1 %)."""
+    return make_record(
+        index,
+        technique,
+        ExperimentStatus.VETOED,
+        measured=0.01,
+        true=true,
+        cause="guardrail_harm",
+        decision=Decision.DISCARD,
+        **extra,
+    )
+
+
+def kept(index: int, technique: str, effect: float, **extra) -> ExperimentRecord:
+    """A kept change whose measured and true effects are both ``effect``."""
+    return make_record(
+        index, technique, ExperimentStatus.KEPT, measured=effect, true=effect, **extra
+    )
