@@ -25,7 +25,7 @@ from agentx.evolution.models import (
 from agentx.evolution.rubric import Rubric, get_field
 from agentx.evolution.store import RunTrajectory
 from agentx.harness import load_prompt
-from agentx.llm.structured import StructuredResult, invoke_structured
+from agentx.llm.structured import StructuredResult, invoke_structured, structured_options
 
 
 class GradientItemDraft(BaseModel):
@@ -94,8 +94,7 @@ def _invoke(model: BaseChatModel, prompt: str, schema: type, settings: dict[str,
         model,
         [_system(), HumanMessage(prompt)],
         schema,
-        method=settings.get("structured_method", "function_calling"),
-        max_retries=int(settings.get("max_retries", 2)),
+        **structured_options(settings),
     )
 
 

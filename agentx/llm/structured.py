@@ -288,6 +288,15 @@ def _split_output(output: Any, schema: type[T]) -> tuple[BaseMessage | None, T |
 # -- entry point -----------------------------------------------------------------------
 
 
+def structured_options(llm_settings: dict[str, Any]) -> dict[str, Any]:
+    """``method`` and ``max_retries`` for :func:`invoke_structured` from dumped LLM settings
+    (``Settings.llm.model_dump()``), with the same defaults everywhere."""
+    return {
+        "method": llm_settings.get("structured_method", "function_calling"),
+        "max_retries": int(llm_settings.get("max_retries", 2)),
+    }
+
+
 def invoke_structured(
     model: BaseChatModel,
     messages: list[BaseMessage],

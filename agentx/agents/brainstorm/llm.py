@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from agentx.agents.brainstorm.evidence import EvidenceBundle
 from agentx.harness import load_prompt
-from agentx.llm.structured import StructuredResult, invoke_structured
+from agentx.llm.structured import StructuredResult, invoke_structured, structured_options
 from agentx.models import Goal, Maturity
 
 
@@ -72,8 +72,7 @@ def llm_goal(
         model,
         [_system(), HumanMessage(prompt)],
         GoalDraft,
-        method=settings.get("structured_method", "function_calling"),
-        max_retries=int(settings.get("max_retries", 2)),
+        **structured_options(settings),
     )
 
 
@@ -131,8 +130,7 @@ def llm_ideas(
         model,
         [_system(), HumanMessage(prompt)],
         IdeaBatch,
-        method=settings.get("structured_method", "function_calling"),
-        max_retries=int(settings.get("max_retries", 2)),
+        **structured_options(settings),
     )
 
 

@@ -42,7 +42,7 @@ from agentx.agents.developing.context import (
 from agentx.agents.developing.feedback import evidence, render_feedback
 from agentx.agents.developing.rules import rules_check
 from agentx.harness import load_prompt
-from agentx.llm.structured import invoke_structured
+from agentx.llm.structured import invoke_structured, structured_options
 from agentx.models import CheckResult, Edit, FailureKind, Patch, Proposal, Verification
 from agentx.research.catalog import CatalogError, Technique
 from agentx.target.contract import Target, TargetError
@@ -223,8 +223,7 @@ class Developer:
             self.llm,
             [SystemMessage(load_prompt("developing", "system")), HumanMessage(prompt)],
             EditPlan,
-            method=self.llm_settings.get("structured_method", "function_calling"),
-            max_retries=int(self.llm_settings.get("max_retries", 2)),
+            **structured_options(self.llm_settings),
         )
         if not result.ok or result.value is None:
             raise EditError(f"the model gave no usable edit plan: {result.error}")
