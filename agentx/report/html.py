@@ -19,6 +19,7 @@ from agentx.report.plots import (
     OUTCOME_COLORS,
     evolution_figure,
     funnel_figure,
+    ledger_decision,
     trajectory_figure,
 )
 from agentx.report.workspace import RunState, harness_versions, world_of
@@ -60,14 +61,6 @@ def _pct(value: float | None, digits: int = 2) -> str:
 def _badge(decision: str) -> str:
     color = DECISION_COLORS.get(decision, "#455a64")
     return f'<span class="badge" style="background:{color}">{escape(decision)}</span>'
-
-
-def _decision(record: ExperimentRecord) -> str:
-    if record.verdict is None:
-        return "ABANDONED"
-    if record.rollout is not None and record.rollout.halted_at:
-        return "VETO"
-    return record.verdict.decision.value
 
 
 def _table(headers: list[str], rows: list[list[str]], numeric: set[int] | None = None) -> str:
@@ -132,7 +125,7 @@ def _ledger_section(records: list[ExperimentRecord], north_star: str) -> str:
                 escape(line.verification),
                 "–" if line.q_code is None else f"{line.q_code:.2f}",
                 escape(line.stage_reached or "–"),
-                _badge(_decision(record)),
+                _badge(ledger_decision(record)),
                 _pct(line.measured_effect) + interval,
                 "–" if line.p_value is None else f"{line.p_value:.3f}",
                 _pct(line.true_effect),
@@ -295,7 +288,7 @@ def render_report(state: RunState, settings: Settings) -> str:
     north_star = settings.north_star
     summary = summarise_run(values, world, settings.seed, north_star)
     goal = values.get("goal")
-    kept = [r for r in records if _decision(r) == "KEEP"]
+    kept = [r for r in records if ledger_decision(r) == "KEEP"]
     measured_total = 1.0
     for record in kept:
         effect = record.verdict.north_star if record.verdict else None

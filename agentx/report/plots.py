@@ -86,7 +86,7 @@ def trajectory_figure(records: Sequence[ExperimentRecord], north_star: str) -> s
         measured_total, true_total = [1.0], [1.0]
         for record, x in zip(records, xs, strict=True):
             verdict = record.verdict
-            decision = _decision(record)
+            decision = ledger_decision(record)
             color = DECISION_COLORS.get(decision, "#455a64")
             measured = true = None
             if verdict is not None and verdict.north_star is not None:
@@ -129,7 +129,8 @@ def trajectory_figure(records: Sequence[ExperimentRecord], north_star: str) -> s
         return to_data_uri(figure)
 
 
-def _decision(record: ExperimentRecord) -> str:
+def ledger_decision(record: ExperimentRecord) -> str:
+    """The decision a ledger row shows: the verdict, VETO for a halted rollout, ABANDONED."""
     if record.verdict is None:
         return "ABANDONED"
     if record.rollout is not None and record.rollout.halted_at:
