@@ -165,6 +165,27 @@ def _missed_trade(runs: list[RunTrajectory], settings: Settings) -> Flagged:
     return _ids(flagged), len(vetoed), {}
 
 
+Measure = Callable[[list[RunTrajectory], Criterion, Rubric, Settings], Flagged]
+
+# The rubric names criteria; these are their measurements, per agent.
+MEASURES: dict[str, dict[str, Measure]] = {
+    "brainstorm": {
+        "guardrail_harm": lambda runs, c, rubric, s: _guardrail_harm(runs),
+        "repeated_harm": lambda runs, c, rubric, s: _repeated_harm(runs),
+        "implementation_waste": lambda runs, c, rubric, s: _implementation_waste(runs),
+        "optimism": lambda runs, c, rubric, s: _optimism(runs, c.tolerance),
+        "regret": lambda runs, c, rubric, s: _regret(runs, rubric, c.tolerance),
+    },
+    "evaluation": {
+        "false_keep_early": lambda runs, c, rubric, s: _false_keep_early(runs, s),
+        "kept_guardrail_harm": lambda runs, c, rubric, s: _kept_guardrail_harm(runs, s),
+        "traded_harm": lambda runs, c, rubric, s: _traded_harm(runs, s),
+        "false_veto": lambda runs, c, rubric, s: _false_veto(runs, s),
+        "missed_trade": lambda runs, c, rubric, s: _missed_trade(runs, s),
+    },
+}
+
+
 def _measure(
     agent: str,
     name: str,
@@ -173,25 +194,11 @@ def _measure(
     rubric: Rubric,
     settings: Settings,
 ) -> Flagged:
-    brainstorm: dict[str, Callable[[], Flagged]] = {
-        "guardrail_harm": lambda: _guardrail_harm(runs),
-        "repeated_harm": lambda: _repeated_harm(runs),
-        "implementation_waste": lambda: _implementation_waste(runs),
-        "optimism": lambda: _optimism(runs, criterion.tolerance),
-        "regret": lambda: _regret(runs, rubric, criterion.tolerance),
-    }
-    evaluation: dict[str, Callable[[], Flagged]] = {
-        "false_keep_early": lambda: _false_keep_early(runs, settings),
-        "kept_guardrail_harm": lambda: _kept_guardrail_harm(runs, settings),
-        "traded_harm": lambda: _traded_harm(runs, settings),
-        "false_veto": lambda: _false_veto(runs, settings),
-        "missed_trade": lambda: _missed_trade(runs, settings),
-    }
-    measures = {"brainstorm": brainstorm, "evaluation": evaluation}.get(agent, {})
+    measures = MEASURES.get(agent, {})
     if name not in measures:
         known = ", ".join(measures) or "none"
         raise ValueError(f"rubric of {agent} names unknown criterion {name!r} (known: {known})")
-    return measures[name]()
+    return measures[name](runs, criterion, rubric, settings)
 
 
 def diagnose(

@@ -85,15 +85,18 @@ def _decisions(
 ) -> Iterator[_Decision]:
     """Every recorded decision with >= 2 options, with beliefs from the memory at that time."""
     harm, abandon = rubric.replay.get("harm_cost", 0.02), rubric.replay.get("abandon_cost", 0.01)
+    # Each record's card is built once (make_card reads the card templates) and reused by
+    # every later decision whose memory holds it.
+    cards = {(run.run_id, r.id): card_of(r, run) for run in runs for r in run.records}
     for run_index, run in enumerate(runs):
         goal = Goal(text=run.objective, objective=run.objective, direction=run.direction)  # type: ignore[arg-type]
-        earlier = [card_of(r, prior) for prior in runs[:run_index] for r in prior.records]
+        earlier = [cards[(prior.run_id, r.id)] for prior in runs[:run_index] for r in prior.records]
         ordered = sorted(run.records, key=lambda r: r.iteration)
         for t, record in enumerate(ordered):
             options = [r for r in ordered[t:] if r.proposal.technique in context.catalog]
             if len(options) < 2 or options[0] is not record:
                 continue
-            memory = earlier + [card_of(r, run) for r in ordered[:t]]
+            memory = earlier + [cards[(run.run_id, r.id)] for r in ordered[:t]]
             bundle = EvidenceBundle(
                 system=context.system, data=context.data, catalog=context.catalog, cards=memory
             )
