@@ -18,9 +18,8 @@ from agentx.agents.brainstorm.evidence import EvidenceBundle
 from agentx.agents.brainstorm.intake import parse_goal
 from agentx.agents.brainstorm.llm import goal_from_draft, llm_goal, llm_ideas
 from agentx.agents.brainstorm.policy import combo_key
-from agentx.agents.evaluation import reasons
 from agentx.agents.evaluation.policy import EvaluationPolicy
-from agentx.agents.evaluation.review import apply_review, review_request
+from agentx.agents.evaluation.review import apply_launch_answer, apply_review, review_request
 from agentx.agents.evaluation.rollout import run_stage
 from agentx.agents.evaluation.verdict import decide, make_card, status_of
 from agentx.evolution.graph import build_evolution_graph
@@ -392,24 +391,16 @@ class Nodes:
                 "choices": ["approve", "halt"],
             }
         )
-        if answer is True:
-            answer = "approve"
-        answer = answer if isinstance(answer, dict) else {"action": str(answer)}
-        default = "approve" if answer.get("approve") is True else "halt"  # review-style answer
-        action = str(answer.get("action", default)).strip().lower()
-        reviewer = str(answer.get("reviewer") or "human")
-        note = str(answer.get("note") or answer.get("reason") or "")
-        if action == "approve":
-            approved = f"launch past {last.stage} approved by {reviewer}"
-            approved += f" ({note})" if note else ""
-            last.reason = "; ".join(part for part in (last.reason, approved) if part)
-            message = approved
-        else:
-            why = note or ("halted" if action == "halt" else f"answer not understood: {answer!r}")
-            last.decision = "halt"
-            last.reason = f"{reasons.LAUNCH_REFUSED} {reviewer} at {last.stage}: {why}"
-            message = last.reason
-        event = _event(LAUNCH_GATE, message, state, action=action, reviewer=reviewer, note=note)
+        decided = apply_launch_answer(last, answer)
+        rollout.stages[-1] = decided.stage
+        event = _event(
+            LAUNCH_GATE,
+            decided.message,
+            state,
+            action=decided.action,
+            reviewer=decided.reviewer,
+            note=decided.note,
+        )
         return {"rollout": rollout, "trace": [event]}
 
     def review(self, state: LoopState) -> dict[str, Any]:

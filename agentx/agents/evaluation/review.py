@@ -9,6 +9,7 @@ a veto: a malformed or missing answer must never let harm through.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
@@ -133,6 +134,44 @@ def apply_review(result: StageResult, answer: Any) -> StageResult:
     updated.decision = "halt"
     updated.reason = f"{reasons.GUARDRAIL_BREACHED}: {details}; {who}"
     return updated
+
+
+@dataclass(frozen=True)
+class LaunchDecision:
+    """The launch-past-canary gate's answer as read, and the canary stage after it."""
+
+    stage: StageResult
+    action: str
+    reviewer: str
+    note: str
+    message: str
+
+
+def apply_launch_answer(result: StageResult, answer: Any) -> LaunchDecision:
+    """The canary stage after the launch-past-canary gate's answer (a copy of the stage).
+
+    ``{"action": "approve", "reviewer": ..., "note": ...}``, ``"approve"``, ``True`` or a
+    review-style ``{"approve": true}`` approves: the stage keeps its decision and its reason
+    records the approval. Anything else halts the stage with a ``launch refused by reviewer``
+    reason, so the graph vetoes and rolls the treatment back.
+    """
+    if answer is True:
+        answer = "approve"
+    answer = answer if isinstance(answer, dict) else {"action": str(answer)}
+    default = "approve" if answer.get("approve") is True else "halt"  # review-style answer
+    action = str(answer.get("action", default)).strip().lower()
+    reviewer = str(answer.get("reviewer") or "human")
+    note = str(answer.get("note") or answer.get("reason") or "")
+    updated = result.model_copy(deep=True)
+    if action == "approve":
+        message = f"launch past {result.stage} approved by {reviewer}"
+        message += f" ({note})" if note else ""
+        updated.reason = "; ".join(part for part in (result.reason, message) if part)
+    else:
+        why = note or ("halted" if action == "halt" else f"answer not understood: {answer!r}")
+        updated.decision = "halt"
+        updated.reason = message = f"{reasons.LAUNCH_REFUSED} {reviewer} at {result.stage}: {why}"
+    return LaunchDecision(updated, action, reviewer, note, message)
 
 
 def was_approved(result: GuardrailResult) -> bool:
