@@ -3,7 +3,7 @@ and never a KEEP; guardrail tiers, the exchange trade and the review gate act at
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +18,7 @@ from agentx.models import Decision, ExperimentStatus, Rollout, RootCause, StageR
 from agentx.sandbox.online import METRIC_DEFINITIONS
 from agentx.sandbox.target import METRICS
 from agentx.settings import Settings, load_settings
-from agentx.target.contract import Target
+from agentx.target.contract import StageTraffic, Target
 from agentx.target.models import (
     ArmHandle,
     GroundTruth,
@@ -48,6 +48,7 @@ class FakeTarget:
         self.lift = lift or {}
         self.corrupt = corrupt
         self.fail = fail
+        self.earlier_days: list[int] = []  # days of earlier stages each collect replayed
         self.rolled_back: list[str] = []
 
     @property
@@ -85,7 +86,9 @@ class FakeTarget:
         assignment: np.ndarray,
         days: int,
         seed: int,
+        earlier: Sequence[StageTraffic] = (),
     ) -> OnlineReadout:
+        self.earlier_days.append(sum(stage.days for stage in earlier))
         if self.fail is not None:
             raise self.fail
         errors = {arm.name: arm.error or "down" for arm in (control, treatment) if not arm.ok}
@@ -383,3 +386,12 @@ def test_halted_stage_result_is_a_valid_model(settings: Settings) -> None:
     result = run_stage(target, control, treatment, settings.stages[0], "e", settings, False)
     assert isinstance(result, StageResult)
     assert StageResult.model_validate_json(result.model_dump_json()) == result
+
+
+def test_later_stages_replay_the_earlier_ones_in_time(settings: Settings) -> None:
+    """Stages follow each other in simulated time: each collect is told what came before."""
+    target = FakeTarget()
+    rollout, _ = _rollout(target, settings, experiment_id="exp-time")
+    ran = [stage.days for stage in settings.stages][: len(rollout.stages)]
+    assert len(ran) >= 2
+    assert target.earlier_days == [sum(ran[:i]) for i in range(len(ran))]

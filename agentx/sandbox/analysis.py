@@ -57,6 +57,13 @@ def analyse_log(
         f"item popularity Gini {gini(clicks_per_item):.2f}, user activity Gini "
         f"{gini(impressions_per_user):.2f}",
     ]
+    segments = segment_mix(log, item_category, impressions_per_user)
+    findings.append(
+        f"{segments['new']:.0%} of logged users are new (first seen after the first two days), "
+        f"heavy users (top 20% by impressions) see {segments['heavy_impression_share']:.0%} of "
+        f"impressions; {segments['focused']:.0%} of clicking users concentrate on one category, "
+        f"{segments['broad']:.0%} spread their clicks: a change can help one group and hurt another"
+    )
     return DataReport(
         n_users=n_users,
         n_items=n_items,
@@ -70,5 +77,36 @@ def analyse_log(
         category_mix=mix,
         position_ctr=[round(float(v), 5) for v in position_ctr],
         position_bias_eta=eta,
+        segment_mix=segments,
         findings=findings,
     )
+
+
+def segment_mix(
+    log: InteractionLog, item_category: np.ndarray, impressions_per_user: np.ndarray
+) -> dict[str, float]:
+    """Observable user segments of the log: new vs established, heavy vs light, focused vs
+    broad tastes (share of a user's clicks in their top category, users with 3+ clicks)."""
+    logged = np.flatnonzero(impressions_per_user > 0)
+    if logged.size == 0 or log.day.size == 0:
+        return {"new": 0.0, "heavy_impression_share": 0.0, "focused": 0.0, "broad": 0.0}
+    first_day = np.full(impressions_per_user.size, np.iinfo(np.int64).max)
+    np.minimum.at(first_day, log.user, log.day.astype(np.int64))
+    new = float((first_day[logged] > int(log.day.min()) + 1).mean())
+    per_user = impressions_per_user[logged]
+    heavy = per_user >= np.quantile(per_user, 0.8)
+    heavy_share = float(per_user[heavy].sum() / per_user.sum())
+    clicked = log.click > 0
+    n_cat = int(item_category.max()) + 1
+    pairs = log.user[clicked].astype(np.int64) * n_cat + item_category[log.item[clicked]]
+    counts = np.bincount(pairs, minlength=impressions_per_user.size * n_cat).reshape(-1, n_cat)
+    totals = counts.sum(axis=1)
+    judged = totals >= 3
+    top_share = counts[judged].max(axis=1) / totals[judged]
+    focused = float((top_share >= 0.5).mean()) if judged.any() else 0.0
+    return {
+        "new": round(new, 4),
+        "heavy_impression_share": round(heavy_share, 4),
+        "focused": round(focused, 4),
+        "broad": round(1.0 - focused if judged.any() else 0.0, 4),
+    }

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from agentx.sandbox.population import Population
-from agentx.sandbox.simulator import DayTraffic, Simulator, UserState
+from agentx.sandbox.simulator import DayOutcome, DayTraffic, Simulator, UserState
 from agentx.sandbox.world import WorldParams
 
 
@@ -38,23 +38,55 @@ _LOG_FIELDS = ("user", "item", "day", "position", "click", "watch_time")
 
 
 def logging_policy_slates(
-    world: WorldParams, population: Population, day: int, rng: np.random.Generator
+    world: WorldParams,
+    population: Population,
+    users: np.ndarray,
+    day: int,
+    rng: np.random.Generator,
 ) -> np.ndarray:
-    """Slates of the logging policy for every user on ``day`` (Gumbel top-k sampling)."""
-    n_u, k = population.n_users, world.slate_size
-    released = population.item_release_day <= day
-    # Weighted sampling without replacement (Efraimidis-Spirakis): the k largest keys
-    # log(u) / w. Exploring users weigh every released item equally.
-    weight = np.exp(population.item_appeal / world.logging_temperature).astype(np.float32)
-    inv_weight = np.where(released, 1.0 / weight, np.inf).astype(np.float32)
+    """Slates of the logging policy for ``users`` on ``day``.
+
+    Each slate is k distinct released items drawn in order with probability proportional
+    to ``exp(appeal / temperature)`` (uniformly for an exploring user): inverse-CDF draws
+    with replacement, the first k distinct ones kept. Sampling costs users x k, never
+    users x items.
+    """
+    n_u, k = users.size, world.slate_size
+    ids = np.flatnonzero(population.item_release_day <= day)
+    weight = np.exp(population.item_appeal[ids] / world.logging_temperature).astype(np.float64)
+    popular_cdf = np.cumsum(weight) / weight.sum()
     explore = rng.random(n_u) < world.logging_epsilon
-    inv = np.where(explore[:, None], np.where(released, 1.0, np.inf).astype(np.float32), inv_weight)
-    uniform = 1.0 - rng.random((n_u, population.n_items), dtype=np.float32)  # in (0, 1]
-    with np.errstate(invalid="ignore"):
-        noisy = np.where(np.isinf(inv), -np.inf, np.log(uniform) * inv)
-    top = np.argpartition(-noisy, k, axis=1)[:, :k]
-    order = np.argsort(-np.take_along_axis(noisy, top, axis=1), axis=1)
-    return np.take_along_axis(top, order, axis=1).astype(np.int64)
+    width = 3 * k
+    uniform = rng.random((n_u, width))
+    drawn = np.where(
+        explore[:, None],
+        np.minimum((uniform * ids.size).astype(np.int64), ids.size - 1),
+        np.minimum(np.searchsorted(popular_cdf, uniform), ids.size - 1),
+    )
+    return _first_distinct(ids[drawn], k)
+
+
+def _first_distinct(draws: np.ndarray, k: int) -> np.ndarray:
+    """The first ``k`` distinct values of each row, in draw order (-1 if too few)."""
+    repeated = np.zeros(draws.shape, dtype=bool)
+    for j in range(1, draws.shape[1]):
+        repeated[:, j] = (draws[:, :j] == draws[:, j : j + 1]).any(axis=1)
+    order = np.argsort(repeated, axis=1, kind="stable")[:, :k]
+    picked = np.take_along_axis(draws, order, axis=1)
+    return np.where(np.take_along_axis(repeated, order, axis=1), -1, picked).astype(np.int64)
+
+
+def outcome_rows(outcome: DayOutcome, day: int) -> dict[str, np.ndarray]:
+    """The impression-log rows of one simulated day (one row per shown item)."""
+    rows, positions = np.nonzero(outcome.shown)
+    return {
+        "user": outcome.users[rows].astype(np.int32),
+        "item": outcome.slates[rows, positions].astype(np.int32),
+        "day": np.full(rows.size, day, dtype=np.int32),
+        "position": positions.astype(np.int16),
+        "click": outcome.clicks[rows, positions].astype(np.int8),
+        "watch_time": outcome.watch[rows, positions].astype(np.float32),
+    }
 
 
 def generate_logs(
@@ -68,23 +100,18 @@ def generate_logs(
     state = UserState.initial(world, population)
     rng = np.random.default_rng([world.seed, 2])
     parts: list[dict[str, np.ndarray]] = []
-    latency = np.full(population.n_users, world.latency_base_ms, dtype=np.float32)
-    errors = np.zeros(population.n_users, dtype=np.float32)
     for day in range(world.log_days):
-        slates = logging_policy_slates(world, population, day, rng)
         draws = simulator.streams(world.seed, replicate=-1, day=day)
-        outcome = simulator.step(state, DayTraffic(slates, latency, errors), day, draws, None)
-        users, positions = np.nonzero(outcome["shown"])
-        parts.append(
-            {
-                "user": users.astype(np.int32),
-                "item": slates[users, positions].astype(np.int32),
-                "day": np.full(users.size, day, dtype=np.int32),
-                "position": positions.astype(np.int16),
-                "click": outcome["clicks"][users, positions].astype(np.int8),
-                "watch_time": outcome["watch"][users, positions].astype(np.float32),
-            }
+        users = simulator.visitors(state, day, draws)
+        slates = logging_policy_slates(world, population, users, day, rng)
+        traffic = DayTraffic(
+            users=users,
+            slates=slates,
+            latency_ms=np.full(users.size, world.latency_base_ms, dtype=np.float32),
+            errors=np.zeros(users.size, dtype=np.float32),
         )
+        outcome = simulator.sessions(state, traffic, day, draws, None)
+        parts.append(outcome_rows(outcome, day))
     log = InteractionLog(*(np.concatenate([p[name] for p in parts]) for name in _LOG_FIELDS))
     return log, state
 

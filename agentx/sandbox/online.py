@@ -1,17 +1,35 @@
-"""Online traffic over serving arms, per-user metrics, and noise-free ground truth."""
+"""Online traffic in simulated time: arms serve day by day and learn from their own users.
+
+An experiment is a timeline: a pre-period in which the control (today's production code)
+serves everyone, then its stages one after another (canary, ramp, full) with each user
+keeping their arm. Every day the simulator decides who visits, each visitor is served by
+their arm's process, the sessions are played, and each arm receives the impressions of its
+own users, as a production recommender retrains on its own logs. Ground truth is the same
+timeline with one arm serving everyone for the whole horizon.
+
+Users outside a stage's traffic are not simulated during that stage (they neither visit
+nor change): only the enrolled users' days are played, which keeps a canary cheap. Their
+state resumes when a later stage enrols them; the assignment is random, so both arms
+see the same mix of such users and the comparison stays fair.
+"""
 
 from __future__ import annotations
 
-import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
 
-from agentx.sandbox.logs import InteractionLog, generate_logs, tail_items_from_log
+from agentx.sandbox.arms import ArmProcess
+from agentx.sandbox.logs import InteractionLog, generate_logs, outcome_rows, tail_items_from_log
 from agentx.sandbox.population import Population, draw_population
 from agentx.sandbox.simulator import DayTraffic, Simulator, UserState, WindowTotals
 from agentx.sandbox.world import WorldParams
+
+#: Assignment value of users outside a stage's traffic.
+NOT_ENROLLED = -1
+#: The arm that serves the pre-period (today's production code).
+CONTROL = 0
 
 # name -> (numerator, denominator); per-user metrics have denominator None.
 METRIC_DEFINITIONS: dict[str, tuple[str, str | None]] = {
@@ -27,25 +45,22 @@ METRIC_DEFINITIONS: dict[str, tuple[str, str | None]] = {
 
 
 @dataclass(frozen=True)
-class ArmServing:
-    """What an arm serves each day of the online period, for every user."""
+class Phase:
+    """Consecutive days under one assignment: ``assignment[u]`` is -1 (not enrolled) or the
+    key of the arm that serves user ``u``; ``seed`` keys the day draws."""
 
-    slates: np.ndarray  # [H, U, k] int, -1 for empty
-    latency_ms: np.ndarray  # [H, U]
-    errors: np.ndarray  # [H, U]
-
-    @property
-    def horizon(self) -> int:
-        """Number of online days this arm can serve."""
-        return int(self.slates.shape[0])
+    assignment: np.ndarray
+    days: int
+    seed: int
 
 
 @dataclass
-class WindowResult:
-    """Totals of the pre-period and of the experiment window."""
+class TimelineResult:
+    """Per-user totals of the pre-period (everyone) and of each phase (enrolled users)."""
 
     pre: WindowTotals
-    window: WindowTotals
+    phases: list[WindowTotals] = field(default_factory=list)
+    arm_seconds: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 class SandboxWorld:
@@ -66,7 +81,7 @@ class SandboxWorld:
 
     @property
     def online_start_day(self) -> int:
-        """First day after the logged period."""
+        """First day after the logged period (the pre-period starts here)."""
         return self.params.log_days
 
     @cached_property
@@ -76,59 +91,117 @@ class SandboxWorld:
 
     def fresh_state(self) -> UserState:
         """A copy of the users' state at the end of logging."""
-        return copy.deepcopy(self.state_after_logs)
-
-    def run_window(
-        self,
-        arms: list[ArmServing],
-        assignment: np.ndarray,
-        days: int,
-        seed: int,
-        replicate: int = 0,
-    ) -> WindowResult:
-        """Simulate a pre-period on arm 0 for everyone, then ``days`` under ``assignment``.
-
-        ``assignment[u]`` indexes ``arms``; -1 means not enrolled (served by arm 0, not
-        counted). Draws depend only on (seed, replicate, day), so runs with the same seed
-        share random numbers across arms and assignments.
-        """
-        params = self.params
-        pre_days = params.pre_days
-        if days + pre_days > min(arm.horizon for arm in arms):
-            raise ValueError(f"arms serve {arms[0].horizon} days; {pre_days}+{days} requested")
-        state = self.fresh_state()
-        n_u, n_i = self.population.n_users, self.population.n_items
-        enrolled = assignment >= 0
-        served_by = np.where(enrolled, assignment, 0)
-        pre = WindowTotals.zeros(n_u, n_i)
-        window = WindowTotals.zeros(n_u, n_i)
-        all_rows = np.arange(n_u)
-        for t in range(pre_days + days):
-            day = self.online_start_day + t
-            if t < pre_days:
-                arm = arms[0]
-                traffic = DayTraffic(arm.slates[t], arm.latency_ms[t], arm.errors[t])
-                totals, counted = pre, None
-            else:
-                traffic = _mix(arms, served_by, t, all_rows)
-                totals, counted = window, enrolled
-            draws = self.simulator.streams(seed, replicate, day)
-            self.simulator.step(state, traffic, day, draws, totals, counted)
-        return WindowResult(pre=pre, window=window)
+        return self.state_after_logs.copy()
 
     def released_items(self, day: int) -> int:
         """How many items are released by ``day``."""
         return int((self.population.item_release_day <= day).sum())
 
+    def run_timeline(
+        self,
+        arms: dict[int, ArmProcess],
+        phases: list[Phase],
+        replicate: int = 0,
+    ) -> TimelineResult:
+        """Simulate the pre-period, then every phase in order; arms learn day by day.
 
-def _mix(arms: list[ArmServing], served_by: np.ndarray, t: int, rows: np.ndarray) -> DayTraffic:
-    if len(arms) == 1:
-        arm = arms[0]
-        return DayTraffic(arm.slates[t], arm.latency_ms[t], arm.errors[t])
-    slates = np.stack([arm.slates[t] for arm in arms])[served_by, rows]
-    latency = np.stack([arm.latency_ms[t] for arm in arms])[served_by, rows]
-    errors = np.stack([arm.errors[t] for arm in arms])[served_by, rows]
-    return DayTraffic(slates, latency, errors)
+        ``arms[CONTROL]`` serves everyone in the pre-period. Every arm learns from the whole
+        pre-period (all models enter the experiment having seen the same logs), then only
+        from its own users.
+
+        Raises:
+            ArmFailure: an arm crashed, hung or answered with an invalid reply.
+        """
+        params, sim = self.params, self.simulator
+        if not phases:
+            raise ValueError("a timeline needs at least one phase")
+        total = params.pre_days + sum(phase.days for phase in phases)
+        if total > params.online_days:
+            raise ValueError(
+                f"the world simulates {params.online_days} online days; {total} requested"
+            )
+        state = self.fresh_state()
+        n_u, n_i = self.population.n_users, self.population.n_items
+        result = TimelineResult(pre=WindowTotals.zeros(n_u, n_i))
+        day = self.online_start_day
+        if CONTROL not in arms:
+            raise ValueError("the control arm (key 0) serves the pre-period and must be given")
+        everyone = np.full(n_u, CONTROL, dtype=np.int64)
+        for _ in range(params.pre_days):
+            draws = sim.streams(phases[0].seed, replicate, day)
+            self._day(state, arms, everyone, day, draws, result.pre, None, learn_all=True)
+            day += 1
+        for phase in phases:
+            assignment = np.asarray(phase.assignment, dtype=np.int64)
+            if assignment.shape != (n_u,) or not np.isin(assignment, [NOT_ENROLLED, *arms]).all():
+                raise ValueError("an assignment names a user count or an arm that does not exist")
+            enrolled = assignment != NOT_ENROLLED
+            totals = WindowTotals.zeros(n_u, n_i)
+            for _ in range(phase.days):
+                draws = sim.streams(phase.seed, replicate, day)
+                self._day(state, arms, assignment, day, draws, totals, enrolled, learn_all=False)
+                day += 1
+            result.phases.append(totals)
+        result.arm_seconds = {
+            arm.name: {
+                "train": arm.train_seconds,
+                "serve": arm.serve_seconds,
+                "update": arm.update_seconds,
+            }
+            for arm in arms.values()
+        }
+        return result
+
+    def _day(
+        self,
+        state: UserState,
+        arms: dict[int, ArmProcess],
+        assignment: np.ndarray,
+        day: int,
+        draws: dict[str, np.ndarray],
+        totals: WindowTotals,
+        counted: np.ndarray | None,
+        learn_all: bool,
+    ) -> None:
+        params, sim = self.params, self.simulator
+        users = sim.visitors(state, day, draws)
+        users = users[assignment[users] != NOT_ENROLLED]
+        served_by = assignment[users]
+        k = params.slate_size
+        slates = np.full((users.size, k), -1, dtype=np.int64)
+        candidates = np.zeros(users.size, dtype=np.int64)
+        for key, arm in arms.items():
+            rows = np.flatnonzero(served_by == key)
+            if rows.size:
+                slates[rows], candidates[rows] = arm.serve(day, users[rows])
+        clean, errors = clean_slates(slates, day, self.population)
+        latency = params.latency_base_ms + params.latency_per_candidate_ms * candidates
+        traffic = DayTraffic(users, clean, latency.astype(np.float32), errors)
+        outcome = sim.sessions(state, traffic, day, draws, totals, counted)
+        rows_of_day = outcome_rows(outcome, day)
+        for key, arm in arms.items():
+            if learn_all:
+                arm.update(rows_of_day)
+                continue
+            mine = served_by[np.searchsorted(users, rows_of_day["user"])] == key
+            arm.update({name: values[mine] for name, values in rows_of_day.items()})
+
+
+def clean_slates(
+    slates: np.ndarray, day: int, population: Population
+) -> tuple[np.ndarray, np.ndarray]:
+    """Blank out invalid slots (out of range, unreleased, repeated); count them as errors."""
+    slates = slates.astype(np.int64)
+    in_range = (slates >= 0) & (slates < population.n_items)
+    safe = np.where(in_range, slates, 0)
+    valid = in_range & (population.item_release_day[safe] <= day)
+    clean = np.where(valid, slates, -1)
+    k = clean.shape[1]
+    for j in range(1, k):
+        repeated = (clean[:, j : j + 1] == clean[:, :j]).any(axis=1) & (clean[:, j] >= 0)
+        clean[:, j] = np.where(repeated, -1, clean[:, j])
+    errors = (slates >= 0).sum(axis=1) - (clean >= 0).sum(axis=1)
+    return clean, errors.astype(np.float32)
 
 
 def per_user_metrics(totals: dict[str, np.ndarray], users: np.ndarray) -> dict[str, np.ndarray]:
@@ -143,9 +216,9 @@ def per_user_metrics(totals: dict[str, np.ndarray], users: np.ndarray) -> dict[s
     return out
 
 
-def population_metrics(totals: WindowTotals, released: int, expected: bool) -> dict[str, float]:
+def population_metrics(totals: WindowTotals, released: int) -> dict[str, float]:
     """Population-level metric values (means per user; ratios of sums)."""
-    source = totals.expected if expected else totals.sampled
+    source = totals.sums
     values: dict[str, float] = {}
     for name, (numerator, denominator) in METRIC_DEFINITIONS.items():
         num = float(source[numerator].sum())
@@ -174,10 +247,14 @@ _WORLD_CACHE: dict[str, SandboxWorld] = {}
 
 
 __all__ = [
-    "ArmServing",
+    "CONTROL",
+    "NOT_ENROLLED",
     "InteractionLog",
     "METRIC_DEFINITIONS",
+    "Phase",
     "SandboxWorld",
+    "TimelineResult",
+    "clean_slates",
     "load_world_bundle",
     "per_user_metrics",
     "population_metrics",

@@ -1,14 +1,30 @@
-"""Vectorised user simulator: position-based clicks, watch time, fatigue and return visits.
+"""Vectorised user simulator: who visits, what they watch, how they change.
 
-One call simulates every user for one day. Randomness comes from per-(seed, replicate,
-day) streams drawn for *all* users, so two arms simulated with the same seed see common
-random numbers: their difference carries far less noise than two independent samples,
-which is what makes ground truth precise.
+A day has two halves, because the recommender sits between them: :meth:`Simulator.visitors`
+decides who opens the app (from each user's return probability), the arms serve those
+users, then :meth:`Simulator.sessions` plays every visit and updates the users.
 
-Each day yields sampled outcomes (what an A/B test observes) and Rao-Blackwellised
-expectations given the day's state (click probabilities instead of clicks, return
-probabilities instead of returns). Averaged over replicates these are unbiased for the
-true expected metrics, with much less noise: that is the sandbox's ground truth.
+The behaviour model (docs/sandbox.md has the reasoning and the sources):
+
+* **Choice with a no-click option.** Each slate item has a utility (taste, interest,
+  appeal, click-bait, freshness, novelty, minus fatigue, repetition and a position cost).
+  The user picks items one after another by multinomial logit against a no-click option
+  that ends the pick; that sequence is exactly a Plackett-Luce order truncated at the
+  no-click option, drawn here with Gumbel keys.
+* **Attention budget.** Watching stops when the session's time budget is spent or when
+  patience runs out after an item (a satisfying item keeps the user going, click-bait does
+  not), so a more attractive item takes time from others instead of adding to the total.
+* **Slow retention.** Each visit's value feeds long-term satisfaction with a memory of
+  weeks; satisfaction moves the return logit with a small elasticity and drives churn.
+* **Dynamics.** Interests drift toward what was watched; a slate unlike the user's habit
+  gets a novelty lift that fades as the habit adapts; users arrive over time.
+
+The state holds no user-by-item array: recent impressions and watched items are per-user
+ring buffers, so memory grows with users x history, not users x items.
+
+Randomness comes from per-(seed, replicate, day) streams drawn for *all* users, so two
+arms simulated with the same seed see common random numbers: an A/A comparison is exact,
+and the difference of two arms carries far less noise than independent samples.
 """
 
 from __future__ import annotations
@@ -21,6 +37,7 @@ from agentx.sandbox.population import Population
 from agentx.sandbox.world import WorldParams
 
 RECENT_DAYS = 2
+WATCHED_MEMORY = 48  # watched items remembered per user (ring buffer)
 NEVER = np.int16(-10_000)
 
 # Per-user quantities accumulated over a window. Ratio metrics are built from pairs.
@@ -43,49 +60,76 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 @dataclass
 class UserState:
-    """What the world remembers about each user between days."""
+    """What the world remembers about each user between days (no users x items array)."""
 
-    satisfaction: np.ndarray  # [U]
-    fatigue: np.ndarray  # [U, C]
-    last_shown: np.ndarray  # [U, I] int16 day of last impression
-    watched: np.ndarray  # [U, I] bool
-    return_prob: np.ndarray  # [U] probability of visiting today
+    satisfaction: np.ndarray  # [U] long-term satisfaction (EMA over visits)
+    interest: np.ndarray  # [U, C] category interests, drifting toward what is watched
+    habit: np.ndarray  # [U, C] category mix the user is used to seeing
+    usual_change: np.ndarray  # [U] how far from the habit a slate usually is (adapts)
+    fatigue: np.ndarray  # [U, C] recent same-category views
+    recent_items: np.ndarray  # [U, R] items shown in the last RECENT_DAYS visits (-1 empty)
+    recent_days: np.ndarray  # [U, R] int16 day each was shown
+    watched: np.ndarray  # [U, W] ring buffer of watched items (-1 empty)
+    watched_next: np.ndarray  # [U] int16 next write position in ``watched``
+    churned: np.ndarray  # [U] bool: left for good
 
     @classmethod
     def initial(cls, world: WorldParams, population: Population) -> UserState:
-        """Fresh users at their typical activity level."""
-        n_u, n_i = population.n_users, population.n_items
+        """Users before logging starts: neutral satisfaction, habits equal to interests."""
+        n_u, k = population.n_users, world.slate_size
+        interest = population.category_interest.copy()
         return cls(
-            satisfaction=np.full(n_u, world.satisfaction_ref, dtype=np.float32),
+            satisfaction=np.zeros(n_u, dtype=np.float32),
+            interest=interest,
+            habit=interest.copy(),
+            usual_change=np.zeros(n_u, dtype=np.float32),
             fatigue=np.zeros((n_u, world.n_categories), dtype=np.float32),
-            last_shown=np.full((n_u, n_i), NEVER, dtype=np.int16),
-            watched=np.zeros((n_u, n_i), dtype=bool),
-            return_prob=_sigmoid(world.return_base + population.user_activity).astype(np.float32),
+            recent_items=np.full((n_u, RECENT_DAYS * k), -1, dtype=np.int32),
+            recent_days=np.full((n_u, RECENT_DAYS * k), NEVER, dtype=np.int16),
+            watched=np.full((n_u, WATCHED_MEMORY), -1, dtype=np.int32),
+            watched_next=np.zeros(n_u, dtype=np.int16),
+            churned=np.zeros(n_u, dtype=bool),
         )
+
+    def copy(self) -> UserState:
+        """An independent copy (every experiment starts from the same state)."""
+        return UserState(**{name: value.copy() for name, value in vars(self).items()})
 
 
 @dataclass
 class DayTraffic:
-    """What each user is served on one day (one row per user)."""
+    """What the visitors of one day are served (one row per visitor)."""
 
-    slates: np.ndarray  # [U, k] item ids, -1 for an empty slot
-    latency_ms: np.ndarray  # [U] modelled serving latency of the request
-    errors: np.ndarray  # [U] invalid slots the arm returned
+    users: np.ndarray  # [V] visiting user ids
+    slates: np.ndarray  # [V, k] item ids, -1 for an empty slot
+    latency_ms: np.ndarray  # [V] modelled serving latency of the request
+    errors: np.ndarray  # [V] invalid slots the arm returned
+
+
+@dataclass
+class DayOutcome:
+    """The sampled impressions of one day, one row per visitor (what gets logged)."""
+
+    users: np.ndarray  # [V]
+    slates: np.ndarray  # [V, k]
+    shown: np.ndarray  # [V, k] bool: impressed (visitor stayed, slot valid)
+    clicks: np.ndarray  # [V, k] bool
+    watch: np.ndarray  # [V, k] seconds watched
 
 
 @dataclass
 class WindowTotals:
-    """Per-user sums over a window, sampled and expected."""
+    """Per-user sums over a window, plus per-item impressions and per-day means."""
 
-    sampled: dict[str, np.ndarray] = field(default_factory=dict)
-    expected: dict[str, np.ndarray] = field(default_factory=dict)
-    items_shown: np.ndarray | None = None  # [I] impressions per item (sampled)
+    sums: dict[str, np.ndarray] = field(default_factory=dict)
+    items_shown: np.ndarray | None = None  # [I] impressions per item
+    daily_watch: list[float] = field(default_factory=list)  # population mean per day
 
     @classmethod
     def zeros(cls, n_users: int, n_items: int) -> WindowTotals:
         """Empty accumulators."""
-        make = lambda: {name: np.zeros(n_users, dtype=np.float64) for name in PER_USER_FIELDS}  # noqa: E731
-        return cls(sampled=make(), expected=make(), items_shown=np.zeros(n_items, dtype=np.int64))
+        sums = {name: np.zeros(n_users, dtype=np.float64) for name in PER_USER_FIELDS}
+        return cls(sums=sums, items_shown=np.zeros(n_items, dtype=np.int64))
 
 
 class Simulator:
@@ -95,77 +139,110 @@ class Simulator:
         self.world = world
         self.population = population
         self.tail_items = tail_items.astype(bool)
-        ranks = np.arange(world.slate_size, dtype=np.float32)
-        self.examination = (1.0 + ranks) ** (-world.position_bias_eta)
-        self._log_pref = np.log(population.category_pref * world.n_categories).astype(np.float32)
+        clusters = world.clusters
+        cluster = population.user_cluster
+        self.diversity = np.array([c.diversity_appetite for c in clusters], np.float32)[cluster]
+        self.freshness = np.array([c.freshness_weight for c in clusters], np.float32)[cluster]
+        eta = np.array([c.position_bias_eta for c in clusters], np.float32)[cluster]
+        ranks = np.log1p(np.arange(world.slate_size, dtype=np.float32))
+        self.position_cost = eta[:, None] * ranks[None, :]  # [U, k]
+        self._day_shock_rng_seed = world.seed
 
     # ------------------------------------------------------------------ randomness
     def streams(self, seed: int, replicate: int, day: int) -> dict[str, np.ndarray]:
-        """Uniform and normal draws for every user on ``day`` (common random numbers)."""
+        """Uniform draws for every user on ``day`` (common random numbers across arms)."""
         rng = np.random.default_rng([seed, replicate + 1, day + 1000])
         n_u, k = self.population.n_users, self.world.slate_size
         return {
             "visit": rng.random(n_u, dtype=np.float32),
             "abandon": rng.random(n_u, dtype=np.float32),
-            "click": rng.random((n_u, k), dtype=np.float32),
+            "churn": rng.random(n_u, dtype=np.float32),
+            "budget": rng.standard_normal(n_u, dtype=np.float32),
+            "null": rng.random(n_u, dtype=np.float32),
+            "pick": rng.random((n_u, k), dtype=np.float32),
+            "go_on": rng.random((n_u, k), dtype=np.float32),
             "watch": rng.standard_normal((n_u, k), dtype=np.float32),
+            "shock": np.float32(rng.standard_normal()),
         }
 
-    # ------------------------------------------------------------------ one day
-    def taste_match(self, items: np.ndarray) -> np.ndarray:
-        """Latent taste match of each user with each slate item, [U, k]."""
-        pop = self.population
-        return np.einsum("ud,ukd->uk", pop.user_taste, pop.item_vec[items])
+    # ------------------------------------------------------------------ who visits
+    def return_logit(self, state: UserState, day: int, shock: float) -> np.ndarray:
+        """Logit of visiting on ``day`` for every user."""
+        world, pop = self.world, self.population
+        age = np.maximum(day - pop.user_arrival, 0).astype(np.float32)
+        newness = world.new_user_activity * np.exp(-age / 14.0)
+        weekday = world.weekday_amplitude * np.sin(2.0 * np.pi * (day % 7) / 7.0)
+        return (
+            world.return_base
+            + pop.user_activity
+            + newness
+            + weekday
+            + world.day_shock_sd * shock
+            + world.return_elasticity * state.satisfaction
+        )
 
-    def attraction(
-        self,
-        state: UserState,
-        slates: np.ndarray,
-        day: int,
-        items: np.ndarray,
-        cats: np.ndarray,
-        taste: np.ndarray,
-    ) -> np.ndarray:
-        """Probability that each shown item attracts a click if examined, [U, k].
+    def visit_probability(self, state: UserState, day: int, shock: float) -> np.ndarray:
+        """Probability that each user opens the app on ``day`` (0 before arrival or after churn)."""
+        alive = (self.population.user_arrival <= day) & ~state.churned
+        return np.where(alive, _sigmoid(self.return_logit(state, day, shock)), 0.0)
 
-        ``items`` are the slates with empty slots mapped to item 0, ``cats`` their
-        categories and ``taste`` :meth:`taste_match` of them: computed once per day by
-        :meth:`step` and shared with :meth:`expected_watch`.
+    def visitors(self, state: UserState, day: int, draws: dict[str, np.ndarray]) -> np.ndarray:
+        """Ids of the users who visit on ``day`` (sorted)."""
+        prob = self.visit_probability(state, day, float(draws["shock"]))
+        return np.flatnonzero(draws["visit"] < prob)
+
+    # ------------------------------------------------------------------ sessions
+    def utilities(self, state: UserState, traffic: DayTraffic, day: int) -> tuple[np.ndarray, ...]:
+        """Utility of every slate item against the no-click option, and what it is made of.
+
+        Returns (utility [V, k], items [V, k] with empty slots mapped to 0, categories,
+        taste match).
         """
         world, pop = self.world, self.population
-        n_u, k = slates.shape
-        rows = np.arange(n_u)[:, None]
+        users, slates = traffic.users, traffic.slates
+        n_v, k = slates.shape
+        valid = slates >= 0
+        items = np.where(valid, slates, 0)
+        cats = pop.item_category[items]
+        taste = np.einsum("vd,vkd->vk", pop.user_taste[users], pop.item_vec[items])
+        rows = np.arange(n_v)[:, None]
+        interest = np.log(state.interest[users][rows, cats] * world.n_categories)
         age = np.maximum(day - pop.item_release_day[items], 0).astype(np.float32)
-        freshness = world.freshness_weight * np.exp2(-age / world.freshness_halflife_days)
+        fresh = self.freshness[users][:, None] * np.exp2(-age / world.freshness_halflife_days)
         # Same-category items earlier in the slate tire the user too.
-        earlier = np.zeros((n_u, k), dtype=np.float32)
-        counts = np.zeros((n_u, world.n_categories), dtype=np.float32)
-        flat_rows = np.arange(n_u)
+        earlier = np.zeros((n_v, k), dtype=np.float32)
+        counts = np.zeros((n_v, world.n_categories), dtype=np.float32)
+        flat = np.arange(n_v)
         for j in range(k):
-            earlier[:, j] = counts[flat_rows, cats[:, j]]
-            counts[flat_rows, cats[:, j]] += slates[:, j] >= 0
-        fatigue = state.fatigue[rows, cats] + earlier
-        recent = (day - state.last_shown[rows, items]) <= RECENT_DAYS
-        logit = (
+            earlier[:, j] = counts[flat, cats[:, j]]
+            counts[flat, cats[:, j]] += valid[:, j]
+        fatigue = state.fatigue[users][rows, cats] + earlier
+        recent = _member(
+            items, state.recent_items[users], state.recent_days[users] >= day - RECENT_DAYS
+        )
+        watched = _member(items, state.watched[users], None)
+        mix = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1.0)
+        change = 0.5 * np.abs(mix - state.habit[users]).sum(axis=1)  # total variation in [0, 1]
+        # Only a change beyond the usual day-to-day variety is novel: any steady policy,
+        # however varied, stops being novel once the user has adapted to it.
+        novelty = change - state.usual_change[users]
+        utility = (
             world.base_attraction
-            + pop.user_engagement[:, None]
+            + pop.user_engagement[users][:, None]
             + world.taste_weight * taste
-            + world.category_weight * self._log_pref[rows, cats]
+            + world.category_weight * interest
             + pop.item_appeal[items]
             + pop.item_clickbait[items]
-            + freshness
+            + fresh
+            + world.novelty_weight * novelty[:, None]
             - world.fatigue_rate * fatigue
             - world.repeat_penalty * recent
-            - world.watched_penalty * state.watched[rows, items]
+            - world.watched_penalty * watched
+            - self.position_cost[users][:, :k]
         )
-        return np.where(slates >= 0, _sigmoid(logit), 0.0).astype(np.float32)
+        return utility.astype(np.float32), items, cats, taste, (mix, change)
 
-    def expected_watch(self, items: np.ndarray, taste: np.ndarray) -> np.ndarray:
-        """Expected watch seconds of each shown item given a click, [U, k]."""
-        engagement = _sigmoid(self.population.item_quality[items] + 0.5 * taste)
-        return (2.0 * self.world.watch_mean_s * engagement).astype(np.float32)
-
-    def step(
+    def sessions(
         self,
         state: UserState,
         traffic: DayTraffic,
@@ -173,90 +250,179 @@ class Simulator:
         draws: dict[str, np.ndarray],
         totals: WindowTotals | None,
         counted: np.ndarray | None = None,
-    ) -> dict[str, np.ndarray]:
-        """Advance every user by one day; add outcomes of ``counted`` users to ``totals``.
+    ) -> DayOutcome:
+        """Play every visit of ``day``, update the users, add ``counted`` users to ``totals``.
 
-        Returns the day's sampled impressions (for logging): active, clicks, watch.
+        ``counted`` is a boolean mask over all users; None counts every visitor.
         """
-        world = self.world
-        slates = traffic.slates
-        n_u, k = slates.shape
-        rows = np.broadcast_to(np.arange(n_u)[:, None], slates.shape)
+        world, pop = self.world, self.population
+        users, slates = traffic.users, traffic.slates
+        n_v, k = slates.shape
         valid = slates >= 0
-        items = np.where(valid, slates, 0)
-        cats = self.population.item_category[items]
-
-        visit_prob = state.return_prob
-        active = draws["visit"] < visit_prob
         over = np.maximum(traffic.latency_ms - world.latency_budget_ms, 0.0)
-        abandon_prob = np.clip(over * world.latency_abandon_per_ms, 0.0, 1.0)
-        abandoned = active & (draws["abandon"] < abandon_prob)
-        engaged = active & ~abandoned
+        abandoned = draws["abandon"][users] < np.clip(over * world.latency_abandon_per_ms, 0, 1)
+        engaged = ~abandoned
+        utility, items, cats, taste, (mix, change) = self.utilities(state, traffic, day)
 
-        # Outcomes if the user visits and stays: exact given today's state.
-        taste = self.taste_match(items)
-        p_if = self.examination[None, :k] * self.attraction(state, slates, day, items, cats, taste)
-        watch_if = self.expected_watch(items, taste)
-        distinct_if = _distinct_per_row(np.where(valid, cats, -1))
-        n_valid = valid.sum(axis=1)
-        tail_if = (self.tail_items[items] & valid).sum(axis=1)
+        # Plackett-Luce order with a no-click option: Gumbel keys, picks ranked above it.
+        gumbel = -np.log(-np.log(np.clip(draws["pick"][users][:, :k], 1e-7, 1 - 1e-7)))
+        keys = np.where(valid, utility + gumbel, -np.inf)
+        null_key = -np.log(-np.log(np.clip(draws["null"][users], 1e-7, 1 - 1e-7)))
+        order = np.argsort(-keys, axis=1)
+        rows = np.arange(n_v)[:, None]
+        picked = (keys[rows, order] > null_key[:, None]) & engaged[:, None]
+
+        value = 2.0 * _sigmoid(pop.item_quality[items] + 0.5 * taste) - 1.0  # in (-1, 1)
+        full_watch = (
+            world.watch_mean_s
+            * (1.0 + value)
+            * np.exp(
+                world.watch_noise_sd * draws["watch"][users][:, :k] - 0.5 * world.watch_noise_sd**2
+            )
+        )
+        sorted_watch = full_watch[rows, order]
+        go_on = draws["go_on"][users][:, :k][rows, order] < _sigmoid(
+            world.continue_base + world.continue_quality * value[rows, order]
+        )
+        # The user reaches pick j if every earlier pick let them go on.
+        still = np.cumprod(np.where(picked, go_on, True), axis=1)
+        reached = picked & np.concatenate([np.ones((n_v, 1), bool), still[:, :-1]], axis=1)
+        budget = pop.user_budget[users] * np.exp(
+            world.session_budget_sd / 2 * draws["budget"][users]
+        )
+        spent_before = np.cumsum(np.where(reached, sorted_watch, 0.0), axis=1) - np.where(
+            reached, sorted_watch, 0.0
+        )
+        reached &= spent_before < budget[:, None]
+        watched_sorted = np.where(
+            reached, np.minimum(sorted_watch, budget[:, None] - spent_before), 0.0
+        )
+        clicks = np.zeros((n_v, k), dtype=bool)
+        watch = np.zeros((n_v, k), dtype=np.float32)
+        clicks[rows, order] = reached
+        watch[rows, order] = watched_sorted
 
         shown = valid & engaged[:, None]
-        clicks = (draws["click"] < p_if) & shown
-        noise = np.exp(world.watch_noise_sd * draws["watch"] - 0.5 * world.watch_noise_sd**2)
-        watch = np.where(clicks, watch_if * noise, 0.0)
-        session_sat = watch.sum(axis=1) / world.watch_mean_s + world.diversity_appetite * (
-            distinct_if / k
+        n_clicks = clicks.sum(axis=1)
+        distinct = _distinct_per_row(np.where(valid, cats, -1))
+        watched_value = np.where(clicks, value * watch / world.watch_mean_s, 0.0).sum(axis=1)
+        session_value = np.where(
+            n_clicks > 0,
+            watched_value + self.diversity[users] * distinct / k,
+            world.empty_session_value,
         )
+        session_value = np.where(abandoned, world.empty_session_value, session_value)
 
         if totals is not None:
-            count = np.ones(n_u, dtype=bool) if counted is None else counted
-            sampled = {
-                "clicks": clicks.sum(1),
-                "impressions": shown.sum(1),
-                "watch_time": watch.sum(1),
-                "active_days": active,
-                "distinct_categories": distinct_if * engaged,
-                "latency_ms": traffic.latency_ms * active,
-                "errors": traffic.errors * active,
-                "tail_impressions": tail_if * engaged,
-                "abandoned": abandoned,
-            }
-            stay = visit_prob * (1.0 - abandon_prob)
-            expected = {
-                "clicks": stay * p_if.sum(1),
-                "impressions": stay * n_valid,
-                "watch_time": stay * (p_if * watch_if).sum(1),
-                "active_days": visit_prob,
-                "distinct_categories": stay * distinct_if,
-                "latency_ms": visit_prob * traffic.latency_ms,
-                "errors": visit_prob * traffic.errors,
-                "tail_impressions": stay * tail_if,
-                "abandoned": visit_prob * abandon_prob,
-            }
-            for name in PER_USER_FIELDS:
-                totals.sampled[name] += np.where(count, sampled[name], 0.0)
-                totals.expected[name] += np.where(count, expected[name], 0.0)
-            seen = shown & count[:, None]
-            totals.items_shown += np.bincount(slates[seen], minlength=totals.items_shown.size)
+            self._accumulate(totals, traffic, counted, shown, clicks, watch, distinct, abandoned)
 
-        # State transitions only for users who visited.
+        self._update_state(
+            state, traffic, day, draws, shown, clicks, cats, (mix, change), session_value
+        )
+        return DayOutcome(users=users, slates=slates, shown=shown, clicks=clicks, watch=watch)
+
+    # ------------------------------------------------------------------ bookkeeping
+    def _accumulate(
+        self,
+        totals: WindowTotals,
+        traffic: DayTraffic,
+        counted: np.ndarray | None,
+        shown: np.ndarray,
+        clicks: np.ndarray,
+        watch: np.ndarray,
+        distinct: np.ndarray,
+        abandoned: np.ndarray,
+    ) -> None:
+        users = traffic.users
+        keep = np.ones(users.size, bool) if counted is None else counted[users]
+        engaged = ~abandoned
+        tail = (self.tail_items[np.maximum(traffic.slates, 0)] & shown).sum(axis=1)
+        values = {
+            "clicks": clicks.sum(axis=1),
+            "impressions": shown.sum(axis=1),
+            "watch_time": watch.sum(axis=1),
+            "active_days": np.ones(users.size),
+            "distinct_categories": distinct * engaged,
+            "latency_ms": traffic.latency_ms,
+            "errors": traffic.errors,
+            "tail_impressions": tail,
+            "abandoned": abandoned,
+        }
+        for name in PER_USER_FIELDS:
+            totals.sums[name][users[keep]] += values[name][keep]
+        seen = shown & keep[:, None]
+        totals.items_shown += np.bincount(traffic.slates[seen], minlength=totals.items_shown.size)
+        population = counted.sum() if counted is not None else self.population.n_users
+        totals.daily_watch.append(float(values["watch_time"][keep].sum()) / max(population, 1))
+
+    def _update_state(
+        self,
+        state: UserState,
+        traffic: DayTraffic,
+        day: int,
+        draws: dict[str, np.ndarray],
+        shown: np.ndarray,
+        clicks: np.ndarray,
+        cats: np.ndarray,
+        seen_mix: tuple[np.ndarray, np.ndarray],
+        session_value: np.ndarray,
+    ) -> None:
+        world = self.world
+        users, slates = traffic.users, traffic.slates
+        n_v, k = slates.shape
         memory = world.satisfaction_memory
-        new_sat = np.where(abandoned, 0.0, session_sat)
-        state.satisfaction = np.where(
-            active, memory * state.satisfaction + (1 - memory) * new_sat, state.satisfaction
-        ).astype(np.float32)
-        flat = rows[shown] * world.n_categories + cats[shown]
-        cat_counts = np.bincount(flat, minlength=n_u * world.n_categories).reshape(n_u, -1)
-        state.fatigue = (world.fatigue_decay * state.fatigue + cat_counts).astype(np.float32)
-        state.last_shown[rows[shown], slates[shown]] = day
-        state.watched[rows[clicks], slates[clicks]] = True
-        state.return_prob = _sigmoid(
-            world.return_base
-            + self.population.user_activity
-            + world.return_weight * (state.satisfaction - world.satisfaction_ref)
-        ).astype(np.float32)
-        return {"shown": shown, "clicks": clicks, "watch": watch}
+        state.satisfaction[users] = (
+            memory * state.satisfaction[users] + (1 - memory) * session_value
+        )
+        # Churn: a dissatisfied user may leave for good (checked on visit days).
+        hazard = world.churn_base * np.exp(-world.churn_weight * state.satisfaction[users])
+        state.churned[users] |= draws["churn"][users] < np.clip(hazard, 0.0, 1.0)
+
+        # Category fatigue, habits and interest drift.
+        n_c = world.n_categories
+        flat = np.repeat(np.arange(n_v), k)[shown.ravel()] * n_c + cats[shown]
+        shown_counts = np.bincount(flat, minlength=n_v * n_c).reshape(n_v, n_c)
+        state.fatigue *= world.fatigue_decay
+        state.fatigue[users] += shown_counts
+        rate = world.habit_rate
+        mix, change = seen_mix
+        state.habit[users] = (1 - rate) * state.habit[users] + rate * mix
+        state.usual_change[users] = (1 - rate) * state.usual_change[users] + rate * change
+        clicked_flat = np.repeat(np.arange(n_v), k)[clicks.ravel()] * n_c + cats[clicks]
+        clicked_counts = np.bincount(clicked_flat, minlength=n_v * n_c).reshape(n_v, n_c)
+        has = clicked_counts.sum(axis=1) > 0
+        drift = world.interest_drift
+        target = clicked_counts[has] / clicked_counts[has].sum(axis=1, keepdims=True)
+        movers = users[has]
+        state.interest[movers] = np.maximum(
+            (1 - drift) * state.interest[movers] + drift * target, 1e-4
+        )
+        state.interest[movers] /= state.interest[movers].sum(axis=1, keepdims=True)
+
+        # Recent impressions: the newest visit replaces the oldest slot block.
+        state.recent_items[users, :-k] = state.recent_items[users, k:]
+        state.recent_days[users, :-k] = state.recent_days[users, k:]
+        state.recent_items[users, -k:] = np.where(shown, slates, -1)
+        state.recent_days[users, -k:] = day
+        # Watched items: ring buffer.
+        v_idx, slot = np.nonzero(clicks)
+        if v_idx.size:
+            order = np.argsort(v_idx, kind="stable")
+            v_idx, slot = v_idx[order], slot[order]
+            rank = np.arange(v_idx.size) - np.searchsorted(v_idx, v_idx)
+            pos = (state.watched_next[users[v_idx]] + rank) % WATCHED_MEMORY
+            state.watched[users[v_idx], pos] = slates[v_idx, slot]
+            state.watched_next[users] = (
+                state.watched_next[users] + clicks.sum(axis=1)
+            ) % WATCHED_MEMORY
+
+
+def _member(items: np.ndarray, memory: np.ndarray, live: np.ndarray | None) -> np.ndarray:
+    """For each [V, k] item, whether it is in the user's [V, M] memory (where ``live``)."""
+    hit = items[:, :, None] == memory[:, None, :]
+    if live is not None:
+        hit &= live[:, None, :]
+    return hit.any(axis=2)
 
 
 def _distinct_per_row(values: np.ndarray) -> np.ndarray:

@@ -6,8 +6,11 @@ Layout under the sandbox root::
     data/full/       all logged interactions (what arms train on)
     data/train/      logs before the offline hold-out days
     data/sample/     a small sample for dry runs
-    arms/<hash>.npz  what each distinct repository state serves (cache)
-    truth/<hash>.json  its noise-free expected metrics (cache)
+    arms/<hash>/     a frozen snapshot of each launched repository state (what its arm runs)
+    truth/<hash>.json  its ground truth over the horizon (cache)
+
+Arms serve day by day in a closed loop (:mod:`agentx.sandbox.online`): nothing an arm serves
+is precomputed, so a collect or a ground truth always runs the snapshot's real code.
 """
 
 from __future__ import annotations
@@ -15,26 +18,34 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import time
 import tomllib
+from collections.abc import Sequence
+from contextlib import ExitStack
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from agentx.models import CheckResult
 from agentx.sandbox.analysis import analyse_log
+from agentx.sandbox.arms import ArmFailure, ArmProcess
 from agentx.sandbox.logs import write_data_dir
 from agentx.sandbox.online import (
+    CONTROL,
     METRIC_DEFINITIONS,
-    ArmServing,
+    Phase,
     SandboxWorld,
+    TimelineResult,
+    clean_slates,
     load_world_bundle,
     per_user_metrics,
     population_metrics,
 )
 from agentx.sandbox.ranking_metrics import catalogue_coverage, ndcg_at_k, recall_at_k
 from agentx.sandbox.world import WorldParams
-from agentx.target.contract import TargetError
+from agentx.target.contract import StageTraffic, TargetError
 from agentx.target.models import (
     ArmHandle,
     DataReport,
@@ -47,12 +58,17 @@ from agentx.target.models import (
 )
 from agentx.target.repo_map import map_repository, registry_keys
 from agentx.workspace import git
-from agentx.workspace.process import ProcessResult, run_confined
+from agentx.workspace.process import (
+    TRANSIENT_OUTCOMES,
+    ProcessResult,
+    classify_text,
+    run_confined,
+)
 
 HOLDOUT_DAYS = 2
-TRUTH_REPLICATES = 2
 TRUTH_SEED = 900_001
 OFFLINE_USERS = 3000
+DRY_RUN_USERS = 200
 _SKIP = {".git", "__pycache__", ".pytest_cache", ".ruff_cache"}
 
 METRICS = [
@@ -106,7 +122,7 @@ def simulator_version() -> str:
     """Hash of the code that generates the world's data: logs made by older code are stale."""
     digest = hashlib.sha256()
     package = Path(__file__).parent
-    for name in ("world.py", "population.py", "simulator.py", "logs.py", "online.py"):
+    for name in ("world.py", "population.py", "simulator.py", "logs.py", "online.py", "arms.py"):
         digest.update((package / name).read_bytes())
     return digest.hexdigest()[:16]
 
@@ -251,36 +267,21 @@ class SandboxTarget:
         return self.world.user_ids
 
     # ------------------------------------------------------------------ running code
-    def _run_arm(
-        self,
-        workdir: Path,
-        data: Path,
-        out: Path,
-        first_day: int,
-        days: int,
-        users: int = 0,
-        timeout_s: float = 600.0,
-    ) -> ProcessResult:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        args = [
-            "-m",
-            "agentx.sandbox.arm_runner",
-            str(workdir),
-            str(data),
-            str(out),
-            "--first-day",
-            str(first_day),
-            "--days",
-            str(days),
-            "--seed",
-            str(self.seed),
-        ]
-        if users:
-            args += ["--users", str(users)]
-        return run_confined(args, cwd=workdir, timeout_s=timeout_s, allow_write=[out.parent])
+    def _arm(self, name: str, repo: Path, data: Path, timeout_s: float | None = None) -> ArmProcess:
+        params = self.world_params
+        limits = {"train_timeout_s": timeout_s, "request_timeout_s": timeout_s} if timeout_s else {}
+        return ArmProcess(
+            name,
+            repo,
+            data,
+            seed=self.seed,
+            slate_size=params.slate_size,
+            n_items=params.n_items,
+            **limits,
+        )
 
     def verify(self, workdir: Path, timeout_s: float = 300.0) -> WorkspaceCheck:
-        """Grounding first, then the repository's own unit tests and a dry run.
+        """Grounding first, then the repository's own unit tests and a closed-loop dry run.
 
         A configuration that names a feature, loss or weighting the code does not define
         is caught before any of its code runs.
@@ -307,66 +308,50 @@ class SandboxTarget:
                 },
             )
         )
-        out = self.root / "scratch" / f"dry-{content_hash(workdir)}.npz"
-        dry = self._run_arm(
-            workdir,
-            self.root / "data" / "sample",
-            out,
-            self.world.online_start_day,
-            2,
-            users=200,
-            timeout_s=timeout_s,
-        )
-        detail = "train + serve on a sample succeeded" if dry.ok else dry.tail()
-        if dry.ok:
-            detail = self._check_slates(out) or detail
-        checks.append(
-            CheckResult(
-                dimension="dry_run",
-                passed=dry.ok and detail.startswith("train"),
-                detail=detail,
-                transient=dry.transient,
-                data={
-                    "seconds": round(dry.duration_s, 2),
-                    "outcome": dry.outcome.value,
-                    "violation": dry.violation or "",
-                },
-            )
-        )
-        out.unlink(missing_ok=True)
+        checks.append(self._dry_run(workdir, timeout_s))
         return WorkspaceCheck(checks=checks)
 
-    def _check_slates(self, path: Path) -> str | None:
-        with np.load(path) as data:
-            slates = data["slates"]
-        serving = self._validate(slates)
-        bad = int(serving.errors.sum())
-        return (
-            f"dry run served {bad} invalid slots (duplicates/unreleased/out of range)"
-            if bad
-            else None
+    def _dry_run(self, workdir: Path, timeout_s: float) -> CheckResult:
+        """Train on a sample, serve two days with a day of feedback in between."""
+        started = time.perf_counter()
+        day = self.world.online_start_day
+        users = np.arange(min(DRY_RUN_USERS, self.world.population.n_users))
+        problem: str | None = None
+        transient = False
+        try:
+            with self._arm("dry-run", workdir, self.root / "data" / "sample", timeout_s) as arm:
+                first, _ = arm.serve(day, users)
+                arm.update(_synthetic_feedback(users, first, day))
+                second, _ = arm.serve(day + 1, users)
+            bad = int(clean_slates(first, day, self.world.population)[1].sum())
+            bad += int(clean_slates(second, day + 1, self.world.population)[1].sum())
+            if bad:
+                problem = f"dry run served {bad} invalid slots (duplicates/unreleased/out of range)"
+        except ArmFailure as error:
+            problem = str(error)
+            transient = classify_text(problem) in TRANSIENT_OUTCOMES
+        return CheckResult(
+            dimension="dry_run",
+            passed=problem is None,
+            detail=problem or "train, serve, learn from a day of feedback, serve again: ok",
+            transient=transient,
+            data={"seconds": round(time.perf_counter() - started, 2)},
         )
 
     def evaluate_offline(self, workdir: Path, timeout_s: float = 600.0) -> OfflineMetrics:
         """NDCG/Recall@K on the hold-out days, training on the days before."""
         params, world = self.world_params, self.world
         cutoff = params.log_days - HOLDOUT_DAYS
-        users = min(OFFLINE_USERS, world.population.n_users)
-        out = self.root / "scratch" / f"offline-{content_hash(workdir)}.npz"
-        result = self._run_arm(
-            workdir, self.root / "data" / "train", out, cutoff, 1, users=users, timeout_s=timeout_s
-        )
-        if not result.ok:
-            raise TargetError(f"offline evaluation failed: {result.violation or result.tail(8)}")
-        with np.load(out) as data:
-            slates = data["slates"][0]
-            candidates = float(data["candidates"][0].mean())
-            train_s = float(data["train_seconds"])
-            serve_s = float(data["serve_seconds"].sum())
-        out.unlink(missing_ok=True)
+        users = np.arange(min(OFFLINE_USERS, world.population.n_users))
+        try:
+            with self._arm("offline", workdir, self.root / "data" / "train", timeout_s) as arm:
+                slates, candidates = arm.serve(cutoff, users)
+                train_s, serve_s = arm.train_seconds, arm.serve_seconds
+        except ArmFailure as error:
+            raise TargetError(f"offline evaluation failed: {error}") from None
         log = world.log
-        hold = (log.day >= cutoff) & (log.click > 0) & (log.user < users)
-        relevant: list[set[int]] = [set() for _ in range(users)]
+        hold = (log.day >= cutoff) & (log.click > 0) & (log.user < users.size)
+        relevant: list[set[int]] = [set() for _ in range(users.size)]
         for user, item in zip(log.user[hold], log.item[hold], strict=True):
             relevant[int(user)].add(int(item))
         k = params.slate_size
@@ -376,69 +361,52 @@ class SandboxTarget:
             recall_at_k=recall_at_k(slates, relevant, k),
             coverage=catalogue_coverage(slates, released),
             k=k,
-            n_users=users,
+            n_users=int(users.size),
             train_seconds=train_s,
-            serve_ms_per_user=1000.0 * serve_s / users,
-            latency_ms=params.latency_base_ms + params.latency_per_candidate_ms * candidates,
+            serve_ms_per_user=1000.0 * serve_s / users.size,
+            latency_ms=params.latency_base_ms
+            + params.latency_per_candidate_ms * float(candidates.mean()),
         )
 
     # ------------------------------------------------------------------ online
-    def _validate(self, slates: np.ndarray) -> ArmServing:
-        """Blank out invalid slots (counted as errors) and model the latency."""
-        pop = self.world.population
-        h = slates.shape[0]
-        slates = slates.astype(np.int64)
-        days = self.world.online_start_day + np.arange(h)[:, None, None]
-        in_range = (slates >= 0) & (slates < pop.n_items)
-        safe = np.where(in_range, slates, 0)
-        released = pop.item_release_day[safe] <= days
-        ordered = np.sort(np.where(in_range, slates, -1 - np.arange(slates.shape[2])), axis=2)
-        dup_sorted = np.zeros_like(ordered, dtype=bool)
-        dup_sorted[:, :, 1:] = ordered[:, :, 1:] == ordered[:, :, :-1]
-        n_dups = dup_sorted.sum(axis=2)
-        valid = in_range & released
-        errors = (slates >= 0).sum(axis=2) - valid.sum(axis=2) + n_dups
-        clean = np.where(valid, slates, -1)
-        if n_dups.any():
-            clean = _drop_duplicates(clean)
-        return ArmServing(
-            slates=clean,
-            latency_ms=np.zeros(clean.shape[:2], np.float32),
-            errors=errors.astype(np.float32),
-        )
-
     def launch(self, name: str, workdir: Path) -> ArmHandle:
-        """Train ``workdir`` and precompute what it serves for every online day."""
-        key = content_hash(workdir)
-        artefact = self.root / "arms" / f"{key}.npz"
-        if not artefact.exists():
-            tmp = artefact.with_suffix(".tmp.npz")
-            result = self._run_arm(
-                workdir, self.root / "data" / "full", tmp, self.world.online_start_day, self.horizon
-            )
-            if not result.ok:
-                tmp.unlink(missing_ok=True)
-                reason = result.describe()
-                return ArmHandle(
-                    name=name, workdir=str(workdir), artefact="", ok=False, error=reason
-                )
-            tmp.replace(artefact)
-        with np.load(artefact) as data:
-            serve_s = float(data["serve_seconds"].mean())
-        per_user_ms = 1000.0 * serve_s / self.world.population.n_users
-        return ArmHandle(
-            name=name, workdir=str(workdir), artefact=str(artefact), measured_serve_ms=per_user_ms
-        )
+        """Freeze ``workdir`` into a content-addressed snapshot that the arm will run.
 
-    def _serving(self, arm: ArmHandle) -> ArmServing:
+        The snapshot lives outside every worktree, so the code under test cannot change
+        what its own arm (or the control) runs after launch; it is re-hashed whenever it
+        is used.
+        """
+        try:
+            snapshot = self._snapshot(Path(workdir))
+        except (OSError, TargetError) as error:
+            return ArmHandle(
+                name=name, workdir=str(workdir), artefact="", ok=False, error=str(error)
+            )
+        return ArmHandle(name=name, workdir=str(workdir), artefact=str(snapshot))
+
+    def _snapshot(self, workdir: Path) -> Path:
+        key = content_hash(workdir)
+        snapshot = self.root / "arms" / key
+        if snapshot.exists() and content_hash(snapshot) == key:
+            return snapshot
+        if snapshot.exists():
+            shutil.rmtree(snapshot)  # a tampered or half-written snapshot is rebuilt
+        staging = snapshot.with_name(f".{key}.tmp")
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(workdir, staging, ignore=shutil.ignore_patterns(*_SKIP))
+        if content_hash(staging) != key:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise TargetError(f"{workdir} changed while it was being launched")
+        staging.replace(snapshot)
+        return snapshot
+
+    def _verified(self, arm: ArmHandle) -> Path:
         if not arm.ok or not arm.artefact:
             raise TargetError(f"arm {arm.name} is not serving: {arm.error}")
-        with np.load(arm.artefact) as data:
-            slates, candidates = data["slates"], data["candidates"]
-        serving = self._validate(slates)
-        params = self.world_params
-        latency = params.latency_base_ms + params.latency_per_candidate_ms * candidates
-        return ArmServing(serving.slates, latency.astype(np.float32), serving.errors)
+        snapshot = Path(arm.artefact)
+        if not snapshot.is_dir() or content_hash(snapshot) != snapshot.name:
+            raise TargetError(f"arm {arm.name}: its snapshot {snapshot} is missing or was altered")
+        return snapshot
 
     def collect(
         self,
@@ -447,16 +415,37 @@ class SandboxTarget:
         assignment: np.ndarray,
         days: int,
         seed: int,
+        earlier: Sequence[StageTraffic] = (),
     ) -> OnlineReadout:
-        """Simulate ``days`` of traffic after a pre-period; per-user metrics per arm."""
+        """Simulate the pre-period, the ``earlier`` stages, then ``days`` of this stage.
+
+        Stages follow each other in simulated time and users keep their arm; the readout
+        covers this stage's days, with the pre-period as covariates.
+        """
         if control.name == treatment.name:
             raise TargetError(f"control and treatment arms share the name {control.name!r}")
-        if days + self.world_params.pre_days > self.horizon:
-            raise TargetError(f"at most {self.world_params.horizon_days} experiment days")
+        phases = [Phase(np.asarray(s.assignment), s.days, s.seed) for s in earlier]
+        phases.append(Phase(np.asarray(assignment), days, seed))
+        total = self.world_params.pre_days + sum(phase.days for phase in phases)
+        if total > self.horizon:
+            asked = total - self.world_params.pre_days
+            raise TargetError(
+                f"at most {self.world_params.horizon_days} experiment days (asked {asked})"
+            )
         errors: dict[str, str] = {}
+        snapshots: dict[str, Path] = {}
         for arm in (control, treatment):
-            if not arm.ok:
-                errors[arm.name] = arm.error or "crashed"
+            try:
+                snapshots[arm.name] = self._verified(arm)
+            except TargetError as error:
+                errors[arm.name] = str(error)
+        if not errors:
+            try:
+                roles = {CONTROL: snapshots[control.name], 1: snapshots[treatment.name]}
+                result = self._simulate(roles, phases)
+            except ArmFailure as error:
+                failed = treatment.name if f"arm {treatment.name}" in str(error) else control.name
+                errors[failed] = str(error)
         if errors:
             empty = {control.name: {}, treatment.name: {}}
             return OnlineReadout(
@@ -467,46 +456,70 @@ class SandboxTarget:
                 days=days,
                 errors=errors,
             )
-        arms = [self._serving(control), self._serving(treatment)]
-        result = self.world.run_window(arms, np.asarray(assignment), days, seed=seed)
-        users, metrics, pre = {}, {}, {}
+        window, pre = result.phases[-1], result.pre
+        users, metrics, before = {}, {}, {}
         for index, arm in enumerate((control, treatment)):
-            members = np.flatnonzero(assignment == index)
+            members = np.flatnonzero(np.asarray(assignment) == index)
             users[arm.name] = members
-            metrics[arm.name] = per_user_metrics(result.window.sampled, members)
-            pre[arm.name] = per_user_metrics(result.pre.sampled, members)
+            metrics[arm.name] = per_user_metrics(window.sums, members)
+            before[arm.name] = per_user_metrics(pre.sums, members)
         return OnlineReadout(
-            arms=[control.name, treatment.name], users=users, metrics=metrics, pre=pre, days=days
+            arms=[control.name, treatment.name], users=users, metrics=metrics, pre=before, days=days
         )
 
+    def _simulate(self, snapshots: dict[int, Path], phases: list[Phase]) -> TimelineResult:
+        """Run a timeline with one arm process per distinct role."""
+        names = {CONTROL: "control", 1: "treatment"}
+        data = self.root / "data" / "full"
+        with ExitStack() as stack:
+            arms = {
+                key: stack.enter_context(self._arm(names.get(key, str(key)), path, data))
+                for key, path in snapshots.items()
+            }
+            return self.world.run_timeline(arms, phases)
+
     def rollback(self, arm: ArmHandle) -> None:
-        """Stop serving an arm. Artefacts are content-addressed and kept as a cache."""
+        """Stop serving an arm. Snapshots are content-addressed and kept as a cache."""
         arm.ok = False
 
     # ------------------------------------------------------------------ truth
     def truth_of(self, workdir: Path) -> dict[str, float]:
-        """Expected metrics of a repository state at full traffic (noise-free, cached)."""
+        """Metrics of a repository state serving everyone over the horizon (cached)."""
+        return self._truth_record(workdir)["metrics"]
+
+    def truth_series(self, workdir: Path) -> list[float]:
+        """Mean watch time per user on each day of the horizon, for ``workdir`` serving all."""
+        return list(self._truth_record(workdir)["daily_watch"])
+
+    def _truth_record(self, workdir: Path) -> dict[str, Any]:
         key = content_hash(workdir)
         cache = self.root / "truth" / f"{key}.json"
         if cache.exists():
-            return json.loads(cache.read_text())
+            record = json.loads(cache.read_text())
+            if record.get("key") == _truth_key(key):
+                return record
         arm = self.launch("truth", workdir)
-        if not arm.ok:
+        snapshot = self._verified(arm) if arm.ok else None
+        if snapshot is None:
             raise TargetError(f"cannot compute ground truth: {arm.error}")
-        baseline_arm = self.launch("baseline", self.repo_path)
-        serving = [self._serving(baseline_arm), self._serving(arm)]
-        n_users = self.world.population.n_users
-        everyone = np.ones(n_users, dtype=np.int64)
-        days = self.world_params.horizon_days
+        everyone = np.zeros(self.world.population.n_users, dtype=np.int64)
+        phase = Phase(everyone, self.world_params.horizon_days, TRUTH_SEED)
+        try:
+            result = self._simulate({CONTROL: snapshot}, [phase])
+        except ArmFailure as error:
+            raise TargetError(f"cannot compute ground truth: {error}") from None
         released = self.world.released_items(self.world.online_start_day + self.horizon)
-        totals: dict[str, float] = {}
-        for replicate in range(TRUTH_REPLICATES):
-            window = self.world.run_window(serving, everyone, days, TRUTH_SEED, replicate).window
-            for name, value in population_metrics(window, released, expected=True).items():
-                totals[name] = totals.get(name, 0.0) + value / TRUTH_REPLICATES
+        window = result.phases[0]
+        record = {
+            "key": _truth_key(key),
+            "metrics": population_metrics(window, released),
+            "daily_watch": window.daily_watch,
+        }
         cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps(totals, sort_keys=True))
-        return totals
+        tmp = cache.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record, sort_keys=True))
+        tmp.replace(cache)
+        return record
 
     def ground_truth(self, workdir: Path) -> GroundTruth:
         """True metrics of ``workdir`` and relative effects versus the current baseline."""
@@ -518,6 +531,25 @@ class SandboxTarget:
             for name in treated
         }
         return GroundTruth(metrics=treated, baseline=base, relative=relative)
+
+
+def _truth_key(content: str) -> str:
+    """What a cached ground truth depends on: the code, the simulator and the seed."""
+    return f"{content}:{simulator_version()}:{TRUTH_SEED}"
+
+
+def _synthetic_feedback(users: np.ndarray, slates: np.ndarray, day: int) -> dict[str, np.ndarray]:
+    """A plausible day of impressions for the dry run: every slot shown, the top one clicked."""
+    rows, positions = np.nonzero(slates >= 0)
+    click = (positions == 0).astype(np.int8)
+    return {
+        "user": users[rows].astype(np.int32),
+        "item": slates[rows, positions].astype(np.int32),
+        "day": np.full(rows.size, day, dtype=np.int32),
+        "position": positions.astype(np.int16),
+        "click": click,
+        "watch_time": (30.0 * click).astype(np.float32),
+    }
 
 
 def grounding_check(workdir: Path) -> CheckResult:
@@ -546,16 +578,6 @@ def grounding_check(workdir: Path) -> CheckResult:
         passed=not problems,
         detail="; ".join(problems) or "every configured feature, loss and weighting exists",
     )
-
-
-def _drop_duplicates(slates: np.ndarray) -> np.ndarray:
-    """Replace repeated items within a slate by -1, keeping the first occurrence."""
-    out = slates.copy()
-    k = slates.shape[-1]
-    for j in range(1, k):
-        repeated = (out[..., j : j + 1] == out[..., :j]).any(axis=-1) & (out[..., j] >= 0)
-        out[..., j] = np.where(repeated, -1, out[..., j])
-    return out
 
 
 def _summary_line(result: ProcessResult) -> str:

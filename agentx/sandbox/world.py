@@ -19,8 +19,55 @@ class WorldError(ValueError):
     """A world file is missing or invalid; the message names the bad field."""
 
 
+class TasteCluster(BaseModel):
+    """A group of users who value different things: the same change can help one and hurt
+    another, so a population-level effect hides segment effects (heterogeneity)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    share: float = Field(gt=0, le=1, description="Share of users in this cluster.")
+    taste_concentration: float = Field(
+        0.5, gt=0, description="Dirichlet alpha of category interests; lower is more focused."
+    )
+    diversity_appetite: float = Field(
+        0.3, ge=0, description="Session satisfaction from a slate spanning many categories."
+    )
+    freshness_weight: float = Field(0.3, ge=0, description="Extra appeal of a brand-new item.")
+    position_bias_eta: float = Field(0.8, ge=0, description="Utility cost eta*log(1+rank).")
+
+
+def _default_clusters() -> list[TasteCluster]:
+    return [
+        TasteCluster(
+            name="explorers",
+            share=0.45,
+            taste_concentration=0.8,
+            diversity_appetite=0.5,
+            freshness_weight=0.5,
+            position_bias_eta=0.6,
+        ),
+        TasteCluster(
+            name="loyalists",
+            share=0.55,
+            taste_concentration=0.25,
+            diversity_appetite=0.1,
+            freshness_weight=0.1,
+            position_bias_eta=1.0,
+        ),
+    ]
+
+
 class WorldParams(BaseModel):
-    """Everything that defines a simulated world. Field descriptions double as docs."""
+    """Everything that defines a simulated world. Field descriptions double as docs.
+
+    The behaviour model (see docs/sandbox.md): each visit shows one slate; the user picks
+    items in a multinomial-logit order with a no-click option, watches each until patience
+    or the session's time budget runs out; long-term satisfaction, accumulated over weeks,
+    moves the daily return probability a little; interests drift toward what is watched,
+    a changed experience gets a novelty lift that fades as habits adapt; users arrive and
+    churn; weekday seasonality and day-level shocks move everyone.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -28,55 +75,92 @@ class WorldParams(BaseModel):
     description: str = ""
     seed: int = Field(7, ge=0, description="Seed of the population (users and items).")
     # sizes
-    n_users: int = Field(8000, ge=50, le=1_000_000)
-    n_items: int = Field(1500, ge=50, le=200_000)
-    n_categories: int = Field(12, ge=2, le=200)
-    n_creators: int = Field(150, ge=2)
+    n_users: int = Field(200_000, ge=50, le=2_000_000)
+    n_items: int = Field(5000, ge=50, le=200_000)
+    n_categories: int = Field(16, ge=2, le=200)
+    n_creators: int = Field(400, ge=2)
     latent_dim: int = Field(8, ge=1, le=64)
     slate_size: int = Field(10, ge=1, le=50)
     # time
     log_days: int = Field(10, ge=2, le=60, description="Days of logged interactions.")
     pre_days: int = Field(5, ge=1, le=30, description="Pre-period before an experiment.")
-    horizon_days: int = Field(14, ge=1, le=60, description="Longest experiment window.")
-    items_per_day: int = Field(25, ge=0, description="New items released each day.")
-    # tastes and items
-    taste_concentration: float = Field(
-        0.5, gt=0, description="Dirichlet alpha of category preferences; lower is more focused."
+    horizon_days: int = Field(
+        28, ge=1, le=90, description="Ground-truth horizon; also the longest experiment."
     )
-    taste_weight: float = Field(1.0, ge=0, description="Weight of latent taste match.")
-    category_weight: float = Field(0.6, ge=0, description="Weight of category preference.")
-    appeal_sd: float = Field(0.6, ge=0, description="Spread of items' base appeal (popularity).")
-    clickbait_sd: float = Field(0.4, ge=0, description="Attraction that does not become watch.")
-    quality_sd: float = Field(0.6, ge=0, description="Spread of quality, which drives watch time.")
-    freshness_weight: float = Field(0.3, ge=0, description="Extra appeal of a brand-new item.")
-    freshness_halflife_days: float = Field(3.0, gt=0)
-    base_attraction: float = Field(-1.2, description="Logit intercept of attraction.")
+    items_per_day: int = Field(60, ge=0, description="New items released each day.")
+    # users
+    clusters: list[TasteCluster] = Field(default_factory=_default_clusters, min_length=1)
+    new_user_share: float = Field(
+        0.1, ge=0, lt=1, description="Share of users who arrive after logging starts."
+    )
+    new_user_activity: float = Field(
+        -0.8, description="Return-logit offset of a new user, fading over their first weeks."
+    )
     user_activity_sd: float = Field(
-        1.0, ge=0, description="Spread of users' visit propensity (heavy vs light users)."
+        1.2, ge=0, description="Spread of visit propensity (heavy vs light users)."
     )
     user_engagement_sd: float = Field(
-        0.7, ge=0, description="Spread of users' click propensity (engaged vs casual users)."
+        0.6, ge=0, description="Spread of click propensity (engaged vs casual users)."
     )
-    # behaviour
-    position_bias_eta: float = Field(0.8, ge=0, description="Examination = (1+rank)^-eta.")
-    fatigue_rate: float = Field(0.12, ge=0, description="Logit cost per recent same-category view.")
+    # items
+    taste_weight: float = Field(1.0, ge=0, description="Weight of latent taste match.")
+    category_weight: float = Field(0.6, ge=0, description="Weight of category interest.")
+    appeal_sd: float = Field(0.5, ge=0, description="Spread of items' base appeal.")
+    clickbait_sd: float = Field(0.4, ge=0, description="Attraction that does not become watch.")
+    quality_sd: float = Field(0.6, ge=0, description="Spread of quality, which drives watch.")
+    freshness_halflife_days: float = Field(3.0, gt=0)
+    # choice and session
+    base_attraction: float = Field(
+        -2.2, description="Utility of an average item relative to not clicking (logit)."
+    )
+    fatigue_rate: float = Field(
+        0.1, ge=0, description="Utility cost per recent same-category view."
+    )
     fatigue_decay: float = Field(0.5, ge=0, le=1, description="Daily retention of fatigue.")
-    repeat_penalty: float = Field(0.8, ge=0, description="Logit cost of an item seen recently.")
-    watched_penalty: float = Field(2.5, ge=0, description="Logit cost of an item already watched.")
-    diversity_appetite: float = Field(0.5, ge=0, description="Satisfaction from varied slates.")
+    repeat_penalty: float = Field(0.6, ge=0, description="Utility cost of an item shown lately.")
+    watched_penalty: float = Field(2.5, ge=0, description="Utility cost of an item watched.")
     watch_mean_s: float = Field(30.0, gt=0)
-    watch_noise_sd: float = Field(0.35, ge=0)
-    return_base: float = Field(0.2, description="Logit of returning at neutral satisfaction.")
-    return_weight: float = Field(2.0, ge=0, description="How much satisfaction drives returns.")
-    satisfaction_memory: float = Field(0.6, ge=0, lt=1)
-    satisfaction_ref: float = Field(0.8, description="Satisfaction of a neutral session.")
+    watch_noise_sd: float = Field(0.5, ge=0, description="Log-normal noise of watch seconds.")
+    session_budget_s: float = Field(
+        60.0, gt=0, description="Median attention budget of a session (seconds of watching)."
+    )
+    session_budget_sd: float = Field(0.8, ge=0, description="Log-normal spread of the budget.")
+    continue_base: float = Field(1.2, description="Logit of watching on after an item.")
+    continue_quality: float = Field(
+        1.5, ge=0, description="How much a satisfying item raises the chance to go on."
+    )
+    # long-term satisfaction and retention
+    satisfaction_memory: float = Field(
+        0.93, ge=0, lt=1, description="Per-visit retention of long-term satisfaction (weeks)."
+    )
+    return_base: float = Field(0.0, description="Logit of visiting on an ordinary day.")
+    return_elasticity: float = Field(
+        0.6, ge=0, description="Return-logit change per unit of long-term satisfaction."
+    )
+    empty_session_value: float = Field(
+        -0.3, description="Satisfaction of a visit with nothing watched."
+    )
+    churn_base: float = Field(0.001, ge=0, le=0.5, description="Daily churn of a neutral user.")
+    churn_weight: float = Field(3.0, ge=0, description="How much dissatisfaction drives churn.")
+    weekday_amplitude: float = Field(0.25, ge=0, description="Weekly swing of the return logit.")
+    day_shock_sd: float = Field(0.1, ge=0, description="Day-level shock of the return logit.")
+    # dynamics
+    interest_drift: float = Field(
+        0.03, ge=0, le=1, description="Daily pull of category interests toward what was watched."
+    )
+    novelty_weight: float = Field(
+        0.8, ge=0, description="Utility lift from a slate unlike the user's habit."
+    )
+    habit_rate: float = Field(
+        0.25, gt=0, le=1, description="Daily rate at which habits adapt to what is shown."
+    )
     # serving
     latency_base_ms: float = Field(15.0, ge=0)
     latency_per_candidate_ms: float = Field(0.3, ge=0)
     latency_budget_ms: float = Field(60.0, gt=0)
     latency_abandon_per_ms: float = Field(0.01, ge=0, description="Abandon prob per ms over.")
     # logging policy
-    logging_epsilon: float = Field(0.3, ge=0, le=1, description="Share of uniform slots.")
+    logging_epsilon: float = Field(0.3, ge=0, le=1, description="Share of uniform slates.")
     logging_temperature: float = Field(1.0, gt=0)
 
     @model_validator(mode="after")
@@ -85,7 +169,15 @@ class WorldParams(BaseModel):
             raise ValueError("n_items must be at least 4 x slate_size")
         if self.n_creators > self.n_items:
             raise ValueError("n_creators must not exceed n_items")
+        total = sum(cluster.share for cluster in self.clusters)
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"clusters: shares must sum to 1, not {total:g}")
         return self
+
+    @property
+    def online_days(self) -> int:
+        """Days after logging that the world simulates: the pre-period plus the horizon."""
+        return self.pre_days + self.horizon_days
 
 
 _WORLDS_PACKAGE = "agentx.sandbox"

@@ -7,6 +7,8 @@ experimentation platform plug in the same way as the bundled sandbox.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -25,6 +27,20 @@ from agentx.target.models import (
 
 class TargetError(RuntimeError):
     """A target operation failed in a way the loop records rather than crashes on."""
+
+
+@dataclass(frozen=True)
+class StageTraffic:
+    """An earlier stage of the same rollout: who was in which arm, for how long, which draws.
+
+    Stages follow each other in time: a target replays (or remembers) them before the
+    stage it is asked to collect, so users keep their arm and effects that build up or fade
+    over days show up as they would in production.
+    """
+
+    assignment: np.ndarray
+    days: int
+    seed: int
 
 
 @runtime_checkable
@@ -65,8 +81,10 @@ class Target(Protocol):
         assignment: np.ndarray,
         days: int,
         seed: int,
+        earlier: Sequence[StageTraffic] = (),
     ) -> OnlineReadout:
-        """Run ``days`` of traffic after a pre-period (whose values serve as covariates).
+        """Run ``days`` of traffic after a pre-period (whose values serve as covariates)
+        and after the ``earlier`` stages of the same rollout.
 
         ``assignment[u]`` is 0 (control), 1 (treatment) or -1 (not enrolled).
         """

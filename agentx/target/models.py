@@ -68,6 +68,10 @@ class DataReport(BaseModel):
     category_mix: dict[str, float] = Field(default_factory=dict)
     position_ctr: list[float] = Field(default_factory=list)
     position_bias_eta: float = Field(description="Fitted exponent of CTR ~ (1+rank)^-eta.")
+    segment_mix: dict[str, float] = Field(
+        default_factory=dict,
+        description="Share of logged users per observable segment (new, heavy, focused, broad).",
+    )
     findings: list[str] = Field(default_factory=list, description="Plain-language signals.")
 
 

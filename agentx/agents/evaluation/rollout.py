@@ -24,7 +24,7 @@ from agentx.agents.evaluation.readout import arm_sizes, metric_array, pre_array,
 from agentx.models import GuardrailResult, Rollout, StageResult, stable_id
 from agentx.settings import RolloutStage, Settings
 from agentx.stats import StatsError, assign_arms, cuped_adjust, msprt_test, srm_check
-from agentx.target.contract import Target
+from agentx.target.contract import StageTraffic, Target
 from agentx.target.models import ArmHandle, MetricSpec, OnlineReadout
 
 N_BUCKETS = 1000
@@ -55,6 +55,22 @@ def stage_assignment(users: np.ndarray, experiment_id: str, share: float) -> np.
     )
 
 
+def earlier_stages(
+    users: np.ndarray, stage: RolloutStage, experiment_id: str, settings: Settings
+) -> list[StageTraffic]:
+    """The stages of this rollout that precede ``stage`` in time, as the target replays them."""
+    names = [s.name for s in settings.stages]
+    index = names.index(stage.name) if stage.name in names else 0
+    return [
+        StageTraffic(
+            assignment=stage_assignment(users, experiment_id, before.treatment_share),
+            days=before.days,
+            seed=stage_seed(settings.seed, experiment_id, before.name),
+        )
+        for before in settings.stages[:index]
+    ]
+
+
 def run_stage(
     target: Target,
     control: ArmHandle,
@@ -74,13 +90,15 @@ def run_stage(
     policy = policy or load_policy()
     base = {"stage": stage.name, "treatment_share": stage.treatment_share, "days": stage.days}
     try:
-        assignment = stage_assignment(target.user_ids(), experiment_id, stage.treatment_share)
+        users = target.user_ids()
+        assignment = stage_assignment(users, experiment_id, stage.treatment_share)
         readout = target.collect(
             control,
             treatment,
             assignment,
             days=stage.days,
             seed=stage_seed(settings.seed, experiment_id, stage.name),
+            earlier=earlier_stages(users, stage, experiment_id, settings),
         )
         specs = target.describe().metrics
     except Exception as error:  # any failure of a user's target is recorded, not raised

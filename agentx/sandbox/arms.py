@@ -1,0 +1,275 @@
+"""The simulator's side of an arm: a confined process that serves and learns day by day.
+
+:class:`ArmProcess` starts ``agentx.sandbox.arm_server`` for one repository snapshot under
+the same confinement as every other run of target code (:mod:`agentx.workspace.process`),
+then talks to it with :mod:`agentx.sandbox.arm_protocol`. Every reply is read with a
+deadline and checked (shape, range) before the simulator uses it; any failure of the arm
+(a crash, a timeout, a malformed reply) raises :class:`ArmFailure` with one line saying why,
+and the process group is killed, so nothing of a broken arm keeps running.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agentx.sandbox.arm_protocol import (
+    MAX_HEADER_BYTES,
+    ProtocolError,
+    decode_arrays,
+    parse_header,
+    payload_size,
+    write_message,
+)
+from agentx.workspace.process import _clean_env as confined_env
+
+TRAIN_TIMEOUT_S = 900.0
+REQUEST_TIMEOUT_S = 300.0
+ARM_MEMORY_MB = 6144
+
+
+class ArmFailure(RuntimeError):
+    """An arm crashed, hung, or answered with something that is not a valid reply."""
+
+
+class ArmProcess:
+    """One arm: a confined ``arm_server`` for a repository snapshot, trained and ready.
+
+    Use as a context manager; :meth:`close` always leaves no process behind.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        repo: Path,
+        data: Path,
+        *,
+        seed: int,
+        slate_size: int,
+        n_items: int,
+        memory_mb: int = ARM_MEMORY_MB,
+        train_timeout_s: float = TRAIN_TIMEOUT_S,
+        request_timeout_s: float = REQUEST_TIMEOUT_S,
+    ) -> None:
+        self.name = name
+        self.repo = Path(repo)
+        self.data = Path(data)
+        self.seed = seed
+        self.slate_size = slate_size
+        self.n_items = n_items
+        self.memory_mb = memory_mb
+        self.train_timeout_s = train_timeout_s
+        self.request_timeout_s = request_timeout_s
+        self.train_seconds = 0.0
+        self.serve_seconds = 0.0
+        self.update_seconds = 0.0
+        self._process: subprocess.Popen[bytes] | None = None
+        self._base: Path | None = None
+        self._buffer = b""
+
+    # ------------------------------------------------------------------ lifecycle
+    def __enter__(self) -> ArmProcess:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self) -> None:
+        """Start the process and wait until it has trained on the historical logs."""
+        self._base = Path(tempfile.mkdtemp(prefix="agentx-arm-"))
+        scratch = self._base / "tmp"
+        scratch.mkdir()
+        argv = [
+            sys.executable,
+            "-m",
+            "agentx.workspace.guard",
+            "--report",
+            str(self._base / "violations.log"),
+            "--allow",
+            str(scratch),
+            "--memory-mb",
+            str(self.memory_mb),
+            "--",
+            "-m",
+            "agentx.sandbox.arm_server",
+            str(self.repo),
+            str(self.data),
+            "--seed",
+            str(self.seed),
+        ]
+        self._stderr = open(self._base / "stderr.log", "wb")  # noqa: SIM115 - closed in close()
+        self._process = subprocess.Popen(
+            argv,
+            cwd=scratch,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            env=confined_env(scratch, None),
+            start_new_session=True,
+        )
+        header, _ = self._receive(self.train_timeout_s, "training")
+        if header["op"] != "ready":
+            self._fail(f"expected 'ready', got {header['op']!r}")
+        self.train_seconds = float(header.get("train_seconds", 0.0))
+
+    def close(self) -> None:
+        """Ask the process to quit, then make sure it and its children are gone."""
+        process = self._process
+        if process is not None:
+            if process.poll() is None:
+                try:
+                    write_message(process.stdin, "quit")  # type: ignore[arg-type]
+                    process.wait(timeout=5)
+                except (OSError, subprocess.TimeoutExpired, ValueError):
+                    pass
+            _kill_group(process)
+            process.wait()
+            for stream in (process.stdin, process.stdout):
+                if stream is not None:
+                    stream.close()
+            self._stderr.close()
+            self._process = None
+        if self._base is not None:
+            shutil.rmtree(self._base, ignore_errors=True)
+            self._base = None
+
+    # ------------------------------------------------------------------ requests
+    def serve(self, day: int, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Slates [n, k] (int64, -1 = empty) and candidates scored [n] for ``users`` on ``day``."""
+        tick = time.perf_counter()
+        self._send("serve", {"users": users.astype(np.int64)}, day=int(day), k=self.slate_size)
+        header, arrays = self._receive(self.request_timeout_s, f"serving day {day}")
+        if header["op"] != "served":
+            self._fail(f"expected 'served', got {header['op']!r}")
+        items, candidates = arrays.get("items"), arrays.get("candidates")
+        n = users.size
+        if items is None or items.shape != (n, self.slate_size):
+            shape = None if items is None else items.shape
+            self._fail(f"serve returned items of shape {shape}, expected {(n, self.slate_size)}")
+        if candidates is None or candidates.shape != (n,):
+            self._fail(
+                f"serve returned candidates_scored of shape {getattr(candidates, 'shape', None)}"
+            )
+        self.serve_seconds += time.perf_counter() - tick
+        return items.astype(np.int64), np.clip(candidates, 0, None).astype(np.int64)
+
+    def update(self, rows: dict[str, np.ndarray]) -> None:
+        """Give the arm one day of its own impressions (user, item, day, position, click, watch)."""
+        tick = time.perf_counter()
+        self._send("update", rows)
+        header, _ = self._receive(self.request_timeout_s, "learning from feedback")
+        if header["op"] != "updated":
+            self._fail(f"expected 'updated', got {header['op']!r}")
+        self.update_seconds += time.perf_counter() - tick
+
+    # ------------------------------------------------------------------ plumbing
+    def _send(self, op: str, arrays: dict[str, np.ndarray], **fields: Any) -> None:
+        process = self._require()
+        try:
+            write_message(process.stdin, op, arrays, **fields)  # type: ignore[arg-type]
+        except (BrokenPipeError, OSError, ValueError):
+            self._fail("the arm process exited")
+
+    def _receive(
+        self, timeout_s: float, doing: str
+    ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        deadline = time.monotonic() + timeout_s
+        line = self._read_until_newline(deadline, doing)
+        try:
+            header = parse_header(line)
+        except ProtocolError as error:
+            self._fail(f"malformed reply while {doing}: {error}")
+        if header["op"] == "error":
+            self._fail(str(header.get("message", "error"))[:500])
+        payload = self._read_exactly(payload_size(header), deadline, doing)
+        try:
+            return header, decode_arrays(header, payload)
+        except ProtocolError as error:
+            self._fail(f"malformed reply while {doing}: {error}")
+
+    def _read_until_newline(self, deadline: float, doing: str) -> bytes:
+        while b"\n" not in self._buffer:
+            if len(self._buffer) > MAX_HEADER_BYTES:
+                self._fail(f"malformed reply while {doing}: header too long")
+            self._fill(deadline, doing)
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return line + b"\n"
+
+    def _read_exactly(self, size: int, deadline: float, doing: str) -> bytes:
+        chunks = [self._buffer[:size]]
+        got = len(chunks[0])
+        self._buffer = self._buffer[size:]
+        while got < size:
+            self._fill(deadline, doing)
+            take = self._buffer[: size - got]
+            self._buffer = self._buffer[len(take) :]
+            chunks.append(take)
+            got += len(take)
+        return b"".join(chunks)
+
+    def _fill(self, deadline: float, doing: str) -> None:
+        process = self._require()
+        fd = process.stdout.fileno()  # type: ignore[union-attr]
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            self._fail(f"timed out after {self.request_timeout_s:g} s while {doing}", kill=True)
+        with selectors.DefaultSelector() as selector:
+            selector.register(fd, selectors.EVENT_READ)
+            if not selector.select(timeout=remaining):
+                self._fail(f"timed out while {doing}", kill=True)
+        chunk = os.read(fd, 1 << 20)
+        if not chunk:
+            process.wait()
+            self._fail(f"the arm process exited ({_exit_text(process.returncode)}) while {doing}")
+        self._buffer += chunk
+
+    def _require(self) -> subprocess.Popen[bytes]:
+        if self._process is None:
+            raise ArmFailure(f"arm {self.name} is not running")
+        return self._process
+
+    def _stderr_tail(self, lines: int = 12) -> str:
+        if self._base is None:
+            return ""
+        try:
+            self._stderr.flush()
+            text = (self._base / "stderr.log").read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.strip().splitlines()[-lines:])
+
+    def _fail(self, reason: str, kill: bool = False) -> Any:
+        if kill and self._process is not None:
+            _kill_group(self._process)
+        tail = self._stderr_tail()
+        detail = f"arm {self.name}: {reason}"
+        raise ArmFailure(f"{detail}\n{tail}" if tail else detail)
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass  # already gone
+
+
+def _exit_text(code: int | None) -> str:
+    if code is None:
+        return "still running"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
