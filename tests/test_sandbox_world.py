@@ -12,20 +12,36 @@ import pytest
 from agentx.sandbox.online import SandboxWorld
 from agentx.sandbox.target import SandboxTarget
 from agentx.sandbox.world import WorldError, WorldParams, load_world, shipped_worlds
+from agentx.target.contract import StageTraffic
 from agentx.workspace import git
+
+
+def _cluster(world: WorldParams, name: str):
+    return next(cluster for cluster in world.clusters if cluster.name == name)
 
 
 def test_shipped_worlds_load_and_differ() -> None:
     worlds = {name: load_world(name) for name in shipped_worlds()}
     assert {"default", "fresh", "niche", "tiny"} <= set(worlds)
-    assert worlds["fresh"].freshness_weight > worlds["default"].freshness_weight
-    assert worlds["niche"].taste_concentration < worlds["default"].taste_concentration
+    assert worlds["default"].n_users >= 200_000
+    explorers = {name: _cluster(w, "explorers").share for name, w in worlds.items()}
+    assert explorers["fresh"] > explorers["default"] > explorers["niche"]
+    loyal = {name: _cluster(w, "loyalists").taste_concentration for name, w in worlds.items()}
+    assert loyal["niche"] < loyal["default"]
+    assert worlds["default"].horizon_days >= 28
 
 
 def test_invalid_world_file_names_the_field(tmp_path: Path) -> None:
     path = tmp_path / "bad.json"
-    path.write_text(json.dumps({"name": "bad", "position_bias_eta": -1}))
-    with pytest.raises(WorldError, match="position_bias_eta"):
+    path.write_text(json.dumps({"name": "bad", "fatigue_rate": -1}))
+    with pytest.raises(WorldError, match="fatigue_rate"):
+        load_world(path)
+    clusters = [{"name": "a", "share": 0.5, "position_bias_eta": -1}]
+    path.write_text(json.dumps({"name": "bad", "clusters": clusters}))
+    with pytest.raises(WorldError, match=r"clusters\.0\.position_bias_eta"):
+        load_world(path)
+    path.write_text(json.dumps({"name": "bad", "clusters": [{"name": "a", "share": 0.5}]}))
+    with pytest.raises(WorldError, match="shares must sum to 1"):
         load_world(path)
     path.write_text(json.dumps({"name": "bad", "n_userz": 5}))
     with pytest.raises(WorldError, match="n_userz"):
@@ -84,3 +100,80 @@ def test_levers_have_real_trade_offs(tiny_target: SandboxTarget, tmp_path: Path)
     truth_explore = tiny_target.ground_truth(explore)
     assert truth_explore.relative["tail_share"] > 0.0
     assert truth_explore.relative["watch_time"] > 0.0
+
+
+def test_user_state_never_holds_a_users_by_items_array(tiny_world: WorldParams) -> None:
+    """Memory grows with users x history: a world with 10x the items keeps the same state."""
+    small = SandboxWorld(tiny_world.model_copy(update={"n_users": 300}))
+    large = SandboxWorld(tiny_world.model_copy(update={"n_users": 300, "n_items": 4000}))
+    for name, value in vars(small.state_after_logs).items():
+        assert value.shape == getattr(large.state_after_logs, name).shape, name
+
+
+def test_stages_follow_each_other_in_time(tiny_target: SandboxTarget) -> None:
+    """A stage after an earlier one reads different days than the same stage alone."""
+    control = tiny_target.launch("control", tiny_target.repo_path)
+    treatment = tiny_target.launch("treatment", tiny_target.repo_path)
+    users = tiny_target.user_ids()
+    everyone = (users % 2).astype(np.int64)
+    canary = np.where(users % 10 < 2, everyone, -1)
+    alone = tiny_target.collect(control, treatment, everyone, days=2, seed=9)
+    later = tiny_target.collect(
+        control, treatment, everyone, days=2, seed=9, earlier=[StageTraffic(canary, 3, 8)]
+    )
+    assert not np.array_equal(
+        alone.metrics["control"]["watch_time"], later.metrics["control"]["watch_time"]
+    )
+    # The pre-period of a rollout precedes its first stage and is the same for every stage.
+    first = tiny_target.collect(control, treatment, canary, days=3, seed=8)
+    members = np.isin(later.users["control"], first.users["control"])
+    assert np.array_equal(
+        first.pre["control"]["watch_time"], later.pre["control"]["watch_time"][members]
+    )
+
+
+def _broken_variant(target: SandboxTarget, tmp_path: Path, old: str, new: str) -> Path:
+    path = tmp_path / "broken"
+    git.add_worktree(target.repo_path, path, f"test/{tmp_path.name}")
+    pipeline = path / "recsys" / "pipeline.py"
+    text = pipeline.read_text()
+    assert old in text
+    pipeline.write_text(text.replace(old, new, 1))
+    return path
+
+
+def test_an_arm_that_fails_to_learn_is_reported_not_raised(
+    tiny_target: SandboxTarget, tmp_path: Path
+) -> None:
+    """The closed loop calls the arm's update every day; a crash there halts the readout."""
+    broken = _broken_variant(
+        tiny_target,
+        tmp_path,
+        "    def update(self",
+        "    def update(self, *_args: object) -> None:\n"
+        "        raise ZeroDivisionError('the model cannot learn')\n\n"
+        "    def _replaced_update(self",
+    )
+    control = tiny_target.launch("control", tiny_target.repo_path)
+    treatment = tiny_target.launch("treatment", broken)
+    users = tiny_target.user_ids()
+    readout = tiny_target.collect(control, treatment, (users % 2).astype(np.int64), 2, seed=1)
+    assert set(readout.errors) == {"treatment"}
+    assert "ZeroDivisionError" in readout.errors["treatment"]
+
+
+def test_a_snapshot_altered_after_launch_is_refused(tiny_target: SandboxTarget) -> None:
+    """What an arm runs is frozen at launch and re-hashed on use."""
+    control = tiny_target.launch("control", tiny_target.repo_path)
+    arm = tiny_target.launch("treatment", tiny_target.repo_path)
+    victim = Path(arm.artefact) / "config.toml"
+    original = victim.read_text()
+    try:
+        victim.write_text(original + "\n# tampered\n")
+        users = tiny_target.user_ids()
+        readout = tiny_target.collect(control, arm, (users % 2).astype(np.int64), 2, seed=1)
+        assert readout.errors and "altered" in " ".join(readout.errors.values())
+    finally:
+        victim.write_text(original)
+    relaunched = tiny_target.launch("treatment", tiny_target.repo_path)
+    assert relaunched.ok and (Path(relaunched.artefact) / "config.toml").read_text() == original
