@@ -1,6 +1,15 @@
-"""Sandbox performance: simulator throughput, baseline train/serve, ground-truth cost.
+"""Sandbox performance: simulator throughput, a full staged rollout, ground truth.
 
 Usage: python benchmarks/sandbox_bench.py [--world default] [--out benchmarks/results]
+
+* **simulator throughput**: impressions per second of the user simulator alone (one core),
+  playing every day of the horizon for every visitor with slates drawn by the logging policy
+  (no arm process involved);
+* **staged rollout**: pre-period, canary, ramp and full stage of an A/A experiment with the
+  default stages, both arms serving and retraining day by day in their confined processes;
+  split into the simulator's share and the arms' train / serve / update time;
+* **ground truth** of the baseline over the truth horizon.
+
 Prints a table and writes sandbox-<world>.json. Numbers are wall-clock on this machine.
 """
 
@@ -14,61 +23,82 @@ from pathlib import Path
 
 import numpy as np
 
+from agentx.agents.evaluation.rollout import earlier_stages, stage_assignment, stage_seed
+from agentx.sandbox.logs import logging_policy_slates
 from agentx.sandbox.online import SandboxWorld
+from agentx.sandbox.simulator import DayTraffic, WindowTotals
 from agentx.sandbox.target import SandboxTarget
 from agentx.sandbox.world import load_world
+from agentx.settings import load_settings
 
 
-def _throughput(target: SandboxTarget, repeats: int) -> dict[str, float]:
-    arm = target.launch("control", target.repo_path)
-    serving = [target._serving(arm)]  # noqa: SLF001 - the benchmark measures the simulator alone
-    world = target.world
-    everyone = np.zeros(world.population.n_users, dtype=np.int64)
-    days = target.world_params.horizon_days
-    best = float("inf")
-    impressions = 0.0
-    for repeat in range(repeats):
-        started = time.perf_counter()
-        result = world.run_window(serving, everyone, days, seed=repeat)
-        elapsed = time.perf_counter() - started
-        impressions = float(
-            result.window.sampled["impressions"].sum() + result.pre.sampled["impressions"].sum()
+def simulator_throughput(world: SandboxWorld, days: int) -> dict[str, float]:
+    """Impressions per second of the simulator alone (slates drawn up front, not timed)."""
+    params, sim = world.params, world.simulator
+    state = world.fresh_state()
+    rng = np.random.default_rng(0)
+    totals = WindowTotals.zeros(world.population.n_users, world.population.n_items)
+    seconds = 0.0
+    impressions = 0
+    for t in range(days):
+        day = world.online_start_day + t
+        draws = sim.streams(1, 0, day)
+        tick = time.perf_counter()
+        users = sim.visitors(state, day, draws)
+        seconds += time.perf_counter() - tick
+        slates = logging_policy_slates(params, world.population, users, day, rng)
+        latency = np.full(users.size, params.latency_base_ms, dtype=np.float32)
+        traffic = DayTraffic(users, slates, latency, np.zeros(users.size, np.float32))
+        tick = time.perf_counter()
+        outcome = sim.sessions(state, traffic, day, draws, totals)
+        seconds += time.perf_counter() - tick
+        impressions += int(outcome.shown.sum())
+    return {"impressions": impressions, "seconds": seconds, "per_s": impressions / seconds}
+
+
+def staged_rollout(target: SandboxTarget) -> dict[str, float]:
+    """Wall time of every stage of an A/A rollout, as the Evaluation Agent runs it."""
+    settings = load_settings(workspace=target.root / "unused")
+    users = target.user_ids()
+    control = target.launch("control", target.repo_path)
+    twin = target.launch("treatment", target.repo_path)
+    started = time.perf_counter()
+    for stage in settings.stages:
+        target.collect(
+            control,
+            twin,
+            stage_assignment(users, "bench", stage.treatment_share),
+            days=stage.days,
+            seed=stage_seed(0, "bench", stage.name),
+            earlier=earlier_stages(users, stage, "bench", settings),
         )
-        best = min(best, elapsed)
-    return {"impressions": impressions, "seconds": best, "impressions_per_s": impressions / best}
+    return {"rollout_s": time.perf_counter() - started, **target.last_timing}
 
 
 def main() -> None:
     """Run the benchmark and print/write its results."""
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--world", default="default")
-    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
     params = load_world(args.world)
     rows: dict[str, float] = {}
 
     started = time.perf_counter()
-    SandboxWorld(params)
+    world = SandboxWorld(params)
     rows["world_build_s"] = time.perf_counter() - started
+    sim = simulator_throughput(world, params.horizon_days)
+    rows["sim_impressions"] = sim["impressions"]
+    rows["sim_seconds"] = sim["seconds"]
+    rows["sim_impressions_per_s"] = sim["per_s"]
 
     with tempfile.TemporaryDirectory() as tmp:
         target = SandboxTarget.create(Path(tmp), params)
-        started = time.perf_counter()
-        arm = target.launch("control", target.repo_path)
-        rows["launch_baseline_s"] = time.perf_counter() - started
-        with np.load(arm.artefact) as data:
-            rows["train_s"] = float(data["train_seconds"])
-            per_day = data["serve_seconds"]
-        rows["serve_ms_per_request"] = 1000.0 * float(np.median(per_day)) / params.n_users
-        rows["serve_s_per_day_all_users"] = float(np.median(per_day))
-        sim = _throughput(target, args.repeats)
-        rows["sim_impressions"] = sim["impressions"]
-        rows["sim_seconds"] = sim["seconds"]
-        rows["sim_impressions_per_s"] = sim["impressions_per_s"]
+        rows.update({f"last_stage_{k}": v for k, v in staged_rollout(target).items()})
         started = time.perf_counter()
         target.truth_of(target.repo_path)
         rows["ground_truth_s"] = time.perf_counter() - started
+        rows.update({f"truth_{k}": v for k, v in target.last_timing.items()})
         started = time.perf_counter()
         target.evaluate_offline(target.repo_path)
         rows["offline_eval_s"] = time.perf_counter() - started

@@ -76,6 +76,8 @@ class ArmProcess:
         self._process: subprocess.Popen[bytes] | None = None
         self._base: Path | None = None
         self._buffer = b""
+        self._tick = 0.0
+        self._pending: tuple[int, int] = (0, 0)
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> ArmProcess:
@@ -87,6 +89,11 @@ class ArmProcess:
 
     def start(self) -> None:
         """Start the process and wait until it has trained on the historical logs."""
+        self.spawn()
+        self.wait_ready()
+
+    def spawn(self) -> None:
+        """Start the process; it trains in the background until :meth:`wait_ready`."""
         self._base = Path(tempfile.mkdtemp(prefix="agentx-arm-"))
         scratch = self._base / "tmp"
         scratch.mkdir()
@@ -118,6 +125,9 @@ class ArmProcess:
             env=confined_env(scratch, None),
             start_new_session=True,
         )
+
+    def wait_ready(self) -> None:
+        """Wait until the process has trained; raises :class:`ArmFailure` if it did not."""
         header, _ = self._receive(self.train_timeout_s, "training")
         if header["op"] != "ready":
             self._fail(f"expected 'ready', got {header['op']!r}")
@@ -147,31 +157,47 @@ class ArmProcess:
     # ------------------------------------------------------------------ requests
     def serve(self, day: int, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Slates [n, k] (int64, -1 = empty) and candidates scored [n] for ``users`` on ``day``."""
-        tick = time.perf_counter()
+        self.begin_serve(day, users)
+        return self.finish_serve()
+
+    def begin_serve(self, day: int, users: np.ndarray) -> None:
+        """Send a serve request; several arms then work side by side until :meth:`finish_serve`."""
+        self._tick = time.perf_counter()
+        self._pending = (day, int(users.size))
         self._send("serve", {"users": users.astype(np.int64)}, day=int(day), k=self.slate_size)
+
+    def finish_serve(self) -> tuple[np.ndarray, np.ndarray]:
+        """The reply to :meth:`begin_serve`, checked."""
+        day, n = self._pending
         header, arrays = self._receive(self.request_timeout_s, f"serving day {day}")
         if header["op"] != "served":
             self._fail(f"expected 'served', got {header['op']!r}")
         items, candidates = arrays.get("items"), arrays.get("candidates")
-        n = users.size
         if items is None or items.shape != (n, self.slate_size):
             shape = None if items is None else items.shape
             self._fail(f"serve returned items of shape {shape}, expected {(n, self.slate_size)}")
         if candidates is None or candidates.shape != (n,):
-            self._fail(
-                f"serve returned candidates_scored of shape {getattr(candidates, 'shape', None)}"
-            )
-        self.serve_seconds += time.perf_counter() - tick
+            shape = None if candidates is None else candidates.shape
+            self._fail(f"serve returned candidates_scored of shape {shape}, expected {(n,)}")
+        self.serve_seconds += time.perf_counter() - self._tick
         return items.astype(np.int64), np.clip(candidates, 0, None).astype(np.int64)
 
     def update(self, rows: dict[str, np.ndarray]) -> None:
         """Give the arm one day of its own impressions (user, item, day, position, click, watch)."""
-        tick = time.perf_counter()
+        self.begin_update(rows)
+        self.finish_update()
+
+    def begin_update(self, rows: dict[str, np.ndarray]) -> None:
+        """Send one day of feedback; the arm learns while others do too."""
+        self._tick = time.perf_counter()
         self._send("update", rows)
+
+    def finish_update(self) -> None:
+        """Wait until the arm has learned from the feedback sent by :meth:`begin_update`."""
         header, _ = self._receive(self.request_timeout_s, "learning from feedback")
         if header["op"] != "updated":
             self._fail(f"expected 'updated', got {header['op']!r}")
-        self.update_seconds += time.perf_counter() - tick
+        self.update_seconds += time.perf_counter() - self._tick
 
     # ------------------------------------------------------------------ plumbing
     def _send(self, op: str, arrays: dict[str, np.ndarray], **fields: Any) -> None:

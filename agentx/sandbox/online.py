@@ -170,21 +170,27 @@ class SandboxWorld:
         k = params.slate_size
         slates = np.full((users.size, k), -1, dtype=np.int64)
         candidates = np.zeros(users.size, dtype=np.int64)
-        for key, arm in arms.items():
-            rows = np.flatnonzero(served_by == key)
-            if rows.size:
-                slates[rows], candidates[rows] = arm.serve(day, users[rows])
+        asked = {key: np.flatnonzero(served_by == key) for key in arms}
+        asked = {key: rows for key, rows in asked.items() if rows.size}
+        for key, rows in asked.items():  # every arm works at once, one process per core
+            arms[key].begin_serve(day, users[rows])
+        for key, rows in asked.items():
+            slates[rows], candidates[rows] = arms[key].finish_serve()
         clean, errors = clean_slates(slates, day, self.population)
         latency = params.latency_base_ms + params.latency_per_candidate_ms * candidates
         traffic = DayTraffic(users, clean, latency.astype(np.float32), errors)
         outcome = sim.sessions(state, traffic, day, draws, totals, counted)
         rows_of_day = outcome_rows(outcome, day)
+        owner = served_by[np.searchsorted(users, rows_of_day["user"])]
         for key, arm in arms.items():
-            if learn_all:
-                arm.update(rows_of_day)
-                continue
-            mine = served_by[np.searchsorted(users, rows_of_day["user"])] == key
-            arm.update({name: values[mine] for name, values in rows_of_day.items()})
+            mine = (
+                rows_of_day
+                if learn_all
+                else {name: values[owner == key] for name, values in rows_of_day.items()}
+            )
+            arm.begin_update(mine)
+        for arm in arms.values():
+            arm.finish_update()
 
 
 def clean_slates(
