@@ -238,7 +238,7 @@ class LogBuffer:
     watch time) are kept so that code computing ``user * n_items + item`` cannot overflow.
     """
 
-    GROWTH = 1.5
+    GROWTH = 2.0
 
     def __init__(self, log: Interactions, spare_rows: int = 0) -> None:
         capacity = len(log) + max(spare_rows, 0)

@@ -18,6 +18,8 @@ import scipy.sparse as sp
 from .data import Dataset
 from .history import click_matrix
 
+_BLOCK = 8192  # rows solved together: bounds the [rows, dim^2] temporaries (cache, memory)
+
 
 @dataclass(frozen=True)
 class Factors:
@@ -43,7 +45,8 @@ def _half_step(
     """Solve all rows of one side given the other side's factors ``fixed``.
 
     For row u: (F^T F + F^T (C_u - I) F + reg I) x_u = F^T C_u p_u. The sparse part
-    F^T (C_u - I) F is a sparse matrix times the row-wise outer products of F. ``gram``
+    F^T (C_u - I) F is a sparse matrix times the row-wise outer products of F. Rows are
+    solved in blocks, and rows without clicks are skipped (their solution is 0). ``gram``
     (F^T F + reg I over *all* rows of the other side) may be passed when ``fixed`` holds only
     the rows the sparse matrices' columns refer to (see :func:`fold_in`).
     """
@@ -51,9 +54,15 @@ def _half_step(
     if gram is None:
         gram = fixed.T @ fixed + reg * np.eye(dim)
     outer = (fixed[:, :, None] * fixed[:, None, :]).reshape(fixed.shape[0], dim * dim)
-    lhs = np.asarray(confidence @ outer).reshape(-1, dim, dim) + gram
-    rhs = np.asarray(weighted_pref @ fixed)
-    return np.linalg.solve(lhs, rhs[..., None])[..., 0]
+    out = np.zeros((confidence.shape[0], dim))
+    rows = np.flatnonzero(np.diff(confidence.indptr))  # a row without clicks solves to 0
+    for start in range(0, rows.size, _BLOCK):
+        block = rows[start : start + _BLOCK]
+        lhs = np.asarray(confidence[block] @ outer).reshape(-1, dim, dim)
+        lhs += gram
+        rhs = np.asarray(weighted_pref[block] @ fixed)
+        out[block] = np.linalg.solve(lhs, rhs[..., None])[..., 0]
+    return out
 
 
 def fit_als(
@@ -91,8 +100,12 @@ def fold_in(counts: sp.csr_matrix, fixed: np.ndarray, reg: float, alpha: float) 
     gram = fixed.T @ fixed + reg * np.eye(dim)
     if counts.shape[0] == 0:
         return np.zeros((0, dim))
-    columns, compact = np.unique(counts.indices, return_inverse=True)
-    shape = (counts.shape[0], columns.size)
-    extra_conf = sp.csr_matrix((alpha * counts.data, compact, counts.indptr), shape=shape)
-    weighted = sp.csr_matrix((1.0 + alpha * counts.data, compact, counts.indptr), shape=shape)
-    return _half_step(extra_conf, weighted, fixed[columns], reg, gram)
+    if fixed.shape[0] > counts.nnz:  # e.g. new items vs 200k users: keep the touched columns
+        columns, indices = np.unique(counts.indices, return_inverse=True)
+        fixed = fixed[columns]
+    else:  # e.g. users vs 5k items: the full outer-product table is cheaper than compacting
+        indices = counts.indices
+    shape = (counts.shape[0], fixed.shape[0])
+    extra_conf = sp.csr_matrix((alpha * counts.data, indices, counts.indptr), shape=shape)
+    weighted = sp.csr_matrix((1.0 + alpha * counts.data, indices, counts.indptr), shape=shape)
+    return _half_step(extra_conf, weighted, fixed, reg, gram)

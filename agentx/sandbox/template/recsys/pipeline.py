@@ -1,8 +1,9 @@
 """End-to-end: ``train()`` fits every stage from a data directory; ``Model.serve()`` builds slates.
 
 Data flow (see docs/ARCHITECTURE.md):
-train: load+validate log -> ALS factors -> log statistics (FeatureContext) -> features of every
-logged impression -> sample weights -> ranker fit.
+train: load+validate log -> split off the last ranker.train_days days -> ALS factors and log
+statistics (FeatureContext) of the days before -> features of the label days' impressions ->
+sample weights -> ranker fit -> the label days folded in like update() does.
 serve: retrieval channels -> union of candidates -> features -> ranker scores -> greedy
 re-ranking rules (seen filter, category cap, ...) -> exploration slots.
 update (one day of the model's own traffic): counts, history and log extended, ALS fold-in of
@@ -131,35 +132,25 @@ def _rows(log: Interactions, mask: np.ndarray) -> Interactions:
     return Interactions(**{f.name: getattr(log, f.name)[mask] for f in fields(Interactions)})
 
 
-def _fit_context(dataset: Dataset, config: Config, seed: int) -> FeatureContext:
-    """ALS on the dataset's clicks, then its counts and history: everything features read."""
-    rc = config.retrieval
-    clicks = click_counts(dataset)
-    factors = fit_als(clicks, rc.mf_dim, rc.mf_reg, rc.mf_alpha, rc.mf_iters, seed)
-    return build_context(dataset, config, factors, clicks)
+def split_log(dataset: Dataset, config: Config) -> tuple[Dataset, Interactions] | None:
+    """(the data before the ranker's label days, the rows of the label days), or None.
 
-
-def ranker_rows(
-    dataset: Dataset, config: Config, seed: int
-) -> tuple[FeatureContext | None, Interactions]:
-    """The impressions the ranker learns from, and the context their features come from.
-
-    Time split (``ranker.train_days = N > 0``): the rows of the last N logged days, with
-    features from a model fitted on the days before them only, exactly as those impressions
-    looked when they were served. Features from the whole log would include each row's own
-    click (the ALS factors reconstruct it, the counts contain it); a ranker trained on them
-    learns "items this user already clicked" and, once the seen filter removes those, ranks
-    the remaining items worse than chance. Returns ``(None, whole log)`` (the caller then uses
-    the full context) when ``train_days`` is 0 or the log has no day before the split.
+    Time split (``ranker.train_days = N > 0``): the ranker learns from the impressions of the
+    last N logged days, with features from a model fitted on the days before them only,
+    exactly as those impressions looked when they were served. Features from the whole log
+    would include each row's own click (the ALS factors reconstruct it, the counts contain
+    it); a ranker trained on them learns "items this user already clicked" and, once the seen
+    filter removes those, ranks the remaining items no better than chance. None (train on
+    the whole log, leaky features) when ``train_days`` is 0 or no logged day precedes the split.
     """
     meta, log = dataset.meta, dataset.log
     split = meta.last_day - config.ranker.train_days + 1
     if config.ranker.train_days == 0 or not np.any(log.day < split):
-        return None, log
+        return None
     earlier = Dataset(
         meta=replace(meta, last_day=split - 1), items=dataset.items, log=_rows(log, log.day < split)
     )
-    return _fit_context(earlier, config, seed), _rows(log, log.day >= split)
+    return earlier, _rows(log, log.day >= split)
 
 
 def check_registry_names(config: Config) -> None:
@@ -174,7 +165,13 @@ def check_registry_names(config: Config) -> None:
 
 
 def train(data_dir: str | Path, config: Config | None = None, seed: int = 0) -> Model:
-    """Fit the whole recommender on a data directory. Same data + config + seed -> same model."""
+    """Fit the whole recommender on a data directory. Same data + config + seed -> same model.
+
+    With the time split (``ranker.train_days``): ALS and counts on the days before the label
+    days, ranker on the label days with those features, then the label days are folded in
+    day by day exactly as ``Model.update`` folds in serving days, so the returned model knows
+    the whole log and the full ALS fit runs once. Without it: everything on the whole log.
+    """
     config = config if config is not None else load_config()
     check_registry_names(config)
     seconds: dict[str, float] = {}
@@ -188,12 +185,16 @@ def train(data_dir: str | Path, config: Config | None = None, seed: int = 0) -> 
 
     dataset = load_dataset(data_dir)
     lap("load")
-    ctx = _fit_context(dataset, config, seed)
+    split = split_log(dataset, config)
+    earlier, rows = split if split is not None else (dataset, dataset.log)
+    del dataset  # the split holds the rows; do not keep a third copy of the log alive
+    rc = config.retrieval
+    clicks = click_counts(earlier)
+    factors = fit_als(clicks, rc.mf_dim, rc.mf_reg, rc.mf_alpha, rc.mf_iters, seed)
+    ctx = build_context(earlier, config, factors, clicks)
     lap("mf")
-    feature_ctx, rows = ranker_rows(dataset, config, seed)
-    lap("mf_before_split")
     names = config.ranker.features
-    features = feature_matrix(feature_ctx or ctx, names, rows.user, rows.item, rows.day)
+    features = feature_matrix(ctx, names, rows.user, rows.item, rows.day)
     lap("features")
     data = LossInput(
         labels=rows.click.astype(np.float64),
@@ -204,5 +205,8 @@ def train(data_dir: str | Path, config: Config | None = None, seed: int = 0) -> 
     ranker = fit_ranker(features, data, config.ranker, names)
     lap("ranker")
     online = OnlineState.start(ctx)  # moves the log into a growable buffer for update()
-    lap("online")
+    if split is not None:  # the label days enter the model like any later day: update()
+        for day in np.unique(rows.day):
+            apply_day(ctx, online, _rows(rows, rows.day == day))
+    lap("replay")
     return Model(ctx=ctx, ranker=ranker, seed=seed, train_seconds=seconds, online=online)

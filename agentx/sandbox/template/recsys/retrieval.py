@@ -30,14 +30,20 @@ def _same_for_everyone(ranked: np.ndarray, n_users: int, pool: int) -> np.ndarra
 def mf_channel(ctx: FeatureContext, users: np.ndarray, day: int, pool: int) -> np.ndarray:
     """Top-``pool`` released items by ALS score: personalised recall.
 
-    Users without logged clicks have zero factors, so their row is arbitrary (ties); the
-    popularity channel is what covers them.
+    Users without clicks have zero factors, so every score ties: they get the first ``pool``
+    released ids without scoring (an arbitrary but deterministic list); the popularity
+    channel is what covers them.
     """
     ids = _released_ids(ctx, day)
     if pool >= ids.shape[0]:
         return np.broadcast_to(ids, (users.shape[0], ids.shape[0]))
-    scores = ctx.factors.user[users] @ ctx.factors.item[ids].T  # float32 [n, n_released]
-    return ids[top_columns(scores, pool)]
+    vectors = ctx.factors.user[users]
+    warm = np.flatnonzero(np.any(vectors != 0, axis=1))
+    out = np.broadcast_to(ids[:pool], (users.shape[0], pool)).copy()
+    if warm.size:
+        scores = vectors[warm] @ ctx.factors.item[ids].T  # float32 [n_warm, n_released]
+        out[warm] = ids[top_columns(scores, pool)]
+    return out
 
 
 _SAMPLE = 512  # columns sampled per row to estimate the top-k threshold

@@ -18,7 +18,7 @@ from synthetic import true_attractiveness
 from recsys import Config, DataError, Model, interactions_from_arrays, train
 from recsys.data import Interactions, LogBuffer, load_dataset
 from recsys.history import pair_matrix, pairs_in
-from recsys.pipeline import ranker_rows
+from recsys.pipeline import split_log
 from recsys.rerank import SlateState, seen_filter
 
 LAST = 4  # the synthetic log covers days 0..4
@@ -87,8 +87,12 @@ def test_new_items_get_factors_and_known_items_keep_theirs(updated, data_dir: Pa
     assert first_clicks.size > 0  # the synthetic data releases items during the log
     assert np.all(np.abs(before.ctx.factors.item[first_clicks]).sum(axis=1) == 0)
     assert np.all(np.abs(after.ctx.factors.item[first_clicks]).sum(axis=1) > 0)
-    known = before.ctx.item_clicks > 0
-    np.testing.assert_array_equal(before.ctx.factors.item[known], after.ctx.factors.item[known])
+    assert before.online is not None
+    fitted = before.online.fitted_items  # items with clicks at the full ALS fit
+    assert fitted.any()
+    np.testing.assert_array_equal(before.ctx.factors.item[fitted], after.ctx.factors.item[fitted])
+    refreshed = np.flatnonzero(np.any(before.ctx.factors.item != after.ctx.factors.item, axis=1))
+    assert np.all(np.isin(refreshed, day["item"][day["click"] == 1]))  # only clicked ones move
 
 
 def test_empty_day_is_a_no_op(head_dir: Path, data_dir: Path, config: Config) -> None:
@@ -240,14 +244,18 @@ def test_pairs_in_matches_a_dense_lookup() -> None:
     np.testing.assert_array_equal(pairs_in(matrix, users, candidates), expected)
 
 
-def test_ranker_learns_from_a_time_split(data_dir: Path, config: Config) -> None:
+def test_ranker_learns_from_a_time_split(data_dir: Path, config: Config, model: Model) -> None:
     dataset = load_dataset(data_dir)
-    feature_ctx, rows = ranker_rows(dataset, config, seed=0)
-    split = LAST - config.ranker.train_days + 1
-    assert feature_ctx is not None and rows.day.min() == split
-    assert feature_ctx.dataset.log.day.max() == split - 1  # features never see the label day
-    whole_ctx, whole = ranker_rows(dataset, config.with_overrides({"ranker.train_days": 0}), 0)
-    assert whole_ctx is None and len(whole) == len(dataset.log)
+    split = split_log(dataset, config)
+    assert split is not None
+    earlier, rows = split
+    first_label_day = LAST - config.ranker.train_days + 1
+    assert rows.day.min() == first_label_day and earlier.log.day.max() == first_label_day - 1
+    assert earlier.meta.last_day == first_label_day - 1  # features never see the label days
+    assert len(earlier.log) + len(rows) == len(dataset.log)
+    assert split_log(dataset, config.with_overrides({"ranker.train_days": 0})) is None
+    # The label days then enter the model through update(): it knows the whole log.
+    assert model.ctx.dataset.meta == dataset.meta and len(model.ctx.dataset.log) == len(dataset.log)
 
 
 def test_slates_beat_random_unwatched_items(data_dir: Path, model: Model) -> None:
