@@ -71,6 +71,7 @@ class RankerConfig:
     epochs: int
     learning_rate: float
     momentum: float
+    train_days: int
     # <config:ranker>
 
     def __post_init__(self) -> None:
@@ -80,6 +81,7 @@ class RankerConfig:
         _require(self.epochs >= 0, "ranker.epochs must be >= 0")
         _require(self.learning_rate > 0, "ranker.learning_rate must be > 0")
         _require(0 <= self.momentum < 1, "ranker.momentum must be in [0, 1)")
+        _require(self.train_days >= 0, "ranker.train_days must be >= 0")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,11 +90,19 @@ class RerankConfig:
 
     category_cap: int
     exploration_slots: int
+    seen_penalty: float
+    recent_impression_penalty: float
+    recent_impression_days: int
     # <config:rerank>
 
     def __post_init__(self) -> None:
         _require(self.category_cap >= 0, "rerank.category_cap must be >= 0")
         _require(self.exploration_slots >= 0, "rerank.exploration_slots must be >= 0")
+        _require(self.seen_penalty >= 0, "rerank.seen_penalty must be >= 0")
+        _require(
+            self.recent_impression_penalty >= 0, "rerank.recent_impression_penalty must be >= 0"
+        )
+        _require(self.recent_impression_days >= 0, "rerank.recent_impression_days must be >= 0")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -151,33 +151,22 @@ def _build_items(raw: dict[str, np.ndarray], meta: Meta) -> Items:
     return Items(**arrays)
 
 
-def _build_log(raw: dict[str, np.ndarray], meta: Meta, items: Items) -> Interactions:
-    m = raw["user"].shape[0] if raw["user"].ndim == 1 else -1
-    if m == 0:
-        raise DataError("interactions.npz holds no impressions: nothing to learn from")
-    ints = {f: _as_int(f"interactions.{f}", raw[f], m) for f in LOG_FIELDS[:-1]}
-    watch = raw["watch_time"]
+def _normalise_log(raw: dict[str, np.ndarray], where: str) -> Interactions:
+    """Shape, dtype and value checks that need no metadata; returns the normalised dtypes."""
+    user = np.asarray(raw["user"])
+    m = user.shape[0] if user.ndim == 1 else -1
+    ints = {f: _as_int(f"{where}.{f}", np.asarray(raw[f]), m) for f in LOG_FIELDS[:-1]}
+    watch = np.asarray(raw["watch_time"])
     if watch.ndim != 1 or watch.shape[0] != m:
-        raise DataError(f"interactions.watch_time has shape {watch.shape}, expected ({m},)")
+        raise DataError(f"{where}.watch_time has shape {watch.shape}, expected ({m},)")
     if not np.issubdtype(watch.dtype, np.number) or np.issubdtype(watch.dtype, np.complexfloating):
-        raise DataError(f"interactions.watch_time must be real numbers, got {watch.dtype}")
+        raise DataError(f"{where}.watch_time must be real numbers, got {watch.dtype}")
     watch = watch.astype(np.float64)
-    _check_range("interactions.user", ints["user"], 0, meta.n_users)
-    _check_range("interactions.item", ints["item"], 0, meta.n_items)
-    _check_range("interactions.day", ints["day"], meta.first_day, meta.last_day + 1)
-    _check_range("interactions.position", ints["position"], 0, meta.slate_size)
-    _check_range("interactions.click", ints["click"], 0, 2)
+    _check_range(f"{where}.click", ints["click"], 0, 2)
     if not np.all(np.isfinite(watch)) or (watch.size and watch.min() < 0):
-        raise DataError("interactions.watch_time must be finite and >= 0")
+        raise DataError(f"{where}.watch_time must be finite and >= 0")
     if np.any((ints["click"] == 0) & (watch > 0)):
-        raise DataError("interactions.watch_time must be 0 when click == 0")
-    early = items.release_day[ints["item"]] > ints["day"]
-    if np.any(early):
-        first = int(np.flatnonzero(early)[0])
-        raise DataError(
-            f"interactions row {first}: item {ints['item'][first]} shown on day "
-            f"{ints['day'][first]} before its release_day {items.release_day[ints['item'][first]]}"
-        )
+        raise DataError(f"{where}.watch_time must be 0 when click == 0")
     return Interactions(
         user=ints["user"],
         item=ints["item"],
@@ -186,6 +175,103 @@ def _build_log(raw: dict[str, np.ndarray], meta: Meta, items: Items) -> Interact
         click=ints["click"].astype(np.int8),
         watch_time=watch,
     )
+
+
+def check_log(log: Interactions, meta: Meta, items: Items, where: str = "interactions") -> None:
+    """Range checks of a normalised log against the data directory's sizes and release days.
+
+    Days are checked against ``first_day`` only: the caller decides the upper bound (the
+    loader requires ``<= meta.last_day``; ``Model.update`` requires a single, new day).
+    """
+    _check_range(f"{where}.user", log.user, 0, meta.n_users)
+    _check_range(f"{where}.item", log.item, 0, meta.n_items)
+    _check_range(f"{where}.position", log.position, 0, meta.slate_size)
+    if log.day.size and log.day.min() < meta.first_day:
+        raise DataError(f"{where}.day before meta.first_day {meta.first_day}: {log.day.min()}")
+    early = items.release_day[log.item] > log.day
+    if np.any(early):
+        first = int(np.flatnonzero(early)[0])
+        raise DataError(
+            f"{where} row {first}: item {log.item[first]} shown on day "
+            f"{log.day[first]} before its release_day {items.release_day[log.item[first]]}"
+        )
+
+
+def interactions_from_arrays(**arrays: np.ndarray) -> Interactions:
+    """Build an :class:`Interactions` from raw arrays, validated and normalised like the loader.
+
+    Takes exactly the keyword arrays ``user``, ``item``, ``day``, ``position``, ``click`` and
+    ``watch_time`` (any integer / real dtypes, e.g. the simulator's int32 and float32) and
+    returns int64 ids, days and positions, int8 clicks and float64 watch time. Checks what
+    needs no metadata (1-D, equal lengths, integer ids, clicks 0/1, finite non-negative watch
+    time that is 0 without a click); ``Model.update`` checks ids, days and release days against
+    the model's data. An empty set of arrays is valid (a day without traffic).
+    Raises :class:`DataError` on any violation.
+    """
+    missing = [f for f in LOG_FIELDS if f not in arrays]
+    unknown = sorted(set(arrays) - set(LOG_FIELDS))
+    if missing or unknown:
+        raise DataError(
+            f"interactions need arrays {list(LOG_FIELDS)}; missing {missing}, unknown {unknown}"
+        )
+    return _normalise_log(arrays, "feedback")
+
+
+def _build_log(raw: dict[str, np.ndarray], meta: Meta, items: Items) -> Interactions:
+    if raw["user"].ndim == 1 and raw["user"].shape[0] == 0:
+        raise DataError("interactions.npz holds no impressions: nothing to learn from")
+    log = _normalise_log(raw, "interactions")
+    _check_range("interactions.day", log.day, meta.first_day, meta.last_day + 1)
+    check_log(log, meta, items)
+    return log
+
+
+class LogBuffer:
+    """Append-only storage of a growing impression log, with spare capacity.
+
+    ``Model.update`` adds one day to the log every day. Concatenating the whole history each
+    day would cost O(history) per day (tens of millions of rows in the default world); writing
+    the day into spare capacity costs O(day), and the occasional regrowth (by ``GROWTH``)
+    keeps the amortised cost per appended row constant. :attr:`log` returns views of the
+    filled prefix: rows a view covers are never written again, so an ``Interactions`` handed
+    out earlier stays valid and unchanged. The public dtypes (int64 ids, int8 clicks, float64
+    watch time) are kept so that code computing ``user * n_items + item`` cannot overflow.
+    """
+
+    GROWTH = 2.0
+
+    def __init__(self, log: Interactions, spare_rows: int = 0) -> None:
+        capacity = len(log) + max(spare_rows, 0)
+        self._columns = {f: np.empty(capacity, getattr(log, f).dtype) for f in LOG_FIELDS}
+        for name, column in self._columns.items():
+            column[: len(log)] = getattr(log, name)
+        self._size = len(log)
+
+    def __len__(self) -> int:
+        return self._size
+
+    @property
+    def capacity(self) -> int:
+        return int(self._columns["user"].shape[0])
+
+    @property
+    def log(self) -> Interactions:
+        """The rows appended so far (views, no copy)."""
+        return Interactions(**{f: c[: self._size] for f, c in self._columns.items()})
+
+    def append(self, rows: Interactions) -> Interactions:
+        """Append normalised rows; returns the whole log."""
+        needed = self._size + len(rows)
+        if needed > self.capacity:
+            capacity = max(needed, int(self.capacity * self.GROWTH))
+            for name, column in self._columns.items():
+                grown = np.empty(capacity, column.dtype)
+                grown[: self._size] = column[: self._size]
+                self._columns[name] = grown
+        for name, column in self._columns.items():
+            column[self._size : needed] = getattr(rows, name)
+        self._size = needed
+        return self.log
 
 
 def load_dataset(data_dir: str | Path) -> Dataset:

@@ -16,6 +16,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from .data import Dataset
+from .history import click_matrix
+
+_BLOCK = 8192  # rows solved together: bounds the [rows, dim^2] temporaries (cache, memory)
 
 
 @dataclass(frozen=True)
@@ -28,28 +31,38 @@ class Factors:
 
 def click_counts(dataset: Dataset) -> sp.csr_matrix:
     """User x item matrix of logged click counts (repeat clicks across days add up)."""
-    log = dataset.log
-    clicked = log.click == 1
-    shape = (dataset.meta.n_users, dataset.meta.n_items)
-    data = np.ones(int(clicked.sum()), dtype=np.float64)
-    counts = sp.coo_matrix((data, (log.user[clicked], log.item[clicked])), shape=shape)
-    return counts.tocsr()  # duplicates are summed
+    meta = dataset.meta
+    return click_matrix(dataset.log, meta.n_users, meta.n_items)
 
 
 def _half_step(
-    confidence: sp.csr_matrix, weighted_pref: sp.csr_matrix, fixed: np.ndarray, reg: float
+    confidence: sp.csr_matrix,
+    weighted_pref: sp.csr_matrix,
+    fixed: np.ndarray,
+    reg: float,
+    gram: np.ndarray | None = None,
 ) -> np.ndarray:
     """Solve all rows of one side given the other side's factors ``fixed``.
 
     For row u: (F^T F + F^T (C_u - I) F + reg I) x_u = F^T C_u p_u. The sparse part
-    F^T (C_u - I) F is a sparse matrix times the row-wise outer products of F.
+    F^T (C_u - I) F is a sparse matrix times the row-wise outer products of F. Rows are
+    solved in blocks, and rows without clicks are skipped (their solution is 0). ``gram``
+    (F^T F + reg I over *all* rows of the other side) may be passed when ``fixed`` holds only
+    the rows the sparse matrices' columns refer to (see :func:`fold_in`).
     """
     dim = fixed.shape[1]
-    gram = fixed.T @ fixed + reg * np.eye(dim)
+    if gram is None:
+        gram = fixed.T @ fixed + reg * np.eye(dim)
     outer = (fixed[:, :, None] * fixed[:, None, :]).reshape(fixed.shape[0], dim * dim)
-    lhs = np.asarray(confidence @ outer).reshape(-1, dim, dim) + gram
-    rhs = np.asarray(weighted_pref @ fixed)
-    return np.linalg.solve(lhs, rhs[..., None])[..., 0]
+    out = np.zeros((confidence.shape[0], dim))
+    rows = np.flatnonzero(np.diff(confidence.indptr))  # a row without clicks solves to 0
+    for start in range(0, rows.size, _BLOCK):
+        block = rows[start : start + _BLOCK]
+        lhs = np.asarray(confidence[block] @ outer).reshape(-1, dim, dim)
+        lhs += gram
+        rhs = np.asarray(weighted_pref[block] @ fixed)
+        out[block] = np.linalg.solve(lhs, rhs[..., None])[..., 0]
+    return out
 
 
 def fit_als(
@@ -69,3 +82,30 @@ def fit_als(
         user = _half_step(extra_conf, weighted_pref, item, reg)
         item = _half_step(extra_conf_t, weighted_pref_t, user, reg)
     return Factors(user=user.astype(np.float32), item=item.astype(np.float32))
+
+
+def fold_in(counts: sp.csr_matrix, fixed: np.ndarray, reg: float, alpha: float) -> np.ndarray:
+    """One ALS half-step for some rows only: ``counts`` [rows, n_other] against ``fixed``.
+
+    This is how the model absorbs a day of feedback without a full refit: the rows of users
+    with new clicks (their whole accumulated click rows) are re-solved against the fixed item
+    factors, and likewise new items against the user factors. Each solve is exactly the one
+    :func:`fit_als` would make for that row given ``fixed``. Only the columns the rows touch
+    enter the sparse products, so the cost grows with the rows' clicks, not with the size of
+    the other side (200k users would otherwise mean a 200k x dim^2 table per item solve).
+    Returns float64 [rows, dim].
+    """
+    fixed = np.asarray(fixed, dtype=np.float64)
+    dim = fixed.shape[1]
+    gram = fixed.T @ fixed + reg * np.eye(dim)
+    if counts.shape[0] == 0:
+        return np.zeros((0, dim))
+    if fixed.shape[0] > counts.nnz:  # e.g. new items vs 200k users: keep the touched columns
+        columns, indices = np.unique(counts.indices, return_inverse=True)
+        fixed = fixed[columns]
+    else:  # e.g. users vs 5k items: the full outer-product table is cheaper than compacting
+        indices = counts.indices
+    shape = (counts.shape[0], fixed.shape[0])
+    extra_conf = sp.csr_matrix((alpha * counts.data, indices, counts.indptr), shape=shape)
+    weighted = sp.csr_matrix((1.0 + alpha * counts.data, indices, counts.indptr), shape=shape)
+    return _half_step(extra_conf, weighted, fixed, reg, gram)

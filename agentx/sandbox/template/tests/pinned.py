@@ -26,8 +26,12 @@ BASELINE: dict[str, Any] = {
     "ranker.epochs": 40,
     "ranker.learning_rate": 1.0,
     "ranker.momentum": 0.8,
+    "ranker.train_days": 2,
     "rerank.category_cap": 4,
     "rerank.exploration_slots": 0,
+    "rerank.seen_penalty": 5.0,
+    "rerank.recent_impression_penalty": 0.5,
+    "rerank.recent_impression_days": 2,
 }
 
 
