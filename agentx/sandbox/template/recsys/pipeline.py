@@ -64,9 +64,6 @@ class Model:
         names = self.config.ranker.features
         return self.ranker.score(feature_matrix(self.ctx, names, users, items, day))
 
-    def update(self, feedback: object) -> None:
-        """Learn from one day of this model's own traffic (the static baseline ignores it)."""
-
     def serve(self, user_ids: np.ndarray, k: int, day: int) -> ServeResult:
         """Top-``k`` slates for ``user_ids`` on ``day``; vectorised over users."""
         users = _check_users(user_ids, self.ctx.n_users)
