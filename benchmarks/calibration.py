@@ -37,6 +37,7 @@ from agentx.agents.brainstorm.agent import feasible
 from agentx.agents.evaluation.rollout import earlier_stages, stage_assignment, stage_seed
 from agentx.agents.evaluation.truth import classify_truth
 from agentx.research.catalog import load_catalog
+from agentx.sandbox.calibration import REFERENCE_SLATES
 from agentx.sandbox.target import SandboxTarget
 from agentx.sandbox.world import load_world
 from agentx.settings import load_settings
@@ -48,24 +49,6 @@ RESULTS = Path(__file__).parent / "results" / "calibration.json"
 NORTH_STAR = "watch_time"
 NOVELTY_DAYS = 3
 
-# A random slate: every user gets k released items drawn uniformly, keyed on (day, user).
-RANDOM_SERVE = '''
-    def serve(self, user_ids: np.ndarray, k: int, day: int) -> ServeResult:
-        """Calibration baseline: uniformly random released items (no model at all)."""
-        from .randomness import keyed_uniform
-
-        users = np.asarray(user_ids, dtype=np.int64)
-        released = np.flatnonzero(self.ctx.released(int(day)))
-        keys = np.stack([keyed_uniform(99, int(day), users, slot) for slot in range(4 * k)], 1)
-        draws = released[np.minimum((keys * released.size).astype(np.int64), released.size - 1)]
-        items = np.full((users.size, k), -1, dtype=np.int64)
-        for row in range(users.size):
-            unique = list(dict.fromkeys(draws[row].tolist()))[:k]
-            items[row, : len(unique)] = unique
-        return ServeResult(items=items, candidates_scored=np.full(users.size, k, np.int64))
-
-    def _unused_serve(self, user_ids: np.ndarray, k: int, day: int) -> ServeResult:'''
-
 
 def variant(target: SandboxTarget, name: str, edit) -> Path:
     """A worktree of the baseline with ``edit(path)`` applied (created once)."""
@@ -74,29 +57,6 @@ def variant(target: SandboxTarget, name: str, edit) -> Path:
         git.add_worktree(target.repo_path, path, f"calibration/{name}")
         edit(path)
     return path
-
-
-def random_slate(path: Path) -> None:
-    pipeline = path / "recsys" / "pipeline.py"
-    text = pipeline.read_text()
-    anchor = "    def serve(self, user_ids: np.ndarray, k: int, day: int) -> ServeResult:"
-    pipeline.write_text(text.replace(anchor, RANDOM_SERVE.strip("\n"), 1))
-
-
-def popularity_slate(path: Path) -> None:
-    config = path / "config.toml"
-    text = config.read_text()
-    for key, value in {"mf_pool": "0", "popular_pool": "100", "fresh_pool": "0"}.items():
-        lines = [
-            f"{key} = {value}" if line.split("=")[0].strip() == key else line
-            for line in text.splitlines()
-        ]
-        text = "\n".join(lines) + "\n"
-    text = text.replace(
-        'features = ["mf_score", "item_popularity", "item_ctr", "user_activity"]',
-        'features = ["item_popularity"]',
-    )
-    config.write_text(text)
 
 
 def early_effect(target: SandboxTarget, path: Path, days: int) -> float:
@@ -144,7 +104,7 @@ def measure_world(world_name: str, root: Path, quick: bool) -> dict:
     started = time.perf_counter()
     base = target.truth_of(target.repo_path)
     out: dict = {"baseline": base}
-    for name, edit in (("random_slate", random_slate), ("popularity_slate", popularity_slate)):
+    for name, edit in REFERENCE_SLATES.items():
         out[name] = target.ground_truth(variant(target, name, edit)).relative[NORTH_STAR]
     techniques: dict[str, float] = {}
     detail: dict[str, dict] = {}
