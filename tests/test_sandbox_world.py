@@ -23,7 +23,7 @@ def _cluster(world: WorldParams, name: str):
 def test_shipped_worlds_load_and_differ() -> None:
     worlds = {name: load_world(name) for name in shipped_worlds()}
     assert {"default", "fresh", "niche", "tiny"} <= set(worlds)
-    assert worlds["default"].n_users >= 200_000
+    assert worlds["default"].n_users >= 100_000
     explorers = {name: _cluster(w, "explorers").share for name, w in worlds.items()}
     assert explorers["fresh"] > explorers["default"] > explorers["niche"]
     loyal = {name: _cluster(w, "loyalists").taste_concentration for name, w in worlds.items()}

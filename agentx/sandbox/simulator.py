@@ -145,7 +145,7 @@ class Simulator:
         self.freshness = np.array([c.freshness_weight for c in clusters], np.float32)[cluster]
         eta = np.array([c.position_bias_eta for c in clusters], np.float32)[cluster]
         ranks = np.log1p(np.arange(world.slate_size, dtype=np.float32))
-        self.position_cost = eta[:, None] * ranks[None, :]  # [U, k]
+        self.eta, self.log_rank = eta, ranks  # position cost eta * log(1 + rank)
         self._day_shock_rng_seed = world.seed
 
     # ------------------------------------------------------------------ randomness
@@ -205,8 +205,7 @@ class Simulator:
         items = np.where(valid, slates, 0)
         cats = pop.item_category[items]
         taste = np.einsum("vd,vkd->vk", pop.user_taste[users], pop.item_vec[items])
-        rows = np.arange(n_v)[:, None]
-        interest = np.log(state.interest[users][rows, cats] * world.n_categories)
+        interest = np.log(state.interest[users[:, None], cats] * world.n_categories)
         age = np.maximum(day - pop.item_release_day[items], 0).astype(np.float32)
         fresh = self.freshness[users][:, None] * np.exp2(-age / world.freshness_halflife_days)
         # Same-category items earlier in the slate tire the user too.
@@ -216,7 +215,7 @@ class Simulator:
         for j in range(k):
             earlier[:, j] = counts[flat, cats[:, j]]
             counts[flat, cats[:, j]] += valid[:, j]
-        fatigue = state.fatigue[users][rows, cats] + earlier
+        fatigue = state.fatigue[users[:, None], cats] + earlier
         recent = _member(
             items, state.recent_items[users], state.recent_days[users] >= day - RECENT_DAYS
         )
@@ -238,7 +237,7 @@ class Simulator:
             - world.fatigue_rate * fatigue
             - world.repeat_penalty * recent
             - world.watched_penalty * watched
-            - self.position_cost[users][:, :k]
+            - self.eta[users][:, None] * self.log_rank[None, :k]
         )
         return utility.astype(np.float32), items, cats, taste, (mix, change)
 
