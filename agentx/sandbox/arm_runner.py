@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from agentx.sandbox import model_checks
+
 
 def _parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="arm_runner")
@@ -27,6 +29,9 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--days", type=int, required=True)
     parser.add_argument("--users", type=int, default=0, help="Serve only the first N users.")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--diagnose", action="store_true", help="Record the model's numeric diagnostics."
+    )
     return parser.parse_args(argv)
 
 
@@ -54,12 +59,17 @@ def run(args: argparse.Namespace) -> dict[str, float]:
             raise ValueError(f"serve returned shape {items.shape}, expected {(n_users, k)}")
         slates[t] = items
         candidates[t] = np.asarray(result.candidates_scored)
+    diagnostics = {}
+    if args.diagnose:  # judged by the parent (agentx.sandbox.model_checks)
+        n_items = int(meta.get("n_items", k))
+        diagnostics = model_checks.diagnose(model, n_users, n_items, args.first_day)
     np.savez(
         args.out,
         slates=slates,
         candidates=candidates,
         serve_seconds=serve_seconds,
         train_seconds=np.array(train_seconds),
+        **diagnostics,
     )
     return {"train_seconds": train_seconds, "serve_seconds": float(serve_seconds.sum())}
 

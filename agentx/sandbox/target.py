@@ -8,6 +8,12 @@ Layout under the sandbox root::
     data/sample/     a small sample for dry runs
     arms/<hash>.npz  what each distinct repository state serves (cache)
     truth/<hash>.json  its noise-free expected metrics (cache)
+    scratch/         one fresh private directory per confined run (its only output)
+
+Code under test never writes into ``arms/`` or ``truth/``: each confined run writes
+into its own fresh directory under ``scratch/``, the only one bound writable besides
+its worktree, and the parent checks what it wrote and seals it into the cache
+(:mod:`agentx.sandbox.cache`: checksummed, verified on read).
 """
 
 from __future__ import annotations
@@ -15,13 +21,16 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import tempfile
 import tomllib
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
 from agentx.models import CheckResult
+from agentx.sandbox import cache, model_checks, pytest_report
 from agentx.sandbox.analysis import analyse_log
 from agentx.sandbox.logs import write_data_dir
 from agentx.sandbox.online import (
@@ -231,7 +240,19 @@ class SandboxTarget:
                 "items": ["category", "creator", "release_day"],
             },
             metrics=METRICS,
-            protected_paths=["tests/", "data/", ".git/"],
+            # The tests and everything that configures how pytest runs them: a change
+            # that may edit them can make the tests dimension pass by not testing.
+            protected_paths=[
+                "tests/",
+                "data/",
+                ".git/",
+                "conftest.py",
+                "pytest.ini",
+                ".pytest.ini",
+                "pyproject.toml",
+                "setup.cfg",
+                "tox.ini",
+            ],
             latency_budget_ms=self.world_params.latency_budget_ms,
         )
 
@@ -251,6 +272,12 @@ class SandboxTarget:
         return self.world.user_ids
 
     # ------------------------------------------------------------------ running code
+    def _private_dir(self) -> Path:
+        """A fresh directory for one confined run's output, visible to that run only."""
+        scratch = self.root / "scratch"
+        scratch.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix="run-", dir=scratch))
+
     def _run_arm(
         self,
         workdir: Path,
@@ -260,14 +287,22 @@ class SandboxTarget:
         days: int,
         users: int = 0,
         timeout_s: float = 600.0,
+        diagnose: bool = False,
     ) -> ProcessResult:
-        out.parent.mkdir(parents=True, exist_ok=True)
+        """Train and serve ``workdir`` confined; on success the parent moves the result to ``out``.
+
+        The run may write only its worktree and a fresh private directory; ``data`` is
+        visible read-only. ``out`` is never visible to it, so a treatment cannot touch a
+        control's results. With ``diagnose`` the model's diagnostics are recorded too.
+        """
+        private = self._private_dir()
+        produced = private / "out.npz"
         args = [
             "-m",
             "agentx.sandbox.arm_runner",
             str(workdir),
             str(data),
-            str(out),
+            str(produced),
             "--first-day",
             str(first_day),
             "--days",
@@ -277,28 +312,79 @@ class SandboxTarget:
         ]
         if users:
             args += ["--users", str(users)]
-        return run_confined(args, cwd=workdir, timeout_s=timeout_s, allow_write=[out.parent])
+        if diagnose:
+            args.append("--diagnose")
+        try:
+            result = run_confined(
+                args, cwd=workdir, timeout_s=timeout_s, allow_write=[private], readable=[data]
+            )
+            if result.ok:
+                try:
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    cache.seal(produced, out)
+                except OSError as error:
+                    note = f"the arm runner left no usable output: {error}"
+                    result = replace(result, returncode=2, stderr=f"{result.stderr}\n{note}")
+            return result
+        finally:
+            shutil.rmtree(private, ignore_errors=True)
+
+    def _run_tests(self, workdir: Path, timeout_s: float) -> tuple[ProcessResult, str | None]:
+        """The repository's tests, confined; and why they do not count as passing, if so.
+
+        The exit status alone is not trusted: AgentX's pytest plugin records how many
+        tests were collected, passed, skipped, deselected or expected to fail, into a
+        private directory of this run.
+        """
+        private = self._private_dir()
+        summary = private / "pytest.json"
+        try:
+            result = run_confined(
+                [
+                    "-m",
+                    "pytest",
+                    "-q",
+                    "-x",
+                    "-p",
+                    "no:cacheprovider",
+                    "-p",
+                    "agentx.sandbox.pytest_report",
+                    "tests",
+                ],
+                cwd=workdir,
+                timeout_s=timeout_s,
+                allow_write=[private],
+                env={pytest_report.ENV: str(summary)},
+            )
+            counts = None
+            if summary.is_file() and not summary.is_symlink():
+                try:
+                    counts = json.loads(summary.read_text()[:10_000])
+                except (json.JSONDecodeError, UnicodeDecodeError):
+                    counts = None
+        finally:
+            shutil.rmtree(private, ignore_errors=True)
+        return result, pytest_report.judge(counts) if result.ok else None
 
     def verify(self, workdir: Path, timeout_s: float = 300.0) -> WorkspaceCheck:
         """Grounding first, then the repository's own unit tests and a dry run.
 
         A configuration that names a feature, loss or weighting the code does not define
-        is caught before any of its code runs.
+        is caught before any of its code runs. Tests pass only when every collected test
+        ran and passed; the dry run passes only with valid slates from a numerically
+        sound model (:mod:`agentx.sandbox.model_checks`).
         """
         grounding = grounding_check(workdir)
         if not grounding.passed:
             return WorkspaceCheck(checks=[grounding])
         checks: list[CheckResult] = [grounding]
-        tests = run_confined(
-            ["-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "tests"],
-            cwd=workdir,
-            timeout_s=timeout_s,
-        )
+        tests, not_tested = self._run_tests(workdir, timeout_s)
+        detail = _summary_line(tests) if tests.ok else tests.tail()
         checks.append(
             CheckResult(
                 dimension="unit_tests",
-                passed=tests.ok,
-                detail=_summary_line(tests) if tests.ok else tests.tail(),
+                passed=tests.ok and not_tested is None,
+                detail=not_tested or detail,
                 transient=tests.transient,
                 data={
                     "seconds": round(tests.duration_s, 2),
@@ -307,7 +393,9 @@ class SandboxTarget:
                 },
             )
         )
-        out = self.root / "scratch" / f"dry-{content_hash(workdir)}.npz"
+        scratch = self.root / "scratch"
+        scratch.mkdir(parents=True, exist_ok=True)
+        out = Path(tempfile.mkdtemp(prefix="dry-", dir=scratch)) / "dry.npz"
         dry = self._run_arm(
             workdir,
             self.root / "data" / "sample",
@@ -316,6 +404,7 @@ class SandboxTarget:
             2,
             users=200,
             timeout_s=timeout_s,
+            diagnose=True,
         )
         detail = "train + serve on a sample succeeded" if dry.ok else dry.tail()
         if dry.ok:
@@ -333,12 +422,15 @@ class SandboxTarget:
                 },
             )
         )
-        out.unlink(missing_ok=True)
+        shutil.rmtree(out.parent, ignore_errors=True)
         return WorkspaceCheck(checks=checks)
 
     def _check_slates(self, path: Path) -> str | None:
-        with np.load(path) as data:
+        with np.load(path, allow_pickle=False) as data:
             slates = data["slates"]
+            unsound = model_checks.judge({k: data[k] for k in data.files})
+        if unsound:
+            return f"dry run: {unsound}"
         serving = self._validate(slates)
         bad = int(serving.errors.sum())
         return (
@@ -352,18 +444,21 @@ class SandboxTarget:
         params, world = self.world_params, self.world
         cutoff = params.log_days - HOLDOUT_DAYS
         users = min(OFFLINE_USERS, world.population.n_users)
-        out = self.root / "scratch" / f"offline-{content_hash(workdir)}.npz"
+        scratch = self.root / "scratch"
+        scratch.mkdir(parents=True, exist_ok=True)
+        out = Path(tempfile.mkdtemp(prefix="offline-", dir=scratch)) / "offline.npz"
         result = self._run_arm(
             workdir, self.root / "data" / "train", out, cutoff, 1, users=users, timeout_s=timeout_s
         )
         if not result.ok:
+            shutil.rmtree(out.parent, ignore_errors=True)
             raise TargetError(f"offline evaluation failed: {result.violation or result.tail(8)}")
-        with np.load(out) as data:
+        with np.load(out, allow_pickle=False) as data:
             slates = data["slates"][0]
             candidates = float(data["candidates"][0].mean())
             train_s = float(data["train_seconds"])
             serve_s = float(data["serve_seconds"].sum())
-        out.unlink(missing_ok=True)
+        shutil.rmtree(out.parent, ignore_errors=True)
         log = world.log
         hold = (log.day >= cutoff) & (log.click > 0) & (log.user < users)
         relevant: list[set[int]] = [set() for _ in range(users)]
@@ -411,18 +506,19 @@ class SandboxTarget:
         """Train ``workdir`` and precompute what it serves for every online day."""
         key = content_hash(workdir)
         artefact = self.root / "arms" / f"{key}.npz"
-        if not artefact.exists():
-            tmp = artefact.with_suffix(".tmp.npz")
+        if not cache.verified(artefact):  # absent, or altered since it was sealed
             result = self._run_arm(
-                workdir, self.root / "data" / "full", tmp, self.world.online_start_day, self.horizon
+                workdir,
+                self.root / "data" / "full",
+                artefact,
+                self.world.online_start_day,
+                self.horizon,
             )
             if not result.ok:
-                tmp.unlink(missing_ok=True)
                 reason = result.describe()
                 return ArmHandle(
                     name=name, workdir=str(workdir), artefact="", ok=False, error=reason
                 )
-            tmp.replace(artefact)
         with np.load(artefact) as data:
             serve_s = float(data["serve_seconds"].mean())
         per_user_ms = 1000.0 * serve_s / self.world.population.n_users
@@ -487,9 +583,10 @@ class SandboxTarget:
     def truth_of(self, workdir: Path) -> dict[str, float]:
         """Expected metrics of a repository state at full traffic (noise-free, cached)."""
         key = content_hash(workdir)
-        cache = self.root / "truth" / f"{key}.json"
-        if cache.exists():
-            return json.loads(cache.read_text())
+        entry = self.root / "truth" / f"{key}.json"
+        cached = cache.read_json(entry)  # None when absent or altered since it was sealed
+        if cached is not None:
+            return cached
         arm = self.launch("truth", workdir)
         if not arm.ok:
             raise TargetError(f"cannot compute ground truth: {arm.error}")
@@ -504,8 +601,7 @@ class SandboxTarget:
             window = self.world.run_window(serving, everyone, days, TRUTH_SEED, replicate).window
             for name, value in population_metrics(window, released, expected=True).items():
                 totals[name] = totals.get(name, 0.0) + value / TRUTH_REPLICATES
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps(totals, sort_keys=True))
+        cache.write_json(entry, totals)
         return totals
 
     def ground_truth(self, workdir: Path) -> GroundTruth:
