@@ -56,6 +56,7 @@ from agentx.target.models import (
 )
 from agentx.target.repo_map import map_repository, registry_keys
 from agentx.workspace import git
+from agentx.workspace.edits import EditError, read_inside
 from agentx.workspace.process import ProcessResult, run_confined
 
 HOLDOUT_DAYS = 2
@@ -619,8 +620,8 @@ class SandboxTarget:
 def grounding_check(workdir: Path) -> CheckResult:
     """Configuration may only name features, losses and weightings the code registers."""
     try:
-        config = tomllib.loads((workdir / "config.toml").read_text())
-    except (OSError, tomllib.TOMLDecodeError) as error:
+        config = tomllib.loads(read_inside(workdir, "config.toml"))
+    except (OSError, EditError, tomllib.TOMLDecodeError) as error:
         return CheckResult(dimension="grounding", passed=False, detail=f"config.toml: {error}")
     ranker = config.get("ranker", {})
     registries = {
