@@ -5,6 +5,7 @@ The hostile cases that must not escape at all live in tests/test_confinement.py.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -247,3 +248,18 @@ def test_start_confined_serves_over_pipes_inside_the_sandbox(tmp_path: Path) -> 
         process.stdin.flush()
         assert process.stdout.readline().split() == ["AGAIN", "False"]
     assert process.returncode is not None  # reaped on leaving the block
+
+
+def test_a_read_only_working_directory_cannot_be_changed(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    code = (
+        "import ctypes, os\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"  # natively: the guard never sees it
+        f"fd = libc.open(b'changed.txt', {os.O_CREAT | os.O_WRONLY}, 0o644)\n"
+        f"open({str(out / 'result.txt')!r}, 'w').write(str(ctypes.get_errno()))\n"
+    )
+    result = _run(tmp_path, code, cwd_writable=False, allow_write=[out])
+    assert result.ok, result.tail()
+    assert (out / "result.txt").read_text() == "30"  # EROFS
+    assert not (tmp_path / "work" / "changed.txt").exists()

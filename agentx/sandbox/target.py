@@ -292,7 +292,7 @@ class SandboxTarget:
     ) -> ProcessResult:
         """Train and serve ``workdir`` confined; on success the parent moves the result to ``out``.
 
-        The run may write only its worktree and a fresh private directory; ``data`` is
+        The run may write only a fresh private directory; its worktree and ``data`` are
         visible read-only. ``out`` is never visible to it, so a treatment cannot touch a
         control's results. With ``diagnose`` the model's diagnostics are recorded too.
         """
@@ -317,7 +317,12 @@ class SandboxTarget:
             args.append("--diagnose")
         try:
             result = run_confined(
-                args, cwd=workdir, timeout_s=timeout_s, allow_write=[private], readable=[data]
+                args,
+                cwd=workdir,
+                timeout_s=timeout_s,
+                allow_write=[private],
+                readable=[data],
+                cwd_writable=False,  # the baseline is launched too: it must not change itself
             )
             if result.ok:
                 try:

@@ -154,6 +154,7 @@ def bwrap_argv(
     protected: Sequence[Path],
     *,
     readable: Sequence[Path] = (),
+    cwd_writable: bool = True,
     seccomp_fd: int | None = None,
 ) -> list[str]:
     """The bubblewrap command line up to (not including) the command to run.
@@ -166,17 +167,20 @@ def bwrap_argv(
 
     Args:
         bwrap: path of the ``bwrap`` executable.
-        cwd: the working directory, writable.
+        cwd: the working directory (writable unless ``cwd_writable`` is False).
         writable: further writable directories (scratch, private outputs).
         protected: existing paths inside writable directories to keep read-only.
         readable: further host paths to show read-only (e.g. the data an arm trains on).
+        cwd_writable: False binds the working directory read-only (a run that writes
+            only into its private directories).
         seccomp_fd: a readable descriptor holding the process-limit filter.
     """
     args = [bwrap, "--tmpfs", "/", *_system_binds()]
     args += ["--dev", "/dev", "--remount-ro", "/dev", "--proc", "/proc"]
     for path in readable:
         args += ["--ro-bind", str(path), str(path)]
-    for path in [cwd, *writable]:
+    args += ["--bind" if cwd_writable else "--ro-bind", str(cwd), str(cwd)]
+    for path in writable:
         args += ["--bind", str(path), str(path)]
     for path in readonly_roots():
         args += ["--ro-bind", str(path), str(path)]

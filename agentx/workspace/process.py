@@ -315,6 +315,7 @@ def confined_command(
     file_mb: int = DEFAULT_FILE_MB,
     allow_write: Sequence[Path] = (),
     readable: Sequence[Path] = (),
+    cwd_writable: bool = True,
     env: dict[str, str] | None = None,
     policy: isolation.IsolationPolicy | None = None,
 ) -> ConfinedCommand:
@@ -330,6 +331,9 @@ def confined_command(
             own, fresh one: a shared one lets a run alter what another run wrote).
         readable: host paths the code may read (e.g. a data directory), bound read-only;
             nothing else of the host is visible.
+        cwd_writable: False makes the working directory read-only too, for runs whose
+            only output goes to ``allow_write`` (an arm run of the baseline repository
+            must not be able to change it).
         env: extra environment variables (the parent's environment is not inherited).
         policy: what to do without bubblewrap (default: the process-wide policy).
 
@@ -358,7 +362,7 @@ def confined_command(
     report_read, report_write = os.pipe()
     guard = [sys.executable, "-P", "-s", "-m", "agentx.workspace.guard"]
     guard += ["--report-fd", str(report_write)]
-    for root in [cwd, *writable, scratch]:
+    for root in [*([cwd] if cwd_writable else []), *writable, scratch]:
         guard += ["--allow", str(root)]
     guard += ["--memory-mb", str(memory_mb), "--file-mb", str(file_mb)]
     if cpu_s is not None:
@@ -389,6 +393,7 @@ def confined_command(
         [*writable, scratch],
         protected,
         readable=visible,
+        cwd_writable=cwd_writable,
         seccomp_fd=filter_fd,
     )
     command.argv = [*prefix, *guard]
@@ -479,6 +484,7 @@ def run_confined(
     file_mb: int = DEFAULT_FILE_MB,
     allow_write: Sequence[Path] | None = None,
     readable: Sequence[Path] = (),
+    cwd_writable: bool = True,
     env: dict[str, str] | None = None,
     policy: isolation.IsolationPolicy | None = None,
 ) -> ProcessResult:
@@ -488,7 +494,7 @@ def run_confined(
         python_args: arguments after the interpreter, e.g. ``["-m", "pytest", "-q"]``.
         cwd: the working directory, writable.
         timeout_s: wall-clock limit; the sandbox is killed after it.
-        memory_mb, cpu_s, file_mb, allow_write, readable, env, policy: see
+        memory_mb, cpu_s, file_mb, allow_write, readable, cwd_writable, env, policy: see
             :func:`confined_command`.
 
     Raises:
@@ -505,6 +511,7 @@ def run_confined(
         file_mb=file_mb,
         allow_write=allow_write or (),
         readable=readable,
+        cwd_writable=cwd_writable,
         env=env,
         policy=policy,
     )
