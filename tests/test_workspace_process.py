@@ -210,8 +210,8 @@ def test_without_bubblewrap_untrusted_code_is_refused_in_one_line(
 ) -> None:
     missing = Probe(False, None, "bubblewrap (bwrap) is not installed: " + isolation.INSTALL_HINT)
     monkeypatch.setattr(isolation, "probe", lambda: missing)
-    with pytest.raises(IsolationUnavailable) as refused:
-        _run(tmp_path, "open('ran', 'w').write('x')\n")
+    with pytest.raises(IsolationUnavailable) as refused:  # an LLM run's policy
+        _run(tmp_path, "open('ran', 'w').write('x')\n", policy=IsolationPolicy())
     message = str(refused.value)
     assert "\n" not in message and "apt-get install bubblewrap" in message
     assert "model-written" in message
