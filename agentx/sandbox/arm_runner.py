@@ -1,9 +1,12 @@
 """Child-process entry point: train a repository state and serve requested days.
 
 Run confined (see :mod:`agentx.workspace.process`) as
-``python -m agentx.sandbox.arm_runner REPO DATA OUT --first-day D --days N [--users N]``.
-It imports the repository's own ``recsys`` package, so a change under test runs its
-real code; the parent only reads the arrays this writes.
+``python -m agentx.sandbox.arm_runner REPO DATA OUT --first-day D --days N [--users N]
+[--diagnose]``. It imports the repository's own ``recsys`` package, so a change under
+test runs its real code; the parent only reads the arrays this writes (``OUT`` lies in
+a private directory of this run; the parent moves it into the cache). ``--diagnose``
+adds the model's numeric diagnostics, which the parent judges
+(:mod:`agentx.sandbox.model_checks`).
 """
 
 from __future__ import annotations
