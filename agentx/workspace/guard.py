@@ -6,7 +6,9 @@ by :func:`agentx.workspace.process.confined_command`, inside the OS sandbox. Opt
 - ``--allow DIR`` (repeatable): directories writes may go to (plus the temp dir);
 - ``--report-fd N``: a pipe the guard writes every violation to, so a violation is
   recorded even when the code under test catches the ``PermissionError`` (a pipe, not a
-  file: code that bypasses the hook cannot erase what was written);
+  file: code that bypasses the hook cannot erase what was written); ``--report FILE``
+  appends to a file instead (kept for callers that start the guard themselves; a file
+  the code can reach, it can also truncate);
 - ``--memory-mb N`` / ``--cpu-s N`` / ``--file-mb N``: address-space, CPU-time and
   file-size limits, set here rather than in a ``preexec_fn`` because ``preexec_fn`` is
   unsafe in a threaded parent.
@@ -197,28 +199,35 @@ def install(
     sys.addaudithook(make_hook(roots, report))
 
 
-_OPTIONS = ("--allow", "--report-fd", "--memory-mb", "--cpu-s", "--file-mb")
+_OPTIONS = ("--allow", "--report", "--report-fd", "--memory-mb", "--cpu-s", "--file-mb")
 
 
 def main(argv: list[str]) -> None:
     """Parse the options, install the guard, run the target module or script."""
     allowed: list[Path] = []
     numbers: dict[str, int] = {}
+    report_file: Path | None = None
     while argv and argv[0] in _OPTIONS:
         if len(argv) < 2:
             raise SystemExit(f"guard: {argv[0]} needs a value")
         option, value, argv = argv[0], argv[1], argv[2:]
         if option == "--allow":
             allowed.append(Path(value))
+        elif option == "--report":
+            report_file = Path(value)
         else:
             numbers[option] = int(value)
     if argv and argv[0] == "--":
         argv = argv[1:]
     if not argv or (argv[0] == "-m" and len(argv) < 2):
         raise SystemExit("usage: guard [--allow DIR]... -- (-m module | script) [args]")
+    report_fd = numbers.get("--report-fd")
+    if report_fd is None and report_file is not None:
+        # Opened before the hook exists; os.write on the descriptor is not audited.
+        report_fd = os.open(report_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     install(
         allowed or [Path.cwd()],
-        numbers.get("--report-fd"),
+        report_fd,
         numbers.get("--memory-mb"),
         numbers.get("--cpu-s"),
         numbers.get("--file-mb"),
