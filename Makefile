@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format bench clean
+.PHONY: run test lint format bench clean bwrap
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,10 +12,22 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-run: $(STAMP)
+# Every process that runs target or agent-written code starts inside bubblewrap
+# (docs/developing.md, "Isolation"): install it when missing (as root, Debian/Ubuntu).
+bwrap:
+	@command -v bwrap >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing bubblewrap (the OS sandbox of confined runs)"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; \
+	  else \
+	    echo "error: bubblewrap is missing: run 'sudo apt-get install bubblewrap'" >&2; exit 1; \
+	  fi; }
+
+run: $(STAMP) bwrap
 	$(BIN)/agentx run --iterations 5 --seed 0 --workspace .agentx-run
 
-test: $(STAMP)
+test: $(STAMP) bwrap
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 

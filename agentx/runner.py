@@ -11,10 +11,11 @@ from langgraph.checkpoint.memory import InMemorySaver
 
 from agentx.graph.builder import build_graph
 from agentx.graph.checkpoint import open_checkpointer, serializer
-from agentx.graph.resources import Resources, build_resources
+from agentx.graph.resources import Resources, build_resources, isolation_policy
 from agentx.models import ExperimentRecord, TraceEvent
 from agentx.settings import Settings
 from agentx.summary import RunSummary, summarise_run
+from agentx.workspace import isolation
 
 
 class RunError(RuntimeError):
@@ -64,6 +65,8 @@ def run_loop(
     With ``resume`` the last run of the workspace continues from its last checkpoint;
     experiments and cards already recorded are neither lost nor repeated.
     """
+    isolation.configure(isolation_policy(settings))
+    isolation.require()  # refuse in one line before anything runs, not mid-experiment
     runs = _known_runs(settings)
     if resume:
         if not runs:

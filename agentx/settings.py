@@ -102,6 +102,23 @@ class EvolutionSettings(BaseModel):
     min_tasks: int = Field(2, ge=1, description="Fewer replayable tasks than this: no step.")
 
 
+class SandboxSettings(BaseModel):
+    """How code under test is confined, and how much of its output reaches records and prompts."""
+
+    allow_unconfined_trusted: bool = Field(
+        False,
+        description="Where bubblewrap cannot start, let an offline run (only AgentX's shipped "
+        "recipes and template run) go on under the audit-hook guard alone. LLM runs are "
+        "always refused without the OS sandbox.",
+    )
+    max_detail_chars: int = Field(
+        4000,
+        ge=200,
+        le=100_000,
+        description="Longest check detail kept in records and repair prompts (the tail).",
+    )
+
+
 def _default_stages() -> list[RolloutStage]:
     """Canary and ramp are short guards; the full stage reads the effect over 14 days, the
     sandbox's truth horizon, so a novelty effect that fades within two weeks is measured as
@@ -154,6 +171,7 @@ class Settings(BaseSettings):
     guardrails: list[GuardrailSpec] = Field(default_factory=_default_guardrails)
     north_star: str = Field("watch_time", description="The primary metric of the goal.")
     evolution: EvolutionSettings = Field(default_factory=EvolutionSettings)
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
 
     @field_validator("workspace")
     @classmethod

@@ -152,13 +152,15 @@ def _stopped(dimension: str, result: ProcessResult) -> CheckResult:
     return CheckResult(dimension=dimension, passed=False, detail=detail)
 
 
-def test_timeouts_and_crashes_are_transient_violations_and_memory_are_not() -> None:
+def test_crashes_and_sandbox_errors_are_transient_timeouts_violations_memory_are_not() -> None:
     timeout = ProcessResult(-9, "", "", 5.0, timed_out=True, timeout_s=5.0)
     crash = ProcessResult(-11, "", "", 1.0)
+    broken = ProcessResult(1, "", "bwrap: Can't mount proc", 0.1, sandbox_error="bwrap: x")
     oom = ProcessResult(1, "", "MemoryError\n", 1.0, memory_mb=512)
     violation = ProcessResult(0, "", "", 1.0, violations=("agentx-guard: network access (x)",))
-    assert classify(_stopped("unit_tests", timeout)).transient
+    assert not classify(_stopped("unit_tests", timeout)).transient  # loops again: no retry
     assert classify(_stopped("dry_run", crash)).transient
+    assert classify(_stopped("dry_run", broken)).transient  # the sandbox, not the change
     assert not classify(_stopped("unit_tests", oom)).transient
     assert not classify(_stopped("dry_run", violation)).transient
     nan = CheckResult(dimension="unit_tests", passed=False, detail="E   ValueError: loss is nan")
@@ -168,8 +170,9 @@ def test_timeouts_and_crashes_are_transient_violations_and_memory_are_not() -> N
         checks = [classify(_stopped(d, r)) for d, r in results]
         return summarise([*checks, safety_check(checks)]).failure_kind
 
-    assert verdict(("unit_tests", timeout), ("dry_run", crash)) == FailureKind.TRANSIENT
-    assert verdict(("unit_tests", timeout), ("dry_run", violation)) == FailureKind.DETERMINISTIC
+    assert verdict(("unit_tests", broken), ("dry_run", crash)) == FailureKind.TRANSIENT
+    assert verdict(("unit_tests", timeout), ("dry_run", crash)) == FailureKind.DETERMINISTIC
+    assert verdict(("unit_tests", crash), ("dry_run", violation)) == FailureKind.DETERMINISTIC
     assert verdict(("dry_run", oom)) == FailureKind.DETERMINISTIC
 
 

@@ -98,8 +98,7 @@ def test_levers_have_real_trade_offs(tiny_target: SandboxTarget, tmp_path: Path)
         tiny_target, tmp_path / "b", r"^exploration_slots\s*=\s*\d+", "exploration_slots = 2"
     )
     truth_explore = tiny_target.ground_truth(explore)
-    assert truth_explore.relative["tail_share"] > 0.0
-    assert truth_explore.relative["coverage"] > 0.0
+    assert truth_explore.relative["tail_share"] > 0.05
 
 
 def test_user_state_never_holds_a_users_by_items_array(tiny_world: WorldParams) -> None:

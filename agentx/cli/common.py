@@ -22,6 +22,7 @@ from agentx.sandbox.world import WorldError
 from agentx.settings import SettingsError
 from agentx.target.contract import TargetError
 from agentx.workspace.git import GitError
+from agentx.workspace.isolation import IsolationUnavailable
 
 err = Console(stderr=True)
 out = Console()
@@ -41,6 +42,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     MemoryStoreError,
     TargetError,
     GitError,
+    IsolationUnavailable,
     CommandError,
 )
 

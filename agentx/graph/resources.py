@@ -22,6 +22,7 @@ from agentx.sandbox.world import load_world
 from agentx.settings import Settings
 from agentx.target.contract import Target, TargetError
 from agentx.target.models import DataReport
+from agentx.workspace import isolation
 
 
 @dataclass
@@ -57,6 +58,18 @@ class Resources:
         return self._data_report
 
 
+def isolation_policy(settings: Settings) -> isolation.IsolationPolicy:
+    """The run's confinement policy: an offline run executes only code shipped with AgentX.
+
+    With a model configured any code may be model-written (the baseline too, once a
+    model's change was merged), so only offline runs count as trusted.
+    """
+    return isolation.IsolationPolicy(
+        trusted_code=not settings.llm.enabled,
+        allow_unconfined_trusted=settings.sandbox.allow_unconfined_trusted,
+    )
+
+
 def build_resources(
     settings: Settings,
     target: Target | None = None,
@@ -70,6 +83,7 @@ def build_resources(
     harness evolution keeps an edit).
     """
     settings.workspace.mkdir(parents=True, exist_ok=True)
+    isolation.configure(isolation_policy(settings))
     if target is None:
         world = load_world(settings.world)
         too_long = [s.name for s in settings.stages if s.days > world.horizon_days]
@@ -95,6 +109,7 @@ def build_resources(
         harness["developing"],
         llm=model,
         llm_settings=settings.llm.model_dump(),
+        max_detail_chars=settings.sandbox.max_detail_chars,
     )
     store = store or open_store(settings.workspace, settings.memory, settings.embeddings)
     return Resources(

@@ -6,6 +6,7 @@ Run confined (see :mod:`agentx.sandbox.arms`) as
 logs, then answers the simulator over stdin/stdout (:mod:`agentx.sandbox.arm_protocol`):
 
 * ``serve`` (day, users) -> the slates and candidate counts ``Model.serve`` returns;
+* ``diagnose`` (day) -> the model's numeric diagnostics (:mod:`agentx.sandbox.model_checks`);
 * ``update`` (one day of this arm's own impressions) -> ``Model.update``: the arm retrains on
   the feedback its own slates produced, as a production recommender does;
 * ``quit``.
@@ -27,6 +28,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from agentx.sandbox import model_checks
 from agentx.sandbox.arm_protocol import read_message, write_message
 
 LOG_FIELDS = ("user", "item", "day", "position", "click", "watch_time")
@@ -85,6 +87,11 @@ def serve_forever(args: argparse.Namespace, inbox: IO[bytes], outbox: IO[bytes])
                 },
                 seconds=time.perf_counter() - tick,
             )
+        elif op == "diagnose":  # measured here, judged by the parent (model_checks.judge)
+            report = model_checks.diagnose(
+                model, int(header["n_users"]), int(header["n_items"]), int(header["day"])
+            )
+            write_message(outbox, "diagnosed", report)
         elif op == "update":
             update = getattr(model, "update", None)
             if update is None:

@@ -15,7 +15,6 @@ import selectors
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,7 +30,7 @@ from agentx.sandbox.arm_protocol import (
     payload_size,
     write_message,
 )
-from agentx.workspace.process import _clean_env as confined_env
+from agentx.workspace.process import ConfinedCommand, confined_command
 
 TRAIN_TIMEOUT_S = 900.0
 REQUEST_TIMEOUT_S = 300.0
@@ -74,6 +73,7 @@ class ArmProcess:
         self.serve_seconds = 0.0
         self.update_seconds = 0.0
         self._process: subprocess.Popen[bytes] | None = None
+        self._command: ConfinedCommand | None = None
         self._base: Path | None = None
         self._buffer = b""
         self._tick = 0.0
@@ -93,38 +93,38 @@ class ArmProcess:
         self.wait_ready()
 
     def spawn(self) -> None:
-        """Start the process; it trains in the background until :meth:`wait_ready`."""
+        """Start the process; it trains in the background until :meth:`wait_ready`.
+
+        The snapshot and the data are visible read-only; the process may write only its own
+        scratch directory and talks to the simulator through its pipes.
+        """
         self._base = Path(tempfile.mkdtemp(prefix="agentx-arm-"))
-        scratch = self._base / "tmp"
-        scratch.mkdir()
-        argv = [
-            sys.executable,
-            "-m",
-            "agentx.workspace.guard",
-            "--report",
-            str(self._base / "violations.log"),
-            "--allow",
-            str(scratch),
-            "--memory-mb",
-            str(self.memory_mb),
-            "--",
-            "-m",
-            "agentx.sandbox.arm_server",
-            str(self.repo),
-            str(self.data),
-            "--seed",
-            str(self.seed),
-        ]
+        self._command = confined_command(
+            [
+                "-m",
+                "agentx.sandbox.arm_server",
+                str(self.repo),
+                str(self.data),
+                "--seed",
+                str(self.seed),
+            ],
+            self.repo,
+            memory_mb=self.memory_mb,
+            readable=[self.data],
+            cwd_writable=False,
+        )
         self._stderr = open(self._base / "stderr.log", "wb")  # noqa: SIM115 - closed in close()
         self._process = subprocess.Popen(
-            argv,
-            cwd=scratch,
+            self._command.argv,
+            cwd=self._command.cwd,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
-            env=confined_env(scratch, None),
+            env=self._command.env,
+            pass_fds=self._command.pass_fds,
             start_new_session=True,
         )
+        self._command.started()
 
     def wait_ready(self) -> None:
         """Wait until the process has trained; raises :class:`ArmFailure` if it did not."""
@@ -150,6 +150,9 @@ class ArmProcess:
                     stream.close()
             self._stderr.close()
             self._process = None
+        if self._command is not None:
+            self._command.close()
+            self._command = None
         if self._base is not None:
             shutil.rmtree(self._base, ignore_errors=True)
             self._base = None
@@ -198,6 +201,14 @@ class ArmProcess:
         if header["op"] != "updated":
             self._fail(f"expected 'updated', got {header['op']!r}")
         self.update_seconds += time.perf_counter() - self._tick
+
+    def diagnose(self, day: int, n_users: int) -> dict[str, np.ndarray]:
+        """The trained model's weights, loss history and sampled scores, for the parent to judge."""
+        self._send("diagnose", {}, day=int(day), n_users=int(n_users), n_items=self.n_items)
+        header, arrays = self._receive(self.request_timeout_s, "reporting diagnostics")
+        if header["op"] != "diagnosed":
+            self._fail(f"expected 'diagnosed', got {header['op']!r}")
+        return arrays
 
     # ------------------------------------------------------------------ plumbing
     def _send(self, op: str, arrays: dict[str, np.ndarray], **fields: Any) -> None:

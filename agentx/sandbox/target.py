@@ -11,6 +11,11 @@ Layout under the sandbox root::
 
 Arms serve day by day in a closed loop (:mod:`agentx.sandbox.online`): nothing an arm serves
 is precomputed, so a collect or a ground truth always runs the snapshot's real code.
+
+Code under test never writes where results live: an arm process may write only its own
+private scratch directory, sees its snapshot and the data read-only, and sends numbers over a
+pipe; the parent seals ground truths into ``truth/`` (:mod:`agentx.sandbox.cache`: checksummed,
+verified on read) and re-hashes snapshots on use.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import tempfile
 import time
 import tomllib
 from collections.abc import Sequence
@@ -29,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from agentx.models import CheckResult
+from agentx.sandbox import cache, model_checks, pytest_report
 from agentx.sandbox.analysis import analyse_log
 from agentx.sandbox.arms import ArmFailure, ArmProcess
 from agentx.sandbox.logs import write_data_dir
@@ -58,6 +65,7 @@ from agentx.target.models import (
 )
 from agentx.target.repo_map import map_repository, registry_keys
 from agentx.workspace import git
+from agentx.workspace.edits import EditError, read_inside
 from agentx.workspace.process import (
     TRANSIENT_OUTCOMES,
     ProcessResult,
@@ -249,7 +257,19 @@ class SandboxTarget:
                 "items": ["category", "creator", "release_day"],
             },
             metrics=METRICS,
-            protected_paths=["tests/", "data/", ".git/"],
+            # The tests and everything that configures how pytest runs them: a change
+            # that may edit them can make the tests dimension pass by not testing.
+            protected_paths=[
+                "tests/",
+                "data/",
+                ".git/",
+                "conftest.py",
+                "pytest.ini",
+                ".pytest.ini",
+                "pyproject.toml",
+                "setup.cfg",
+                "tox.ini",
+            ],
             latency_budget_ms=self.world_params.latency_budget_ms,
         )
 
@@ -282,26 +302,68 @@ class SandboxTarget:
             **limits,
         )
 
+    def _private_dir(self) -> Path:
+        """A fresh directory for one confined run's output, visible to that run only."""
+        scratch = self.root / "scratch"
+        scratch.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix="run-", dir=scratch))
+
+    def _run_tests(self, workdir: Path, timeout_s: float) -> tuple[ProcessResult, str | None]:
+        """The repository's tests, confined; and why they do not count as passing, if so.
+
+        The exit status alone is not trusted: AgentX's pytest plugin records how many
+        tests were collected, passed, skipped, deselected or expected to fail, into a
+        private directory of this run.
+        """
+        private = self._private_dir()
+        summary = private / "pytest.json"
+        try:
+            result = run_confined(
+                [
+                    "-m",
+                    "pytest",
+                    "-q",
+                    "-x",
+                    "-p",
+                    "no:cacheprovider",
+                    "-p",
+                    "agentx.sandbox.pytest_report",
+                    "tests",
+                ],
+                cwd=workdir,
+                timeout_s=timeout_s,
+                allow_write=[private],
+                env={pytest_report.ENV: str(summary)},
+            )
+            counts = None
+            if summary.is_file() and not summary.is_symlink():
+                try:
+                    counts = json.loads(summary.read_text()[:10_000])
+                except (json.JSONDecodeError, UnicodeDecodeError):
+                    counts = None
+        finally:
+            shutil.rmtree(private, ignore_errors=True)
+        return result, pytest_report.judge(counts) if result.ok else None
+
     def verify(self, workdir: Path, timeout_s: float = 300.0) -> WorkspaceCheck:
         """Grounding first, then the repository's own unit tests and a closed-loop dry run.
 
         A configuration that names a feature, loss or weighting the code does not define
-        is caught before any of its code runs.
+        is caught before any of its code runs. Tests pass only when every collected test
+        ran and passed; the dry run passes only with valid slates from a numerically
+        sound model (:mod:`agentx.sandbox.model_checks`).
         """
         grounding = grounding_check(workdir)
         if not grounding.passed:
             return WorkspaceCheck(checks=[grounding])
         checks: list[CheckResult] = [grounding]
-        tests = run_confined(
-            ["-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "tests"],
-            cwd=workdir,
-            timeout_s=timeout_s,
-        )
+        tests, not_tested = self._run_tests(workdir, timeout_s)
+        detail = _summary_line(tests) if tests.ok else tests.tail()
         checks.append(
             CheckResult(
                 dimension="unit_tests",
-                passed=tests.ok,
-                detail=_summary_line(tests) if tests.ok else tests.tail(),
+                passed=tests.ok and not_tested is None,
+                detail=not_tested or detail,
                 transient=tests.transient,
                 data={
                     "seconds": round(tests.duration_s, 2),
@@ -325,9 +387,12 @@ class SandboxTarget:
                 first, _ = arm.serve(day, users)
                 arm.update(_synthetic_feedback(users, first, day))
                 second, _ = arm.serve(day + 1, users)
+                unsound = model_checks.judge(arm.diagnose(day + 1, users.size))
             bad = int(clean_slates(first, day, self.world.population)[1].sum())
             bad += int(clean_slates(second, day + 1, self.world.population)[1].sum())
-            if bad:
+            if unsound:
+                problem = f"dry run: {unsound}"
+            elif bad:
                 problem = f"dry run served {bad} invalid slots (duplicates/unreleased/out of range)"
         except ArmFailure as error:
             problem = str(error)
@@ -512,11 +577,10 @@ class SandboxTarget:
 
     def _truth_record(self, workdir: Path) -> dict[str, Any]:
         key = content_hash(workdir)
-        cache = self.root / "truth" / f"{key}.json"
-        if cache.exists():
-            record = json.loads(cache.read_text())
-            if record.get("key") == _truth_key(key):
-                return record
+        entry = self.root / "truth" / f"{key}.json"
+        record = cache.read_json(entry)  # None when absent or altered since it was sealed
+        if record is not None and record.get("key") == _truth_key(key):
+            return record
         arm = self.launch("truth", workdir)
         snapshot = self._verified(arm) if arm.ok else None
         if snapshot is None:
@@ -534,10 +598,7 @@ class SandboxTarget:
             "metrics": population_metrics(window, released),
             "daily_watch": window.daily_watch,
         }
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp")
-        tmp.write_text(json.dumps(record, sort_keys=True))
-        tmp.replace(cache)
+        cache.write_json(entry, record)
         return record
 
     def ground_truth(self, workdir: Path) -> GroundTruth:
@@ -574,8 +635,8 @@ def _synthetic_feedback(users: np.ndarray, slates: np.ndarray, day: int) -> dict
 def grounding_check(workdir: Path) -> CheckResult:
     """Configuration may only name features, losses and weightings the code registers."""
     try:
-        config = tomllib.loads((workdir / "config.toml").read_text())
-    except (OSError, tomllib.TOMLDecodeError) as error:
+        config = tomllib.loads(read_inside(workdir, "config.toml"))
+    except (OSError, EditError, tomllib.TOMLDecodeError) as error:
         return CheckResult(dimension="grounding", passed=False, detail=f"config.toml: {error}")
     ranker = config.get("ranker", {})
     registries = {

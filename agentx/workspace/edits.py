@@ -37,6 +37,19 @@ def _resolve(root: Path, relative: str) -> Path:
     return path
 
 
+def read_inside(root: Path, relative: str) -> str:
+    """Text of the file ``relative`` under ``root``, refusing a path (or a symlink) that leads out.
+
+    Everything the parent reads from a worktree may end up in a check detail or a
+    prompt; code that ran there may have left a symlink to a file of the host.
+
+    Raises:
+        EditError: the path escapes ``root``.
+        OSError: the file cannot be read.
+    """
+    return _resolve(root, relative).read_text(errors="replace")
+
+
 def _apply_one(text: str, edit: Edit) -> str:
     if edit.regex:
         try:

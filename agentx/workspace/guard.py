@@ -1,19 +1,29 @@
-"""Run a Python module under resource limits and an audit hook that forbids stray effects.
+"""Run a Python module under resource limits and an audit hook that names stray effects.
 
-Used as ``python -m agentx.workspace.guard [options] -- (-m module | script) [args]``
-by :func:`agentx.workspace.process.run_confined`. Options:
+Used as ``python -P -s -m agentx.workspace.guard [options] -- (-m module | script) [args]``
+by :func:`agentx.workspace.process.confined_command`, inside the OS sandbox. Options:
 
 - ``--allow DIR`` (repeatable): directories writes may go to (plus the temp dir);
-- ``--report FILE``: a file the guard appends every violation to, so a violation is
-  recorded even when the code under test catches the ``PermissionError``;
-- ``--memory-mb N`` / ``--cpu-s N``: address-space and CPU-time limits, set here rather
-  than in a ``preexec_fn`` because ``preexec_fn`` is unsafe in a threaded parent.
+- ``--report-fd N``: a pipe the guard writes every violation to, so a violation is
+  recorded even when the code under test catches the ``PermissionError`` (a pipe, not a
+  file: code that bypasses the hook cannot erase what was written); ``--report FILE``
+  appends to a file instead (kept for callers that start the guard themselves; a file
+  the code can reach, it can also truncate);
+- ``--memory-mb N`` / ``--cpu-s N`` / ``--file-mb N``: address-space, CPU-time and
+  file-size limits, set here rather than in a ``preexec_fn`` because ``preexec_fn`` is
+  unsafe in a threaded parent.
 
-Audit hooks cannot be removed once installed and resource limits cannot be raised
-again (raising them is itself refused), so the code under test cannot switch the guard
-off by ordinary means. It is a guard against accidents and naive code, not a security
-boundary against hostile native code (``ctypes`` can bypass any in-process hook): run
-untrusted targets in a container as well.
+This is the *second* layer. The boundary is the OS sandbox (bubblewrap, see
+:mod:`agentx.workspace.isolation`): audit hooks are not a security boundary (PEP 578;
+``ctypes``, raw spawn functions and directory-fd relative opens raise no event it can
+judge). What the hook adds is a clear message: a refused socket, process or write is
+reported as one ``agentx-guard:`` line naming what was tried, where the kernel would
+only say "Operation not permitted" or "Read-only file system".
+
+The interpreter is started with ``-P`` (the working directory is not put on
+``sys.path`` before the guard runs, so a worktree file named like a standard module
+cannot replace one the guard imports); the guard puts it there itself, after the hook
+and the limits are in place, so the target's code imports as under ``python -m``.
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 GUARD_MARK = "agentx-guard"
+GUARD_STARTED = f"{GUARD_MARK}-started"  # first report line: the sandbox started the guard
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 _NETWORK_EVENTS = frozenset(
     {"socket.connect", "socket.getaddrinfo", "socket.sendto", "socket.sendmsg"}
@@ -61,6 +72,7 @@ _PATH_EVENTS: dict[str, int | None] = {
 # Events with (source, destination, ...): both ends must stay inside.
 _TWO_PATH_EVENTS = frozenset({"os.rename", "os.link"})
 _ALWAYS_WRITABLE = frozenset({"/dev/null", "/dev/stdout", "/dev/stderr"})
+MAX_REPORTED = 100  # violations written to the report pipe (the parent reads it at the end)
 
 
 class GuardViolation(PermissionError):
@@ -146,7 +158,7 @@ def make_hook(
     return hook
 
 
-def _set_limits(memory_mb: int | None, cpu_s: int | None) -> None:
+def _set_limits(memory_mb: int | None, cpu_s: int | None, file_mb: int | None = None) -> None:
     def lower(kind: int, soft: int, hard: int) -> None:
         _, current_hard = resource.getrlimit(kind)
         if current_hard != resource.RLIM_INFINITY:
@@ -158,51 +170,69 @@ def _set_limits(memory_mb: int | None, cpu_s: int | None) -> None:
         lower(resource.RLIMIT_AS, limit, limit)
     if cpu_s is not None:
         lower(resource.RLIMIT_CPU, cpu_s, cpu_s + 5)
+    if file_mb is not None:
+        size = file_mb * 1024 * 1024
+        lower(resource.RLIMIT_FSIZE, size, size)
 
 
 def install(
     allowed: list[Path],
-    report_path: Path | None = None,
+    report_fd: int | None = None,
     memory_mb: int | None = None,
     cpu_s: int | None = None,
+    file_mb: int | None = None,
 ) -> None:
     """Set the limits and install the hook; writes only under ``allowed`` and the temp dir."""
-    _set_limits(memory_mb, cpu_s)
+    _set_limits(memory_mb, cpu_s, file_mb)
     report: Callable[[str], None] | None = None
-    if report_path is not None:
-        # Opened before the hook exists; os.write on the descriptor is not audited.
-        fd = os.open(report_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    if report_fd is not None:
+        os.write(report_fd, f"{GUARD_STARTED}\n".encode())
+        written = 0
 
         def report(message: str) -> None:
-            os.write(fd, (message.replace("\n", " ") + "\n").encode())
+            nonlocal written
+            if written < MAX_REPORTED:  # a full pipe would block the code until its timeout
+                written += 1
+                os.write(report_fd, (message.replace("\n", " ")[:500] + "\n").encode())
 
     roots = [*allowed, Path(tempfile.gettempdir())]
     sys.addaudithook(make_hook(roots, report))
 
 
+_OPTIONS = ("--allow", "--report", "--report-fd", "--memory-mb", "--cpu-s", "--file-mb")
+
+
 def main(argv: list[str]) -> None:
     """Parse the options, install the guard, run the target module or script."""
     allowed: list[Path] = []
-    report: Path | None = None
-    memory_mb: int | None = None
-    cpu_s: int | None = None
-    while argv and argv[0] in ("--allow", "--report", "--memory-mb", "--cpu-s"):
+    numbers: dict[str, int] = {}
+    report_file: Path | None = None
+    while argv and argv[0] in _OPTIONS:
         if len(argv) < 2:
             raise SystemExit(f"guard: {argv[0]} needs a value")
         option, value, argv = argv[0], argv[1], argv[2:]
         if option == "--allow":
             allowed.append(Path(value))
         elif option == "--report":
-            report = Path(value)
-        elif option == "--memory-mb":
-            memory_mb = int(value)
+            report_file = Path(value)
         else:
-            cpu_s = int(value)
+            numbers[option] = int(value)
     if argv and argv[0] == "--":
         argv = argv[1:]
     if not argv or (argv[0] == "-m" and len(argv) < 2):
         raise SystemExit("usage: guard [--allow DIR]... -- (-m module | script) [args]")
-    install(allowed or [Path.cwd()], report, memory_mb, cpu_s)
+    report_fd = numbers.get("--report-fd")
+    if report_fd is None and report_file is not None:
+        # Opened before the hook exists; os.write on the descriptor is not audited.
+        report_fd = os.open(report_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    install(
+        allowed or [Path.cwd()],
+        report_fd,
+        numbers.get("--memory-mb"),
+        numbers.get("--cpu-s"),
+        numbers.get("--file-mb"),
+    )
+    sys.path.insert(0, os.getcwd())  # as ``python -m`` would have, now that the hook is in
     if argv[0] == "-m":
         sys.argv = [argv[1], *argv[2:]]
         runpy.run_module(argv[1], run_name="__main__", alter_sys=True)

@@ -30,7 +30,13 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
 from pydantic import BaseModel, Field
 
-from agentx.agents.developing.checks import is_blocking, scope_check, summarise, syntax_check
+from agentx.agents.developing.checks import (
+    cap_detail,
+    is_blocking,
+    scope_check,
+    summarise,
+    syntax_check,
+)
 from agentx.agents.developing.classify import classify, safety_check
 from agentx.agents.developing.context import (
     config_keys,
@@ -72,6 +78,7 @@ class Developer:
         harness: dict[str, Any],
         llm: BaseChatModel | None = None,
         llm_settings: dict[str, Any] | None = None,
+        max_detail_chars: int = 4000,
     ):
         self.target = target
         self.catalog = catalog
@@ -79,6 +86,7 @@ class Developer:
         self.harness = harness
         self.llm = llm
         self.llm_settings = llm_settings or {}
+        self.max_detail_chars = max_detail_chars
         self.verify_timeout_s = float(harness.get("verify_timeout_s", 300.0))
         self.import_timeout_s = float(harness.get("import_timeout_s", 60.0))
         self._baseline_offline: dict[str, OfflineMetrics] = {}
@@ -217,7 +225,9 @@ class Developer:
             "schema": json.dumps(system.data_fields),
             "files": file_blocks(path, relevant_files(path, named, changed, failing)),
         }
-        context["feedback"] = render_feedback(feedback, attempt, current_diff)
+        context["feedback"] = render_feedback(
+            feedback, attempt, current_diff, self.max_detail_chars
+        )
         prompt = load_prompt("developing", "implement").format(**context)
         result = invoke_structured(
             self.llm,
@@ -251,6 +261,9 @@ class Developer:
         ]
         if _clear(checks):
             checks[1] = syntax_check(root, patch.files_touched, self.import_timeout_s)
+            # What the import check's code left in the worktree (a conftest.py that skips
+            # every test, a symlink out of the worktree) must not reach the tests.
+            git.restore_clean(root)
             if _clear(checks):
                 checks.extend(self._target_checks(root))
             if _clear(checks):
@@ -261,7 +274,7 @@ class Developer:
         if stray:
             note = f"; removed {len(stray)} file(s) the run left in the worktree"
             scope = scope.model_copy(update={"detail": scope.detail + note})
-        return summarise([*checks, scope])
+        return summarise([cap_detail(c, self.max_detail_chars) for c in [*checks, scope]])
 
     def _target_checks(self, root: Path) -> list[CheckResult]:
         try:

@@ -127,6 +127,19 @@ def scope_check(
     )
 
 
+def cap_detail(check: CheckResult, limit: int) -> CheckResult:
+    """``check`` with its detail cut to its last ``limit`` characters (where errors are).
+
+    Details are stored with every experiment and fed to the model's repair prompt: a
+    run that prints megabytes must not flood either.
+    """
+    detail = check.detail.strip()
+    if len(detail) <= limit:
+        return check
+    cut = "... (earlier output cut)\n" + detail[-limit:]
+    return check.model_copy(update={"detail": cut})
+
+
 def skipped(dimension: str) -> CheckResult:
     """A dimension that did not run because an earlier blocking check failed."""
     return CheckResult(

@@ -3,10 +3,12 @@
 The router retries a *transient* failure once, unchanged, and repairs or abandons a
 *deterministic* one. The class comes from how the confined run ended:
 
-- the sandbox refused something (network, a process, a write outside the worktree) or
-  the memory limit was hit: deterministic, the same code does it again;
-- a wall-clock timeout, the CPU limit, or a crash by a signal: transient, load or a
-  flaky native library may be to blame, so one unchanged retry is worth it;
+- the sandbox refused something (network, a process, a write outside the worktree), or
+  the memory, file-size, CPU-time or wall-clock limit was hit: deterministic, the same
+  code does it again (an endless loop loops again; no blind retry);
+- a crash by a signal, or the OS sandbox failing to start the code: transient, an
+  external kill, a flaky native library or the machine may be to blame, so one
+  unchanged retry is worth it;
 - an ordinary error (NaN loss, a missing feature, a failing test, a syntax error):
   deterministic, as the target reported it.
 
@@ -33,6 +35,8 @@ SANDBOX_STOPS = frozenset(
         Outcome.OUT_OF_MEMORY,
         Outcome.TIMEOUT,
         Outcome.CPU_LIMIT,
+        Outcome.FILE_LIMIT,
+        Outcome.SANDBOX_ERROR,
         Outcome.CRASHED,
     }
 )
@@ -82,8 +86,8 @@ def _evidence(check: CheckResult, outcome: Outcome) -> str:
 def safety_check(checks: list[CheckResult]) -> CheckResult:
     """Did every run stay inside the sandbox? One line per stop, naming the dimension.
 
-    Violations and memory exhaustion fail it deterministically; timeouts and crashes
-    fail it as transient.
+    Violations and every limit fail it deterministically; crashes and a sandbox that
+    failed to start fail it as transient.
     """
     stops: list[tuple[CheckResult, Outcome]] = []
     for check in checks:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from agentx.research.catalog import Technique
 from agentx.target.models import SystemDescription
+from agentx.workspace.edits import EditError, read_inside
 
 MAX_FILE_CHARS = 24_000
 MAX_FILES_CHARS = 90_000
@@ -100,7 +101,11 @@ def file_blocks(root: Path, names: list[str]) -> str:
     """Current text of ``names`` as fenced blocks, truncated to a size the model can take."""
     blocks, used = [], 0
     for name in names:
-        text = (root / name).read_text(errors="replace")
+        try:
+            text = read_inside(root, name)
+        except (EditError, OSError) as error:
+            blocks.append(f"### {name}\n(not shown: {error})")
+            continue
         if len(text) > MAX_FILE_CHARS:
             text = text[:MAX_FILE_CHARS] + "\n... (truncated)"
         if used + len(text) > MAX_FILES_CHARS:

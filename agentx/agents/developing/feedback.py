@@ -26,26 +26,35 @@ def _kind(check: CheckResult) -> str:
     return "transient" if check.transient else "deterministic"
 
 
-def evidence(verification: Verification) -> str:
-    """The failing dimensions of ``verification`` with their evidence, one block each."""
+def evidence(verification: Verification, limit: int = MAX_DETAIL_CHARS) -> str:
+    """The failing dimensions of ``verification`` with their evidence, one block each.
+
+    Each block keeps the last ``limit`` characters of its detail.
+    """
     blocks = []
     for check in verification.failed_checks():
         if is_skipped(check):
             continue
         blocks.append(
             f"### {check.dimension} ({check.severity}, {_kind(check)})\n"
-            f"{_tail(check.detail, MAX_DETAIL_CHARS) or '(no detail)'}"
+            f"{_tail(check.detail, limit) or '(no detail)'}"
         )
     return "\n\n".join(blocks) or "(no failing dimension reported)"
 
 
-def render_feedback(verification: Verification | None, attempt: int, diff: str) -> str:
+def render_feedback(
+    verification: Verification | None,
+    attempt: int,
+    diff: str,
+    limit: int = MAX_DETAIL_CHARS,
+) -> str:
     """The repair section of the prompt; empty for a first attempt.
 
     Args:
         verification: the previous attempt's verification (None on the first attempt).
         attempt: the number of the attempt being written now.
         diff: the change currently applied to the files the model is shown.
+        limit: longest evidence kept per failing dimension (``sandbox.max_detail_chars``).
     """
     if verification is None or verification.passed:
         return ""
@@ -55,6 +64,6 @@ def render_feedback(verification: Verification | None, attempt: int, diff: str) 
         attempt=attempt,
         root_cause=verification.root_cause or "unknown",
         failure_kind=verification.failure_kind or "unknown",
-        evidence=evidence(verification),
+        evidence=evidence(verification, limit),
         diff=shown,
     )

@@ -8,21 +8,24 @@ Checked on what the change *adds* (never on baseline code):
   configurations are unaffected and the experiment's config turns it on;
 - new configuration keys must be documented (an inline comment, a comment line above,
   or a mention in a documentation file of the same change);
-- protected paths (the target's tests, data, git internals) are not edited;
+- protected paths (the target's tests, ``conftest.py`` files, pytest configuration,
+  data, git internals) are not edited;
 - ruff's error rules (syntax, undefined names, unused or shadowed imports) on the added
   lines, run with ``--isolated`` so a change to the target's lint config cannot mute them.
 
-The sandbox enforces the same limits at run time (see ``agentx.workspace.guard``); the
-static rules catch them earlier and with a clearer message.
+The OS sandbox enforces the limits at run time whatever the code looks like (see
+``agentx.workspace.isolation``); these literal patterns are easy to step around
+(aliases, ``importlib``) and only catch the obvious earlier, with a clearer message.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from agentx.agents.developing.diffs import FileDiff, parse_diff
 from agentx.models import CheckResult
@@ -105,13 +108,29 @@ def undocumented_keys(root: Path, files: dict[str, FileDiff]) -> list[str]:
     return problems
 
 
+def is_protected(name: str, protected: list[str]) -> bool:
+    """Whether the repository path ``name`` falls under one of the ``protected`` entries.
+
+    An entry ending in ``/`` protects a directory; an entry without a ``/`` (``conftest.py``,
+    ``pytest.ini``) protects every file of that name at any depth, since pytest reads a
+    ``conftest.py`` from any directory it collects; other entries are glob patterns on
+    the whole path.
+    """
+    for entry in protected:
+        if entry.endswith("/"):
+            if name == entry.rstrip("/") or name.startswith(entry):
+                return True
+        elif "/" not in entry:
+            if fnmatch.fnmatchcase(PurePosixPath(name).name, entry):
+                return True
+        elif fnmatch.fnmatchcase(name, entry) or name == entry:
+            return True
+    return False
+
+
 def protected_findings(files: list[str], protected: list[str]) -> list[str]:
-    """Touched files under a protected path prefix."""
-    return [
-        f"edits protected path {name}"
-        for name in files
-        if any(name == p.rstrip("/") or name.startswith(p.rstrip("/") + "/") for p in protected)
-    ]
+    """Touched files under a protected path (tests, pytest configuration, data, git)."""
+    return [f"edits protected path {name}" for name in files if is_protected(name, protected)]
 
 
 def lint_findings(root: Path, files: dict[str, FileDiff]) -> tuple[list[str], str | None]:
