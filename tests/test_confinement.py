@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from langchain_core.language_models.fake_chat_models import FakeMessagesListChatModel
 from langchain_core.messages import AIMessage, BaseMessage
@@ -48,8 +49,7 @@ from agentx.graph.resources import Resources
 from agentx.harness import load_harness
 from agentx.models import Edit, FailureKind, Patch, Proposal, Verification
 from agentx.research.catalog import Technique, load_catalog
-from agentx.sandbox import cache
-from agentx.sandbox.target import SandboxTarget
+from agentx.sandbox.target import SandboxTarget, content_hash
 from agentx.settings import load_settings
 from agentx.workspace import git
 
@@ -426,26 +426,31 @@ def test_the_workspace_memory_and_checkpoints_are_invisible(
 def test_a_treatment_cannot_overwrite_the_controls_cached_arm(
     developer: Developer, tiny_target: SandboxTarget
 ) -> None:
+    """The control's frozen snapshot is out of the treatment's reach, in verification and in
+    the treatment's own arm process (which imports the hostile module every day it serves)."""
     baseline = tiny_target.launch("baseline", tiny_target.repo_path)
-    artefact = Path(baseline.artefact)
-    before = artefact.read_bytes()
-    assert artefact.parent.name == "arms"
+    snapshot = Path(baseline.artefact)
+    victim = snapshot / "config.toml"
+    before = victim.read_bytes()
+    assert snapshot.parent.name == "arms" and content_hash(snapshot) == snapshot.name
     code = LIBC + (
-        f"for _p in ({str(artefact)!r}, {str(artefact) + '.sha256'!r}):\n"
-        "    _fd = _libc.open(_p.encode(), FLAGS | 512, 0o644)  # O_TRUNC, unseen by the guard\n"
+        f"_fd = _libc.open({str(victim)!r}.encode(), FLAGS | 512, 0o644)  # O_TRUNC, unseen\n"
+        "if _fd >= 0:\n"
         "    _libc.write(_fd, b'poisoned', 8)\n"
     ).replace("FLAGS", str(O_CREAT_WRONLY))
     developer.catalog["poison_arm"] = _technique("poison_arm", *_module_code(code))
     patch, apply_check = developer.implement(_proposal("h-poison", "poison_arm"), 1)
     try:
         developer.verify(patch, apply_check)
-        assert artefact.read_bytes() == before and cache.verified(artefact)
-        # The launch path too: its arm runner writes only into its own private directory.
+        assert victim.read_bytes() == before
         treatment = tiny_target.launch("treatment", Path(patch.worktree))
-        assert treatment.ok and Path(treatment.artefact) != artefact
+        assert treatment.ok and Path(treatment.artefact) != snapshot
+        users = tiny_target.user_ids()
+        readout = tiny_target.collect(baseline, treatment, (users % 2).astype(np.int64), 1, 3)
+        assert not readout.errors  # the hostile arm served; its write went nowhere
     finally:
         developer.discard(patch)
-    assert artefact.read_bytes() == before and cache.verified(artefact)
+    assert victim.read_bytes() == before and content_hash(snapshot) == snapshot.name
 
 
 def test_the_git_pointer_of_the_worktree_cannot_be_redirected(developer: Developer) -> None:

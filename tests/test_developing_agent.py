@@ -208,7 +208,7 @@ def test_correct_change_passes_every_dimension_and_leaves_no_residue(
     assert patch.files_touched == ["config.toml"] and patch.lines_changed == 2
     assert "+exploration_slots = 2" in patch.diff  # the final diff is kept with the patch
     assert (
-        git.head(repo) == baseline and "exploration_slots = 0" in (repo / "config.toml").read_text()
+        git.head(repo) == baseline and "exploration_slots = 1" in (repo / "config.toml").read_text()
     )
     developer.discard(patch)
     _no_residue(developer, "t-correct")
@@ -274,7 +274,7 @@ def test_llm_repairs_a_broken_change_within_the_budget(developer: Developer) -> 
             _plan(
                 {
                     "path": "config.toml",
-                    "search": "exploration_slots = 0 ",
+                    "search": "exploration_slots = 1 ",
                     "replace": "exploration_slots = 2 ",
                 },
                 {
@@ -303,7 +303,7 @@ def test_llm_repairs_a_broken_change_within_the_budget(developer: Developer) -> 
     # The first prompt is grounded: repository map, config, features, schema, file text.
     first_prompt = model.prompt(0)
     assert "- recsys/features.py: " in first_prompt and "item_popularity()" in first_prompt
-    assert "- rerank.exploration_slots = 0" in first_prompt
+    assert "- rerank.exploration_slots = 1" in first_prompt
     assert "Registered ranking features: mf_score" in first_prompt
     assert '"release_day"' in first_prompt and EXTENSION in first_prompt
     # The second prompt carries the apply error; the third the syntax error, the diff so

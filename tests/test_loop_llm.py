@@ -40,7 +40,7 @@ def test_loop_with_a_scripted_model(tmp_path: Path) -> None:
         "edits": [
             {
                 "path": "config.toml",
-                "search": "exploration_slots = 0",
+                "search": "exploration_slots = 1",
                 "replace": "exploration_slots = 2",
             }
         ],
