@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from synthetic import true_attractiveness
 
 from recsys import Config, DataError, Model, interactions_from_arrays, train
 from recsys.data import Interactions, LogBuffer, load_dataset
@@ -256,16 +255,3 @@ def test_ranker_learns_from_a_time_split(data_dir: Path, config: Config, model: 
     assert split_log(dataset, config.with_overrides({"ranker.train_days": 0})) is None
     # The label days then enter the model through update(): it knows the whole log.
     assert model.ctx.dataset.meta == dataset.meta and len(model.ctx.dataset.log) == len(dataset.log)
-
-
-def test_slates_beat_random_unwatched_items(data_dir: Path, model: Model) -> None:
-    """With watched items filtered, the ranking of the remaining items must carry signal."""
-    users = np.arange(model.ctx.n_users)
-    day = LAST + 1
-    items = model.serve(users, 10, day).items
-    served = true_attractiveness(data_dir, np.repeat(users, 10), items.ravel()).mean()
-    released = np.flatnonzero(model.ctx.released(day))
-    grid = np.broadcast_to(released, (users.size, released.size))
-    unwatched = ~pairs_in(model.ctx.clicks, users, grid)
-    appeal = true_attractiveness(data_dir, np.repeat(users, released.size), grid.ravel())
-    assert served > appeal.reshape(grid.shape)[unwatched].mean() + 0.05
