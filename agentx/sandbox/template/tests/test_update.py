@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import pickle
 import shutil
 from pathlib import Path
 
@@ -231,6 +232,16 @@ def test_log_buffer_grows_and_keeps_earlier_views(data_dir: Path) -> None:
     assert len(buffer) == 4 * len(log) and buffer.capacity >= len(buffer)
     np.testing.assert_array_equal(first.user, snapshot)
     np.testing.assert_array_equal(buffer.log.item[-len(log) :], log.item)
+
+
+def test_an_updated_model_pickles_without_its_spare_capacity(updated) -> None:
+    _, after = updated
+    copy = pickle.loads(pickle.dumps(after))
+    assert copy.online is not None and copy.online.buffer.capacity == len(after.ctx.dataset.log)
+    users = np.arange(after.ctx.n_users)
+    np.testing.assert_array_equal(
+        copy.serve(users, 10, LAST + 1).items, after.serve(users, 10, LAST + 1).items
+    )
 
 
 def test_pairs_in_matches_a_dense_lookup() -> None:
