@@ -6,7 +6,9 @@ popularity-biased logging, position-biased clicks), trains on it, then runs the 
 each day the visitors are served, their clicks are simulated on the served slates and the
 day is passed to ``update``. Prints train time and per-day serve / update seconds (median and
 max, wall and process CPU time, which is steadier on a shared machine; update per stage), so
-a change to the template can be checked for its daily cost.
+a change to the template can be checked for its daily cost. It is a timing tool, not a
+quality measure: the planted world has no re-watch aversion or fatigue, so its CTR falls over
+the days as the seen filter removes the favourites users already clicked.
 """
 
 from __future__ import annotations
