@@ -264,7 +264,7 @@ import json, sys
 import numpy as np
 sys.path.insert(0, "tests")
 from synthetic import write_synthetic
-from recsys import load_config, train
+from recsys import interactions_from_arrays, load_config, train
 
 data = write_synthetic("smoke-data", n_users=400, n_items=150, n_days=6, seed=5)
 config = load_config()
@@ -282,7 +282,27 @@ def run(overrides):
     day7, day8 = slates[0].items, slates[1].items
     turnover = np.mean([np.setdiff1d(a[:head], b).size / head for a, b in zip(day7, day8)])
     history = model.ranker.loss_history
+    # The daily loop: fold day 8's served slates (with planted-free random clicks) into the
+    # model, then serve day 9: every recipe must keep working on the updated model.
+    rng = np.random.default_rng(0)
+    shown = slates[1].items
+    clicks = (rng.random(shown.shape) < 0.2).astype(np.int8)
+    model.update(interactions_from_arrays(
+        user=np.repeat(users, 10), item=shown.ravel(), day=np.full(shown.size, 8),
+        position=np.tile(np.arange(10), users.size), click=clicks.ravel(),
+        watch_time=30.0 * clicks.ravel(),
+    ))
+    after = model.serve(users, 10, 9).items
+    clicked_pairs = (users[:, None] * 150 + shown)[clicks == 1]
+    rewatched = np.isin(users[:, None] * 150 + after, clicked_pairs).mean()
     return {
+        "updated_ok": bool(
+            after.min() >= 0
+            and all(np.unique(r).size == r.size for r in after)
+            and np.all(model.ctx.dataset.items.release_day[after] <= 9)
+            and len(model.ctx.dataset.log) == len(log) + shown.size
+        ),
+        "rewatched_after_update": float(rewatched),
         "shape": list(items.shape),
         "min": int(min(s.items.min() for s in slates)),
         "unique": all(np.unique(r).size == r.size for s in slates for r in s.items),
@@ -381,6 +401,8 @@ def test_everything_together_passes_the_template_suite_and_serves(tmp_path: Path
     assert everything["shape"] == [400, 10] and everything["min"] >= 0
     assert everything["unique"] and everything["released"], everything
     assert everything["loss_drop"] and everything["finite"], everything
+    assert everything["updated_ok"], everything  # recipes keep working after Model.update
+    assert everything["rewatched_after_update"] < 0.01, everything  # day 8 clicks filtered
     # The rules are live in the composed system, not neutralised by each other: without the
     # seen filter more slots repeat clicked items; without rotation slates repeat across days.
     seen, unseen = everything["seen_share"], report["no_seen_filter"]["seen_share"]

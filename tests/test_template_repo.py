@@ -216,7 +216,7 @@ import json, sys
 import numpy as np
 sys.path.insert(0, "tests")
 from synthetic import write_synthetic
-from recsys import train, load_config
+from recsys import interactions_from_arrays, train, load_config
 data = write_synthetic("smoke-data", n_users=400, n_items=150, n_days=6, seed=5)
 config = load_config()
 model = train(data, seed=1)
@@ -224,10 +224,17 @@ result = model.serve(np.arange(400), 10, 7)
 items = result.items
 rows_unique = all(np.unique(r).size == r.size for r in items)
 released = bool(np.all(model.ctx.dataset.items.release_day[items] <= 7))
+clicks = (np.random.default_rng(0).random(items.shape) < 0.2).astype(np.int8)
+model.update(interactions_from_arrays(
+    user=np.repeat(np.arange(400), 10), item=items.ravel(), day=np.full(items.size, 7),
+    position=np.tile(np.arange(10), 400), click=clicks.ravel(), watch_time=30.0 * clicks.ravel(),
+))
+after = model.serve(np.arange(400), 10, 8).items
+updated = bool(after.min() >= 0 and all(np.unique(r).size == r.size for r in after))
 print(json.dumps({
     "features": list(config.ranker.features), "loss": config.ranker.loss,
     "debias": config.ranker.debias, "shape": list(items.shape), "min": int(items.min()),
-    "unique": rows_unique, "released": released,
+    "unique": rows_unique, "released": released, "updated": updated,
     "scored": int(result.candidates_scored.min()),
     "loss_drop": model.ranker.loss_history[-1] < model.ranker.loss_history[0],
 }))
@@ -267,4 +274,5 @@ def test_recipes_compose_and_the_repo_still_works(tmp_path: Path) -> None:
     assert (report["loss"], report["debias"]) == ("pairwise", "ips")
     assert report["shape"] == [400, 10] and report["min"] >= 0
     assert report["unique"] and report["released"] and report["loss_drop"]
+    assert report["updated"]  # the composed repository still folds in a day and serves
     assert report["scored"] >= 60

@@ -250,6 +250,16 @@ class LogBuffer:
     def __len__(self) -> int:
         return self._size
 
+    def __getstate__(self) -> dict[str, object]:
+        """Pickle the filled rows only (the spare capacity is uninitialised memory)."""
+        return {"columns": {f: c[: self._size].copy() for f, c in self._columns.items()}}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        columns = state["columns"]
+        assert isinstance(columns, dict)
+        self._columns = columns
+        self._size = int(columns["user"].shape[0])
+
     @property
     def capacity(self) -> int:
         return int(self._columns["user"].shape[0])

@@ -5,8 +5,10 @@ three inputs are 1-D int64 arrays of equal length. The same function produces th
 rows (one per logged impression, with the impression's own day) and the serving rows (one per
 candidate, with the serving day), so there is no train/serve skew by construction.
 
-Features must read only ``ctx`` (frozen after training) and ``day``; they must be finite and
-vectorised (serving calls them on ~10^6 rows). Standardisation happens in the ranker.
+Features must read only ``ctx`` (changed only by ``Model.update``, which also clears the
+``ctx.memo`` cache) and ``day``; they must be finite and vectorised (serving calls them on
+~10^6 rows). Training rows come from the ranker's label days with a context fitted on the
+days before them (see ``pipeline.split_log``). Standardisation happens in the ranker.
 """
 
 from __future__ import annotations

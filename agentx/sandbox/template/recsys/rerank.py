@@ -120,10 +120,11 @@ def seen_filter(state: SlateState) -> SlotRule | None:
     """Demote what the user already watched, and mildly what they just ignored.
 
     Items the user clicked (historical log and every ``update``) lose ``rerank.seen_penalty``
-    (click-logit units; 5 cuts the odds ~150-fold, so they return only when nothing unseen
-    is left); items shown without a click in the last ``rerank.recent_impression_days`` days
-    before the serving day lose ``rerank.recent_impression_penalty`` (impression fatigue:
-    skipped twice is weak evidence against them, and a fresh slate is worth more). Finite on
+    (click-logit units; 5 cuts the odds ~150-fold, so they return only when every unseen
+    candidate left is far weaker); items shown without a click in the last
+    ``rerank.recent_impression_days`` days before the serving day lose
+    ``rerank.recent_impression_penalty`` (impression fatigue: a recent skip is weak evidence
+    against an item, and a fresh slate is worth more). Finite on
     purpose: ``-inf`` would trip the greedy fallback, which bypasses every rule (the category
     cap included) once all remaining candidates are forbidden. 0 switches either part off.
     """

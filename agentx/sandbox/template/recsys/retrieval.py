@@ -50,15 +50,30 @@ _SAMPLE = 512  # columns sampled per row to estimate the top-k threshold
 _OVERSHOOT = 3  # the threshold aims at keeping this many times k columns
 
 
-def top_columns(scores: np.ndarray, k: int) -> np.ndarray:
-    """Column indices of the ``k`` largest scores of every row (unordered), int64 [n, k].
+def _top_positions(values: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the ``k`` largest values of every row, ascending; ties -> lower position.
 
-    Exact, like ``argpartition``, but ~5x faster on [4096 x 5000] score blocks, which
-    dominate serving: a threshold is estimated per row from a strided sample of its columns
-    (aiming at ~3k survivors), and only the survivors are partitioned. A row whose sample
-    misleads (fewer than k or very many survivors, e.g. a cold user with all-zero scores)
-    is partitioned in full. Each row's result depends on that row alone, so serving stays
-    batch-independent.
+    Value partition plus masks instead of ``argpartition``: numpy's SIMD ``partition`` is
+    ~10x faster than ``argpartition`` on these blocks, and the tie rule makes the result a
+    pure function of the row.
+    """
+    n, width = values.shape
+    kth = np.partition(values, width - k, axis=1)[:, width - k]
+    greater = values > kth[:, None]
+    need = k - np.count_nonzero(greater, axis=1)
+    equal = values == kth[:, None]
+    take = greater | (equal & (np.cumsum(equal, axis=1) <= need[:, None]))
+    return (np.flatnonzero(take) % width).reshape(n, k)
+
+
+def top_columns(scores: np.ndarray, k: int) -> np.ndarray:
+    """Column indices of the ``k`` largest scores of every row, int64 [n, k] (ascending).
+
+    Exact (ties go to the lower column), but several times faster than ``argpartition`` on
+    the [4096 x 5000] score blocks that dominate serving: a threshold is estimated per row
+    from a strided sample of its columns (aiming at ~3k survivors) and only the survivors
+    are ranked. A row whose sample misleads (fewer than k or very many survivors) is ranked
+    in full. Each row's result depends on that row alone, so serving stays batch-independent.
     """
     n, width = scores.shape
     if k >= width:
@@ -67,31 +82,29 @@ def top_columns(scores: np.ndarray, k: int) -> np.ndarray:
     sample = scores[:, ::stride]
     rank = min(sample.shape[1] - 1, (_OVERSHOOT * k * sample.shape[1]) // width)
     if stride == 1 or rank < 1:
-        return np.argpartition(scores, width - k, axis=1)[:, width - k :]
+        return _top_positions(scores, k)
     threshold = np.partition(sample, sample.shape[1] - 1 - rank, axis=1)[:, -1 - rank]
     keep = scores >= threshold[:, None]
-    counts = keep.sum(axis=1)
-    cap = 4 * _OVERSHOOT * k
-    fast = (counts >= k) & (counts <= cap)
+    counts = np.count_nonzero(keep, axis=1)
+    fast = (counts >= k) & (counts <= 4 * _OVERSHOOT * k)
     out = np.empty((n, k), dtype=np.int64)
     slow = np.flatnonzero(~fast)
     if slow.size:
-        out[slow] = np.argpartition(scores[slow], width - k, axis=1)[:, width - k :]
+        out[slow] = _top_positions(scores[slow], k)
     rows = np.flatnonzero(fast)
     if rows.size:
         keep[slow] = False
-        flat = np.flatnonzero(keep)  # row-major: the survivors of a row are contiguous
-        row, column = np.divmod(flat, width)
-        local = np.zeros(n, dtype=np.int64)
-        local[rows] = np.arange(rows.size)
+        flat = np.flatnonzero(keep)  # row-major: each row's survivors, in column order
         kept = counts[rows]
+        room = int(kept.max())
         slot = np.arange(flat.size) - np.repeat(np.cumsum(kept) - kept, kept)
-        padded = np.full((rows.size, int(kept.max())), -np.inf, dtype=scores.dtype)
-        padded[local[row], slot] = scores.ravel()[flat]
-        index = np.zeros(padded.shape, dtype=np.int64)
-        index[local[row], slot] = column
-        top = np.argpartition(padded, padded.shape[1] - k, axis=1)[:, padded.shape[1] - k :]
-        out[rows] = np.take_along_axis(index, top, axis=1)
+        target = np.repeat(np.arange(rows.size) * room, kept) + slot
+        padded = np.full(rows.size * room, -np.inf, dtype=scores.dtype)
+        padded[target] = scores.ravel()[flat]
+        columns = np.zeros(rows.size * room, dtype=np.int64)
+        columns[target] = flat % width
+        top = _top_positions(padded.reshape(rows.size, room), k)
+        out[rows] = np.take_along_axis(columns.reshape(rows.size, room), top, axis=1)
     return out
 
 

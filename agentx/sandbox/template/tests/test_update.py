@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import pickle
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-from synthetic import true_attractiveness
 
 from recsys import Config, DataError, Model, interactions_from_arrays, train
 from recsys.data import Interactions, LogBuffer, load_dataset
@@ -234,6 +234,16 @@ def test_log_buffer_grows_and_keeps_earlier_views(data_dir: Path) -> None:
     np.testing.assert_array_equal(buffer.log.item[-len(log) :], log.item)
 
 
+def test_an_updated_model_pickles_without_its_spare_capacity(updated) -> None:
+    _, after = updated
+    copy = pickle.loads(pickle.dumps(after))
+    assert copy.online is not None and copy.online.buffer.capacity == len(after.ctx.dataset.log)
+    users = np.arange(after.ctx.n_users)
+    np.testing.assert_array_equal(
+        copy.serve(users, 10, LAST + 1).items, after.serve(users, 10, LAST + 1).items
+    )
+
+
 def test_pairs_in_matches_a_dense_lookup() -> None:
     rng = np.random.default_rng(1)
     matrix = pair_matrix(rng.integers(0, 300, 3000), rng.integers(0, 120, 3000), 300, 120)
@@ -256,16 +266,3 @@ def test_ranker_learns_from_a_time_split(data_dir: Path, config: Config, model: 
     assert split_log(dataset, config.with_overrides({"ranker.train_days": 0})) is None
     # The label days then enter the model through update(): it knows the whole log.
     assert model.ctx.dataset.meta == dataset.meta and len(model.ctx.dataset.log) == len(dataset.log)
-
-
-def test_slates_beat_random_unwatched_items(data_dir: Path, model: Model) -> None:
-    """With watched items filtered, the ranking of the remaining items must carry signal."""
-    users = np.arange(model.ctx.n_users)
-    day = LAST + 1
-    items = model.serve(users, 10, day).items
-    served = true_attractiveness(data_dir, np.repeat(users, 10), items.ravel()).mean()
-    released = np.flatnonzero(model.ctx.released(day))
-    grid = np.broadcast_to(released, (users.size, released.size))
-    unwatched = ~pairs_in(model.ctx.clicks, users, grid)
-    appeal = true_attractiveness(data_dir, np.repeat(users, released.size), grid.ravel())
-    assert served > appeal.reshape(grid.shape)[unwatched].mean() + 0.05
