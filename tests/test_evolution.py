@@ -311,7 +311,10 @@ def test_regret_is_attributed_to_the_part_that_favoured_the_better_option(
         )
     ]
     rubric, harness = load_rubric("brainstorm"), load_harness("brainstorm")
-    context = ReplayContext(load_catalog(), tiny_target.describe(), tiny_target.analyse_data())
+    # The scenario's beliefs are set here, not read from the catalog's current priors.
+    catalog = load_catalog()
+    catalog["daily_rotation"] = catalog["daily_rotation"].model_copy(update={"prior_effect": 0.03})
+    context = ReplayContext(catalog, tiny_target.describe(), tiny_target.analyse_data())
     advantage = regret_attribution(harness, runs, rubric, context, tolerance=0.01)
     assert advantage["business"] > advantage["risk"] > 0 > advantage["objective"]
     gradient = attribute_regret(diagnose("brainstorm", runs, rubric, settings), advantage, rubric)
