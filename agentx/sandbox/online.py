@@ -105,65 +105,100 @@ class SandboxWorld:
     ) -> TimelineResult:
         """Simulate the pre-period, then every phase in order; arms learn day by day.
 
-        ``arms[CONTROL]`` serves everyone in the pre-period. Every arm learns from the whole
-        pre-period (all models enter the experiment having seen the same logs), then only
-        from its own users.
-
         Raises:
             ArmFailure: an arm crashed, hung or answered with an invalid reply.
         """
-        params, sim = self.params, self.simulator
         if not phases:
             raise ValueError("a timeline needs at least one phase")
-        total = params.pre_days + sum(phase.days for phase in phases)
-        if total > params.online_days:
-            raise ValueError(
-                f"the world simulates {params.online_days} online days; {total} requested"
-            )
-        state = self.fresh_state()
-        n_u, n_i = self.population.n_users, self.population.n_items
-        result = TimelineResult(pre=WindowTotals.zeros(n_u, n_i))
-        day = self.online_start_day
+        timeline = Timeline(self, arms, phases[0].seed, replicate)
+        for phase in phases:
+            timeline.run_phase(phase)
+        return timeline.result
+
+
+class Timeline:
+    """A rollout in progress: the users' state and the arms, advanced one phase at a time.
+
+    ``arms[CONTROL]`` serves everyone in the pre-period, which runs on construction (keyed
+    by ``pre_seed``, the first stage's seed). Every arm learns from the whole pre-period
+    (all models enter the experiment having seen the same logs), then only from its own
+    users. Running the phases one call at a time gives exactly what one call with all of
+    them gives, so a target can keep a timeline alive between the stages of a rollout
+    instead of replaying the earlier ones.
+    """
+
+    def __init__(
+        self, world: SandboxWorld, arms: dict[int, ArmProcess], pre_seed: int, replicate: int = 0
+    ) -> None:
         if CONTROL not in arms:
             raise ValueError("the control arm (key 0) serves the pre-period and must be given")
+        self.world, self.arms, self.replicate = world, arms, replicate
+        self.params, self.simulator, self.population = (
+            world.params,
+            world.simulator,
+            world.population,
+        )
+        self.state = world.fresh_state()
+        n_u, n_i = self.population.n_users, self.population.n_items
+        self.result = TimelineResult(pre=WindowTotals.zeros(n_u, n_i))
+        self.day = world.online_start_day
+        self.days_run = 0
         everyone = np.full(n_u, CONTROL, dtype=np.int64)
-        for _ in range(params.pre_days):
-            draws = sim.streams(phases[0].seed, replicate, day)
-            self._day(state, arms, everyone, day, draws, result.pre, None, learn_all=True)
-            day += 1
-        for phase in phases:
-            assignment = np.asarray(phase.assignment, dtype=np.int64)
-            if assignment.shape != (n_u,) or not np.isin(assignment, [NOT_ENROLLED, *arms]).all():
-                raise ValueError("an assignment names a user count or an arm that does not exist")
-            enrolled = assignment != NOT_ENROLLED
-            totals = WindowTotals.zeros(n_u, n_i)
-            for _ in range(phase.days):
-                draws = sim.streams(phase.seed, replicate, day)
-                self._day(state, arms, assignment, day, draws, totals, enrolled, learn_all=False)
-                day += 1
-            result.phases.append(totals)
-        result.arm_seconds = {
+        for _ in range(self.params.pre_days):
+            draws = self.simulator.streams(pre_seed, replicate, self.day)
+            self._day(everyone, draws, self.result.pre, None, learn_all=True)
+            self.day += 1
+        self._record_seconds()
+
+    def run_phase(self, phase: Phase) -> WindowTotals:
+        """Simulate one phase's days after everything run so far; its per-user totals."""
+        params = self.params
+        n_u, n_i = self.population.n_users, self.population.n_items
+        if params.pre_days + self.days_run + phase.days > params.online_days:
+            asked = self.days_run + phase.days
+            raise ValueError(
+                f"the world simulates {params.horizon_days} days after the "
+                f"pre-period; {asked} requested"
+            )
+        assignment = np.asarray(phase.assignment, dtype=np.int64)
+        if assignment.shape != (n_u,) or not np.isin(assignment, [NOT_ENROLLED, *self.arms]).all():
+            raise ValueError("an assignment names a user count or an arm that does not exist")
+        enrolled = assignment != NOT_ENROLLED
+        totals = WindowTotals.zeros(n_u, n_i)
+        for _ in range(phase.days):
+            draws = self.simulator.streams(phase.seed, self.replicate, self.day)
+            self._day(assignment, draws, totals, enrolled, learn_all=False)
+            self.day += 1
+        self.days_run += phase.days
+        self.result.phases.append(totals)
+        self._record_seconds()
+        return totals
+
+    def _record_seconds(self) -> None:
+        self.result.arm_seconds = {
             arm.name: {
                 "train": arm.train_seconds,
                 "serve": arm.serve_seconds,
                 "update": arm.update_seconds,
             }
-            for arm in arms.values()
+            for arm in self.arms.values()
         }
-        return result
 
     def _day(
         self,
-        state: UserState,
-        arms: dict[int, ArmProcess],
         assignment: np.ndarray,
-        day: int,
         draws: dict[str, np.ndarray],
         totals: WindowTotals,
         counted: np.ndarray | None,
         learn_all: bool,
     ) -> None:
-        params, sim = self.params, self.simulator
+        params, sim, state, arms, day = (
+            self.params,
+            self.simulator,
+            self.state,
+            self.arms,
+            self.day,
+        )
         users = sim.visitors(state, day, draws)
         users = users[assignment[users] != NOT_ENROLLED]
         served_by = assignment[users]
@@ -259,6 +294,7 @@ __all__ = [
     "METRIC_DEFINITIONS",
     "Phase",
     "SandboxWorld",
+    "Timeline",
     "TimelineResult",
     "clean_slates",
     "load_world_bundle",

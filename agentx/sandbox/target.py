@@ -26,8 +26,10 @@ import shutil
 import tempfile
 import time
 import tomllib
+import weakref
 from collections.abc import Sequence
 from contextlib import ExitStack
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,7 @@ from agentx.sandbox.online import (
     METRIC_DEFINITIONS,
     Phase,
     SandboxWorld,
+    Timeline,
     TimelineResult,
     clean_slates,
     load_world_bundle,
@@ -162,6 +165,7 @@ class SandboxTarget:
         self._world: SandboxWorld | None = None
         # Where the time of the last simulated timeline went (benchmarks read it).
         self.last_timing: dict[str, float] = {}
+        self._live: _LiveRollout | None = None  # the rollout whose arms are still running
 
     # ------------------------------------------------------------------ setup
     @classmethod
@@ -509,7 +513,7 @@ class SandboxTarget:
         if not errors:
             try:
                 roles = {CONTROL: snapshots[control.name], 1: snapshots[treatment.name]}
-                result = self._simulate(roles, phases)
+                result = self._continue_rollout(roles, phases)
             except ArmFailure as error:
                 failed = treatment.name if f"arm {treatment.name}" in str(error) else control.name
                 errors[failed] = str(error)
@@ -534,37 +538,84 @@ class SandboxTarget:
             arms=[control.name, treatment.name], users=users, metrics=metrics, pre=before, days=days
         )
 
-    def _simulate(self, snapshots: dict[int, Path], phases: list[Phase]) -> TimelineResult:
-        """Run a timeline with one arm process per distinct role."""
+    def _start(self, snapshots: dict[int, Path], pre_seed: int) -> tuple[Timeline, ExitStack]:
+        """Start one arm process per role (training side by side) and run the pre-period."""
         names = {CONTROL: "control", 1: "treatment"}
         data = self.root / "data" / "full"
-        started = time.perf_counter()
-        with ExitStack() as stack:
+        stack = ExitStack()
+        try:
             arms = {
                 key: self._arm(names.get(key, str(key)), path, data)
                 for key, path in snapshots.items()
             }
-            for arm in arms.values():  # train side by side: one process per core
+            for arm in arms.values():  # one process per core
                 stack.callback(arm.close)
                 arm.spawn()
             for arm in arms.values():
                 arm.wait_ready()
-            result = self.world.run_timeline(arms, phases)
+            return Timeline(self.world, arms, pre_seed), stack
+        except BaseException:
+            stack.close()
+            raise
+
+    def _simulate(self, snapshots: dict[int, Path], phases: list[Phase]) -> TimelineResult:
+        """Run a whole timeline with fresh arm processes, then stop them."""
+        started = time.perf_counter()
+        timeline, stack = self._start(snapshots, phases[0].seed)
+        with stack:
+            for phase in phases:
+                timeline.run_phase(phase)
+        self._record_timing(timeline.result, time.perf_counter() - started)
+        return timeline.result
+
+    def _continue_rollout(self, snapshots: dict[int, Path], phases: list[Phase]) -> TimelineResult:
+        """The rollout's timeline through its last phase, continuing the live one if it has
+        run exactly the earlier phases (the usual case: stages collected in order), else
+        replaying them from the start; both give the same numbers."""
+        started = time.perf_counter()
+        roles = tuple(path.name for path in snapshots.values())
+        keys = [_phase_key(phase) for phase in phases]
+        live = self._live
+        if live is None or live.roles != roles or live.phases != keys[:-1]:
+            self._close_live()
+            timeline, stack = self._start(snapshots, phases[0].seed)
+            live = _LiveRollout(roles=roles, phases=[], timeline=timeline, stack=stack)
+            self._live = live
+            weakref.finalize(self, stack.close)
+            todo = phases
+        else:
+            todo = phases[-1:]
+        try:
+            for phase in todo:
+                live.timeline.run_phase(phase)
+                live.phases.append(_phase_key(phase))
+        except BaseException:
+            self._close_live()
+            raise
+        self._record_timing(live.timeline.result, time.perf_counter() - started)
+        return live.timeline.result
+
+    def _close_live(self) -> None:
+        """Stop the arm processes of a rollout kept alive between stages."""
+        if self._live is not None:
+            self._live.stack.close()
+            self._live = None
+
+    def _record_timing(self, result: TimelineResult, total: float) -> None:
         arm_time = {
             part: sum(seconds[part] for seconds in result.arm_seconds.values())
             for part in ("train", "serve", "update")
         }
-        total = time.perf_counter() - started
         self.last_timing = {
             "total_s": total,
             **{f"arms_{part}_s": value for part, value in arm_time.items()},
             "simulator_s": total - sum(arm_time.values()),
         }
-        return result
 
     def rollback(self, arm: ArmHandle) -> None:
         """Stop serving an arm. Snapshots are content-addressed and kept as a cache."""
         arm.ok = False
+        self._close_live()
 
     # ------------------------------------------------------------------ truth
     def truth_of(self, workdir: Path) -> dict[str, float]:
@@ -581,6 +632,7 @@ class SandboxTarget:
         record = cache.read_json(entry)  # None when absent or altered since it was sealed
         if record is not None and record.get("key") == _truth_key(key):
             return record
+        self._close_live()  # a ground truth is asked once a rollout is over
         arm = self.launch("truth", workdir)
         snapshot = self._verified(arm) if arm.ok else None
         if snapshot is None:
@@ -611,6 +663,22 @@ class SandboxTarget:
             for name in treated
         }
         return GroundTruth(metrics=treated, baseline=base, relative=relative)
+
+
+@dataclass
+class _LiveRollout:
+    """A rollout's timeline and arm processes, kept between the collects of its stages."""
+
+    roles: tuple[str, ...]  # snapshot names, control first
+    phases: list[tuple[str, int, int]]  # the phases run so far (see _phase_key)
+    timeline: Timeline
+    stack: ExitStack  # closes the arm processes
+
+
+def _phase_key(phase: Phase) -> tuple[str, int, int]:
+    """What identifies a phase: who was in which arm, for how many days, with which draws."""
+    digest = hashlib.sha256(np.ascontiguousarray(phase.assignment, dtype=np.int64).tobytes())
+    return digest.hexdigest(), int(phase.days), int(phase.seed)
 
 
 def _truth_key(content: str) -> str:
