@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import selectors
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -30,7 +29,7 @@ from agentx.sandbox.arm_protocol import (
     payload_size,
     write_message,
 )
-from agentx.workspace.process import ConfinedCommand, confined_command
+from agentx.workspace.process import ConfinedCommand, confined_command, kill_group, signal_name
 
 TRAIN_TIMEOUT_S = 900.0
 REQUEST_TIMEOUT_S = 300.0
@@ -143,7 +142,7 @@ class ArmProcess:
                     process.wait(timeout=5)
                 except (OSError, subprocess.TimeoutExpired, ValueError):
                     pass
-            _kill_group(process)
+            kill_group(process)
             process.wait()
             for stream in (process.stdin, process.stdout):
                 if stream is not None:
@@ -288,25 +287,13 @@ class ArmProcess:
 
     def _fail(self, reason: str, kill: bool = False) -> Any:
         if kill and self._process is not None:
-            _kill_group(self._process)
+            kill_group(self._process)
         tail = self._stderr_tail()
         detail = f"arm {self.name}: {reason}"
         raise ArmFailure(f"{detail}\n{tail}" if tail else detail)
 
 
-def _kill_group(process: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass  # already gone
-
-
 def _exit_text(code: int | None) -> str:
     if code is None:
         return "still running"
-    if code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exit code {code}"
+    return f"killed by {signal_name(-code)}" if code < 0 else f"exit code {code}"

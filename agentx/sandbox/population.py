@@ -45,18 +45,6 @@ class Population:
         """Number of items."""
         return int(self.item_vec.shape[0])
 
-    def segment_of(self, day: int, heavy_activity: float = 1.0) -> dict[str, np.ndarray]:
-        """Boolean masks of the reporting segments on ``day``: new (arrived within two weeks),
-        heavy (high visit propensity), and one per taste cluster index."""
-        age = day - self.user_arrival
-        segments = {
-            "new": (self.user_arrival != ALWAYS) & (age >= 0) & (age < 14),
-            "heavy": self.user_activity > heavy_activity,
-        }
-        for index in np.unique(self.user_cluster):
-            segments[f"cluster_{int(index)}"] = self.user_cluster == index
-        return segments
-
 
 def draw_population(world: WorldParams) -> Population:
     """Draw users and items from ``world.seed`` (same seed, same population)."""

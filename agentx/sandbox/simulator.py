@@ -146,7 +146,6 @@ class Simulator:
         eta = np.array([c.position_bias_eta for c in clusters], np.float32)[cluster]
         ranks = np.log1p(np.arange(world.slate_size, dtype=np.float32))
         self.eta, self.log_rank = eta, ranks  # position cost eta * log(1 + rank)
-        self._day_shock_rng_seed = world.seed
 
     # ------------------------------------------------------------------ randomness
     def streams(self, seed: int, replicate: int, day: int) -> dict[str, np.ndarray]:

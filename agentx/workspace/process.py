@@ -177,7 +177,7 @@ class ProcessResult:
         if outcome is Outcome.FILE_LIMIT:
             return f"file size limit of {self.file_mb} MB exceeded"
         if outcome is Outcome.CRASHED:
-            return f"crashed: killed by signal {_signal_name(-self.returncode)}"
+            return f"crashed: killed by signal {signal_name(-self.returncode)}"
         return "exited normally" if outcome is Outcome.OK else f"exited with {self.returncode}"
 
     def tail(self, lines: int = 30) -> str:
@@ -214,7 +214,8 @@ def classify_text(text: str) -> Outcome | None:
     return next((kind for kind in order if kind in found), None)
 
 
-def _signal_name(number: int) -> str:
+def signal_name(number: int) -> str:
+    """The name of a signal number (its number when unknown)."""
     try:
         return signal.Signals(number).name
     except ValueError:
@@ -413,7 +414,7 @@ def _drain(fd: int | None) -> str:
     return b"".join(chunks).decode(errors="replace")
 
 
-def _kill(process: subprocess.Popen[Any]) -> None:
+def kill_group(process: subprocess.Popen[Any]) -> None:
     """Kill the process group; inside bubblewrap everything else dies with its parent."""
     try:
         os.killpg(process.pid, signal.SIGKILL)
@@ -465,7 +466,7 @@ def start_confined(
             yield process
         finally:
             if process.poll() is None:
-                _kill(process)
+                kill_group(process)
             process.wait()
             for pipe in (process.stdin, process.stdout, process.stderr):
                 if pipe is not None:
@@ -535,11 +536,11 @@ def run_confined(
             stdout, stderr = process.communicate(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             timed_out = True
-            _kill(process)
+            kill_group(process)
             stdout, stderr = process.communicate()
         finally:
             if process.poll() is None:  # interrupted while waiting: leave nothing running
-                _kill(process)
+                kill_group(process)
                 process.wait()
         violations = command.violations()
         sandbox_error = command.sandbox_error(stderr) if not timed_out else None

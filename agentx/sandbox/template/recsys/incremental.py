@@ -25,7 +25,6 @@ keeps seeing its own consistent state.
 from __future__ import annotations
 
 import dataclasses
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +33,7 @@ from .context import FeatureContext
 from .data import DataError, Dataset, Interactions, LogBuffer, check_log, interactions_from_arrays
 from .history import DayImpressions, click_matrix, shown_without_click
 from .mf import Factors, fold_in
+from .timing import Laps
 
 # Spare log capacity reserved at the start, as a multiple of the log. np.empty only commits
 # pages when they are written, so unused spare costs address space, not memory; 3x lets a
@@ -86,14 +86,7 @@ def check_feedback(feedback: Interactions, dataset: Dataset) -> Interactions:
 
 def apply_day(ctx: FeatureContext, state: OnlineState, day_log: Interactions) -> dict[str, float]:
     """Fold one validated, non-empty day into ``ctx``; returns wall seconds per stage."""
-    seconds: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(stage: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        seconds[stage] = now - clock
-        clock = now
+    lap = Laps()
 
     meta = ctx.dataset.meta
     n_users, n_items = meta.n_users, meta.n_items
@@ -126,7 +119,7 @@ def apply_day(ctx: FeatureContext, state: OnlineState, day_log: Interactions) ->
 
     ctx.factors = _fold_in_day(ctx, state, day_log)
     lap("mf")
-    return seconds
+    return lap.seconds
 
 
 def _fold_in_day(ctx: FeatureContext, state: OnlineState, day_log: Interactions) -> Factors:

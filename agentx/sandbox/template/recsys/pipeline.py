@@ -28,6 +28,7 @@ from .mf import click_counts, fit_als
 from .ranker import LOSSES, LinearRanker, LossInput, fit_ranker
 from .rerank import rerank
 from .retrieval import retrieve
+from .timing import Laps
 
 SERVE_CHUNK = 4096  # users per internal batch: bounds memory of the [users x items] MF scores
 
@@ -174,14 +175,7 @@ def train(data_dir: str | Path, config: Config | None = None, seed: int = 0) -> 
     """
     config = config if config is not None else load_config()
     check_registry_names(config)
-    seconds: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(stage: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        seconds[stage] = now - clock
-        clock = now
+    lap = Laps()
 
     dataset = load_dataset(data_dir)
     lap("load")
@@ -209,4 +203,4 @@ def train(data_dir: str | Path, config: Config | None = None, seed: int = 0) -> 
         for day in np.unique(rows.day):
             apply_day(ctx, online, _rows(rows, rows.day == day))
     lap("replay")
-    return Model(ctx=ctx, ranker=ranker, seed=seed, train_seconds=seconds, online=online)
+    return Model(ctx=ctx, ranker=ranker, seed=seed, train_seconds=lap.seconds, online=online)
