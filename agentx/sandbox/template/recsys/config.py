@@ -54,10 +54,12 @@ class FeaturesConfig:
     """Parameters of individual ranking features (which features are used is ranker.features)."""
 
     ctr_smoothing: float
+    category_affinity_days: int
     # <config:features>
 
     def __post_init__(self) -> None:
         _require(self.ctr_smoothing >= 0, "features.ctr_smoothing must be >= 0")
+        _require(self.category_affinity_days >= 0, "features.category_affinity_days must be >= 0")
 
 
 @dataclasses.dataclass(frozen=True)

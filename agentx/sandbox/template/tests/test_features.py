@@ -60,3 +60,41 @@ def test_unknown_and_broken_features_fail_clearly(model: Model, monkeypatch) -> 
     monkeypatch.setitem(FEATURES, "broken", lambda ctx, u, i, d: np.full(u.shape, np.nan))
     with pytest.raises(FloatingPointError, match="broken"):
         feature_matrix(model.ctx, ["broken"], np.array([0]), np.array([0]), 0)
+
+
+def _affinity_by_hand(ctx, user: int, item: int, day: int, window: int) -> float:
+    """The definition, one row at a time: clicks on days in [day - window, day) (all before
+    ``day`` when window is 0), share in the item's category, two pseudo-clicks spread evenly."""
+    log, meta, category = ctx.dataset.log, ctx.dataset.meta, ctx.dataset.items.category
+    start = day - window if window > 0 else -(10**9)
+    mine = (log.user == user) & (log.click == 1) & (log.day < day) & (log.day >= start)
+    total = int(mine.sum())
+    same = int((category[log.item[mine]] == category[item]).sum())
+    return (same + 2.0 / meta.n_categories) / (total + 2.0)
+
+
+def _by_hand_rows(ctx, users, items, days, window: int) -> list[float]:
+    rows = zip(users.tolist(), items.tolist(), days.tolist(), strict=True)
+    return [_affinity_by_hand(ctx, u, i, d, window) for u, i, d in rows]
+
+
+def _by_hand_rows(ctx, users, items, days, window: int) -> list[float]:
+    rows = zip(users.tolist(), items.tolist(), days.tolist(), strict=True)
+    return [_affinity_by_hand(ctx, u, i, d, window) for u, i, d in rows]
+
+
+@pytest.mark.parametrize("window", [0, 2])
+def test_user_category_affinity_counts_only_earlier_clicks_in_the_window(
+    model: Model, window: int
+) -> None:
+    ctx = model.ctx
+    ctx = type(ctx)(**{**ctx.__dict__, "_memo": {}})  # own memo: the window changes the table
+    ctx.config = ctx.config.with_overrides({"features.category_affinity_days": window})
+    log = ctx.dataset.log
+    rows = np.flatnonzero(log.click == 1)[:40]  # clicked rows: their own click must not count
+    users, items, days = log.user[rows], log.item[rows], log.day[rows]
+    got = FEATURES["user_category_affinity"](ctx, users, items, days)
+    np.testing.assert_allclose(got, _by_hand_rows(ctx, users, items, days, window))
+    after_log = np.full(users.shape, ctx.dataset.meta.last_day + 1)
+    served = FEATURES["user_category_affinity"](ctx, users, items, after_log)
+    np.testing.assert_allclose(served, _by_hand_rows(ctx, users, items, after_log, window))
