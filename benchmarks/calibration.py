@@ -164,20 +164,78 @@ def print_table(name: str, row: dict) -> None:
     print(f"  power at +1% (full)     {row['power_1pct']:.0%}   (target 40-60%)")
 
 
+def _minus(number: str) -> str:
+    """A typographic minus for a formatted negative number, as the docs write them."""
+    return number.replace("-", "−", 1) if number.startswith("-") else number
+
+
+def markdown(results: dict) -> str:
+    """The docs' tables (docs/sandbox.md, docs/techniques.md) from a results file."""
+    worlds = [w for w in results if not w.startswith("_")]
+    rows = [
+        ("random slate", "random_slate", "{:+.1%}", "<= -30%"),
+        ("popularity slate", "popularity_slate", "{:+.1%}", "<= -10%"),
+        ("median abs technique effect", "median_abs_effect", "{:.2%}", "<= 2%"),
+        ("true-win share", "win_share", "{:.0%}", "20-40%"),
+        ("wins NS, breaks a guardrail", "north_star_win_breaking_guardrail", "{}", ">= 1"),
+        ("novelty effects", "novelty", "{}", ">= 1"),
+        ("power at +1% (full stage)", "power_1pct", "{:.0%}", "40-60%"),
+    ]
+    lines = ["| measure | " + " | ".join(worlds) + " | target |", "|---" * (len(worlds) + 2) + "|"]
+    for label, key, fmt, target in rows:
+        cells = []
+        for w in worlds:
+            value = results[w].get(key)
+            if isinstance(value, list):
+                cells.append(", ".join(f"`{v}`" for v in value) or "none")
+            else:
+                cells.append(_minus(fmt.format(value)) if value is not None else "·")
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {target} |")
+    techniques = sorted({t for w in worlds for t in results[w]["techniques"]})
+    lines += [
+        "",
+        "| technique (default parameters) | "
+        + " | ".join(worlds)
+        + " | "
+        + " | ".join(f"{w}: first {NOVELTY_DAYS} days" for w in worlds[:1])
+        + f" | {worlds[0]}: guardrails beyond tolerance |",
+        "|---" * (len(worlds) + 3) + "|",
+    ]
+    for t in techniques:
+        cells = [
+            _minus(f"{results[w]['techniques'][t]:+.2%}") if t in results[w]["techniques"] else "·"
+            for w in worlds
+        ]
+        first = results[worlds[0]].get("detail", {}).get(t)
+        early = _minus(f"{first['early']:+.2%}") if first else "·"
+        breaks = ", ".join(first["breaks"]) if first and first["breaks"] else "–"
+        lines.append(f"| `{t}` | " + " | ".join(cells) + f" | {early} | {breaks} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--world", action="append", help="world name or file (repeatable)")
     parser.add_argument("--workdir", type=Path, help="keep sandboxes here (default: a temp dir)")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--markdown", action="store_true", help="print the docs' tables from the results file"
+    )
     args = parser.parse_args()
+    if args.markdown:
+        print(markdown(json.loads(RESULTS.read_text())))
+        return
     worlds = args.world or ["default", "fresh", "niche"]
-    results: dict = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    measured: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         root = args.workdir or Path(tmp)
         for name in worlds:
             print(f"world {name}")
-            results[name] = measure_world(name, root, args.quick)
-            print_table(name, results[name])
+            measured[name] = measure_world(name, root, args.quick)
+            print_table(name, measured[name])
+    # Merged at the end, so runs for different worlds can go side by side.
+    results: dict = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results.update(measured)
     signs = {}
     for name, row in results.items():
         if name.startswith("_"):

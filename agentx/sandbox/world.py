@@ -149,7 +149,7 @@ class WorldParams(BaseModel):
         0.03, ge=0, le=1, description="Daily pull of category interests toward what was watched."
     )
     novelty_weight: float = Field(
-        0.8, ge=0, description="Utility lift from a slate unlike the user's habit."
+        2.5, ge=0, description="Utility lift from a slate unlike the user's habit."
     )
     habit_rate: float = Field(
         0.25, gt=0, le=1, description="Daily rate at which habits adapt to what is shown."
