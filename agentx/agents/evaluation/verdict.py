@@ -169,6 +169,6 @@ def status_of(verdict: Verdict) -> ExperimentStatus:
         return ExperimentStatus.KEPT
     if verdict.decision == Decision.EXTEND:
         return ExperimentStatus.EXTENDED
-    if verdict.root_cause == RootCause.GUARDRAIL_HARM:
+    if verdict.root_cause in (RootCause.GUARDRAIL_HARM, RootCause.CUMULATIVE_GUARDRAIL_HARM):
         return ExperimentStatus.VETOED
     return ExperimentStatus.DISCARDED
