@@ -216,8 +216,26 @@ class MetricEffect(BaseModel):
     variance_reduction: float = 0.0
 
 
+class Acceptance(StrEnum):
+    """Who accepted a moderate guardrail breach, so it no longer counts as breached."""
+
+    REVIEW = "review"  # a human reviewer approved it
+    EXCHANGE = "exchange"  # the exchange score traded it for a larger gain
+
+
+class ZeroBaseline(StrEnum):
+    """A lower-is-better count that is zero in control (no errors at all)."""
+
+    ROSE = "rose"  # the treatment has some: any significant rise is harm
+    FLAT = "flat"  # zero in both arms: nothing to harm
+
+
 class GuardrailResult(BaseModel):
-    """Whether a guardrail held at a stage."""
+    """Whether a guardrail held at a stage.
+
+    ``detail`` is for people; the loop reads the typed fields (``breached``, ``measured``,
+    ``zero_baseline``, ``accepted``).
+    """
 
     metric: str
     tier: Literal["severe", "moderate", "observe"]
@@ -226,6 +244,9 @@ class GuardrailResult(BaseModel):
     ci_high: float
     breached: bool
     detail: str = ""
+    measured: bool = Field(True, description="False: the metric could not be estimated.")
+    zero_baseline: ZeroBaseline | None = None
+    accepted: Acceptance | None = Field(None, description="Set when a breach was accepted.")
 
 
 class StageResult(BaseModel):
@@ -240,6 +261,15 @@ class StageResult(BaseModel):
     guardrails: list[GuardrailResult] = Field(default_factory=list)
     decision: Literal["continue", "halt", "stop_early", "complete"] = "continue"
     reason: str = ""
+    halt_cause: RootCause | None = Field(
+        None, description="Why a halted stage halted (typed; ``reason`` is the readable form)."
+    )
+    review_pending: list[str] = Field(
+        default_factory=list, description="Moderate breaches waiting for a human decision."
+    )
+    notes: list[str] = Field(
+        default_factory=list, description="The parts of ``reason`` besides a pending review."
+    )
 
 
 class Rollout(BaseModel):
