@@ -85,7 +85,7 @@ class _DeadServer(BaseChatModel):
 def test_an_llm_outage_leaves_memory_clean_and_trips_the_breaker(tmp_path: Path) -> None:
     """Point 6: no card, no avoid entry, no repair against the dead server; the run stops
     with one clear line after ``max_infra_failures`` failures in a row."""
-    settings = _settings(tmp_path, iterations=5, llm={"model": "dead"}, max_infra_failures=3)
+    settings = _settings(tmp_path, iterations=5, llm={"model": "dead"})  # breaker after 3
     model = _DeadServer()
     resources = build_resources(settings, llm=model)
     summary = run_loop(settings, resources=resources)
@@ -110,21 +110,18 @@ def _records(settings, resources: Resources, run_id: str):
 
 def test_extend_is_followed_up_with_a_longer_final_stage(tmp_path: Path) -> None:
     """Point 2: an inconclusive result is re-run with a final stage sized by power."""
-    settings = _settings(tmp_path, iterations=2, seed=FOLLOW_UP_SEED)
+    settings = _settings(tmp_path, iterations=2, seed=3)  # seed 3: the first one is EXTEND
     resources = _narrow(build_resources(settings), "freshness_channel")
     summary = run_loop(settings, resources=resources)
     first, second = summary.experiments
     assert first.decision == "EXTEND"
-    assert second.follow_up_of == first.id
     assert (second.technique, second.params) == (first.technique, first.params)
+    assert second.follow_up_of == first.id
     assert summary.funnel["follow_ups"] == 1
     [record] = [r for r in _records(settings, resources, summary.run_id) if r.id == second.id]
     final = record.rollout.stages[-1]
     assert final.stage == "full"
     assert final.treatment_share * final.days > 0.5 * 7  # more user-days than the first run
-
-
-FOLLOW_UP_SEED = 3
 
 
 def test_a_kept_code_technique_is_retuned_in_the_direction_of_its_win(tmp_path: Path) -> None:
@@ -178,9 +175,9 @@ def test_a_keep_that_breaks_a_guardrail_against_the_origin_is_not_merged(tmp_pat
     before = git.head(repo)
     summary = run_loop(settings, resources=resources)
     [experiment] = summary.experiments
+    assert git.head(repo) == before  # not merged
     assert experiment.cause == RootCause.CUMULATIVE_GUARDRAIL_HARM.value
     assert experiment.status == ExperimentStatus.VETOED.value
-    assert git.head(repo) == before  # not merged
     assert summary.cumulative is not None and summary.cumulative.blocked == [experiment.id]
     [record] = _records(settings, resources, summary.run_id)
     assert record.verdict is not None and record.verdict.origin == origin
