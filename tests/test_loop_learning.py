@@ -15,12 +15,14 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.outputs import ChatResult
 
 from agentx.agents.evaluation.cumulative import origin_commit
+from agentx.graph.checkpoint import serializer
 from agentx.graph.resources import Resources, build_resources
+from agentx.graph.state import Queued, QueueReason
 from agentx.memory.store import open_store
-from agentx.models import ExperimentStatus, KnowledgeCard, RootCause, stable_id
+from agentx.models import ExperimentStatus, KnowledgeCard, Proposal, RootCause, stable_id
 from agentx.runner import run_loop
 from agentx.sandbox.world import load_world
-from agentx.settings import load_settings
+from agentx.settings import RolloutStage, load_settings
 from agentx.workspace import git
 from agentx.workspace.edits import apply_edits
 
@@ -199,3 +201,26 @@ def test_a_stochastic_technique_is_judged_offline_on_what_matters_for_it(tmp_pat
     offline = next(c for c in record.verifications[-1].checks if c.dimension == "offline_metrics")
     assert offline.data["judged_on"] == ["coverage"]
     assert offline.data["ndcg_at_k"] < offline.data["baseline_ndcg_at_k"] * 0.99
+
+
+def test_an_owed_experiment_survives_a_checkpoint() -> None:
+    """A queued follow-up (with its sized stages) revives typed from a checkpoint, so a
+    resumed run still runs it."""
+    stages = [RolloutStage(name="full", treatment_share=0.5, days=12)]
+    queued = Queued(
+        proposal=Proposal(
+            id="p1",
+            technique="freshness_channel",
+            lever="retrieval_channel",
+            hypothesis="h",
+            target_metric="watch_time",
+            params={"size": 10},
+        ),
+        reason=QueueReason.FOLLOW_UP,
+        parent="e1",
+        stages=stages,
+    )
+    serde = serializer()
+    revived = serde.loads_typed(serde.dumps_typed({"queue": [queued], "plan": stages}))
+    assert revived == {"queue": [queued], "plan": stages}
+    assert isinstance(revived["queue"][0], Queued)
