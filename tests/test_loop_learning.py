@@ -112,7 +112,8 @@ def _records(settings, resources: Resources, run_id: str):
 
 def test_extend_is_followed_up_with_a_longer_final_stage(tmp_path: Path) -> None:
     """Point 2: an inconclusive result is re-run with a final stage sized by power."""
-    settings = _settings(tmp_path, iterations=2, seed=3)  # seed 3: the first one is EXTEND
+    # seed 3: the first one is EXTEND; a 10-day cap keeps the follow-up short.
+    settings = _settings(tmp_path, iterations=2, seed=3, extend={"max_days": 10})
     resources = _narrow(build_resources(settings), "freshness_channel")
     summary = run_loop(settings, resources=resources)
     first, second = summary.experiments
@@ -124,6 +125,7 @@ def test_extend_is_followed_up_with_a_longer_final_stage(tmp_path: Path) -> None
     final = record.rollout.stages[-1]
     assert final.stage == "full"
     assert final.treatment_share * final.days > 0.5 * 7  # more user-days than the first run
+    assert final.days <= 10
 
 
 def test_a_kept_code_technique_is_retuned_in_the_direction_of_its_win(tmp_path: Path) -> None:

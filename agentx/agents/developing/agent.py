@@ -304,6 +304,7 @@ class Developer:
                     passed=False,
                     transient=True,
                     detail=f"the target's verification could not run: {error}",
+                    data={INFRASTRUCTURE: True},
                 )
             ]
 
@@ -320,7 +321,11 @@ class Developer:
         except TargetError as error:
             detail = f"the baseline's offline evaluation failed (not the change's fault): {error}"
             check = CheckResult(
-                dimension="offline_metrics", passed=False, transient=True, detail=detail
+                dimension="offline_metrics",
+                passed=False,
+                transient=True,
+                detail=detail,
+                data={INFRASTRUCTURE: True},
             )
             return [check]
         try:

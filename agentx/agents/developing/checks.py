@@ -15,7 +15,7 @@ import ast
 from pathlib import Path
 
 from agentx.models import CheckResult, FailureKind, RootCause, Verification
-from agentx.workspace.process import run_confined
+from agentx.workspace.process import Outcome, run_confined
 
 # Pipeline order, in which checks are reported and a root cause is looked for; a failed
 # ``safety`` check comes first, since a sandbox stop explains the check it happened in.
@@ -214,13 +214,15 @@ def summarise(checks: list[CheckResult]) -> Verification:
 def failure_cause(blocking: list[CheckResult]) -> RootCause:
     """The typed class of a failed verification, from its blocking checks.
 
-    - the infrastructure failed (the model server unreachable; every failure transient, e.g.
-      a crash by a signal or a baseline evaluation that could not run): nothing is learnt;
+    - the infrastructure failed (the model server unreachable, the OS sandbox did not start,
+      the target's own verification or the baseline's evaluation could not run): nothing is
+      learnt about the idea or its code;
     - only measured offline quality or latency failed: the change is wrong at this value
       (a milder value may pass), not the code;
-    - anything else (apply, syntax, rules, tests, a sandbox stop): the code is wrong.
+    - anything else (apply, syntax, rules, tests, a sandbox stop, a crash by a signal, which
+      the router retries once and then repairs): the code is wrong.
     """
-    if any(c.data.get(INFRASTRUCTURE) for c in blocking) or all(c.transient for c in blocking):
+    if any(_infrastructure(c) for c in blocking):
         return RootCause.INFRASTRUCTURE
     measured = [
         c
@@ -233,3 +235,13 @@ def failure_cause(blocking: list[CheckResult]) -> RootCause:
             return RootCause.METRIC_REGRESSION
         return RootCause.LATENCY_OVER_BUDGET
     return RootCause.IMPLEMENTATION_DEFECT
+
+
+def _infrastructure(check: CheckResult) -> bool:
+    """The check failed because the infrastructure did, not the change."""
+    sandbox = Outcome.SANDBOX_ERROR.value
+    return (
+        bool(check.data.get(INFRASTRUCTURE))
+        or check.data.get("outcome") == sandbox
+        or check.data.get("outcomes") == [sandbox]  # the safety dimension's summary
+    )
