@@ -122,14 +122,77 @@ class FailureKind(StrEnum):
     TRANSIENT = "transient"
 
 
+class RootCause(StrEnum):
+    """Why an experiment did not ship (or, for a verification, why it failed)."""
+
+    NO_SIGNIFICANCE = "no_significance"
+    NEGATIVE_EFFECT = "negative_effect"
+    GUARDRAIL_HARM = "guardrail_harm"
+    TRAFFIC_MISMATCH = "traffic_mismatch"
+    IMPLEMENTATION_DEFECT = "implementation_defect"
+    CONTEXT_MISMATCH = "context_mismatch"
+    CRASHED_ARM = "crashed_arm"
+    LAUNCH_REFUSED = "launch_refused"  # a reviewer stopped it past the canary: no evidence
+    METRIC_REGRESSION = "metric_regression"  # the offline check measured a quality drop
+    LATENCY_OVER_BUDGET = "latency_over_budget"  # measured slower than the target's budget
+    INFRASTRUCTURE = "infrastructure"  # the model server, sandbox or target failed, not the idea
+    CUMULATIVE_GUARDRAIL_HARM = "cumulative_guardrail_harm"  # fine alone, harmful with the keeps
+
+
+class Lesson(StrEnum):
+    """What an outcome teaches the loop, and so what the loop does with it.
+
+    Why typed: the Brainstorm Agent, the memory and the router each act on this, and a
+    misread outcome either poisons memory (an outage stored as a bad idea) or repeats a
+    known mistake (a value that regressed tried again at a stronger setting).
+    """
+
+    MEASURED = "measured"  # an A/B readout: the effect is evidence for or against the idea
+    CHANGE_WRONG = "change_wrong"  # the technique at this value harms: step the value back
+    CODE_WRONG = "code_wrong"  # the implementation is broken: another implementation may work
+    INFRASTRUCTURE = "infrastructure"  # nobody's fault: no card, no avoid entry, retry later
+    NOTHING = "nothing"  # a human decision or a broken readout: no evidence either way
+
+
+_LESSONS: dict[RootCause, Lesson] = {
+    RootCause.NO_SIGNIFICANCE: Lesson.MEASURED,
+    RootCause.NEGATIVE_EFFECT: Lesson.MEASURED,
+    RootCause.GUARDRAIL_HARM: Lesson.CHANGE_WRONG,
+    RootCause.CUMULATIVE_GUARDRAIL_HARM: Lesson.CHANGE_WRONG,
+    RootCause.METRIC_REGRESSION: Lesson.CHANGE_WRONG,
+    RootCause.LATENCY_OVER_BUDGET: Lesson.CHANGE_WRONG,
+    RootCause.IMPLEMENTATION_DEFECT: Lesson.CODE_WRONG,
+    RootCause.CONTEXT_MISMATCH: Lesson.CODE_WRONG,
+    RootCause.TRAFFIC_MISMATCH: Lesson.NOTHING,
+    RootCause.CRASHED_ARM: Lesson.CODE_WRONG,  # a treatment that will not start is suspect
+    RootCause.INFRASTRUCTURE: Lesson.INFRASTRUCTURE,
+    RootCause.LAUNCH_REFUSED: Lesson.NOTHING,
+}
+
+
+def lesson_of(cause: RootCause | str | None) -> Lesson:
+    """What an outcome with ``cause`` teaches (None: a kept change, measured)."""
+    if cause is None:
+        return Lesson.MEASURED
+    try:
+        return _LESSONS[RootCause(cause)]
+    except ValueError:
+        return Lesson.NOTHING  # a cause this version does not know teaches nothing false
+
+
 class Verification(BaseModel):
-    """All verification dimensions of one attempt, and their weighted score."""
+    """All verification dimensions of one attempt, and their weighted score.
+
+    ``root_cause`` is the human-readable line; ``cause`` is the typed class the loop acts on
+    (what the failure teaches: see :class:`RootCause` and :func:`lesson_of`).
+    """
 
     passed: bool
     checks: list[CheckResult] = Field(default_factory=list)
     q_code: float = Field(0.0, ge=0.0, le=1.0)
     failure_kind: FailureKind | None = None
     root_cause: str | None = None
+    cause: RootCause | None = Field(None, description="Typed failure class; None when passed.")
 
     def failed_checks(self) -> list[CheckResult]:
         """The dimensions that did not pass."""
@@ -153,8 +216,26 @@ class MetricEffect(BaseModel):
     variance_reduction: float = 0.0
 
 
+class Acceptance(StrEnum):
+    """Who accepted a moderate guardrail breach, so it no longer counts as breached."""
+
+    REVIEW = "review"  # a human reviewer approved it
+    EXCHANGE = "exchange"  # the exchange score traded it for a larger gain
+
+
+class ZeroBaseline(StrEnum):
+    """A lower-is-better count that is zero in control (no errors at all)."""
+
+    ROSE = "rose"  # the treatment has some: any significant rise is harm
+    FLAT = "flat"  # zero in both arms: nothing to harm
+
+
 class GuardrailResult(BaseModel):
-    """Whether a guardrail held at a stage."""
+    """Whether a guardrail held at a stage.
+
+    ``detail`` is for people; the loop reads the typed fields (``breached``, ``measured``,
+    ``zero_baseline``, ``accepted``).
+    """
 
     metric: str
     tier: Literal["severe", "moderate", "observe"]
@@ -163,6 +244,9 @@ class GuardrailResult(BaseModel):
     ci_high: float
     breached: bool
     detail: str = ""
+    measured: bool = Field(True, description="False: the metric could not be estimated.")
+    zero_baseline: ZeroBaseline | None = None
+    accepted: Acceptance | None = Field(None, description="Set when a breach was accepted.")
 
 
 class StageResult(BaseModel):
@@ -177,6 +261,15 @@ class StageResult(BaseModel):
     guardrails: list[GuardrailResult] = Field(default_factory=list)
     decision: Literal["continue", "halt", "stop_early", "complete"] = "continue"
     reason: str = ""
+    halt_cause: RootCause | None = Field(
+        None, description="Why a halted stage halted (typed; ``reason`` is the readable form)."
+    )
+    review_pending: list[str] = Field(
+        default_factory=list, description="Moderate breaches waiting for a human decision."
+    )
+    notes: list[str] = Field(
+        default_factory=list, description="The parts of ``reason`` besides a pending review."
+    )
 
 
 class Rollout(BaseModel):
@@ -202,19 +295,6 @@ class Decision(StrEnum):
     DISCARD = "DISCARD"
 
 
-class RootCause(StrEnum):
-    """Why an experiment did not ship."""
-
-    NO_SIGNIFICANCE = "no_significance"
-    NEGATIVE_EFFECT = "negative_effect"
-    GUARDRAIL_HARM = "guardrail_harm"
-    TRAFFIC_MISMATCH = "traffic_mismatch"
-    IMPLEMENTATION_DEFECT = "implementation_defect"
-    CONTEXT_MISMATCH = "context_mismatch"
-    CRASHED_ARM = "crashed_arm"
-    LAUNCH_REFUSED = "launch_refused"  # a reviewer stopped it past the canary: no evidence
-
-
 class Verdict(BaseModel):
     """The Evaluation Agent's decision with its evidence."""
 
@@ -227,6 +307,12 @@ class Verdict(BaseModel):
     true_effects: dict[str, float] = Field(
         default_factory=dict, description="Ground-truth relative effects, when the target knows."
     )
+    cumulative: list[GuardrailResult] = Field(
+        default_factory=list,
+        description="Every guardrail of the treatment (all changes kept so far plus this one) "
+        "against the origin baseline; checked for a KEEP before it is merged.",
+    )
+    origin: str | None = Field(None, description="Commit of the origin baseline checked against.")
 
 
 class KnowledgeCard(BaseModel):
@@ -275,6 +361,7 @@ class ExperimentStatus(StrEnum):
     DISCARDED = "discarded"
     VETOED = "vetoed"
     ABANDONED = "abandoned"
+    DEFERRED = "deferred"  # the infrastructure failed: retried later, not counted in the budget
 
 
 class ExperimentRecord(BaseModel):
@@ -290,6 +377,10 @@ class ExperimentRecord(BaseModel):
     status: ExperimentStatus
     card_id: str | None = None
     root_cause: str | None = None
+    cause: RootCause | None = Field(None, description="Typed root cause (None when kept).")
+    follow_up_of: str | None = Field(
+        None, description="The EXTEND experiment this one re-runs with more traffic or time."
+    )
     arms: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="The launched control and treatment arm handles (as the target returned "

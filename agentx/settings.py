@@ -119,6 +119,36 @@ class SandboxSettings(BaseModel):
     )
 
 
+class ExtendSettings(BaseModel):
+    """Follow-ups of inconclusive (EXTEND) experiments: the same change, sized by power.
+
+    Each follow-up is an experiment of the run (it counts in ``iterations``); at most
+    ``max_follow_ups`` per run, one per idea.
+    """
+
+    enabled: bool = Field(True, description="Re-run EXTEND verdicts with more traffic or time.")
+    max_follow_ups: int = Field(3, ge=0, le=100, description="Follow-ups per run (the budget).")
+    power: float = Field(
+        0.8, gt=0.0, lt=1.0, description="Power the follow-up's final stage is sized for."
+    )
+    max_days: int = Field(
+        28, ge=1, le=365, description="Longest final stage (also capped by the world's horizon)."
+    )
+    min_gain: float = Field(
+        1.25,
+        ge=1.0,
+        description="Least growth of the final stage's user-days that is worth a follow-up.",
+    )
+
+
+class CumulativeSettings(BaseModel):
+    """The check of every KEEP against the original baseline (before any kept change)."""
+
+    enabled: bool = Field(
+        True, description="Check each KEEP with the changes already kept against the origin."
+    )
+
+
 def _default_stages() -> list[RolloutStage]:
     """Canary and ramp are short guards; the full stage reads the effect over 14 days, the
     sandbox's truth horizon, so a novelty effect that fades within two weeks is measured as
@@ -161,6 +191,13 @@ class Settings(BaseSettings):
     goal: str = Field(DEFAULT_GOAL, min_length=5)
     iterations: int = Field(5, ge=1, le=1000, description="Experiments per run (the budget).")
     max_repair_attempts: int = Field(3, ge=0, le=10)
+    max_infra_failures: int = Field(
+        3,
+        ge=1,
+        le=100,
+        description="Consecutive infrastructure failures (model or server outage, sandbox "
+        "crash) after which the run stops instead of burning ideas.",
+    )
     alpha: float = Field(0.05, gt=0.0, lt=0.5, description="Significance level of A/B tests.")
     autonomous: bool = Field(True, description="Skip human gates (moderate breaches veto).")
     checkpointer: Literal["sqlite", "memory", "none"] = "sqlite"
@@ -171,6 +208,8 @@ class Settings(BaseSettings):
     guardrails: list[GuardrailSpec] = Field(default_factory=_default_guardrails)
     north_star: str = Field("watch_time", description="The primary metric of the goal.")
     evolution: EvolutionSettings = Field(default_factory=EvolutionSettings)
+    extend: ExtendSettings = Field(default_factory=ExtendSettings)
+    cumulative: CumulativeSettings = Field(default_factory=CumulativeSettings)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
 
     @field_validator("workspace")

@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from agentx.evolution.models import EvolutionStep
-from agentx.models import ExperimentRecord, ExperimentStatus
+from agentx.models import ExperimentRecord, ExperimentStatus, GuardrailResult, RootCause
 
 
 class ExperimentLine(BaseModel):
@@ -26,6 +26,8 @@ class ExperimentLine(BaseModel):
     p_value: float | None = None
     true_effect: float | None = None
     root_cause: str | None = None
+    cause: str | None = Field(None, description="Typed root cause (RootCause value).")
+    follow_up_of: str | None = Field(None, description="The EXTEND experiment it re-ran.")
 
 
 class EvolutionLine(BaseModel):
@@ -60,6 +62,20 @@ class EvolutionLine(BaseModel):
         )
 
 
+class CumulativeState(BaseModel):
+    """Every guardrail of the shipped state against the origin, as last checked at a KEEP."""
+
+    origin: str | None = Field(None, description="Commit of the origin baseline.")
+    checked_at: str = Field(description="Experiment whose KEEP check this is.")
+    guardrails: list[GuardrailResult] = Field(default_factory=list)
+    breached: list[str] = Field(
+        default_factory=list, description="Guardrails beyond tolerance against the origin."
+    )
+    blocked: list[str] = Field(
+        default_factory=list, description="KEEPs not merged because of a cumulative breach."
+    )
+
+
 class RunSummary(BaseModel):
     """The result of a run (schema version 1; later fields are additions with defaults)."""
 
@@ -78,6 +94,12 @@ class RunSummary(BaseModel):
     )
     harness_versions: dict[str, int] = Field(
         default_factory=dict, description="The harness version each agent ran with at the end."
+    )
+    cumulative: CumulativeState | None = Field(
+        None, description="The shipped state against the origin baseline, every guardrail."
+    )
+    stopped: str | None = Field(
+        None, description="Why the run stopped before its budget (the circuit breaker)."
     )
 
 
@@ -100,6 +122,27 @@ def experiment_line(record: ExperimentRecord, north_star: str) -> ExperimentLine
         p_value=round(north.p_value, 6) if north else None,
         true_effect=verdict.true_effects.get(north_star) if verdict else None,
         root_cause=record.root_cause,
+        cause=record.cause.value if record.cause else None,
+        follow_up_of=record.follow_up_of,
+    )
+
+
+def cumulative_state(records: list[ExperimentRecord]) -> CumulativeState | None:
+    """The cumulative guardrails of the last merged KEEP, and the KEEPs they blocked."""
+    blocked = [
+        r.id for r in records if r.verdict and r.cause == RootCause.CUMULATIVE_GUARDRAIL_HARM
+    ]
+    kept = [r for r in records if r.status == ExperimentStatus.KEPT and r.verdict]
+    if not kept and not blocked:
+        return None
+    last = kept[-1].verdict if kept else None
+    guardrails = list(last.cumulative) if last else []
+    return CumulativeState(
+        origin=last.origin if last else None,
+        checked_at=last.experiment_id if last else "",
+        guardrails=guardrails,
+        breached=[g.metric for g in guardrails if g.breached],
+        blocked=blocked,
     )
 
 
@@ -177,4 +220,6 @@ def summarise_run(state: dict[str, Any], world: str, seed: int, north_star: str)
         total_true_effect=round(total - 1.0, 6),
         evolutions=[evolution_line(step) for step in state.get("evolutions") or []],
         harness_versions={k: int(v) for k, v in (state.get("harness_versions") or {}).items()},
+        cumulative=cumulative_state(records),
+        stopped=state.get("stopped"),
     )

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from agentx.agents.evaluation import reasons
 from agentx.agents.evaluation.cards import make_card
 from agentx.agents.evaluation.policy import EvaluationPolicy, ExchangeSpec, load_policy
 from agentx.agents.evaluation.truth import classify_truth, tally_verdicts, true_exchange
@@ -119,22 +120,37 @@ def test_significantly_negative_exchange_blocks_keep() -> None:
 
 
 @pytest.mark.parametrize(
-    ("reason", "cause"),
+    ("kind", "cause"),
     [
-        ("crashed arm: treatment: boom", RootCause.CRASHED_ARM),
-        ("traffic mismatch: sample ratio mismatch", RootCause.TRAFFIC_MISMATCH),
-        ("guardrail breached: severe latency_ms", RootCause.GUARDRAIL_HARM),
-        ("guardrail not measurable: severe errors", RootCause.IMPLEMENTATION_DEFECT),
-        ("north-star not measurable: watch_time", RootCause.IMPLEMENTATION_DEFECT),
-        ("someone pulled the plug", RootCause.IMPLEMENTATION_DEFECT),
+        (reasons.CRASHED, RootCause.CRASHED_ARM),
+        (reasons.TRAFFIC_MISMATCH, RootCause.TRAFFIC_MISMATCH),
+        (reasons.GUARDRAIL_BREACHED, RootCause.GUARDRAIL_HARM),
+        (reasons.GUARDRAIL_UNMEASURABLE, RootCause.IMPLEMENTATION_DEFECT),
+        (reasons.NORTH_STAR_UNMEASURABLE, RootCause.IMPLEMENTATION_DEFECT),
+        (reasons.LAUNCH_REFUSED, RootCause.LAUNCH_REFUSED),
     ],
 )
-def test_halted_rollouts_are_discarded_with_a_cause(reason: str, cause: RootCause) -> None:
-    r = rollout(effect("watch_time", 0.2, 0.02, 1e-9), decision="halt", reason=reason)
+def test_halted_rollouts_are_discarded_with_a_cause(kind: str, cause: RootCause) -> None:
+    reason, halt_cause = reasons.halted(kind, "details")
+    r = rollout(
+        effect("watch_time", 0.2, 0.02, 1e-9), decision="halt", reason=reason, halt_cause=halt_cause
+    )
     r.halted_at, r.halt_reason = "full", reason
     v = verdict_of(r)
     assert (v.decision, v.root_cause) == (Decision.DISCARD, cause)
     assert any(reason in c for c in v.caveats)
+
+
+def test_the_cause_is_the_typed_field_not_the_reason_text() -> None:
+    # A reason that reads like a guardrail breach, on a stage halted by a reviewer's refusal,
+    # and a halt with no typed cause at all (built outside the rollout code).
+    text = "guardrail breached: a reviewer wrote this note"
+    refused = rollout(decision="halt", reason=text, halt_cause=RootCause.LAUNCH_REFUSED)
+    assert verdict_of(refused).root_cause == RootCause.LAUNCH_REFUSED
+    untyped = rollout(decision="halt", reason=text)
+    v = verdict_of(untyped)
+    assert v.root_cause == RootCause.IMPLEMENTATION_DEFECT
+    assert any("without a cause" in c for c in v.caveats)
 
 
 def test_evidence_that_should_have_halted_is_never_kept() -> None:
@@ -178,7 +194,11 @@ def test_cards_carry_effect_interval_and_lesson() -> None:
     assert "[+2.00%, +6.00%]" in card.text and "cuped+welch" in card.text
     assert card.metadata()["stage"] == "full"
     assert card == make_card(PROPOSAL, "e1", "watch_time", "tiny", "run", kept, None, "full")
-    r = rollout(decision="halt", reason="guardrail breached: severe latency_ms +40%")
+    r = rollout(
+        decision="halt",
+        reason="guardrail breached: severe latency_ms +40%",
+        halt_cause=RootCause.GUARDRAIL_HARM,
+    )
     r.halted_at, r.halt_reason = "canary", r.stages[-1].reason
     vetoed = verdict_of(r)
     card = make_card(PROPOSAL, "e2", "watch_time", "tiny", "run", vetoed, None, "canary")

@@ -17,6 +17,7 @@ from agentx.graph.builder import after_launch_gate, build_graph, make_after_stag
 from agentx.graph.checkpoint import open_checkpointer, serializer
 from agentx.graph.resources import build_resources
 from agentx.models import (
+    Acceptance,
     Decision,
     ExperimentStatus,
     GuardrailResult,
@@ -59,10 +60,15 @@ def test_admission_gate_reject_then_approve(tmp_path: Path) -> None:
 
     answer = {"action": "approve", "reviewer": "ana", "note": "canary looks clean"}
     final = graph.invoke(Command(resume=answer), config)
-    if graph.get_state(config).next == ("guardrail_review",):  # a moderate harm at a later stage
+    reviewed = graph.get_state(config).next == ("guardrail_review",)
+    if reviewed:  # a moderate harm at a later stage
         review = {"approve": True, "reviewer": "ana", "note": "accepted trade-off"}
         final = graph.invoke(Command(resume=review), config)
     [experiment] = final["experiments"]
+    for stage in experiment.rollout.stages:
+        assert stage.halt_cause is None and not stage.review_pending  # typed: nothing pending
+        approved = [g for g in stage.guardrails if g.accepted == Acceptance.REVIEW]
+        assert bool(approved) == (reviewed and stage is experiment.rollout.stages[-1])
     assert experiment.proposal.technique == second["proposal"]["technique"]
     assert experiment.proposal.params == second["proposal"]["params"]
     stages = [s.stage for s in experiment.rollout.stages]
@@ -92,6 +98,9 @@ def test_launch_refused_past_canary_rolls_back_and_teaches_nothing(tmp_path: Pat
     assert rollout.halted_at == "canary" and rollout.rolled_back
     assert rollout.halt_reason.startswith(reasons.LAUNCH_REFUSED)
     assert "bo" in rollout.halt_reason and "launch freeze" in rollout.halt_reason
+    # The decision travels as a typed field of the stage and the record (issue 14, point 7).
+    assert rollout.stages[-1].halt_cause == RootCause.LAUNCH_REFUSED
+    assert experiment.cause == RootCause.LAUNCH_REFUSED
     assert experiment.verdict.decision == Decision.DISCARD
     assert experiment.verdict.root_cause == RootCause.LAUNCH_REFUSED
     assert experiment.status == ExperimentStatus.DISCARDED  # not a guardrail veto
@@ -167,7 +176,9 @@ def test_routing_reaches_the_launch_gate_after_the_canary_only(tmp_path: Path) -
     assert _route(single, _stage("canary", "stop_early")) == "verdict"
 
     refused = _stage("canary", "halt")
-    refused.reason = f"{reasons.LAUNCH_REFUSED} bo at canary: no"
+    refused.reason, refused.halt_cause = reasons.halted(
+        reasons.LAUNCH_REFUSED, "bo at canary: no", separator=" "
+    )
     rollouts = {
         "rollout_stage": canary,
         "verdict": _stage("canary", "stop_early"),

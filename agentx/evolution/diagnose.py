@@ -16,7 +16,7 @@ from agentx.evolution.models import GradientItem, SemanticGradient
 from agentx.evolution.outcomes import effect_of, pick_value, true_effect, true_harm
 from agentx.evolution.rubric import Criterion, Rubric
 from agentx.evolution.store import RunTrajectory
-from agentx.models import Decision, ExperimentRecord, ExperimentStatus, StageResult
+from agentx.models import Decision, ExperimentRecord, ExperimentStatus, RootCause, StageResult
 from agentx.settings import Settings
 
 Flagged = tuple[list[str], int, dict[str, Any]]  # flagged ids, denominator, extra fields
@@ -52,7 +52,11 @@ def _implementation_waste(runs: list[RunTrajectory]) -> Flagged:
         r
         for r in picks
         if r.status == ExperimentStatus.ABANDONED
-        and (r.root_cause or "").startswith("implementation_defect")
+        and (
+            r.cause == RootCause.IMPLEMENTATION_DEFECT
+            # records written before causes were typed
+            or (r.cause is None and (r.root_cause or "").startswith("implementation_defect"))
+        )
     ]
     return _ids(flagged), len(picks), {}
 

@@ -36,7 +36,7 @@ from agentx.graph.nodes import (
 )
 from agentx.graph.resources import Resources, build_resources
 from agentx.graph.state import LoopInput, LoopOutput, LoopState
-from agentx.models import FailureKind
+from agentx.models import ExperimentStatus, FailureKind, RootCause
 from agentx.settings import Settings, load_settings
 
 
@@ -63,6 +63,8 @@ def make_after_verify(resources: Resources):
             transient_retries = sum(v.failure_kind == FailureKind.TRANSIENT for v in history)
             if transient_retries <= 1:
                 return DEVELOP  # retried once, unchanged
+        if last.cause == RootCause.INFRASTRUCTURE:
+            return ABANDON  # no repair against a dead server: deferred, retried later
         if state.get("repairs", 0) >= max_repairs:
             return ABANDON
         if resources.llm is not None:
@@ -111,6 +113,8 @@ def make_after_learn(resources: Resources):
     evolution = resources.settings.evolution
 
     def after_learn(state: LoopState) -> Literal["evolve_harness", "brainstorm", "__end__"]:
+        if state.get("stopped"):
+            return END  # the circuit breaker tripped
         done = state.get("iteration", 0)
         if evolution.enabled and done % evolution.every == 0:
             return EVOLVE
@@ -119,12 +123,18 @@ def make_after_learn(resources: Resources):
     return after_learn
 
 
+def spent(state: LoopState) -> int:
+    """Experiments that count in the budget: all but those deferred by an infrastructure
+    failure (they taught nothing and are retried)."""
+    return sum(r.status != ExperimentStatus.DEFERRED for r in state.get("experiments") or [])
+
+
 def next_or_end(resources: Resources):
     """Next experiment while budget is left, else the end."""
 
     def after_budget_check(state: LoopState) -> Literal["brainstorm", "__end__"]:
         budget = state.get("iterations") or resources.settings.iterations
-        return BRAINSTORM if state.get("iteration", 0) < budget else END
+        return BRAINSTORM if spent(state) < budget else END
 
     return after_budget_check
 

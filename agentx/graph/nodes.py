@@ -18,6 +18,8 @@ from agentx.agents.brainstorm.evidence import EvidenceBundle
 from agentx.agents.brainstorm.intake import parse_goal
 from agentx.agents.brainstorm.llm import goal_from_draft, llm_goal, llm_ideas
 from agentx.agents.brainstorm.policy import combo_key
+from agentx.agents.evaluation.cumulative import breaches, check_against_origin, origin_commit
+from agentx.agents.evaluation.extend import plan_follow_up
 from agentx.agents.evaluation.policy import EvaluationPolicy
 from agentx.agents.evaluation.review import apply_launch_answer, apply_review, review_request
 from agentx.agents.evaluation.rollout import run_stage
@@ -25,7 +27,7 @@ from agentx.agents.evaluation.verdict import decide, make_card, status_of
 from agentx.evolution.graph import build_evolution_graph
 from agentx.evolution.store import RunTrajectory
 from agentx.graph.resources import Resources
-from agentx.graph.state import FUNNEL_KEYS, LoopState
+from agentx.graph.state import FUNNEL_KEYS, SIDE_COUNTS, LoopState, Queued, QueueReason
 from agentx.harness import load_harness
 from agentx.models import (
     Decision,
@@ -34,9 +36,11 @@ from agentx.models import (
     KnowledgeCard,
     Proposal,
     Rollout,
+    RootCause,
     TraceEvent,
     stable_id,
 )
+from agentx.settings import RolloutStage
 from agentx.target.contract import TargetError
 from agentx.workspace import git
 
@@ -66,6 +70,11 @@ def _event(node: str, message: str, state: LoopState | None = None, **data: Any)
 
 def _experiment_id(state: LoopState) -> str:
     return stable_id(state["run_id"], state.get("iteration", 0))
+
+
+def stages_of(resources: Resources, state: LoopState) -> list[RolloutStage]:
+    """The current experiment's rollout stages: its follow-up plan, else the run's stages."""
+    return state.get("plan") or resources.settings.stages
 
 
 def offline_repair(resources: Resources, state: LoopState) -> Proposal | None:
@@ -121,7 +130,12 @@ class Nodes:
             "run_id": run_id,
             "iteration": 0,
             "iterations": state.get("iterations") or settings.iterations,
-            "funnel": dict.fromkeys(FUNNEL_KEYS, 0),
+            "funnel": dict.fromkeys((*FUNNEL_KEYS, *SIDE_COUNTS), 0),
+            "queue": [],
+            "follow_ups": 0,
+            "infra_streak": 0,
+            "stopped": None,
+            "origin": origin_commit(self.r.target.repo_path),
             "harness_versions": self._harness_versions(),
             "trace": [
                 _event(
@@ -133,7 +147,40 @@ class Nodes:
         }
 
     def brainstorm(self, state: LoopState) -> dict[str, Any]:
-        """Rank proposals from the four evidence sources; pick the best admitted one."""
+        """The next experiment: one the loop owes itself (an EXTEND follow-up, a retry after
+        an infrastructure failure), else the best admitted proposal of a ranked batch."""
+        fresh: dict[str, Any] = {
+            "verifications": [],
+            "attempts": 0,
+            "repairs": 0,
+            "patch": None,
+            "rollout": None,
+            "verdict": None,
+            "stage_index": 0,
+            "abandoned_params": [],
+            "plan": None,
+            "follow_up_of": None,
+            "queue_reason": None,
+        }
+        queue = list(state.get("queue") or [])
+        if queue:
+            owed = queue.pop(0)
+            follow_up = owed.reason == QueueReason.FOLLOW_UP
+            message = (
+                f"{owed.reason.value} of {owed.parent}: {owed.proposal.technique} "
+                f"{owed.proposal.params}"
+            )
+            return {
+                **fresh,
+                "queue": queue,
+                "current": owed.proposal,
+                "exhausted": False,
+                "plan": owed.stages,
+                "follow_up_of": owed.parent if follow_up else None,
+                "queue_reason": owed.reason,
+                "funnel": {"follow_ups": int(follow_up)},
+                "trace": [_event(BRAINSTORM, message, data={"queue": owed.reason.value})],
+            }
         r, goal = self.r, state["goal"]
         cards = r.store.list(where={"world": r.world_name})
         similar = [hit.card for hit in r.store.search(goal.text, k=5)] if r.store.count() else []
@@ -175,21 +222,16 @@ class Nodes:
             )
         admitted = [p for p in batch if p.admitted]
         new_ideas = [p.id for p in batch if p.id not in set(state.get("ideas", []))]
+        admitted_new = sum(p.admitted for p in batch if p.id in new_ideas)
         update: dict[str, Any] = {
+            **fresh,
             "avoid": avoid,
             "ideas": [p.id for p in batch],
             "funnel": {
                 "ideas": len(new_ideas),
-                "admitted": sum(p.admitted for p in batch if p.id in new_ideas),
+                "admitted": admitted_new,
+                "rejected": len(new_ideas) - admitted_new,
             },
-            "verifications": [],
-            "attempts": 0,
-            "repairs": 0,
-            "patch": None,
-            "rollout": None,
-            "verdict": None,
-            "stage_index": 0,
-            "abandoned_params": [],
         }
         if not admitted:
             update.update(current=None, exhausted=True)
@@ -263,7 +305,9 @@ class Nodes:
 
     def verify(self, state: LoopState) -> dict[str, Any]:
         """Run every verification dimension."""
-        verification = self.r.developer.verify(state["patch"], state["apply_check"])
+        verification = self.r.developer.verify(
+            state["patch"], state["apply_check"], technique=state["current"].technique
+        )
         attempts = state.get("attempts", 0) + 1
         update: dict[str, Any] = {
             "verifications": [*state.get("verifications", []), verification],
@@ -291,7 +335,11 @@ class Nodes:
             update["avoid"] = {**state.get("avoid", {}), failed: f"failed {last.root_cause}"}
             update["abandoned_params"] = [
                 *state.get("abandoned_params", []),
-                {"params": state["current"].params, "root_cause": last.root_cause},
+                {
+                    "params": state["current"].params,
+                    "root_cause": last.root_cause,
+                    "cause": (last.cause or RootCause.IMPLEMENTATION_DEFECT).value,
+                },
             ]
             update["current"] = repaired
             message = f"repair: parameters {state['current'].params} -> {repaired.params}"
@@ -330,7 +378,7 @@ class Nodes:
 
     def rollout_stage(self, state: LoopState) -> dict[str, Any]:
         """Run the next rollout stage."""
-        stages = self.r.settings.stages
+        stages = stages_of(self.r, state)
         index = state.get("stage_index", 0)
         stage = stages[index]
         rollout = state["rollout"].model_copy(deep=True)
@@ -376,7 +424,8 @@ class Nodes:
         rollout = state["rollout"].model_copy(deep=True)
         last = rollout.stages[-1]
         index = state.get("stage_index", 1)
-        next_stage = settings.stages[index].name if last.decision == "continue" else None
+        stages = stages_of(self.r, state)
+        next_stage = stages[index].name if last.decision == "continue" else None
         north = next((e for e in last.effects if e.metric == settings.north_star), None)
         answer = interrupt(
             {
@@ -457,40 +506,93 @@ class Nodes:
             truth = None
         if truth is not None:
             verdict.true_effects = {k: round(v, 6) for k, v in truth.relative.items()}
-        return {"verdict": verdict, "trace": [_event(VERDICT, f"{verdict.decision.value}", state)]}
+        if verdict.decision == Decision.KEEP and settings.cumulative.enabled:
+            self._check_cumulative(state, verdict)
+        message = verdict.decision.value
+        if verdict.root_cause == RootCause.CUMULATIVE_GUARDRAIL_HARM:
+            message += f" (not merged: {verdict.caveats[-1]})"
+        return {"verdict": verdict, "trace": [_event(VERDICT, message, state)]}
+
+    def _check_cumulative(self, state: LoopState, verdict: Any) -> None:
+        """Check a KEEP with every change kept so far against the origin; a breach blocks it.
+
+        When the baseline still is the origin, the rollout already made this comparison and
+        its final stage's guardrails are the cumulative state.
+        """
+        settings, repo = self.r.settings, self.r.target.repo_path
+        origin = state.get("origin") or origin_commit(repo)
+        verdict.origin = origin
+        if git.head(repo) == origin:
+            verdict.cumulative = list(verdict.guardrails)
+            return
+        results, problem = check_against_origin(
+            self.r.target,
+            state["treatment_arm"],
+            origin,
+            verdict.experiment_id,
+            stages_of(self.r, state)[-1],
+            settings,
+            settings.workspace / "worktrees",
+        )
+        verdict.cumulative = results
+        broken = breaches(results)
+        if broken:
+            verdict.decision = Decision.DISCARD
+            verdict.root_cause = RootCause.CUMULATIVE_GUARDRAIL_HARM
+            verdict.caveats.append(
+                "with the changes kept so far it breaks guardrails against the origin "
+                f"{origin[:12]}: "
+                + "; ".join(f"{g.tier} {g.metric} {g.detail}" for g in broken)
+                + (f" ({problem})" if problem else "")
+            )
 
     # ------------------------------------------------------------------ learn
     def learn(self, state: LoopState) -> dict[str, Any]:
-        """Ship a kept change, write the knowledge card, record the experiment."""
+        """Ship a kept change, record the experiment, and learn what its outcome teaches.
+
+        - a measured outcome or a change wrong at its value: a knowledge card (the avoid set
+          and the beliefs read it);
+        - an infrastructure failure (model server down, sandbox crash): no card and no avoid
+          entry; the experiment is queued to be retried once, does not count in the budget,
+          and ``max_infra_failures`` of them in a row stop the run with one clear line;
+        - an EXTEND verdict: a follow-up with a final stage sized by power is queued.
+        """
         r = self.r
         proposal, patch, verdict = state["current"], state.get("patch"), state.get("verdict")
         experiment_id = _experiment_id(state)
         verifications = state.get("verifications", [])
         rollout = state.get("rollout")
+        last = verifications[-1] if verifications else None
         if verdict is None:
-            status, cause = ExperimentStatus.ABANDONED, "implementation_defect"
+            cause = (last.cause if last else None) or RootCause.IMPLEMENTATION_DEFECT
+            infra = cause == RootCause.INFRASTRUCTURE
+            status = ExperimentStatus.DEFERRED if infra else ExperimentStatus.ABANDONED
         else:
-            status = status_of(verdict)
-            cause = verdict.root_cause.value if verdict.root_cause else None
+            status, cause = status_of(verdict), verdict.root_cause
         if verdict is not None and verdict.decision == Decision.KEEP and patch is not None:
             repo = r.target.repo_path
             if not git.is_ancestor(repo, git.head(repo, patch.branch)):
                 git.merge_branch(repo, patch.branch, f"Keep {proposal.technique} ({experiment_id})")
-        card = make_card(
-            proposal,
-            experiment_id,
-            state["goal"].objective,
-            r.world_name,
-            state["run_id"],
-            verdict,
-            cause if verdict is None else None,
-            rollout.last_stage if rollout else None,
-        )
-        r.store.upsert([card, *self._repaired_away_cards(state, experiment_id)])
+        cards = self._repaired_away_cards(state, experiment_id)
+        card = None
+        if status != ExperimentStatus.DEFERRED:
+            card = make_card(
+                proposal,
+                experiment_id,
+                state["goal"].objective,
+                r.world_name,
+                state["run_id"],
+                verdict,
+                cause.value if verdict is None and cause else None,
+                rollout.last_stage if rollout else None,
+            )
+            cards.insert(0, card)
+        if cards:
+            r.store.upsert(cards)
         r.developer.discard(patch)
-        recorded_cause = cause
-        if verdict is None and verifications:
-            recorded_cause = f"implementation_defect: {verifications[-1].root_cause}"
+        recorded_cause = cause.value if cause else None
+        if verdict is None and last is not None:
+            recorded_cause = f"{recorded_cause}: {last.root_cause}"
         record = ExperimentRecord(
             id=experiment_id,
             iteration=state.get("iteration", 0),
@@ -500,8 +602,10 @@ class Nodes:
             rollout=rollout,
             verdict=verdict,
             status=status,
-            card_id=card.id,
+            card_id=card.id if card else None,
             root_cause=recorded_cause,
+            cause=cause,
+            follow_up_of=state.get("follow_up_of"),
             arms={
                 name: arm.model_dump(mode="json")
                 for name, arm in (
@@ -512,19 +616,88 @@ class Nodes:
             },
         )
         self._save_trajectory(state, record)
+        outcome = f"{status.value}; card {card.id}" if card else f"{status.value}; no card"
+        events = [_event(LEARN, outcome, state, status=status.value)]
         update: dict[str, Any] = {
             "experiments": [record],
             "iteration": state.get("iteration", 0) + 1,
-            "trace": [_event(LEARN, f"{status.value}; card {card.id}", state, status=status.value)],
+            "funnel": {"kept": int(status == ExperimentStatus.KEPT)},
         }
-        if status == ExperimentStatus.KEPT:
-            update["funnel"] = {"kept": 1}
+        queue = list(state.get("queue") or [])
+        if status == ExperimentStatus.DEFERRED:
+            streak = state.get("infra_streak", 0) + 1
+            update["infra_streak"] = streak
+            update["funnel"] = {"deferred": 1}
+            if state.get("queue_reason") != QueueReason.RETRY:
+                queue.append(
+                    Queued(
+                        proposal=proposal,
+                        reason=QueueReason.RETRY,
+                        parent=experiment_id,
+                        stages=state.get("plan"),
+                    )
+                )
+            if streak >= r.settings.max_infra_failures:
+                line = (
+                    f"circuit breaker: {streak} infrastructure failures in a row "
+                    f"(last: {last.root_cause if last else 'unknown'}); the run stops instead "
+                    "of burning ideas: fix the model server or sandbox and start a new run"
+                )
+                update["stopped"] = line
+                events.append(_event(LEARN, line, state, stopped=True))
+        else:
+            update["infra_streak"] = 0
+        follow_up = self._follow_up(state, verdict, experiment_id)
+        if follow_up is not None:
+            queued, message = follow_up
+            if queued is not None:
+                queue.append(queued)
+                update["follow_ups"] = state.get("follow_ups", 0) + 1
+            events.append(_event(LEARN, message, state))
+        update["queue"] = queue
+        update["trace"] = events
         return update
+
+    def _follow_up(
+        self, state: LoopState, verdict: Any, experiment_id: str
+    ) -> tuple[Queued | None, str] | None:
+        """The follow-up of an EXTEND verdict and a line saying why (None: not an EXTEND).
+
+        One follow-up per idea (a follow-up is not followed up again), at most
+        ``extend.max_follow_ups`` per run.
+        """
+        settings = self.r.settings
+        if verdict is None or verdict.decision != Decision.EXTEND or not settings.extend.enabled:
+            return None
+        if state.get("follow_up_of"):
+            return None, "inconclusive again after a follow-up: no further follow-up"
+        if state.get("follow_ups", 0) >= settings.extend.max_follow_ups:
+            return None, f"no follow-up: the budget of {settings.extend.max_follow_ups} is spent"
+        policy = self.evaluation_policy
+        stages = stages_of(self.r, state)
+        plan, why = plan_follow_up(
+            verdict,
+            stages,
+            settings.extend,
+            alpha=policy.final_alpha(settings.alpha, len(stages)),
+            ci_alpha=settings.alpha,
+            min_effect=policy.min_interesting_effect,
+            horizon_days=self.r.horizon_days,
+        )
+        if plan is None:
+            return None, f"no follow-up: {why}"
+        queued = Queued(
+            proposal=state["current"],
+            reason=QueueReason.FOLLOW_UP,
+            parent=experiment_id,
+            stages=plan.stages,
+        )
+        return queued, plan.line()
 
     def _repaired_away_cards(self, state: LoopState, experiment_id: str) -> list[KnowledgeCard]:
         """A card for each parameter set a repair stepped away from, so later runs (whose
-        avoid set comes from memory) do not propose it again. Recorded as implementation
-        defects: the Brainstorm Agent's beliefs ignore them (they say nothing of the effect).
+        avoid set comes from memory) do not propose it again. Each carries the failure's typed
+        cause: an offline regression or latency over budget caps the parameter there.
         """
         cards = []
         for failed in state.get("abandoned_params", []):
@@ -536,7 +709,7 @@ class Nodes:
                 self.r.world_name,
                 state["run_id"],
                 None,
-                "implementation_defect",
+                failed.get("cause") or RootCause.IMPLEMENTATION_DEFECT.value,
                 None,
             )
             card.text = f"{card.text} Repaired away: {failed['root_cause']}."

@@ -38,6 +38,7 @@ class Resources:
     llm: BaseChatModel | None = None
     harness: dict[str, dict[str, Any]] = field(default_factory=dict)
     harness_store: HarnessStore | None = None
+    horizon_days: int | None = None  # the longest stage the target can simulate, if known
     _data_report: DataReport | None = None
 
     def evolver(self) -> Evolver:
@@ -93,9 +94,11 @@ def build_resources(
                 f"simulates ({world.horizon_days} days): shorten them or raise horizon_days"
             )
         target = SandboxTarget.create(settings.workspace / "sandbox", world, settings.seed)
-        world_name = world.name
+        world_name, horizon_days = world.name, world.horizon_days
     else:
         world_name = getattr(target, "name", "custom")
+        params = getattr(target, "world_params", None)
+        horizon_days = getattr(params, "horizon_days", None)
     model = llm if llm is not None else make_chat_model(settings.llm)
     harness_store = HarnessStore(settings.workspace / "harness")
     harness = {
@@ -122,4 +125,5 @@ def build_resources(
         llm=model,
         harness=harness,
         harness_store=harness_store,
+        horizon_days=horizon_days,
     )

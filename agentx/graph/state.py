@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import operator
+from enum import StrEnum
 from typing import Annotated, Any
 
+from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
 
 from agentx.evolution.models import EvolutionStep
@@ -19,9 +21,31 @@ from agentx.models import (
     Verdict,
     Verification,
 )
+from agentx.settings import RolloutStage
 from agentx.target.models import ArmHandle
 
 FUNNEL_KEYS = ("ideas", "admitted", "implemented", "launched", "kept")
+# Counted beside the funnel: ideas admission turned down, EXTEND follow-ups run, and
+# experiments deferred because the infrastructure failed (not counted in the budget).
+SIDE_COUNTS = ("rejected", "follow_ups", "deferred")
+
+
+class QueueReason(StrEnum):
+    """Why an experiment waits in the queue instead of coming from the policy."""
+
+    FOLLOW_UP = "follow_up"  # an EXTEND verdict: the same change with more traffic or time
+    RETRY = "retry"  # the infrastructure failed: the same change, tried again later
+
+
+class Queued(BaseModel):
+    """An experiment the loop owes itself: run before asking the policy for a new idea."""
+
+    proposal: Proposal
+    reason: QueueReason
+    parent: str = Field(description="Id of the experiment this one continues.")
+    stages: list[RolloutStage] | None = Field(
+        None, description="Rollout stages of the experiment; None = the run's stages."
+    )
 
 
 def merge_counts(left: dict[str, int] | None, right: dict[str, int] | None) -> dict[str, int]:
@@ -72,6 +96,14 @@ class LoopState(TypedDict, total=False):
     funnel: Annotated[dict[str, int], merge_counts]
     evolutions: Annotated[list[EvolutionStep], operator.add]
     harness_versions: dict[str, int]
+    queue: list[Queued]
+    plan: list[RolloutStage] | None
+    follow_up_of: str | None
+    queue_reason: QueueReason | None
+    follow_ups: int
+    infra_streak: int
+    stopped: str | None
+    origin: str
 
 
 class LoopOutput(TypedDict, total=False):
@@ -84,3 +116,4 @@ class LoopOutput(TypedDict, total=False):
     trace: list[TraceEvent]
     evolutions: list[EvolutionStep]
     harness_versions: dict[str, int]
+    stopped: str | None

@@ -55,6 +55,9 @@ class StructuredResult(BaseModel, Generic[T]):
         attempts: model calls made (re-asks and method fallbacks included).
         raw_outputs: each reply as text (tool-call arguments as JSON), in order.
         method: how the last request asked for structure (``text`` = schema in prompt).
+        call_failed: the model call itself failed (server down, timeout, refused), as
+            opposed to a reply that was malformed: the first is the infrastructure's fault,
+            the second the model's, and the loop treats them differently.
     """
 
     ok: bool
@@ -63,6 +66,7 @@ class StructuredResult(BaseModel, Generic[T]):
     attempts: int = 0
     raw_outputs: list[str] = Field(default_factory=list)
     method: str | None = None
+    call_failed: bool = False
 
 
 class _OutputError(ValueError):
@@ -354,7 +358,12 @@ def invoke_structured(
             message = f"model call failed: {type(error).__name__}: {_short(error)}"
             logger.warning("structured %s: %s", schema.__name__, message)
             return result_type(
-                ok=False, error=message, attempts=attempts, raw_outputs=raw_outputs, method=current
+                ok=False,
+                error=message,
+                attempts=attempts,
+                raw_outputs=raw_outputs,
+                method=current,
+                call_failed=True,
             )
         reply, value, problem = _split_output(output, schema)
         raw_outputs.append(_raw_text(reply))

@@ -40,6 +40,9 @@ class TechniqueParam(BaseModel):
     default: Any = None
 
 
+OfflineMetric = Literal["ndcg_at_k", "recall_at_k", "coverage"]
+
+
 class Technique(BaseModel):
     """One technique of the catalog."""
 
@@ -59,6 +62,17 @@ class Technique(BaseModel):
     conflicts: list[str] = Field(default_factory=list, description="Ids it cannot combine with.")
     params: list[TechniqueParam] = Field(default_factory=list)
     recipe: list[Edit] = Field(default_factory=list)
+    stochastic: bool = Field(
+        False,
+        description="Randomised by design (rotation, exploration): its offline NDCG against "
+        "logged clicks drops by construction, whatever it does online.",
+    )
+    offline_metrics: list[OfflineMetric] = Field(
+        default_factory=lambda: ["ndcg_at_k"],
+        min_length=1,
+        description="Offline metrics the verification judges a regression on; a stochastic "
+        "technique names the ones its randomisation should not hurt (e.g. coverage).",
+    )
     body: str = ""
     source: str = ""
 

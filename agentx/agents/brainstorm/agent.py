@@ -17,19 +17,14 @@ from agentx.agents.brainstorm.policy import (
     thompson_draw,
 )
 from agentx.models import Evidence, Goal, Maturity, Proposal, stable_id
-from agentx.research.catalog import CatalogError, Technique
-from agentx.workspace.edits import EditError, apply_edits
+from agentx.research.catalog import Technique
+from agentx.research.recipes import infeasible
 
 
 def feasible(technique: Technique, params: dict[str, Any], repo: Path) -> str | None:
-    """None if the technique's recipe applies to ``repo``; else why not."""
-    if not technique.recipe:
-        return "the technique has no code recipe"
-    try:
-        apply_edits(repo, technique.render_recipe(params), dry_run=True)
-    except (EditError, CatalogError) as error:
-        return str(error)
-    return None
+    """None if the technique applies to ``repo`` (its recipe, or a retune of merged code);
+    else why not."""
+    return infeasible(technique, params, repo)
 
 
 def avoid_set(goal: Goal, bundle: EvidenceBundle, world: str) -> dict[str, str]:
@@ -104,11 +99,11 @@ def propose_batch(
     policy, weights = harness["policy"], harness["score_weights"]
     avoid = {**avoid_set(goal, bundle, world), **(extra_avoid or {})}
     tested = set(avoid)
-    kept = [c for c in bundle.cards if c.decision == "KEEP" and c.world == world]
+    here = [c for c in bundle.cards if c.world == world]
     candidates: list[tuple[Technique, dict[str, Any], IdeaDraft | None]] = []
     if drafts is None:
         for technique in bundle.catalog.values():
-            params = choose_params(technique, tested, kept)
+            params = choose_params(technique, tested, here)
             if params is not None:
                 candidates.append((technique, params, None))
     else:
@@ -189,15 +184,26 @@ def propose_batch(
         )
         proposal.score = round(combine_score(parts, weights), 4)
         proposal.score_breakdown = {k: round(v, 4) for k, v in parts.items()}
+        gain = belief.prob_positive() if sign > 0 else 1.0 - belief.prob_positive()
         notes = _admission(proposal, technique, problem, moved, goal)
+        floor = float(policy.get("min_prob_gain", 0.0))
+        if gain < floor:
+            notes.append(f"probability of a gain {gain:.0%} is below the bar of {floor:.0%}")
         proposal.admitted = not notes
         proposal.admission_notes = notes or ["admitted"]
         if notes:
             avoid[combo_key(technique.id, params)] = "; ".join(notes)
         scored.append(proposal)
-    scored.sort(key=lambda p: (-p.admitted, -p.score, p.technique))
+    # Rank first, then admit: the batch is the best-scored candidates whatever admission
+    # says, so rejections show in the funnel; if none of them is admitted, the best admitted
+    # candidate further down joins the batch.
+    scored.sort(key=lambda p: (-p.score, p.technique))
     size = int(policy["batch_size"])
-    return scored[:size], avoid
+    batch = scored[:size]
+    if not any(p.admitted for p in batch):
+        batch += [p for p in scored[size:] if p.admitted][:1]
+    batch.sort(key=lambda p: (-p.admitted, -p.score, p.technique))
+    return batch, avoid
 
 
 def _admission(

@@ -2,10 +2,17 @@
 
 Priors come from the research notes (each technique's prior effect and spread); each
 past experiment with the same technique updates the prior like a noisy measurement
-(cards from other worlds count with a reduced weight); guardrail breaches push the
-belief down; defective readouts and launches refused by a reviewer teach nothing. A
-Thompson draw from each posterior makes the policy explore early and exploit what has
-worked in this world once evidence accumulates.
+(cards from other worlds count with a reduced weight). What a card teaches follows its
+typed root cause (:func:`agentx.models.lesson_of`): a measured A/B result counts as a
+measurement; a change that was wrong at its value (guardrail harm, offline regression,
+latency over budget) pushes the belief down *and* rules out that value and every stronger
+one; defective code, broken readouts, refused launches and infrastructure failures teach
+nothing. A Thompson draw from each posterior makes the policy explore early and exploit
+what has worked in this world once evidence accumulates.
+
+Parameter values are listed mild to strong; the next value follows the last outcome's
+direction (a win or a promising null goes stronger, a harm or loss goes milder) instead of
+always starting at the default.
 """
 
 from __future__ import annotations
@@ -17,12 +24,12 @@ from typing import Any
 
 import numpy as np
 
-from agentx.models import KnowledgeCard
+from agentx.models import KnowledgeCard, Lesson, lesson_of
 from agentx.research.catalog import Technique
 
-# Outcomes that say nothing about a technique's effect: a defective change or readout, and a
-# launch a reviewer refused past the canary (a human decision, not a measurement).
-UNINFORMATIVE_CAUSES = frozenset({"implementation_defect", "launch_refused"})
+# Lessons that say something about a technique's effect; the others (defective code or
+# readouts, a refused launch, an infrastructure failure) are left out of the beliefs.
+INFORMATIVE = frozenset({Lesson.MEASURED, Lesson.CHANGE_WRONG})
 
 
 @dataclass(frozen=True)
@@ -57,7 +64,8 @@ def belief_for(
     obs_precision = 1.0 / float(policy["observation_sd"]) ** 2
     same = other = harms = 0
     for card in cards:
-        if card.technique != technique.id or card.root_cause in UNINFORMATIVE_CAUSES:
+        lesson = lesson_of(card.root_cause)
+        if card.technique != technique.id or lesson not in INFORMATIVE:
             continue
         weight = 1.0 if card.world == world else float(policy["similar_world_weight"])
         if weight <= 0:
@@ -65,7 +73,7 @@ def belief_for(
         same += card.world == world
         other += card.world != world
         effect = card.effect
-        if card.root_cause == "guardrail_harm":
+        if lesson == Lesson.CHANGE_WRONG:
             harms += 1
             effect -= float(policy["harm_penalty"])
         precision += weight * obs_precision
@@ -80,21 +88,74 @@ def thompson_draw(belief: Belief, rng: np.random.Generator) -> float:
 
 
 def choose_params(
-    technique: Technique, tested: set[str], kept_cards: list[KnowledgeCard]
+    technique: Technique, tested: set[str], cards: list[KnowledgeCard]
 ) -> dict[str, Any] | None:
-    """Untested parameters: the default first, then values near what won before."""
+    """The next untested parameters, following what this world's cards taught.
+
+    ``cards`` are this world's cards (any technique). With no outcome of the technique yet,
+    the default comes first, then values by distance from it. After an outcome, the first
+    parameter with evidence is stepped in the direction the outcome points (see
+    :func:`value_order`); values at or beyond one that was wrong are never proposed.
+    """
     default = technique.default_params()
     if not technique.params:
         return None if combo_key(technique.id, default) in tested else default
-    candidates: list[dict[str, Any]] = [default]
+    own = [c for c in cards if c.technique == technique.id]
     for param in technique.params:
-        for value in param.values:
-            candidates.append({**default, param.name: value})
-    wins = [c.params for c in kept_cards if c.technique == technique.id]
-    if wins:
-        anchor = wins[-1]
-        candidates.sort(key=lambda c: sum(c.get(k) != v for k, v in anchor.items()))
-    for params in candidates:
-        if combo_key(technique.id, params) not in tested:
-            return params
+        for value in value_order(technique, param.name, own):
+            params = {**default, param.name: value}
+            if combo_key(technique.id, params) not in tested:
+                return params
     return None
+
+
+def value_order(technique: Technique, name: str, cards: list[KnowledgeCard]) -> list[Any]:
+    """Values of parameter ``name`` in the order to try them, given this technique's cards.
+
+    - a value that was wrong (harm, offline regression, latency) caps the parameter: only
+      milder values remain, nearest first;
+    - after a kept value, the next stronger one is tried first (the kept change may not be
+      at its best yet), then milder ones;
+    - after a measured gain that was not kept (inconclusive), stronger first too; after a
+      measured loss, milder first;
+    - without evidence: the default, then values by distance from it (mild side first).
+    """
+    param = next(p for p in technique.params if p.name == name)
+    values = list(param.values)
+    default = technique.default_params()[name]
+
+    def index(card: KnowledgeCard) -> int | None:
+        value = card.params.get(name)
+        return values.index(value) if value in values else None
+
+    wrong = [
+        i
+        for c in cards
+        if lesson_of(c.root_cause) == Lesson.CHANGE_WRONG
+        if (i := index(c)) is not None
+    ]
+    cap = min(wrong) if wrong else len(values)
+    measured = [
+        (i, c)
+        for c in cards
+        if lesson_of(c.root_cause) == Lesson.MEASURED
+        if (i := index(c)) is not None
+    ]
+    kept = [i for i, c in measured if c.decision == "KEEP"]
+    gains = [i for i, c in measured if c.decision != "KEEP" and c.effect > 0]
+    losses = [i for i, c in measured if c.decision != "KEEP" and c.effect <= 0]
+    if kept:
+        anchor, step = max(kept), 1
+    elif gains:
+        anchor, step = max(gains), 1
+    elif losses:
+        anchor, step = min(losses), -1
+    elif wrong:
+        anchor, step = cap, -1
+    else:
+        anchor = values.index(default) if default in values else 0
+        order = sorted(range(len(values)), key=lambda i: (abs(i - anchor), i))
+        return [values[i] for i in order if i < cap]
+    ahead = list(range(anchor + step, len(values) if step > 0 else -1, step))
+    behind = list(range(anchor - step, -1 if step > 0 else len(values), -step))
+    return [values[i] for i in [*ahead, *behind] if i < cap]

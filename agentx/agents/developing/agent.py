@@ -31,6 +31,7 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from pydantic import BaseModel, Field
 
 from agentx.agents.developing.checks import (
+    INFRASTRUCTURE,
     cap_detail,
     is_blocking,
     scope_check,
@@ -51,6 +52,7 @@ from agentx.harness import load_prompt
 from agentx.llm.structured import invoke_structured, structured_options
 from agentx.models import CheckResult, Edit, FailureKind, Patch, Proposal, Verification
 from agentx.research.catalog import CatalogError, Technique
+from agentx.research.recipes import edits_for
 from agentx.target.contract import Target, TargetError
 from agentx.target.models import OfflineMetrics, SystemDescription
 from agentx.workspace import git
@@ -58,6 +60,10 @@ from agentx.workspace.edits import EditError, apply_edits
 
 _REPAIRABLE_OFFLINE = {"latency", "offline_metrics", "diff_scope"}
 _RETRY = "retry unchanged after a transient failure"
+
+
+class ModelUnavailable(EditError):
+    """The model call failed (server down, timeout, refused): no fault of the idea or code."""
 
 
 class EditPlan(BaseModel):
@@ -176,13 +182,17 @@ class Developer:
                         passed=False,
                         detail=f"{technique.id}: precondition not met: " + "; ".join(unmet),
                     )
-                edits = technique.render_recipe(proposal.params)
+                edits, _how = edits_for(technique, proposal.params, path)
             else:
                 edits = self._llm_edits(
                     proposal, technique, system, path, feedback, baseline, patch.attempt
                 )
             patch.edits = edits
             changed = apply_edits(path, edits)
+        except ModelUnavailable as error:
+            return CheckResult(
+                dimension="apply", passed=False, detail=str(error), data={INFRASTRUCTURE: True}
+            )
         except (EditError, CatalogError, OSError) as error:
             return CheckResult(dimension="apply", passed=False, detail=str(error))
         message = f"{proposal.technique} attempt {patch.attempt}: {json.dumps(proposal.params)}"
@@ -235,13 +245,20 @@ class Developer:
             EditPlan,
             **structured_options(self.llm_settings),
         )
+        if result.call_failed:
+            raise ModelUnavailable(f"the model could not be reached: {result.error}")
         if not result.ok or result.value is None:
             raise EditError(f"the model gave no usable edit plan: {result.error}")
         return result.value.edits
 
     # ------------------------------------------------------------------ verify
-    def verify(self, patch: Patch, apply_check: CheckResult) -> Verification:
+    def verify(
+        self, patch: Patch, apply_check: CheckResult, technique: str | None = None
+    ) -> Verification:
         """All verification dimensions of a patch, each reported.
+
+        ``technique`` (a catalog id) says which offline metrics judge a regression: a
+        stochastic technique is judged on the metrics its randomisation should not hurt.
 
         Order: apply → parse + static rules → import (runs code) → the target's checks
         (grounding, unit tests, dry run) → offline metrics and latency against the
@@ -267,7 +284,8 @@ class Developer:
             if _clear(checks):
                 checks.extend(self._target_checks(root))
             if _clear(checks):
-                checks.extend(self._offline_checks(root, system.latency_budget_ms))
+                judged = self._judged_metrics(technique)
+                checks.extend(self._offline_checks(root, system.latency_budget_ms, judged))
             checks = [classify(check) for check in checks]
             checks.append(safety_check(checks))
         stray = git.restore_clean(root)
@@ -286,16 +304,28 @@ class Developer:
                     passed=False,
                     transient=True,
                     detail=f"the target's verification could not run: {error}",
+                    data={INFRASTRUCTURE: True},
                 )
             ]
 
-    def _offline_checks(self, root: Path, budget: float | None) -> list[CheckResult]:
+    def _judged_metrics(self, technique: str | None) -> list[str]:
+        """The offline metrics a regression is judged on (NDCG unless the catalog says)."""
+        known = self.catalog.get(technique) if technique else None
+        return list(known.offline_metrics) if known is not None else ["ndcg_at_k"]
+
+    def _offline_checks(
+        self, root: Path, budget: float | None, judged: list[str] | None = None
+    ) -> list[CheckResult]:
         try:
             baseline = self.baseline_offline()
         except TargetError as error:
             detail = f"the baseline's offline evaluation failed (not the change's fault): {error}"
             check = CheckResult(
-                dimension="offline_metrics", passed=False, transient=True, detail=detail
+                dimension="offline_metrics",
+                passed=False,
+                transient=True,
+                detail=detail,
+                data={INFRASTRUCTURE: True},
             )
             return [check]
         try:
@@ -315,22 +345,36 @@ class Developer:
                     data=metrics.model_dump(),
                 )
             ]
+        judged = judged or ["ndcg_at_k"]
+        changes = {
+            name: _relative(getattr(metrics, name), getattr(baseline, name)) for name in judged
+        }
+        worst = min(changes, key=lambda name: changes[name])
+        change = changes[worst]
         base = baseline.ndcg_at_k
-        change = metrics.ndcg_at_k / base - 1.0 if base > 0 else 0.0
+        ndcg_change = _relative(metrics.ndcg_at_k, base)
+        if judged == ["ndcg_at_k"]:
+            rule = f"NDCG@{metrics.k} {change:+.1%}; a regression beyond -{limit:.0%} fails"
+        else:
+            rule = (
+                f"judged on {', '.join(judged)} (stochastic by design): {worst} {change:+.1%}, "
+                f"a regression beyond -{limit:.0%} fails"
+            )
         offline = CheckResult(
             dimension="offline_metrics",
             passed=-change <= limit,
             severity="moderate",
             detail=(
-                f"NDCG@{metrics.k} {metrics.ndcg_at_k:.4f} vs baseline {base:.4f} "
-                f"({change:+.1%}; a regression beyond -{limit:.0%} fails); "
-                f"recall {metrics.recall_at_k:.4f} vs {baseline.recall_at_k:.4f}; "
-                f"coverage {metrics.coverage:.3f} vs {baseline.coverage:.3f}"
+                f"{rule}; NDCG@{metrics.k} {metrics.ndcg_at_k:.4f} vs baseline {base:.4f} "
+                f"({ndcg_change:+.1%}); recall {metrics.recall_at_k:.4f} vs "
+                f"{baseline.recall_at_k:.4f}; coverage {metrics.coverage:.3f} vs "
+                f"{baseline.coverage:.3f}"
             ),
             data={
                 **metrics.model_dump(),
                 "baseline_ndcg_at_k": base,
                 "relative_change": change,
+                "judged_on": judged,
                 "max_regression": limit,
             },
         )
@@ -406,6 +450,11 @@ class Developer:
             for b, e in self._edits_by_branch.items()
             if not b.startswith(f"exp/{patch.proposal_id}-a")
         }
+
+
+def _relative(value: float, base: float) -> float:
+    """Relative change of ``value`` against ``base`` (0 when the base is 0: nothing to lose)."""
+    return value / base - 1.0 if base > 0 else 0.0
 
 
 def _clear(checks: list[CheckResult]) -> bool:

@@ -14,8 +14,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from agentx.models import CheckResult, FailureKind, Verification
-from agentx.workspace.process import run_confined
+from agentx.models import CheckResult, FailureKind, RootCause, Verification
+from agentx.workspace.process import Outcome, run_confined
 
 # Pipeline order, in which checks are reported and a root cause is looked for; a failed
 # ``safety`` check comes first, since a sandbox stop explains the check it happened in.
@@ -47,6 +47,9 @@ Q_WEIGHTS: dict[str, float] = {
 }
 OTHER_WEIGHT = 0.05  # a dimension a custom target adds
 SKIPPED = "skipped"
+# ``CheckResult.data`` key: the check failed because the infrastructure did (the model server
+# could not be reached), so the failure says nothing about the idea or its code.
+INFRASTRUCTURE = "infrastructure"
 _NOT_IMPORTED = {"setup.py", "conftest.py", "__main__.py"}
 
 
@@ -204,4 +207,41 @@ def summarise(checks: list[CheckResult]) -> Verification:
         q_code=q_code,
         failure_kind=FailureKind.TRANSIENT if transient else FailureKind.DETERMINISTIC,
         root_cause=f"{first.dimension}: {headline(first.detail)}",
+        cause=failure_cause(blocking),
+    )
+
+
+def failure_cause(blocking: list[CheckResult]) -> RootCause:
+    """The typed class of a failed verification, from its blocking checks.
+
+    - the infrastructure failed (the model server unreachable, the OS sandbox did not start,
+      the target's own verification or the baseline's evaluation could not run): nothing is
+      learnt about the idea or its code;
+    - only measured offline quality or latency failed: the change is wrong at this value
+      (a milder value may pass), not the code;
+    - anything else (apply, syntax, rules, tests, a sandbox stop, a crash by a signal, which
+      the router retries once and then repairs): the code is wrong.
+    """
+    if any(_infrastructure(c) for c in blocking):
+        return RootCause.INFRASTRUCTURE
+    measured = [
+        c
+        for c in blocking
+        if (c.dimension == "offline_metrics" and "relative_change" in c.data)
+        or (c.dimension == "latency" and "latency_ms" in c.data)
+    ]
+    if len(measured) == len(blocking):
+        if any(c.dimension == "offline_metrics" for c in measured):
+            return RootCause.METRIC_REGRESSION
+        return RootCause.LATENCY_OVER_BUDGET
+    return RootCause.IMPLEMENTATION_DEFECT
+
+
+def _infrastructure(check: CheckResult) -> bool:
+    """The check failed because the infrastructure did, not the change."""
+    sandbox = Outcome.SANDBOX_ERROR.value
+    return (
+        bool(check.data.get(INFRASTRUCTURE))
+        or check.data.get("outcome") == sandbox
+        or check.data.get("outcomes") == [sandbox]  # the safety dimension's summary
     )

@@ -17,7 +17,7 @@ import math
 import numpy as np
 
 from agentx.agents.evaluation.readout import metric_array, pre_array
-from agentx.models import GuardrailResult, MetricEffect
+from agentx.models import GuardrailResult, MetricEffect, ZeroBaseline
 from agentx.settings import GuardrailSpec
 from agentx.stats import EffectEstimate, StatsError, compare_metric, ratio_effect
 from agentx.target.models import MetricSpec, OnlineReadout
@@ -131,6 +131,7 @@ def check_guardrails(
                     ci_high=0.0,
                     breached=spec.tier != "observe",
                     detail=f"{NOT_MEASURABLE}: {reason}",
+                    measured=False,
                 )
             )
             continue
@@ -138,8 +139,10 @@ def check_guardrails(
         harmful_direction = sign * effect.absolute < 0.0
         significant = effect.p_value < alpha and harmful_direction
         zero_base = effect.method.endswith("zero baseline")
+        zero: ZeroBaseline | None = None
         if zero_base:
             harm = math.inf if effect.treatment_mean > effect.control_mean else 0.0
+            zero = ZeroBaseline.ROSE if harm else ZeroBaseline.FLAT
             detail = (
                 f"{ROSE_FROM_ZERO} to {effect.treatment_mean:.4g} per user (p={effect.p_value:.3g})"
                 if harm
@@ -161,6 +164,7 @@ def check_guardrails(
                 ci_high=effect.ci_high,
                 breached=breached,
                 detail=f"{detail}, tolerance {spec.max_relative_harm:.1%}",
+                zero_baseline=zero,
             )
         )
     return results
@@ -168,7 +172,7 @@ def check_guardrails(
 
 def is_measured(result: GuardrailResult) -> bool:
     """Whether the guardrail's metric was estimated (False: it counts as broken)."""
-    return not result.detail.startswith(NOT_MEASURABLE)
+    return result.measured
 
 
 def within_tolerance(result: GuardrailResult, spec: GuardrailSpec) -> bool:
@@ -177,9 +181,9 @@ def within_tolerance(result: GuardrailResult, spec: GuardrailSpec) -> bool:
     Stricter than "not breached": used before stopping early, when later stages would
     otherwise have had the power to catch a harm this stage cannot yet see.
     """
-    if not is_measured(result) or result.detail.startswith(ROSE_FROM_ZERO):
+    if not result.measured or result.zero_baseline == ZeroBaseline.ROSE:
         return False
-    if result.detail.startswith(ZERO_IN_BOTH):
+    if result.zero_baseline == ZeroBaseline.FLAT:
         return True
     if spec.direction == "higher_is_better":
         return result.ci_low >= -spec.max_relative_harm

@@ -14,7 +14,7 @@ import numpy as np
 from agentx.agents.evaluation.analysis import is_measured
 from agentx.agents.evaluation.policy import EXCHANGE_METRIC, ExchangeSpec
 from agentx.agents.evaluation.readout import metric_array, pre_array
-from agentx.models import GuardrailResult, MetricEffect
+from agentx.models import Acceptance, GuardrailResult, MetricEffect
 from agentx.stats import StatsError
 from agentx.stats.exchange import exchange_score, linearize_per_user, linearize_ratio
 from agentx.target.models import MetricSpec, OnlineReadout
@@ -123,6 +123,7 @@ def trade_moderate(
             g = g.model_copy(
                 update={
                     "breached": False,
+                    "accepted": Acceptance.EXCHANGE,
                     "detail": f"{g.detail}; {TRADED} {exchange.relative:+.2%} "
                     f"[{exchange.ci_low:+.2%}, {exchange.ci_high:+.2%}]",
                 }
@@ -133,4 +134,4 @@ def trade_moderate(
 
 def was_traded(result: GuardrailResult) -> bool:
     """Whether a breach of this guardrail was accepted by the exchange score."""
-    return TRADED in result.detail
+    return result.accepted == Acceptance.EXCHANGE

@@ -1,8 +1,8 @@
 """Halt reasons of a rollout stage and the root cause each one records.
 
-Why fixed prefixes: a halt reason travels through the graph state as text (``StageResult.reason``,
-``Rollout.halt_reason``) and is read back by the verdict, so producer and consumer share these
-constants instead of guessing from free text.
+The reason is text for people (``StageResult.reason``, ``Rollout.halt_reason``); the cause
+travels beside it as the typed ``StageResult.halt_cause``, which is what the verdict reads.
+:func:`halted` sets both from one of these kinds, so they cannot disagree.
 """
 
 from __future__ import annotations
@@ -23,25 +23,17 @@ LAUNCH_REFUSED = "launch refused by reviewer"
 # beliefs ignore such cards instead of learning "no effect" from them. A launch refused at the
 # launch-past-canary gate is a human decision, not a measurement: it gets its own cause, which
 # the beliefs ignore too (it must not read as guardrail harm or as "no effect").
-_CAUSES: list[tuple[str, RootCause]] = [
-    (CRASHED, RootCause.CRASHED_ARM),
-    (TRAFFIC_MISMATCH, RootCause.TRAFFIC_MISMATCH),
-    (GUARDRAIL_BREACHED, RootCause.GUARDRAIL_HARM),
-    (GUARDRAIL_UNMEASURABLE, RootCause.IMPLEMENTATION_DEFECT),
-    (NORTH_STAR_UNMEASURABLE, RootCause.IMPLEMENTATION_DEFECT),
-    (INVALID_READOUT, RootCause.IMPLEMENTATION_DEFECT),
-    (LAUNCH_REFUSED, RootCause.LAUNCH_REFUSED),
-]
+CAUSES: dict[str, RootCause] = {
+    CRASHED: RootCause.CRASHED_ARM,
+    TRAFFIC_MISMATCH: RootCause.TRAFFIC_MISMATCH,
+    GUARDRAIL_BREACHED: RootCause.GUARDRAIL_HARM,
+    GUARDRAIL_UNMEASURABLE: RootCause.IMPLEMENTATION_DEFECT,
+    NORTH_STAR_UNMEASURABLE: RootCause.IMPLEMENTATION_DEFECT,
+    INVALID_READOUT: RootCause.IMPLEMENTATION_DEFECT,
+    LAUNCH_REFUSED: RootCause.LAUNCH_REFUSED,
+}
 
 
-def halt_cause(reason: str | None) -> tuple[RootCause, bool]:
-    """Root cause of a halt with this reason, and whether the reason was recognised.
-
-    An unrecognised reason (a rollout halted outside this package) is recorded as an
-    implementation defect, the one cause that teaches the Brainstorm Agent nothing false.
-    """
-    text = (reason or "").strip()
-    for prefix, cause in _CAUSES:
-        if text.startswith(prefix):
-            return cause, True
-    return RootCause.IMPLEMENTATION_DEFECT, False
+def halted(kind: str, detail: str, separator: str = ": ") -> tuple[str, RootCause]:
+    """The readable reason and the typed cause of a halt of ``kind`` (a constant above)."""
+    return f"{kind}{separator}{detail}", CAUSES[kind]

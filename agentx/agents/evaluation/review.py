@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from agentx.agents.evaluation import reasons
 from agentx.agents.evaluation.policy import EXCHANGE_METRIC, load_review_template
-from agentx.models import GuardrailResult, MetricEffect, StageResult
+from agentx.models import Acceptance, GuardrailResult, MetricEffect, StageResult
 from agentx.settings import Settings
 
 APPROVED = "approved in review"
@@ -120,19 +120,28 @@ def apply_review(result: StageResult, answer: Any) -> StageResult:
     if parsed is not None and parsed.approve:
         note = f"; {APPROVED} by {parsed.reviewer}" + (f": {parsed.note}" if parsed.note else "")
         updated.guardrails = [
-            g.model_copy(update={"breached": False, "detail": g.detail + note})
+            g.model_copy(
+                update={
+                    "breached": False,
+                    "accepted": Acceptance.REVIEW,
+                    "detail": g.detail + note,
+                }
+            )
             if g.breached and g.tier == "moderate"
             else g
             for g in updated.guardrails
         ]
-        updated.reason = _drop_pending(updated.reason) or f"moderate breach of {names} approved"
+        updated.review_pending = []
+        updated.reason = "; ".join(updated.notes) or f"moderate breach of {names} approved"
         return updated
     who = f"vetoed in review by {parsed.reviewer}" if parsed else f"counted as veto: {problem}"
     if parsed and parsed.note:
         who += f" ({parsed.note})"
     details = "; ".join(f"moderate {g.metric} {g.detail}" for g in pending)
     updated.decision = "halt"
-    updated.reason = f"{reasons.GUARDRAIL_BREACHED}: {details}; {who}"
+    updated.reason, updated.halt_cause = reasons.halted(
+        reasons.GUARDRAIL_BREACHED, f"{details}; {who}"
+    )
     return updated
 
 
@@ -166,22 +175,21 @@ def apply_launch_answer(result: StageResult, answer: Any) -> LaunchDecision:
     if action == "approve":
         message = f"launch past {result.stage} approved by {reviewer}"
         message += f" ({note})" if note else ""
+        updated.notes = [*result.notes, message]
         updated.reason = "; ".join(part for part in (result.reason, message) if part)
     else:
         why = note or ("halted" if action == "halt" else f"answer not understood: {answer!r}")
         updated.decision = "halt"
-        updated.reason = message = f"{reasons.LAUNCH_REFUSED} {reviewer} at {result.stage}: {why}"
+        updated.reason, updated.halt_cause = reasons.halted(
+            reasons.LAUNCH_REFUSED, f"{reviewer} at {result.stage}: {why}", separator=" "
+        )
+        message = updated.reason
     return LaunchDecision(updated, action, reviewer, note, message)
 
 
 def was_approved(result: GuardrailResult) -> bool:
     """Whether a breach of this guardrail was approved by a reviewer."""
-    return APPROVED in result.detail
-
-
-def _drop_pending(reason: str) -> str:
-    parts = [p for p in reason.split("; ") if not p.startswith(reasons.REVIEW_PENDING)]
-    return "; ".join(parts)
+    return result.accepted == Acceptance.REVIEW
 
 
 def _describe(effect: MetricEffect | None) -> str:

@@ -21,7 +21,7 @@ from agentx.agents.evaluation.analysis import (
 from agentx.agents.evaluation.exchange import estimate_exchange, trade_moderate, was_traded
 from agentx.agents.evaluation.policy import EvaluationPolicy, load_policy
 from agentx.agents.evaluation.readout import arm_sizes, metric_array, pre_array, readout_defect
-from agentx.models import GuardrailResult, Rollout, StageResult, stable_id
+from agentx.models import GuardrailResult, Rollout, RootCause, StageResult, stable_id
 from agentx.settings import RolloutStage, Settings
 from agentx.stats import StatsError, assign_arms, cuped_adjust, msprt_test, srm_check
 from agentx.target.contract import StageTraffic, Target
@@ -102,7 +102,7 @@ def run_stage(
         )
         specs = target.describe().metrics
     except Exception as error:  # any failure of a user's target is recorded, not raised
-        return _halt(base, f"{reasons.CRASHED}: the stage could not run ({_describe(error)})")
+        return _halt(base, reasons.CRASHED, f"the stage could not run ({_describe(error)})")
     return evaluate_readout(readout, specs, base, settings, policy, final)
 
 
@@ -117,19 +117,19 @@ def evaluate_readout(
     """Judge one stage's readout (separate from traffic so bad readouts can be tested)."""
     if readout.errors:
         crashed = "; ".join(f"{arm}: {err}" for arm, err in readout.errors.items())
-        return _halt(base, f"{reasons.CRASHED}: {crashed}")
+        return _halt(base, reasons.CRASHED, crashed)
     defect = readout_defect(readout)
     if defect:
-        return _halt(base, f"{reasons.INVALID_READOUT}: {defect}")
+        return _halt(base, reasons.INVALID_READOUT, defect)
     counts = arm_sizes(readout)
     empty = [arm for arm, n in zip(readout.arms, counts, strict=True) if n == 0]
     if empty:
-        reason = f"{reasons.TRAFFIC_MISMATCH}: arm {', '.join(empty)} has no users ({counts})"
-        return _halt(base, reason, srm_failed=True)
+        detail = f"arm {', '.join(empty)} has no users ({counts})"
+        return _halt(base, reasons.TRAFFIC_MISMATCH, detail, srm_failed=True)
     try:
         srm = srm_check(counts, [0.5, 0.5])
     except StatsError as error:
-        return _halt(base, f"{reasons.TRAFFIC_MISMATCH}: {error}", srm_failed=True)
+        return _halt(base, reasons.TRAFFIC_MISMATCH, str(error), srm_failed=True)
     alpha = settings.alpha
     effects, problems = estimate_effects(readout, specs, alpha)
     exchange, exchange_problem = estimate_exchange(readout, specs, policy.exchange, alpha)
@@ -144,37 +144,32 @@ def evaluate_readout(
         guardrails=guardrails,
     )
     if not srm.ok:
-        return _set(
-            result,
-            "halt",
-            f"{reasons.TRAFFIC_MISMATCH}: sample ratio mismatch {counts} (p={srm.p_value:.2g})",
-        )
+        detail = f"sample ratio mismatch {counts} (p={srm.p_value:.2g})"
+        return _stop(result, *reasons.halted(reasons.TRAFFIC_MISMATCH, detail))
     severe = [g for g in guardrails if g.breached and g.tier == "severe"]
     moderate = [g for g in guardrails if g.breached and g.tier == "moderate"]
     if severe or (moderate and settings.autonomous):
-        return _set(result, "halt", _guardrail_reason(severe + moderate))
+        return _stop(result, *_guardrail_reason(severe + moderate))
     north = settings.north_star
     if north not in effects:
         reason = problems.get(north, "the target does not report it")
-        return _set(result, "halt", f"{reasons.NORTH_STAR_UNMEASURABLE}: {north}: {reason}")
-    notes = []
-    if moderate:
-        notes.append(f"{reasons.REVIEW_PENDING}: " + ", ".join(g.metric for g in moderate))
-    if exchange_problem:
-        notes.append(exchange_problem)
+        detail = f"{north}: {reason}"
+        return _stop(result, *reasons.halted(reasons.NORTH_STAR_UNMEASURABLE, detail))
+    result.review_pending = [g.metric for g in moderate]
+    notes = [exchange_problem] if exchange_problem else []
     if final:
-        return _set(result, "complete", "; ".join(notes))
+        return _set(result, "complete", notes)
     spec = next((s for s in specs if s.name == north), None)
     look_alpha = policy.early_alpha(alpha, len(settings.stages))
     early = _early_stop(readout, spec, look_alpha) if spec and look_alpha > 0 else None
-    if early and early.endswith(WIN):
+    if early is not None and early[1]:
         uncleared = _not_cleared(guardrails, settings)
         if uncleared:
             notes.append(f"early win not taken: {', '.join(uncleared)} not yet within tolerance")
             early = None
-    if early:
-        return _set(result, "stop_early", "; ".join([early, *notes]))
-    return _set(result, "continue", "; ".join(notes))
+    if early is not None:
+        return _set(result, "stop_early", [early[0], *notes])
+    return _set(result, "continue", notes)
 
 
 def _not_cleared(guardrails: list[GuardrailResult], settings: Settings) -> list[str]:
@@ -195,14 +190,15 @@ def _not_cleared(guardrails: list[GuardrailResult], settings: Settings) -> list[
     ]
 
 
-def _guardrail_reason(broken: list[GuardrailResult]) -> str:
+def _guardrail_reason(broken: list[GuardrailResult]) -> tuple[str, RootCause]:
     measured = [g for g in broken if is_measured(g)]
-    prefix = reasons.GUARDRAIL_BREACHED if measured else reasons.GUARDRAIL_UNMEASURABLE
-    return f"{prefix}: " + "; ".join(f"{g.tier} {g.metric} {g.detail}" for g in broken)
+    kind = reasons.GUARDRAIL_BREACHED if measured else reasons.GUARDRAIL_UNMEASURABLE
+    return reasons.halted(kind, "; ".join(f"{g.tier} {g.metric} {g.detail}" for g in broken))
 
 
-def _early_stop(readout: OnlineReadout, spec: MetricSpec, alpha: float) -> str | None:
-    """An always-valid (mSPRT) win or loss on the north-star at this stage, if any.
+def _early_stop(readout: OnlineReadout, spec: MetricSpec, alpha: float) -> tuple[str, bool] | None:
+    """An always-valid (mSPRT) win or loss on the north-star at this stage, if any: the
+    readable line and whether it is a win.
 
     The per-user values are CUPED-adjusted first (when the pre-period allows it): the same
     test on less noisy data stops sooner.
@@ -224,27 +220,50 @@ def _early_stop(readout: OnlineReadout, spec: MetricSpec, alpha: float) -> str |
         return None
     good = (float(np.mean(t)) > float(np.mean(c))) == (spec.direction == "higher_is_better")
     verdict = WIN if good else LOSS
-    return (
+    line = (
         f"always-valid test on {spec.name} rejected at alpha {alpha:.3g} "
         f"(p={seq.p_value:.3g}, {seq.n_at_stop} users per arm): {verdict}"
     )
+    return line, good
 
 
-def _halt(base: dict[str, object], reason: str, srm_failed: bool = False) -> StageResult:
+def _halt(base: dict[str, object], kind: str, detail: str, srm_failed: bool = False) -> StageResult:
     """A halted stage with no effects; the SRM fields say whether the split itself failed."""
+    reason, cause = reasons.halted(kind, detail)
     return StageResult(
         **base,
         srm_p_value=0.0 if srm_failed else 1.0,
         srm_ok=not srm_failed,
         decision="halt",
         reason=reason,
+        halt_cause=cause,
     )
 
 
-def _set(result: StageResult, decision: str, reason: str) -> StageResult:
-    result.decision = decision  # type: ignore[assignment]
-    result.reason = reason
+def _stop(result: StageResult, reason: str, cause: RootCause) -> StageResult:
+    """``result`` halted with a readable reason and its typed cause."""
+    result.decision, result.reason, result.halt_cause = "halt", reason, cause
     return result
+
+
+def _set(result: StageResult, decision: str, notes: list[str]) -> StageResult:
+    """``result`` with a decision that goes on; the reason lists the notes and, last, any
+    moderate breach that waits for review."""
+    result.decision = decision  # type: ignore[assignment]
+    result.notes = notes
+    result.reason = compose_reason(result)
+    return result
+
+
+def compose_reason(result: StageResult) -> str:
+    """The readable reason of a stage that was not halted, from its typed parts (a pending
+    review first: it is what a reader must act on)."""
+    pending = (
+        [f"{reasons.REVIEW_PENDING}: " + ", ".join(result.review_pending)]
+        if result.review_pending
+        else []
+    )
+    return "; ".join([*pending, *result.notes])
 
 
 def _describe(error: Exception) -> str:

@@ -15,7 +15,6 @@ from agentx.agents.evaluation.analysis import is_measured
 from agentx.agents.evaluation.cards import make_card
 from agentx.agents.evaluation.exchange import was_traded
 from agentx.agents.evaluation.policy import EXCHANGE_METRIC, EvaluationPolicy, load_policy
-from agentx.agents.evaluation.reasons import halt_cause
 from agentx.agents.evaluation.review import was_approved
 from agentx.models import (
     Decision,
@@ -51,10 +50,12 @@ def decide(
     verdict.north_star = effects.get(north_star)
     if rollout.halted_at or last.decision == "halt":
         reason = rollout.halt_reason or last.reason
-        verdict.root_cause, known = halt_cause(reason)
         verdict.caveats.append(f"halted at {rollout.halted_at or last.stage}: {reason}")
-        if not known:
-            verdict.caveats.append("unrecognised halt reason: recorded as an implementation defect")
+        if last.halt_cause is None:  # halted outside this package, without a typed cause
+            verdict.root_cause = RootCause.IMPLEMENTATION_DEFECT
+            verdict.caveats.append("halt without a cause: recorded as an implementation defect")
+        else:
+            verdict.root_cause = last.halt_cause
         return verdict
     blocker = _broken_evidence(rollout.stages)
     if blocker:
@@ -169,6 +170,6 @@ def status_of(verdict: Verdict) -> ExperimentStatus:
         return ExperimentStatus.KEPT
     if verdict.decision == Decision.EXTEND:
         return ExperimentStatus.EXTENDED
-    if verdict.root_cause == RootCause.GUARDRAIL_HARM:
+    if verdict.root_cause in (RootCause.GUARDRAIL_HARM, RootCause.CUMULATIVE_GUARDRAIL_HARM):
         return ExperimentStatus.VETOED
     return ExperimentStatus.DISCARDED
