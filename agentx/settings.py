@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -119,6 +119,24 @@ class SandboxSettings(BaseModel):
     )
 
 
+class TrackingSettings(BaseModel):
+    """Where runs are recorded beside the workspace: MLflow (opt-in) and LangSmith labels."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mlflow_uri: str | None = Field(
+        None,
+        description="MLflow tracking URI (http://127.0.0.1:5000, sqlite:///mlflow.db, a folder); "
+        "unset logs nothing. Each run becomes an MLflow run, each experiment a nested run.",
+    )
+    mlflow_experiment: str = Field(
+        "agentx", min_length=1, description="MLflow experiment the runs are logged under."
+    )
+    tags: list[str] = Field(
+        default_factory=list, description="Extra tags for LangSmith traces and MLflow runs."
+    )
+
+
 def _default_stages() -> list[RolloutStage]:
     """Canary and ramp are short guards; the full stage reads the effect over 14 days, the
     sandbox's truth horizon, so a novelty effect that fades within two weeks is measured as
@@ -172,6 +190,7 @@ class Settings(BaseSettings):
     north_star: str = Field("watch_time", description="The primary metric of the goal.")
     evolution: EvolutionSettings = Field(default_factory=EvolutionSettings)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+    tracking: TrackingSettings = Field(default_factory=TrackingSettings)
 
     @field_validator("workspace")
     @classmethod
