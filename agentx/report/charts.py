@@ -53,7 +53,7 @@ def _pct(value: float | None) -> float | None:
     return None if value is None else 100 * value
 
 
-def experiments_chart(views: Sequence[ExperimentView], north_star: str) -> str | None:
+def experiments_figure(views: Sequence[ExperimentView], north_star: str) -> go.Figure | None:
     """One panel per experiment: the north star at each stage with its interval at the
     decision's level, and the true effect as a dashed line; colour = the verdict."""
     launched = [v for v in views if v.stages]
@@ -99,6 +99,7 @@ def experiments_chart(views: Sequence[ExperimentView], north_star: str) -> str |
                 y=100 * view.true_north_star, row=row, col=col,
                 line={"color": "black", "width": 1.5, "dash": "dash"},
                 annotation_text=f"true {100 * view.true_north_star:+.2f}%",
+                annotation_position="bottom left",
                 annotation_font_size=10,
             )  # fmt: skip
     figure.update_yaxes(ticksuffix="%", zeroline=False)
@@ -108,10 +109,10 @@ def experiments_chart(views: Sequence[ExperimentView], north_star: str) -> str |
         title={"text": f"{north_star} per stage and experiment (each panel its own scale)",
                "font": {"size": 14}},
     )  # fmt: skip
-    return _html(figure, "chart-experiments")
+    return figure
 
 
-def cumulative_chart(points: Sequence[CumulativePoint], north_star: str) -> str | None:
+def cumulative_figure(points: Sequence[CumulativePoint], north_star: str) -> go.Figure | None:
     """The baseline's change against the run's original baseline, measured and true."""
     if not points:
         return None
@@ -147,10 +148,10 @@ def cumulative_chart(points: Sequence[CumulativePoint], north_star: str) -> str 
         xaxis={"title": "after experiment (0 = original baseline)", "dtick": 1},
         yaxis={"ticksuffix": "%"},
     )  # fmt: skip
-    return _html(figure, "chart-cumulative")
+    return figure
 
 
-def funnel_chart(funnel: dict[str, int]) -> str | None:
+def funnel_figure(funnel: dict[str, int]) -> go.Figure | None:
     """This run's funnel in counts (the paper reports only its ends: see the table)."""
     if not funnel or not any(funnel.values()):
         return None
@@ -160,10 +161,10 @@ def funnel_chart(funnel: dict[str, int]) -> str | None:
                   marker={"color": "#1565c0"})
     )  # fmt: skip
     figure.update_layout(height=280, title={"text": "This run's funnel", "font": {"size": 14}})
-    return _html(figure, "chart-funnel")
+    return figure
 
 
-def evolution_chart(lines: Sequence[EvolutionLine], epsilon: float) -> str | None:
+def evolution_figure(lines: Sequence[EvolutionLine], epsilon: float) -> go.Figure | None:
     """Replay gain of each SGPO step against epsilon, the bar an edit must clear.
 
     Only steps that replayed are drawn (the others are in the table): no bare axes.
@@ -184,6 +185,7 @@ def evolution_chart(lines: Sequence[EvolutionLine], epsilon: float) -> str | Non
             hoverinfo="text",
             text=[line.outcome.replace("_", " ") for _, line in scored],
             textposition="outside",
+            width=0.4 if len(scored) < 4 else None,
         )
     )
     figure.add_hline(y=epsilon, line={"color": "#2e7d32", "dash": "dot"},
@@ -195,21 +197,22 @@ def evolution_chart(lines: Sequence[EvolutionLine], epsilon: float) -> str | Non
                "font": {"size": 14}},
         yaxis={"title": "gain (new − old replay score)", "tickformat": "+.4f"},
     )  # fmt: skip
-    return _html(figure, "chart-evolution")
+    return figure
 
 
-def history_chart(rows: Sequence[HistoryRow], north_star: str) -> str | None:
+def history_figure(rows: Sequence[HistoryRow], north_star: str) -> go.Figure | None:
     """Each run's change of the baseline, measured beside true."""
     usable = [r for r in rows if not r.problem and r.experiments]
     if not usable:
         return None
     names = [r.run_id for r in usable]
     figure = go.Figure()
-    figure.add_trace(go.Bar(x=names, y=[100 * (r.measured or 0) for r in usable],
+    width = 0.3 if len(usable) < 4 else None
+    figure.add_trace(go.Bar(x=names, y=[100 * (r.measured or 0) for r in usable], width=width,
                             name="measured", marker={"color": "#1565c0"}))  # fmt: skip
     if any(r.true is not None for r in usable):
         figure.add_trace(go.Bar(x=names, y=[None if r.true is None else 100 * r.true
-                                            for r in usable],
+                                            for r in usable], width=width,
                                 name="true", marker={"color": "#263238"}))  # fmt: skip
     figure.update_layout(
         barmode="group", height=300,
@@ -217,4 +220,9 @@ def history_chart(rows: Sequence[HistoryRow], north_star: str) -> str | None:
                "font": {"size": 14}},
         yaxis={"ticksuffix": "%"},
     )  # fmt: skip
-    return _html(figure, "chart-history")
+    return figure
+
+
+def chart_html(figure: go.Figure | None, div_id: str) -> str | None:
+    """A figure as a ``<div>`` and its drawing call (None stays None: no bare axes)."""
+    return None if figure is None else _html(figure, div_id)

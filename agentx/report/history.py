@@ -71,7 +71,7 @@ def read_trajectories(workspace: Path) -> list[StoredRun]:
             )  # fmt: skip
         except (OSError, ValueError) as error:
             runs.append(StoredRun(run_id=path.stem, problem=f"{path.name}: {error}"))
-    return sorted(runs, key=lambda r: (r.saved_at or 0.0, r.run_id))
+    return sorted(runs, key=lambda r: (bool(r.problem), r.saved_at or 0.0, r.run_id))
 
 
 def decision_levels(settings: Settings) -> DecisionLevels:

@@ -133,7 +133,8 @@ def _harness(values: dict[str, Any], settings: Settings) -> tuple[dict[str, Any]
         "epsilon": evolution.epsilon,
         "why_none": why,
     }
-    return context, charts.evolution_chart(lines, evolution.epsilon)
+    figure = charts.evolution_figure(lines, evolution.epsilon)
+    return context, charts.chart_html(figure, "chart-evolution")
 
 
 def _score(value: float | None) -> str:
@@ -192,10 +193,19 @@ def report_context(state: RunState, settings: Settings) -> dict[str, Any]:
         "trace": list(values.get("trace", []))[-TRACE_LIMIT:],
         "trace_limit": TRACE_LIMIT,
         "charts": {
-            "funnel": charts.funnel_chart({k: int(summary.funnel.get(k, 0)) for k in FUNNEL_KEYS}),
-            "cumulative": charts.cumulative_chart(points, north_star),
-            "experiments": charts.experiments_chart(views, north_star),
-            "history": charts.history_chart(history, north_star),
+            "funnel": charts.chart_html(
+                charts.funnel_figure({k: int(summary.funnel.get(k, 0)) for k in FUNNEL_KEYS}),
+                "chart-funnel",
+            ),
+            "cumulative": charts.chart_html(
+                charts.cumulative_figure(points, north_star), "chart-cumulative"
+            ),
+            "experiments": charts.chart_html(
+                charts.experiments_figure(views, north_star), "chart-experiments"
+            ),
+            "history": charts.chart_html(
+                charts.history_figure(history, north_star), "chart-history"
+            ),
             "evolution": evolution_html,
         },
     }

@@ -372,7 +372,7 @@ def _guard_status(guard: Mapping[str, Any] | None) -> str:
     if not guard:
         return ""
     if not guard.get("breached"):
-        return "held"
+        return "observed" if guard.get("tier") == "observe" else "held"
     for key in ("accepted", "approved", "traded"):  # typed fields of newer records
         if guard.get(key) is True:
             return "accepted"
@@ -439,9 +439,7 @@ def experiment_view(
     verdict = _dict(data.get("verdict"))
     levels = _levels_for(verdict, levels or DecisionLevels())
     truth = {
-        str(k): v
-        for k, v in _dict(verdict.get("true_effects")).items()
-        if _float(v) is not None
+        str(k): v for k, v in _dict(verdict.get("true_effects")).items() if _float(v) is not None
     }
     stages = [
         _stage_view(_dict(s), north_star, levels, truth) for s in _list(rollout.get("stages"))
@@ -449,9 +447,7 @@ def experiment_view(
     metrics = stages[-1].metrics if stages else []
     north = next((m for m in metrics if m.role == "north star"), None)
     if north is None and verdict.get("north_star"):  # a verdict with no stage list
-        north = _metric_views(
-            {"effects": [verdict["north_star"]]}, north_star, levels, truth
-        )[0]
+        north = _metric_views({"effects": [verdict["north_star"]]}, north_star, levels, truth)[0]
     attempts = []
     for number, attempt in enumerate(map(_dict, _list(data.get("verifications"))), start=1):
         checks = [

@@ -180,17 +180,13 @@ def _publish(
 ) -> str:
     north_star = settings.north_star
     levels = decision_levels(settings)
-    views = [
-        experiment_view(r, north_star, levels, run_id) for r in values.get("experiments", [])
-    ]
+    views = [experiment_view(r, north_star, levels, run_id) for r in values.get("experiments", [])]
     experiment = _experiment_id(client, settings.tracking.mlflow_experiment)
     workspace = str(settings.workspace)
     keys = {RUN_TAG: run_id, WORKSPACE_TAG: workspace}
     parent = _find(client, experiment, keys)
     if parent is None:
-        parent = client.create_run(
-            experiment, tags=keys, run_name=f"agentx {run_id}"
-        ).info.run_id
+        parent = client.create_run(experiment, tags=keys, run_name=f"agentx {run_id}").info.run_id
     points = cumulative(views)
     funnel = {f"funnel.{k}": float(v) for k, v in (values.get("funnel") or {}).items()}
     decisions: dict[str, float] = {}
