@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
+import pytest
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.runnables import RunnableConfig, RunnableLambda
 from langgraph.graph import END, START, StateGraph
@@ -14,7 +15,7 @@ from typing_extensions import TypedDict
 from agentx.graph.builder import build_builder
 from agentx.graph.nodes import _experiment_id
 from agentx.report.workspace import _read_only_resources
-from agentx.settings import load_settings
+from agentx.settings import SettingsError, load_settings
 from agentx.tracking.langsmith import ExperimentTracedNodes, run_config
 
 
@@ -86,3 +87,15 @@ def test_the_loop_wraps_experiment_nodes_but_not_intake_or_evolution(tmp_path) -
                if "with_experiment_metadata" in spec.runnable.func.__qualname__}  # fmt: skip
     assert {"brainstorm", "develop", "verify", "rollout_stage", "verdict", "learn"} <= wrapped
     assert "intake" not in wrapped and "evolve_harness" not in wrapped
+
+
+def test_tracking_settings_come_from_the_environment_and_are_strict(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("AGENTX_TRACKING__MLFLOW_URI", "http://127.0.0.1:5000")
+    monkeypatch.setenv("AGENTX_TRACKING__TAGS", '["nightly", "ab"]')
+    settings = load_settings(workspace=tmp_path)
+    assert settings.tracking.mlflow_uri == "http://127.0.0.1:5000"
+    assert settings.tracking.tags == ["nightly", "ab"]
+    monkeypatch.delenv("AGENTX_TRACKING__MLFLOW_URI")
+    assert load_settings(workspace=tmp_path).tracking.mlflow_uri is None  # off by default
+    with pytest.raises(SettingsError, match="tracking.mlflow_url"):
+        load_settings(workspace=tmp_path, tracking={"mlflow_url": "typo"})
