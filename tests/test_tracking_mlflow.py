@@ -86,9 +86,7 @@ def _stop_group(server: subprocess.Popen) -> None:
 
 
 @pytest.fixture(scope="module")
-def published(
-    mlflow_server: str, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[Path, dict]:
+def published(mlflow_server: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     """A real 2-experiment run with the tracking URI set the way users set it (environment)."""
     workspace = tmp_path_factory.mktemp("mlflow-ws")
     env = {"AGENTX_TRACKING__MLFLOW_URI": mlflow_server, "AGENTX_TRACKING__TAGS": '["ci"]'}
