@@ -23,14 +23,8 @@ from agentx.models import Decision, ExperimentStatus, Rollout, StageResult
 from agentx.report import load_run, render_report
 from agentx.report.charts import evolution_figure, experiments_figure
 from agentx.report.history import decision_levels, history_rows, read_trajectories
-from agentx.report.view import (
-    DECISION_COLORS,
-    DecisionLevels,
-    decision_of,
-    experiment_view,
-    fmt_p,
-    rescale,
-)
+from agentx.report.levels import DecisionLevels, fmt_p, rescale
+from agentx.report.view import DECISION_COLORS, decision_of, experiment_view
 from agentx.runner import run_loop
 from agentx.settings import Settings, load_settings
 from agentx.summary import EvolutionLine

@@ -18,7 +18,8 @@ from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
 from agentx.report.history import HistoryRow
-from agentx.report.view import DECISION_COLORS, CumulativePoint, ExperimentView, fmt_p
+from agentx.report.levels import fmt_p
+from agentx.report.view import DECISION_COLORS, CumulativePoint, ExperimentView
 from agentx.summary import EvolutionLine
 
 OUTCOME_COLORS = {

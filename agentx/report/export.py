@@ -15,7 +15,8 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from agentx.report.history import StoredRun, run_views
-from agentx.report.view import DecisionLevels, ExperimentView, MetricView
+from agentx.report.levels import DecisionLevels
+from agentx.report.view import ExperimentView, MetricView
 
 
 class ExperimentRow(BaseModel):

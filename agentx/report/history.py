@@ -16,7 +16,8 @@ from pydantic import BaseModel, Field
 
 from agentx.agents.evaluation.policy import EvaluationPolicy
 from agentx.harness import HarnessError
-from agentx.report.view import DecisionLevels, ExperimentView, cumulative, experiment_view
+from agentx.report.levels import DecisionLevels
+from agentx.report.view import ExperimentView, cumulative, experiment_view
 from agentx.report.workspace import harness_store
 from agentx.settings import Settings
 

@@ -18,16 +18,9 @@ from agentx.evolution.models import EvolutionStep
 from agentx.graph.state import FUNNEL_KEYS
 from agentx.report import charts
 from agentx.report.history import decision_levels, history_rows, read_trajectories
+from agentx.report.levels import fmt_p, fmt_pct, level_text
 from agentx.report.paper import PAPER_FUNNEL, PAPER_NOTE
-from agentx.report.view import (
-    DECISION_COLORS,
-    ExperimentView,
-    cumulative,
-    experiment_view,
-    fmt_p,
-    fmt_pct,
-    level_text,
-)
+from agentx.report.view import DECISION_COLORS, ExperimentView, cumulative, experiment_view
 from agentx.report.workspace import RunState, harness_versions, world_of
 from agentx.settings import Settings
 from agentx.summary import evolution_line, summarise_run
