@@ -15,6 +15,7 @@ from agentx.graph.resources import Resources, build_resources, isolation_policy
 from agentx.models import ExperimentRecord, TraceEvent
 from agentx.settings import Settings
 from agentx.summary import RunSummary, summarise_run
+from agentx.tracking.langsmith import run_config
 from agentx.workspace import isolation
 
 
@@ -78,7 +79,7 @@ def run_loop(
     checkpointer = open_checkpointer(settings) or InMemorySaver(serde=serializer())
     resources = resources or build_resources(settings)
     graph = build_graph(settings, checkpointer=checkpointer, resources=resources)
-    config = {"configurable": {"thread_id": run_id}, "recursion_limit": 10_000}
+    config = run_config(settings, run_id, resources.world_name)  # LangSmith name, tags, metadata
     if resume and checkpointer is not None:
         snapshot = graph.get_state(config)
         if not snapshot.next:
@@ -97,5 +98,12 @@ def run_loop(
             for record in change.get("experiments", []) or []:
                 if on_experiment:
                     on_experiment(record)
-    values = graph.get_state(config).values
-    return summarise_run(values, resources.world_name, settings.seed, settings.north_star)
+    snapshot = graph.get_state(config)
+    summary = summarise_run(
+        snapshot.values, resources.world_name, settings.seed, settings.north_star
+    )
+    if settings.tracking.mlflow_uri:  # opt-in: the run and each experiment as MLflow runs
+        from agentx.tracking.mlflow_log import publish_snapshot
+
+        publish_snapshot(settings, run_id, snapshot, summary)
+    return summary

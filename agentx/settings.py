@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -149,6 +149,24 @@ class CumulativeSettings(BaseModel):
     )
 
 
+class TrackingSettings(BaseModel):
+    """Where runs are recorded beside the workspace: MLflow (opt-in) and LangSmith labels."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mlflow_uri: str | None = Field(
+        None,
+        description="MLflow tracking URI (http://127.0.0.1:5000, sqlite:///mlflow.db, a folder); "
+        "unset logs nothing. Each run becomes an MLflow run, each experiment a nested run.",
+    )
+    mlflow_experiment: str = Field(
+        "agentx", min_length=1, description="MLflow experiment the runs are logged under."
+    )
+    tags: list[str] = Field(
+        default_factory=list, description="Extra tags for LangSmith traces and MLflow runs."
+    )
+
+
 def _default_stages() -> list[RolloutStage]:
     """Canary and ramp are short guards; the full stage reads the effect over 14 days, the
     sandbox's truth horizon, so a novelty effect that fades within two weeks is measured as
@@ -211,6 +229,7 @@ class Settings(BaseSettings):
     extend: ExtendSettings = Field(default_factory=ExtendSettings)
     cumulative: CumulativeSettings = Field(default_factory=CumulativeSettings)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+    tracking: TrackingSettings = Field(default_factory=TrackingSettings)
 
     @field_validator("workspace")
     @classmethod

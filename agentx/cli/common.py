@@ -21,6 +21,7 @@ from agentx.runner import RunError
 from agentx.sandbox.world import WorldError
 from agentx.settings import SettingsError
 from agentx.target.contract import TargetError
+from agentx.tracking import TrackingError
 from agentx.workspace.git import GitError
 from agentx.workspace.isolation import IsolationUnavailable
 
@@ -43,6 +44,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     TargetError,
     GitError,
     IsolationUnavailable,
+    TrackingError,
     CommandError,
 )
 

@@ -38,6 +38,7 @@ from agentx.graph.resources import Resources, build_resources
 from agentx.graph.state import LoopInput, LoopOutput, LoopState
 from agentx.models import ExperimentStatus, FailureKind, RootCause
 from agentx.settings import Settings, load_settings
+from agentx.tracking.langsmith import ExperimentTracedNodes
 
 
 def after_brainstorm(state: LoopState) -> Literal["admission_gate", "__end__"]:
@@ -141,7 +142,8 @@ def next_or_end(resources: Resources):
 
 def build_builder(resources: Resources) -> StateGraph:
     """The uncompiled loop graph over ``resources``."""
-    nodes = Nodes(resources)
+    # every model call inside an experiment's nodes carries its id (LangSmith metadata)
+    nodes = ExperimentTracedNodes(Nodes(resources), skip=("intake", "evolve_harness"))
     graph = StateGraph(LoopState, input_schema=LoopInput, output_schema=LoopOutput)
     graph.add_node(INTAKE, nodes.intake)
     graph.add_node(BRAINSTORM, nodes.brainstorm)

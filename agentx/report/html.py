@@ -1,338 +1,215 @@
-"""The HTML report of one run: a single file with inline CSS and embedded PNG plots.
+"""The HTML report of one run: Jinja2 templates, Plotly charts, one self-contained file.
 
-Everything shown is escaped; nothing is fetched when the file is opened (no scripts,
-fonts or stylesheets from elsewhere), so it can be mailed or archived as is.
+The templates live in ``agentx/report/templates`` and autoescape everything; this module
+only gathers what they show. Charts are drawn by plotly.js, which is inlined from the
+installed ``plotly`` package, and the CSS is inlined too: nothing is fetched when the file
+is opened, so it can be mailed or archived as is.
 """
 
 from __future__ import annotations
 
-from html import escape
+from functools import cache
 from pathlib import Path
 from typing import Any
 
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
 from agentx.evolution.models import EvolutionStep
 from agentx.graph.state import FUNNEL_KEYS
-from agentx.models import ExperimentRecord
+from agentx.report import charts
+from agentx.report.history import decision_levels, history_rows, read_trajectories
+from agentx.report.levels import fmt_p, fmt_pct, level_text
 from agentx.report.paper import PAPER_FUNNEL, PAPER_NOTE
-from agentx.report.plots import (
-    DECISION_COLORS,
-    OUTCOME_COLORS,
-    evolution_figure,
-    funnel_figure,
-    ledger_decision,
-    trajectory_figure,
-)
+from agentx.report.view import DECISION_COLORS, ExperimentView, cumulative, experiment_view
 from agentx.report.workspace import RunState, harness_versions, world_of
 from agentx.settings import Settings
-from agentx.summary import evolution_line, experiment_line, summarise_run
+from agentx.summary import evolution_line, summarise_run
 
-CSS = """
-body{font-family:-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;margin:0;
-  background:#f5f6f8;color:#1f2933;line-height:1.45}
-main{max-width:1040px;margin:0 auto;padding:24px 28px 48px}
-h1{font-size:26px;margin:0 0 4px} h2{font-size:19px;margin:32px 0 10px;
-  border-bottom:2px solid #dde1e6;padding-bottom:4px}
-.sub{color:#52606d;margin:0 0 16px} .note{color:#52606d;font-size:13px}
-.tiles{display:flex;gap:12px;flex-wrap:wrap;margin:16px 0}
-.tile{background:#fff;border-radius:8px;padding:12px 16px;min-width:140px;
-  box-shadow:0 1px 2px rgba(0,0,0,.08)} .tile b{display:block;font-size:24px}
-.tile>span{color:#52606d;font-size:13px}
-table{border-collapse:collapse;width:100%;background:#fff;font-size:13.5px;
-  box-shadow:0 1px 2px rgba(0,0,0,.08)}
-th,td{padding:6px 9px;border-bottom:1px solid #e4e7eb;text-align:left;vertical-align:top}
-th{background:#eef0f3;font-weight:600} td.num,th.num{text-align:right;
-  font-variant-numeric:tabular-nums}
-.badge{display:inline-block;padding:1px 8px;border-radius:10px;color:#fff;font-size:12px;
-  white-space:nowrap;
-  font-weight:600} figure{margin:12px 0;background:#fff;padding:10px;border-radius:8px;
-  box-shadow:0 1px 2px rgba(0,0,0,.08)} figure img{max-width:100%;display:block;margin:auto}
-.pos{color:#2e7d32} .neg{color:#c62828} code{font-size:12.5px}
-details{background:#fff;padding:8px 12px;border-radius:8px} summary{cursor:pointer}
-"""
+TRACE_LIMIT = 200
 
 
-def _pct(value: float | None, digits: int = 2) -> str:
-    if value is None:
-        return "–"
-    css = "pos" if value > 0 else "neg" if value < 0 else ""
-    return f'<span class="{css}">{value:+.{digits}%}</span>'
-
-
-def _badge(decision: str) -> str:
-    color = DECISION_COLORS.get(decision, "#455a64")
-    return f'<span class="badge" style="background:{color}">{escape(decision)}</span>'
-
-
-def _table(headers: list[str], rows: list[list[str]], numeric: set[int] | None = None) -> str:
-    numeric = numeric or set()
-    head = "".join(
-        f'<th class="num">{escape(h)}</th>' if i in numeric else f"<th>{escape(h)}</th>"
-        for i, h in enumerate(headers)
+@cache
+def environment() -> Environment:
+    """The report's template environment (autoescaping, strict about missing names)."""
+    env = Environment(
+        loader=PackageLoader("agentx.report", "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
     )
-    body = "".join(
-        "<tr>"
-        + "".join(
-            f'<td class="num">{cell}</td>' if i in numeric else f"<td>{cell}</td>"
-            for i, cell in enumerate(row)
-        )
-        + "</tr>"
-        for row in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    env.filters["pct"] = fmt_pct
+    env.filters["p"] = fmt_p
+    env.filters["g"] = lambda value: f"{value:g}"
+    return env
 
 
-def _funnel_section(funnel: dict[str, int]) -> str:
+def _funnel_rows(funnel: dict[str, int]) -> list[dict[str, Any]]:
     run = {key: int(funnel.get(key, 0)) for key in FUNNEL_KEYS}
-    ideas = max(run["ideas"], 1)
-    paper_ideas = PAPER_FUNNEL["ideas"] or 1
-    rows = []
+    rows, previous = [], None
     for key in FUNNEL_KEYS:
-        paper = PAPER_FUNNEL[key]
-        rows.append(
-            [
-                escape(key),
-                str(run[key]),
-                f"{run[key] / ideas:.0%}",
-                "not reported" if paper is None else str(paper),
-                "–" if paper is None else f"{paper / paper_ideas:.1%}",
-            ]
-        )
-    table = _table(
-        ["stage", "this run", "% of ideas", "paper", "% of ideas"], rows, numeric={1, 2, 3, 4}
-    )
-    image = funnel_figure(run, PAPER_FUNNEL)
-    return (
-        f"<h2>Funnel</h2>{table}<p class='note'>{escape(PAPER_NOTE)}</p>"
-        f"<figure><img alt='funnel compared with the paper' src='{image}'></figure>"
-    )
+        share = "–" if not previous else f"{run[key] / previous:.0%}"
+        rows.append({"stage": key, "count": run[key], "conversion": share})
+        previous = run[key]
+    return rows
 
 
-def _ledger_section(records: list[ExperimentRecord], north_star: str) -> str:
-    rows = []
-    for record in records:
-        line = experiment_line(record, north_star)
-        params = ", ".join(f"{k}={v}" for k, v in line.params.items())
-        north = record.verdict.north_star if record.verdict else None
-        interval = (
-            f"<br><span class='note'>[{north.ci_low:+.1%}, {north.ci_high:+.1%}]</span>"
-            if north
-            else ""
-        )
-        rows.append(
-            [
-                str(line.iteration + 1),
-                f"<b>{escape(line.technique)}</b><br><code>{escape(params or '—')}</code>",
-                escape(line.verification),
-                "–" if line.q_code is None else f"{line.q_code:.2f}",
-                escape(line.stage_reached or "–"),
-                _badge(ledger_decision(record)),
-                _pct(line.measured_effect) + interval,
-                "–" if line.p_value is None else f"{line.p_value:.3f}",
-                _pct(line.true_effect),
-                escape(line.root_cause or ""),
-            ]
-        )
-    table = _table(
-        ["#", "technique", "verification", "Q_code", "stage", "decision",
-         f"{north_star} measured", "p", "true", "root cause"],
-        rows,
-        numeric={0, 3, 6, 7, 8},
-    )  # fmt: skip
-    return f"<h2>Experiment ledger</h2>{table}"
+def _paper(funnel: dict[str, int]) -> dict[str, Any]:
+    ideas, kept = int(funnel.get("ideas", 0)), int(funnel.get("kept", 0))
+    paper_ideas, paper_kept = PAPER_FUNNEL["ideas"] or 0, PAPER_FUNNEL["kept"] or 0
+    return {
+        "run_ideas": ideas,
+        "run_kept": kept,
+        "run_share": f"{kept / ideas:.1%}" if ideas else "–",
+        "ideas": paper_ideas,
+        "kept": paper_kept,
+        "share": f"{paper_kept / paper_ideas:.1%}" if paper_ideas else "–",
+        "note": PAPER_NOTE,
+    }
 
 
-def _vetoes_section(records: list[ExperimentRecord]) -> str:
-    rows = []
-    for record in records:
-        rollout = record.rollout
-        if rollout is None or not rollout.halted_at:
-            continue
-        stage = next((s for s in rollout.stages if s.stage == rollout.halted_at), None)
-        breached = [g for g in (stage.guardrails if stage else []) if g.breached]
-        detail = "<br>".join(
-            f"<b>{escape(g.metric)}</b> ({escape(g.tier)}): {escape(g.detail)}" for g in breached
-        )
-        rows.append(
-            [
-                str(record.iteration + 1),
-                escape(record.proposal.technique),
-                escape(rollout.halted_at),
-                escape(rollout.halt_reason or ""),
-                detail or "–",
-                "yes" if rollout.rolled_back else "no",
-            ]
-        )
-    if not rows:
-        return "<h2>Guardrail vetoes</h2><p>No rollout was vetoed in this run.</p>"
-    table = _table(["#", "technique", "halted at", "reason", "breached", "rolled back"], rows)
-    return f"<h2>Guardrail vetoes</h2>{table}"
-
-
-def _edit_text(step: Any) -> str:
-    """The edit as ``field old→new`` lines, added rules and replaced files."""
-    edit = getattr(step, "edit", None)
+def _edit_parts(step: EvolutionStep) -> list[str]:
+    """The edit as ``field old→new`` lines, added rules and rewritten files."""
+    edit = step.edit
     if edit is None:
-        return "–"
-    parts = [f"<code>{escape(e.field)}</code> {e.old:g}→{e.new:g}" for e in edit.edits]
-    parts += [f"+ rule: {escape(rule)}" for rule in edit.add_rules]
-    parts += [f"<code>{escape(name)}</code> rewritten" for name in sorted(edit.files)]
-    return "<br>".join(parts) or escape(edit.key())
+        return []
+    parts = [f"{e.field} {e.old:g}→{e.new:g}" for e in edit.edits]
+    parts += [f"+ rule: {rule}" for rule in edit.add_rules]
+    parts += [f"{name} rewritten" for name in sorted(edit.files)]
+    return parts or [edit.key()]
+
+
+def _harness(values: dict[str, Any], settings: Settings) -> tuple[dict[str, Any], str | None]:
+    at_end = values.get("harness_versions") or {}
+    versions = [
+        {"agent": agent, "active": version,
+         "at_end": f"v{at_end[agent]}" if agent in at_end else "–"}
+        for agent, version in harness_versions(settings.workspace).items()
+    ]  # fmt: skip
+    steps = [
+        step if isinstance(step, EvolutionStep) else EvolutionStep.model_validate(step)
+        for step in values.get("evolutions") or []
+    ]
+    lines = [evolution_line(step) for step in steps]
+    rows = []
+    for step, line in zip(steps, lines, strict=True):
+        gradient = step.gradient
+        rows.append(
+            {
+                "iteration": line.iteration,
+                "agent": line.agent,
+                "outcome_label": line.outcome.replace("_", " "),
+                "outcome_color": charts.OUTCOME_COLORS.get(line.outcome, "#455a64"),
+                "version": f"v{line.base_version}"
+                + (f"→v{line.new_version}" if line.new_version else ""),
+                "edit": _edit_parts(step),
+                "replay": "–"
+                if line.old_score is None
+                else f"{line.old_score:+.4f}→{_score(line.new_score)}",
+                "gain": "–" if line.gain is None else f"{line.gain:+.4f}",
+                "tasks": "–" if line.tasks is None else line.tasks,
+                "reason": line.reason,
+                "loss": f"{gradient.loss:.3f}" if gradient is not None else "",
+                "loss_text": gradient.loss_text if gradient is not None else "",
+            }
+        )
+    evolution = settings.evolution
+    why = (
+        f"evolution runs every {evolution.every} experiments (settings evolution.every)"
+        if evolution.enabled
+        else "evolution is off (settings evolution.enabled)"
+    )
+    context = {
+        "versions": versions,
+        "steps": rows,
+        "kept": sum(line.outcome == "kept" for line in lines),
+        "epsilon": evolution.epsilon,
+        "why_none": why,
+    }
+    figure = charts.evolution_figure(lines, evolution.epsilon)
+    return context, charts.chart_html(figure, "chart-evolution")
 
 
 def _score(value: float | None) -> str:
     return "–" if value is None else f"{value:+.4f}"
 
 
-def _harness_section(values: dict[str, Any], settings: Settings) -> str:
-    versions = harness_versions(settings.workspace)
-    at_end = values.get("harness_versions") or {}
-    rows = [
-        [escape(agent), f"v{version}", escape(f"v{at_end[agent]}" if agent in at_end else "–")]
-        for agent, version in versions.items()
+def report_context(state: RunState, settings: Settings) -> dict[str, Any]:
+    """Everything the template shows, as plain values (the template escapes them)."""
+    values = state.values
+    north_star = settings.north_star
+    levels = decision_levels(settings)
+    views: list[ExperimentView] = [
+        experiment_view(record, north_star, levels, state.run_id)
+        for record in values.get("experiments", [])
     ]
-    table = _table(["agent", "active in the workspace", "at the end of this run"], rows)
-    steps = [
-        step if isinstance(step, EvolutionStep) else EvolutionStep.model_validate(step)
-        for step in values.get("evolutions") or []
+    world = world_of(settings.workspace)
+    summary = summarise_run(values, world, settings.seed, north_star)
+    points = cumulative(views)
+    final = points[-1] if points else None
+    counts = {label: sum(v.decision == label for v in views) for label in DECISION_COLORS}
+    tiles = [
+        (str(len(views)), "experiments"),
+        *[(str(n), label.lower()) for label, n in counts.items() if n],
+        (fmt_pct(final.measured if final else 0.0), f"{north_star} baseline change, measured"),
+        (fmt_pct(final.true if final else 0.0), f"{north_star} baseline change, true"),
     ]
-    note = (
-        "<p class='note'>The workspace's harness store (<code>harness/</code>) is the truth: "
-        "an agent runs the bundled <code>prompts/</code> version until an SGPO step keeps an "
-        "edit, which commits the next version. An edit is kept only when replaying the "
-        "recorded tasks with it raises the rubric score by more than epsilon "
-        f"({settings.evolution.epsilon:g}).</p>"
-    )
-    title = "<h2>Harness evolution (SGPO)</h2>"
-    if not steps:
-        every = settings.evolution.every
-        why = (
-            f"evolution runs every {every} experiments (settings <code>evolution.every</code>)"
-            if settings.evolution.enabled
-            else "evolution is off (settings <code>evolution.enabled</code>)"
-        )
-        return f"{title}{table}{note}<p>No SGPO step in this run: {why}.</p>"
-    lines = [evolution_line(step) for step in steps]
-    rows = []
-    for number, (step, line) in enumerate(zip(steps, lines, strict=True), start=1):
-        version = f"v{line.base_version}" + (f"→v{line.new_version}" if line.new_version else "")
-        gradient = step.gradient
-        loss = (
-            f"<details><summary>loss {gradient.loss:.3f}</summary>"
-            f"<p class='note'>{escape(gradient.loss_text)}</p></details>"
-            if gradient is not None
-            else ""
-        )
-        replay = (
-            f"{_score(line.old_score)}→{_score(line.new_score)}"
-            if line.old_score is not None
-            else "–"
-        )
-        gain = (
-            "–"
-            if line.gain is None
-            else f'<span class="{_sign(line.gain)}">{line.gain:+.4f}</span>'
-        )
-        rows.append(
-            [
-                str(number),
-                str(line.iteration),
-                escape(line.agent),
-                _outcome_badge(line.outcome),
-                escape(version),
-                _edit_text(step),
-                replay,
-                gain,
-                "–" if line.tasks is None else str(line.tasks),
-                escape(line.reason) + loss,
-            ]
-        )
-    history = _table(
-        ["#", "iteration", "agent", "outcome", "version", "edit", "replay old→new", "gain",
-         "tasks", "reason"],
-        rows,
-        numeric={0, 1, 6, 7, 8},
-    )  # fmt: skip
-    image = evolution_figure(lines)
-    kept = sum(line.outcome == "kept" for line in lines)
-    return (
-        f"{title}{table}{note}<p>{len(lines)} SGPO step(s) in this run, {kept} kept.</p>"
-        f"{history}<figure><img alt='SGPO replay scores before and after each edit' "
-        f"src='{image}'></figure>"
-    )
-
-
-def _sign(value: float) -> str:
-    return "pos" if value > 0 else "neg" if value < 0 else ""
-
-
-def _outcome_badge(outcome: str) -> str:
-    color = OUTCOME_COLORS.get(outcome, "#455a64")
-    label = escape(outcome.replace("_", " "))
-    return f'<span class="badge" style="background:{color}">{label}</span>'
-
-
-def _trace_section(values: dict[str, Any], limit: int = 200) -> str:
-    events = values.get("trace", [])[-limit:]
-    rows = [[escape(e.node), escape(e.experiment_id or ""), escape(e.message)] for e in events]
-    return (
-        f"<h2>Trace</h2><details><summary>{len(events)} node events (last {limit})</summary>"
-        f"{_table(['node', 'experiment', 'message'], rows)}</details>"
-    )
+    history = history_rows(read_trajectories(settings.workspace), levels)
+    harness, evolution_html = _harness(values, settings)
+    goal = values.get("goal")
+    return {
+        "run_id": state.run_id,
+        "world": world,
+        "seed": settings.seed,
+        "workspace": str(settings.workspace),
+        "status": state.status,
+        "goal": goal.text if goal else str(values.get("goal_text", "")),
+        "objective": summary.objective,
+        "north_star": north_star,
+        "tiles": tiles,
+        "levels": levels,
+        "levels_text": {
+            "north_star": level_text(levels.north_star),
+            "guardrail": level_text(levels.guardrail),
+            "secondary": level_text(levels.secondary),
+        },
+        "decision_colors": DECISION_COLORS,
+        "funnel": _funnel_rows(summary.funnel),
+        "paper": _paper(summary.funnel),
+        "experiments": views,
+        "cumulative": points,
+        "final_measured": final.measured if final else 0.0,
+        "final_true": final.true if final else 0.0,
+        "vetoes": [v for v in views if v.decision == "VETO"],
+        "history": history,
+        "harness": harness,
+        "trace": list(values.get("trace", []))[-TRACE_LIMIT:],
+        "trace_limit": TRACE_LIMIT,
+        "charts": {
+            "funnel": charts.chart_html(
+                charts.funnel_figure({k: int(summary.funnel.get(k, 0)) for k in FUNNEL_KEYS}),
+                "chart-funnel",
+            ),
+            "cumulative": charts.chart_html(
+                charts.cumulative_figure(points, north_star), "chart-cumulative"
+            ),
+            "experiments": charts.chart_html(
+                charts.experiments_figure(views, north_star), "chart-experiments"
+            ),
+            "history": charts.chart_html(
+                charts.history_figure(history, north_star), "chart-history"
+            ),
+            "evolution": evolution_html,
+        },
+    }
 
 
 def render_report(state: RunState, settings: Settings) -> str:
     """The report of ``state`` as one HTML document."""
-    values = state.values
-    records: list[ExperimentRecord] = list(values.get("experiments", []))
-    world = world_of(settings.workspace)
-    north_star = settings.north_star
-    summary = summarise_run(values, world, settings.seed, north_star)
-    goal = values.get("goal")
-    kept = [r for r in records if ledger_decision(r) == "KEEP"]
-    measured_total = 1.0
-    for record in kept:
-        effect = record.verdict.north_star if record.verdict else None
-        measured_total *= 1 + (effect.relative if effect else 0.0)
-    tiles = [
-        (str(len(records)), "experiments"),
-        (str(len(kept)), "kept"),
-        (str(len(summary.vetoed)), "vetoed"),
-        (_pct(measured_total - 1), f"{north_star} change, measured"),
-        (_pct(summary.total_true_effect), f"{north_star} change, true"),
-    ]
-    tiles_html = "".join(
-        f"<div class='tile'><b>{value}</b><span>{escape(label)}</span></div>"
-        for value, label in tiles
-    )
-    trajectory = (
-        f"<figure><img alt='north-star trajectory' src='{trajectory_figure(records, north_star)}'>"
-        "</figure>"
-        if records
-        else "<p>No experiment finished yet.</p>"
-    )
-    workspace = escape(str(settings.workspace))
-    goal_text = escape(goal.text if goal else str(values.get("goal_text", "")))
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>AgentX report · {escape(state.run_id)}</title><style>{CSS}</style></head>
-<body><main>
-<h1>AgentX run report · {escape(state.run_id)}</h1>
-<p class="sub">World <b>{escape(world)}</b> · workspace <code>{workspace}</code>
- · status <b>{escape(state.status)}</b><br>Goal: {goal_text}
- (objective <b>{escape(summary.objective)}</b>)</p>
-<div class="tiles">{tiles_html}</div>
-{_funnel_section(summary.funnel)}
-<h2>North-star trajectory</h2>{trajectory}
-<p class="note">Measured effects come from the A/B readout; true effects from the simulator's
-ground truth (known only in the sandbox). A kept change moves the baseline for every later
-experiment.</p>
-{_ledger_section(records, north_star)}
-{_vetoes_section(records)}
-{_harness_section(values, settings)}
-{_trace_section(values)}
-</main></body></html>
-"""
+    context = report_context(state, settings)
+    drawn = any(context["charts"].values())
+    context["plotly_js"] = charts.plotly_js() if drawn else ""
+    return environment().get_template("report.html.j2").render(**context)
 
 
 def write_report(state: RunState, settings: Settings, path: Path | None = None) -> Path:
