@@ -93,6 +93,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--ceiling-rounds", type=int, help="greedy rounds (default: until no gain)")
     parser.add_argument("--quick", action="store_true", help="tiny smoke configuration")
+    parser.add_argument(
+        "--markdown", action="store_true", help="print --out's tables as markdown; run nothing"
+    )
     args = parser.parse_args(argv)
     defaults = {
         "worlds": sorted(shipped_worlds()),
@@ -307,6 +310,33 @@ def print_table(world: str, rows: dict, detail: dict) -> None:
     console.print(table)
 
 
+def markdown(results: dict) -> str:
+    """The results as markdown tables (what docs/benchmarks.md shows)."""
+    lines = []
+    for world, rows in results.items():
+        if world.startswith("_"):
+            continue
+        lines += [
+            f"**{world}**",
+            "",
+            "| strategy | true lift mean [min, max] | % of ceiling | harmful | false keeps "
+            "| missed wins | to 50% | to 90% | s / experiment |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for strategy in STRATEGIES:
+            r = rows.get(strategy)
+            if r is None:
+                continue
+            lines.append(
+                f"| {strategy} | {r['lift_mean']:+.2%} [{r['lift_min']:+.2%}, "
+                f"{r['lift_max']:+.2%}] | {_fmt(r['pct_of_ceiling'], '.0%')} | {r['harmful']} "
+                f"| {r['false_keeps']} | {r['missed_wins']} | {_fmt(r['to_50pct'], 'd')} "
+                f"| {_fmt(r['to_90pct'], 'd')} | {_fmt(r['s_per_experiment'], '.1f')} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; bad input or a failing world is one line on stderr."""
     try:
@@ -317,6 +347,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"efficacy: {error}", file=sys.stderr)
         return 2
     results: dict = json.loads(args.out.read_text()) if args.out.exists() else {}
+    if args.markdown:
+        print(markdown(results))
+        return 0
     with tempfile.TemporaryDirectory(prefix="efficacy-") as tmp:
         root = (args.workdir or Path(tmp)).resolve()
         for name in args.worlds:
