@@ -134,3 +134,68 @@ def test_conflicting_techniques_share_one_tpe_categorical() -> None:
     assert all(c[OFF] is None for c in choices)
     # every option is reachable through exactly one categorical value
     assert sum(len(c) - 1 for c in choices) == len(all_options(catalog))
+
+
+class _Truth:
+    """Ground truth by hand: each state's lift against the original and truth classes of
+    (state, control) pairs; anything not listed is neutral."""
+
+    def __init__(self, lifts: dict[str, float], classes: dict[tuple[str, str], str]):
+        self.lifts, self.classes = lifts, classes
+
+    def lift(self, state: Path, base: Path | None = None) -> float:
+        return self.lifts[Path(state).name]
+
+    def classify(self, state: Path, base: Path | None = None) -> tuple[str, list[str]]:
+        key = (Path(state).name, Path(base).name if base else "O")
+        return self.classes.get(key, "neutral"), []
+
+
+def _efficacylib():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from efficacylib import scoring, trace
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    return scoring, trace
+
+
+def test_scoring_counts_launches_against_the_original_and_misses_against_the_control() -> None:
+    scoring, tr = _efficacylib()
+    trace = tr.RunTrace("random", "tiny", 0, 4, "/s/O")
+    trials = [
+        # a true win, kept: a launch, not false; but it leaves the state harmful vs original
+        tr.Trial(1, "a", "/s/O", "/s/A", accepted=True, launched=True, seconds=2.0),
+        # a true win against A, rejected: a missed win
+        tr.Trial(2, "b", "/s/A", "/s/B", seconds=4.0),
+        # kept but truly neutral against A: a false keep, harmless vs the original
+        tr.Trial(3, "c", "/s/A", "/s/C", accepted=True, launched=True, seconds=6.0),
+        # abandoned before any A/B: neither
+        tr.Trial(4, "d", None, None, seconds=1.0),
+    ]
+    trace.trials = trials
+    trace.shipped = ["/s/A", "/s/A", "/s/C", "/s/C"]
+    truth = _Truth(
+        {"O": 0.0, "A": 0.05, "B": 0.09, "C": 0.10},
+        {("A", "O"): "good", ("B", "A"): "good", ("C", "O"): "good"},
+    )
+    # A is a true win against its control O ...
+    score = scoring.score_run(trace, truth)
+    assert (score.harmful, score.false_keeps, score.missed_wins) == (0, 1, 1)
+    truth.classes[("A", "O")] = "harmful"  # ... or truly harmful against the original
+    score = scoring.score_run(trace, truth)
+    assert (score.harmful, score.false_keeps, score.launches) == (1, 2, 2)
+    assert score.lift == 0.10 and score.trajectory == [0.05, 0.05, 0.10, 0.10]
+    row = scoring.row([score], ceiling=0.2)
+    assert row["to_50pct"] == 3 and row["to_90pct"] is None
+    assert row["pct_of_ceiling"] == pytest.approx(0.5)
+    assert row["s_per_experiment"] == pytest.approx(3.0)  # median of 2, 4, 6, 1
+
+
+def test_experiments_to_a_share_is_the_lower_median_over_seeds() -> None:
+    scoring, _ = _efficacylib()
+    seeds = [[0.0, 0.6, 1.0], [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]]
+    assert scoring.experiments_to(seeds, 0.5) == 2  # firsts 2, never, 1
+    assert scoring.experiments_to(seeds[1:], 0.5) == 1  # firsts never, 1: the lower one
+    assert scoring.experiments_to([[0.0], [0.0], [1.0]], 0.5) is None  # most never get there
+    assert scoring.experiments_to(seeds, 0.0) is None  # no positive ceiling: no target
