@@ -58,9 +58,11 @@ from rich.table import Table
 from agentx.agents.evaluation.policy import load_policy
 from agentx.graph.resources import isolation_policy
 from agentx.research.catalog import load_catalog
+from agentx.runner import RunError
 from agentx.sandbox.target import SandboxTarget
 from agentx.sandbox.world import WorldError, load_world, shipped_worlds
 from agentx.settings import SettingsError, load_settings
+from agentx.target.contract import TargetError
 from agentx.workspace import isolation
 
 RESULTS = Path(__file__).parent / "results" / "efficacy.json"
@@ -354,7 +356,11 @@ def main(argv: list[str] | None = None) -> int:
         root = (args.workdir or Path(tmp)).resolve()
         for name in args.worlds:
             console.print(f"world {name}", markup=False)
-            rows, detail = run_world(name, args, root)
+            try:
+                rows, detail = run_world(name, args, root)
+            except (isolation.IsolationUnavailable, TargetError, RunError) as error:
+                print(f"efficacy: world {name}: {str(error).splitlines()[0]}", file=sys.stderr)
+                return 1
             results[name] = rows
             results.setdefault("_detail", {})[name] = detail
             print_table(name, rows, detail)
