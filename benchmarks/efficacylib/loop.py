@@ -1,0 +1,123 @@
+"""The AgentX strategies: the loop run through its public entry point, ``run_loop``.
+
+``agentx`` is the loop as shipped offline (SGPO on), ``agentx_no_sgpo`` the same with
+``evolution.enabled = False``, ``agentx_prefilled`` the shipped loop whose memory holds
+the knowledge cards of an earlier run of the loop on another seed (same world, fresh
+repository: only the memory is carried over, as a team re-using a past campaign's memory
+on a new baseline would).
+
+Nothing of the loop is replaced or shortened: its own Brainstorm, Developing and
+Evaluation agents, verification, rollout, verdict and memory run as ``agentx run`` would
+run them. Each experiment's treatment is rebuilt afterwards from the patch the loop
+recorded, and the rebuilt shipped state is checked against the loop's real repository.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+from agentx.agents.brainstorm.policy import combo_key
+from agentx.graph.resources import build_resources
+from agentx.memory.store import open_store
+from agentx.models import ExperimentRecord, ExperimentStatus
+from agentx.runner import run_loop
+from agentx.settings import load_settings
+from efficacylib.states import StateError, StateStore
+from efficacylib.trace import RunTrace, Trial
+
+
+def loop_settings(workspace: Path, world: str, seed: int, budget: int, sgpo: bool):
+    """The loop's settings for a benchmark run: shipped defaults but for the budget, the
+    SGPO switch, and no checkpoint file (the run is not resumed)."""
+    return load_settings(
+        workspace=workspace,
+        world=world,
+        seed=seed,
+        iterations=budget,
+        checkpointer="memory",
+        evolution={"enabled": sgpo},
+    )
+
+
+def copy_memory(source: Path, destination: Path, settings) -> int:
+    """Copy every knowledge card of the workspace ``source`` into ``destination``'s memory."""
+    earlier = open_store(source, settings.memory, settings.embeddings)
+    cards = earlier.list()
+    if cards:
+        open_store(destination, settings.memory, settings.embeddings).upsert(cards)
+    return len(cards)
+
+
+def run_agentx(
+    strategy: str,
+    world: str,
+    seed: int,
+    budget: int,
+    workspace: Path,
+    states: StateStore,
+    *,
+    sgpo: bool = True,
+    prefill_from: Path | None = None,
+) -> RunTrace:
+    """Run the loop for ``budget`` experiments in a fresh ``workspace`` and trace it."""
+    if workspace.exists():
+        shutil.rmtree(workspace)  # an interrupted earlier attempt: start clean
+    settings = loop_settings(workspace, world, seed, budget, sgpo)
+    notes = []
+    if prefill_from is not None:
+        copied = copy_memory(prefill_from, workspace, settings)
+        notes.append(f"memory pre-filled with {copied} cards from {prefill_from.name}")
+    resources = build_resources(settings)
+    original = states.adopt(resources.target.repo_path)
+    records: list[ExperimentRecord] = []
+    stamps: list[float] = []
+    started = time.perf_counter()
+
+    def on_experiment(record: ExperimentRecord) -> None:
+        records.append(record)
+        stamps.append(time.perf_counter() - started)
+
+    run_loop(settings, resources=resources, on_experiment=on_experiment)
+    wall = time.perf_counter() - started
+    trace = RunTrace(strategy, world, seed, budget, str(original), wall_s=wall, notes=notes)
+    current = original
+    previous = 0.0
+    for index, (record, stamp) in enumerate(zip(records, stamps, strict=True), start=1):
+        trial = Trial(
+            index=index,
+            label=f"{record.proposal.technique}{record.proposal.params or ''}",
+            control=None,
+            treatment=None,
+            decision=record.verdict.decision.value if record.verdict else None,
+            measured=record.verdict.north_star.relative
+            if record.verdict and record.verdict.north_star
+            else None,
+            seconds=stamp - previous,
+            halted=record.rollout.halt_reason if record.rollout else record.root_cause,
+            option_key=combo_key(record.proposal.technique, record.proposal.params),
+        )
+        previous = stamp
+        if record.rollout is not None and record.patch is not None and record.patch.diff:
+            try:
+                treatment = states.with_diff(current, record.patch.diff)
+            except StateError as error:
+                notes.append(f"experiment {index}: {error}")
+            else:
+                trial.control, trial.treatment = str(current), str(treatment)
+                trial.accepted = record.status == ExperimentStatus.KEPT
+                if trial.accepted:
+                    trial.launched = True
+                    current = treatment
+        trace.trials.append(trial)
+        trace.shipped.append(str(current))
+    real = states.adopt(resources.target.repo_path)
+    if real != current:
+        notes.append(
+            "the shipped state rebuilt from the recorded patches differs from the loop's "
+            "repository; the repository's state is scored"
+        )
+        if trace.shipped:
+            trace.shipped[-1] = str(real)
+    return trace

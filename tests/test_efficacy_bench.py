@@ -1,0 +1,201 @@
+"""benchmarks/efficacy.py end to end on the tiny world: the loop, random search and TPE each
+run real staged A/Bs, a judge sandbox scores them on ground truth, and the JSON has the
+issue's shape with values that hang together."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+SCRIPT = BENCHMARKS / "efficacy.py"
+KEYS = {
+    "lift_mean",
+    "lift_min",
+    "lift_max",
+    "pct_of_ceiling",
+    "harmful",
+    "false_keeps",
+    "missed_wins",
+    "to_50pct",
+    "to_90pct",
+    "s_per_experiment",
+}
+BUDGET = 2
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=600
+    )
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root = tmp_path_factory.mktemp("efficacy")
+    out = root / "efficacy.json"
+    done = _run(
+        "--quick",
+        "--budget",
+        str(BUDGET),
+        "--strategies",
+        "agentx",
+        "random",
+        "tpe",
+        "--workdir",
+        str(root / "work"),
+        "--out",
+        str(out),
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+def test_quick_run_writes_the_issue_shape(quick: dict) -> None:
+    assert set(quick) == {"tiny", "_detail"}
+    rows = quick["tiny"]
+    assert set(rows) == {"agentx", "random", "tpe", "ceiling"}
+    for strategy, row in rows.items():
+        assert set(row) == KEYS, strategy
+        for count in ("harmful", "false_keeps", "missed_wins"):
+            assert isinstance(row[count], int) and row[count] >= 0, (strategy, count)
+        assert row["lift_min"] <= row["lift_mean"] <= row["lift_max"], strategy
+        assert row["s_per_experiment"] is not None and row["s_per_experiment"] >= 0
+        for key in ("to_50pct", "to_90pct"):
+            assert row[key] is None or (isinstance(row[key], int) and row[key] >= 1)
+
+
+def test_quick_run_is_scored_against_the_ceiling(quick: dict) -> None:
+    rows = quick["tiny"]
+    ceiling = rows["ceiling"]["lift_mean"]
+    assert ceiling >= 0.0  # the original baseline itself is a candidate
+    for strategy, row in rows.items():
+        if row["harmful"] == 0:  # a harmless shipped state is a ceiling candidate
+            assert row["lift_max"] <= ceiling + 1e-12, strategy
+        if ceiling > 0:
+            assert row["pct_of_ceiling"] == pytest.approx(row["lift_mean"] / ceiling)
+        else:
+            assert row["pct_of_ceiling"] is None
+    for strategy in ("agentx", "random", "tpe"):
+        if rows[strategy]["to_90pct"] is not None:
+            assert rows[strategy]["to_50pct"] is not None
+            assert rows[strategy]["to_50pct"] <= rows[strategy]["to_90pct"] <= BUDGET
+
+
+def test_quick_run_spends_the_budget_on_real_experiments(quick: dict) -> None:
+    runs = quick["_detail"]["tiny"]["runs"]
+    for strategy in ("random", "tpe"):
+        (run,) = runs[strategy]
+        assert run["experiments"] == BUDGET, strategy
+        assert len(run["trajectory"]) == BUDGET
+        # every trial went through the evaluation's verdict
+        verdicts = (" -> KEEP", " -> DISCARD", " -> EXTEND")
+        assert all(any(v in trial for v in verdicts) for trial in run["trials"])
+    (loop,) = runs["agentx"]
+    assert 1 <= loop["experiments"] <= BUDGET
+    assert not loop["notes"], loop["notes"]  # the rebuilt shipped state matched the loop's repo
+    assert loop["wall_s"] > 0
+
+
+def test_bad_input_is_one_clear_line(tmp_path: Path) -> None:
+    done = _run("--strategies", "agentx", "hillclimb", "--out", str(tmp_path / "x.json"))
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "efficacy: unknown strategy hillclimb; known: agentx, agentx_no_sgpo, "
+        "agentx_prefilled, random, tpe, tpe_3x, ceiling"
+    ]
+    done = _run("--worlds", "atlantis", "--out", str(tmp_path / "x.json"))
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+    assert "unknown world 'atlantis'" in done.stderr
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_conflicting_techniques_share_one_tpe_categorical() -> None:
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from efficacylib.space import OFF, all_options, conflict_groups, group_choices
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    from agentx.research.catalog import load_catalog
+
+    catalog = load_catalog()
+    groups = conflict_groups(catalog)
+    where = {technique: i for i, group in enumerate(groups) for technique in group}
+    assert sorted(where) == sorted(t.id for t in catalog.values() if t.recipe)
+    for technique in catalog.values():
+        for other in technique.conflicts:
+            assert where[technique.id] == where[other], (technique.id, other)
+    assert any(len(group) > 1 for group in groups)  # the catalog has conflicts
+    choices = [group_choices(catalog, group) for group in groups]
+    assert all(c[OFF] is None for c in choices)
+    # every option is reachable through exactly one categorical value
+    assert sum(len(c) - 1 for c in choices) == len(all_options(catalog))
+
+
+class _Truth:
+    """Ground truth by hand: each state's lift against the original and truth classes of
+    (state, control) pairs; anything not listed is neutral."""
+
+    def __init__(self, lifts: dict[str, float], classes: dict[tuple[str, str], str]):
+        self.lifts, self.classes = lifts, classes
+
+    def lift(self, state: Path, base: Path | None = None) -> float:
+        return self.lifts[Path(state).name]
+
+    def classify(self, state: Path, base: Path | None = None) -> tuple[str, list[str]]:
+        key = (Path(state).name, Path(base).name if base else "O")
+        return self.classes.get(key, "neutral"), []
+
+
+def _efficacylib():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from efficacylib import scoring, trace
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    return scoring, trace
+
+
+def test_scoring_counts_launches_against_the_original_and_misses_against_the_control() -> None:
+    scoring, tr = _efficacylib()
+    trace = tr.RunTrace("random", "tiny", 0, 4, "/s/O")
+    trials = [
+        # a true win, kept: a launch, not false; but it leaves the state harmful vs original
+        tr.Trial(1, "a", "/s/O", "/s/A", accepted=True, launched=True, seconds=2.0),
+        # a true win against A, rejected: a missed win
+        tr.Trial(2, "b", "/s/A", "/s/B", seconds=4.0),
+        # kept but truly neutral against A: a false keep, harmless vs the original
+        tr.Trial(3, "c", "/s/A", "/s/C", accepted=True, launched=True, seconds=6.0),
+        # abandoned before any A/B: neither
+        tr.Trial(4, "d", None, None, seconds=1.0),
+    ]
+    trace.trials = trials
+    trace.shipped = ["/s/A", "/s/A", "/s/C", "/s/C"]
+    truth = _Truth(
+        {"O": 0.0, "A": 0.05, "B": 0.09, "C": 0.10},
+        {("A", "O"): "good", ("B", "A"): "good", ("C", "O"): "good"},
+    )
+    # A is a true win against its control O ...
+    score = scoring.score_run(trace, truth)
+    assert (score.harmful, score.false_keeps, score.missed_wins) == (0, 1, 1)
+    truth.classes[("A", "O")] = "harmful"  # ... or truly harmful against the original
+    score = scoring.score_run(trace, truth)
+    assert (score.harmful, score.false_keeps, score.launches) == (1, 2, 2)
+    assert score.lift == 0.10 and score.trajectory == [0.05, 0.05, 0.10, 0.10]
+    row = scoring.row([score], ceiling=0.2)
+    assert row["to_50pct"] == 3 and row["to_90pct"] is None
+    assert row["pct_of_ceiling"] == pytest.approx(0.5)
+    assert row["s_per_experiment"] == pytest.approx(3.0)  # median of 2, 4, 6, 1
+
+
+def test_experiments_to_a_share_is_the_lower_median_over_seeds() -> None:
+    scoring, _ = _efficacylib()
+    seeds = [[0.0, 0.6, 1.0], [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]]
+    assert scoring.experiments_to(seeds, 0.5) == 2  # firsts 2, never, 1
+    assert scoring.experiments_to(seeds[1:], 0.5) == 1  # firsts never, 1: the lower one
+    assert scoring.experiments_to([[0.0], [0.0], [1.0]], 0.5) is None  # most never get there
+    assert scoring.experiments_to(seeds, 0.0) is None  # no positive ceiling: no target
