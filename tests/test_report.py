@@ -142,7 +142,8 @@ def test_report_shows_every_item_for_every_experiment(
         for guard in last["guardrails"]:
             row = text(element(metrics, "data-metric", guard["metric"], "tr"))
             assert "at 99%" in row
-            assert ("observed" if guard["tier"] == "observe" else "held") in row
+            status = "breached" if guard["breached"] else "held"
+            assert ("observed" if guard["tier"] == "observe" else status) in row
         # the verdict with its reason, and the true effect
         verdict = text(element(section, "data-part", "verdict", "p"))
         assert f"Verdict: {view.decision}" in verdict and f"Reason: {view.reason}" in verdict
