@@ -1,21 +1,36 @@
-"""Run the loop end to end with a checkpointer, resumably, with progress callbacks."""
+"""Run the loop end to end: locked, resumable with the run's own settings, with progress
+callbacks. The CLI and embedded callers come through :func:`run_loop`."""
 
 from __future__ import annotations
 
+import errno
 import json
+import shlex
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from langgraph.checkpoint.memory import InMemorySaver
+from pydantic import ValidationError
 
 from agentx.graph.builder import build_graph
 from agentx.graph.checkpoint import open_checkpointer, serializer
 from agentx.graph.resources import Resources, build_resources, isolation_policy
 from agentx.models import ExperimentRecord, TraceEvent
 from agentx.settings import Settings
+from agentx.settings_sources import Origins
 from agentx.summary import RunSummary, summarise_run
 from agentx.workspace import isolation
+from agentx.workspace.lock import WorkspaceLock
+from agentx.workspace.records import (
+    WorkspaceRecordError,
+    check_writable,
+    load_run_settings,
+    run_defining,
+    save_run_settings,
+    with_values,
+)
 
 
 class RunError(RuntimeError):
@@ -52,29 +67,154 @@ def register_run(settings: Settings, run_id: str) -> None:
     tmp.replace(path)
 
 
+@dataclass(frozen=True)
+class RunPlan:
+    """The run about to start or continue: its id and the settings it runs with."""
+
+    settings: Settings
+    run_id: str
+    resume: bool
+
+
+def _explicitly_set(settings: Settings, origins: Origins | None) -> Callable[[str], bool]:
+    """Which run-defining values the caller chose: from their origins when known (the
+    CLI), else a value that differs from its default (embedded callers pass an object)."""
+    if origins is not None:
+        return origins.explicit
+    defaults = run_defining(Settings.model_construct())
+    current = run_defining(settings)
+    return lambda key: current[key] != defaults[key]
+
+
+def restore_run_settings(
+    settings: Settings, run_id: str, origins: Origins | None = None
+) -> Settings:
+    """``settings`` with ``run_id``'s stored run-defining values put back.
+
+    Raises:
+        RunError: a value chosen now (flag, variable, file or argument) contradicts the
+            stored one: a resumed run must be the same run (a different seed or world
+            would silently finish another experiment than the one started).
+    """
+    stored = load_run_settings(settings.workspace, run_id)
+    if stored is None:  # a run from before settings were stored: run as configured
+        return settings
+    current = run_defining(settings)
+    chosen = _explicitly_set(settings, origins)
+    conflicts = []
+    for key, value in stored.items():
+        if key in current and chosen(key) and current[key] != value:
+            source = f" from {origins.of(key)}" if origins is not None else ""
+            conflicts.append(f"{key} {current[key]!r}{source} (the run has {value!r})")
+    if conflicts:
+        raise RunError(
+            f"cannot resume {run_id} with different settings: {'; '.join(conflicts)}; "
+            "drop them to resume as started, or start a new run without --resume"
+        )
+    try:
+        return Settings.model_validate(with_values(settings.model_dump(), stored))
+    except ValidationError as error:
+        raise RunError(f"the stored settings of {run_id} are no longer valid: {error}") from None
+
+
+def plan_run(settings: Settings, *, resume: bool, origins: Origins | None = None) -> RunPlan:
+    """Pick the run id (a new one, or the last for ``resume``) and its settings.
+
+    Call with the workspace lock held: a new run is registered here.
+    """
+    runs = _known_runs(settings)
+    if resume:
+        if not runs:
+            raise RunError(f"no run to resume in {settings.workspace}; start one without --resume")
+        run_id = runs[-1]
+        return RunPlan(restore_run_settings(settings, run_id, origins), run_id, True)
+    run_id = new_run_id(settings)
+    save_run_settings(settings.workspace, run_id, settings)
+    register_run(settings, run_id)
+    return RunPlan(settings, run_id, False)
+
+
+def resume_command(settings: Settings) -> str:
+    """The exact command that continues the workspace's last run."""
+    return f"agentx run --workspace {shlex.quote(str(settings.workspace))} --resume"
+
+
+def _started_node(part: Any) -> tuple[str, int] | None:
+    """(node name, experiment index) of a ``tasks`` event that starts a task, else None."""
+    if isinstance(part, dict) and "input" in part and "result" not in part:
+        state = part["input"] if isinstance(part["input"], dict) else {}
+        return str(part.get("name")), int(state.get("iteration") or 0)
+    return None
+
+
 def run_loop(
     settings: Settings,
     *,
     resume: bool = False,
+    origins: Origins | None = None,
+    on_start: Callable[[RunPlan], None] | None = None,
+    on_node: Callable[[str, int], None] | None = None,
     on_trace: Callable[[TraceEvent], None] | None = None,
     on_experiment: Callable[[ExperimentRecord], None] | None = None,
     resources: Resources | None = None,
 ) -> RunSummary:
     """Run (or resume) the loop and return its summary.
 
-    With ``resume`` the last run of the workspace continues from its last checkpoint;
+    The workspace is locked for the whole run (a second writer gets
+    :class:`~agentx.workspace.lock.WorkspaceBusy`). With ``resume`` the last run of the
+    workspace continues from its last checkpoint with the settings it started with;
     experiments and cards already recorded are neither lost nor repeated.
+
+    Args:
+        origins: where each setting came from (the CLI passes them), so a resumed run
+            can tell a contradicting flag from a default.
+        on_start: called once the run id and its effective settings are known.
+        on_node: called with each node's name and the experiment index (0-based) as the
+            node starts (the progress display).
+
+    Raises:
+        RunError: nothing to resume, contradicting settings, or the workspace cannot be
+            written (read-only, full); nothing is half-written in that case.
+        WorkspaceBusy: another process holds the workspace.
     """
+    try:
+        check_writable(settings.workspace)  # before anything else writes there
+    except WorkspaceRecordError as error:
+        raise RunError(str(error)) from None
     isolation.configure(isolation_policy(settings))
     isolation.require()  # refuse in one line before anything runs, not mid-experiment
-    runs = _known_runs(settings)
-    if resume:
-        if not runs:
-            raise RunError(f"no run to resume in {settings.workspace}; start one without --resume")
-        run_id = runs[-1]
-    else:
-        run_id = new_run_id(settings)
-        register_run(settings, run_id)
+    with WorkspaceLock(settings.workspace):
+        try:
+            return _run_locked(
+                settings, resume, origins, on_start, on_node, on_trace, on_experiment, resources
+            )
+        except OSError as error:
+            if error.errno not in _STORAGE_ERRNOS:
+                raise
+            raise RunError(
+                f"cannot write to workspace {settings.workspace}: {error.strerror or error}; "
+                "the run stopped at its last checkpoint: free space, then "
+                f"`{resume_command(settings)}`"
+            ) from None
+
+
+_STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES})
+
+
+def _run_locked(
+    settings: Settings,
+    resume: bool,
+    origins: Origins | None,
+    on_start: Callable[[RunPlan], None] | None,
+    on_node: Callable[[str, int], None] | None,
+    on_trace: Callable[[TraceEvent], None] | None,
+    on_experiment: Callable[[ExperimentRecord], None] | None,
+    resources: Resources | None,
+) -> RunSummary:
+    plan = plan_run(settings, resume=resume, origins=origins)
+    settings, run_id = plan.settings, plan.run_id
+    if on_start:
+        on_start(plan)
     checkpointer = open_checkpointer(settings) or InMemorySaver(serde=serializer())
     resources = resources or build_resources(settings)
     graph = build_graph(settings, checkpointer=checkpointer, resources=resources)
@@ -87,8 +227,13 @@ def run_loop(
         stream_input: Any = None
     else:
         stream_input = {"goal_text": settings.goal, "iterations": settings.iterations}
-    for update in graph.stream(stream_input, config, stream_mode="updates"):
-        for _node, change in update.items():
+    for mode, part in graph.stream(stream_input, config, stream_mode=["tasks", "updates"]):
+        if mode == "tasks":
+            started = _started_node(part)
+            if started and on_node:
+                on_node(*started)
+            continue
+        for _node, change in part.items():
             if not isinstance(change, dict):
                 continue
             for event in change.get("trace", []) or []:

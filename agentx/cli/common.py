@@ -23,6 +23,8 @@ from agentx.settings import SettingsError
 from agentx.target.contract import TargetError
 from agentx.workspace.git import GitError
 from agentx.workspace.isolation import IsolationUnavailable
+from agentx.workspace.lock import WorkspaceBusy
+from agentx.workspace.records import WorkspaceRecordError
 
 err = Console(stderr=True)
 out = Console()
@@ -43,6 +45,8 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     TargetError,
     GitError,
     IsolationUnavailable,
+    WorkspaceBusy,
+    WorkspaceRecordError,
     CommandError,
 )
 

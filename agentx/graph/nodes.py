@@ -485,6 +485,7 @@ class Nodes:
             verdict,
             cause if verdict is None else None,
             rollout.last_stage if rollout else None,
+            workspace_id=r.workspace_id,
         )
         r.store.upsert([card, *self._repaired_away_cards(state, experiment_id)])
         r.developer.discard(patch)
@@ -538,6 +539,7 @@ class Nodes:
                 None,
                 "implementation_defect",
                 None,
+                workspace_id=self.r.workspace_id,
             )
             card.text = f"{card.text} Repaired away: {failed['root_cause']}."
             cards.append(card)
