@@ -12,34 +12,53 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from langchain_core.runnables import Runnable
 from langgraph.graph.state import CompiledStateGraph
 from langserve import add_routes
+from pydantic import BaseModel, ValidationError
 
 from agentx.graph.builder import build_graph
 from agentx.graph.checkpoint import open_async_checkpointer
 from agentx.graph.resources import Resources, build_resources
 from agentx.runner import RunError, register_run
 from agentx.serve.middleware import ApiKeyMiddleware, RunGate
-from agentx.serve.requests import make_request_model, new_thread_id
+from agentx.serve.requests import describe_validation, make_request_model, new_thread_id
 from agentx.serve.settings import API_KEY_HEADER, ServeSettings, load_serve_settings
 from agentx.settings import Settings, load_settings
+from agentx.workspace.lock import WorkspaceLock
 
 LOOP_PATH = "/loop"
 RECURSION_LIMIT = 10_000
 
 
-def run_config_modifier(settings: Settings):
-    """Per request: give the run an id of its own unless the caller chose one, and register
-    it in the workspace; an id already used there is refused (409), since its checkpoints
-    would mix with the new run's."""
+def run_config_modifier(settings: Settings, request_model: type[BaseModel]):
+    """Per request: validate the input first, then give the run its id and register it.
 
-    def with_thread_id(config: dict[str, Any], request: Request) -> dict[str, Any]:
+    The order matters: a refused request (422) must leave no trace in ``runs.json``
+    (LangServe calls this before it validates the input, so the input is checked here).
+    The run id is the caller's ``configurable.thread_id`` — read from the request body,
+    since LangServe drops keys the graph's config schema does not list — or a fresh
+    ``api-...`` id; an id already used in the workspace is refused (409), since its
+    checkpoints would mix with the new run's.
+    """
+
+    async def with_thread_id(config: dict[str, Any], request: Request) -> dict[str, Any]:
         configurable = dict(config.get("configurable") or {})
+        body = await request.json() if request is not None else {}
+        if isinstance(body, dict) and "input" in body:  # invoke and stream (batch is checked)
+            try:
+                request_model.model_validate(body["input"])
+            except ValidationError as error:
+                raise HTTPException(
+                    status_code=422, detail="; ".join(describe_validation(error, "input."))
+                ) from None
+            asked = (body.get("config") or {}).get("configurable") or {}
+            if isinstance(asked, dict) and asked.get("thread_id"):
+                configurable["thread_id"] = str(asked["thread_id"])
         configurable.setdefault("thread_id", new_thread_id())
         try:
             register_run(settings, str(configurable["thread_id"]))
@@ -80,6 +99,7 @@ def create_app(
     settings: Settings | None = None,
     serve: ServeSettings | None = None,
     resources: Resources | None = None,
+    hold_lock: bool = True,
 ) -> FastAPI:
     """Build the app (sandbox, memory and graph are opened here, once).
 
@@ -87,6 +107,9 @@ def create_app(
         settings: run settings (workspace, world, LLM...); from the environment if None.
         serve: host/port/API key; from ``AGENTX_SERVE_*`` if None.
         resources: prebuilt resources, e.g. your own target.
+        hold_lock: take the workspace lock for the server's life (its lifespan), so no
+            CLI or embedded run writes the same workspace; ``agentx serve`` takes it
+            itself before building the app, to refuse in one line.
     """
     settings = settings or load_settings()
     serve = serve or load_serve_settings()
@@ -95,13 +118,16 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        """Checkpoint served runs in the workspace, in the server's own event loop."""
-        async with open_async_checkpointer(settings) as checkpointer:
-            graph.checkpointer = checkpointer
-            try:
-                yield
-            finally:
-                graph.checkpointer = None
+        """Hold the workspace and checkpoint served runs there, in the server's event loop."""
+        with ExitStack() as held:
+            if hold_lock:
+                held.enter_context(WorkspaceLock(settings.workspace, command="agentx serve"))
+            async with open_async_checkpointer(settings) as checkpointer:
+                graph.checkpointer = checkpointer
+                try:
+                    yield
+                finally:
+                    graph.checkpointer = None
 
     app = FastAPI(
         lifespan=lifespan,
@@ -125,7 +151,7 @@ def create_app(
             app,
             runnable,
             path=LOOP_PATH,
-            per_req_config_modifier=run_config_modifier(settings),
+            per_req_config_modifier=run_config_modifier(settings, request_model),
             enabled_endpoints=[
                 "invoke",
                 "batch",
