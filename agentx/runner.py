@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from agentx.graph.builder import build_graph
 from agentx.graph.checkpoint import open_checkpointer, serializer
 from agentx.graph.resources import Resources, build_resources, isolation_policy
+from agentx.llm.probe import LLMUnavailable, check_model
 from agentx.models import ExperimentRecord, TraceEvent
 from agentx.settings import Settings
 from agentx.settings_sources import Origins
@@ -117,17 +118,29 @@ def restore_run_settings(
         raise RunError(f"the stored settings of {run_id} are no longer valid: {error}") from None
 
 
-def plan_run(settings: Settings, *, resume: bool, origins: Origins | None = None) -> RunPlan:
+def plan_run(
+    settings: Settings,
+    *,
+    resume: bool,
+    origins: Origins | None = None,
+    check: Callable[[Settings], None] | None = None,
+) -> RunPlan:
     """Pick the run id (a new one, or the last for ``resume``) and its settings.
 
-    Call with the workspace lock held: a new run is registered here.
+    Call with the workspace lock held: a new run is registered here, after ``check``
+    (the model probe) accepted the settings it will run with.
     """
     runs = _known_runs(settings)
     if resume:
         if not runs:
             raise RunError(f"no run to resume in {settings.workspace}; start one without --resume")
         run_id = runs[-1]
-        return RunPlan(restore_run_settings(settings, run_id, origins), run_id, True)
+        restored = restore_run_settings(settings, run_id, origins)
+        if check:
+            check(restored)
+        return RunPlan(restored, run_id, True)
+    if check:
+        check(settings)
     run_id = new_run_id(settings)
     save_run_settings(settings.workspace, run_id, settings)
     register_run(settings, run_id)
@@ -173,7 +186,8 @@ def run_loop(
             node starts (the progress display).
 
     Raises:
-        RunError: nothing to resume, contradicting settings, or the workspace cannot be
+        RunError: nothing to resume, contradicting settings, an unusable model (one
+            probe call at start), or the workspace cannot be
             written (read-only, full); nothing is half-written in that case.
         WorkspaceBusy: another process holds the workspace.
     """
@@ -198,6 +212,14 @@ def run_loop(
             ) from None
 
 
+def _check_model(settings: Settings) -> None:
+    """Stop before any work when the configured model cannot serve the run."""
+    try:
+        check_model(settings.llm)
+    except LLMUnavailable as error:
+        raise RunError(str(error)) from None
+
+
 _STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES})
 
 
@@ -211,7 +233,8 @@ def _run_locked(
     on_experiment: Callable[[ExperimentRecord], None] | None,
     resources: Resources | None,
 ) -> RunSummary:
-    plan = plan_run(settings, resume=resume, origins=origins)
+    check = None if resources is not None else _check_model  # a caller's model is theirs
+    plan = plan_run(settings, resume=resume, origins=origins, check=check)
     settings, run_id = plan.settings, plan.run_id
     if on_start:
         on_start(plan)
