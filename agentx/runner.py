@@ -12,10 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.constants import INTERRUPT
+from langgraph.types import Command
 from pydantic import ValidationError
 
 from agentx.graph.builder import build_graph
 from agentx.graph.checkpoint import open_checkpointer, serializer
+from agentx.graph.gates import GATES, GateAnswerError, PendingGate, parse_answer, pending_gate
 from agentx.graph.resources import Resources, build_resources, isolation_policy
 from agentx.llm.probe import LLMUnavailable, check_model
 from agentx.models import ExperimentRecord, TraceEvent
@@ -170,6 +173,8 @@ def run_loop(
     on_trace: Callable[[TraceEvent], None] | None = None,
     on_experiment: Callable[[ExperimentRecord], None] | None = None,
     resources: Resources | None = None,
+    answer: Any = None,
+    on_gate: Callable[[PendingGate], Any] | None = None,
 ) -> RunSummary:
     """Run (or resume) the loop and return its summary.
 
@@ -184,6 +189,11 @@ def run_loop(
         on_start: called once the run id and its effective settings are known.
         on_node: called with each node's name and the experiment index (0-based) as the
             node starts (the progress display).
+        answer: with ``resume``, the answer to the gate the run waits at (a
+            ``HumanResponse``, see :mod:`agentx.graph.gates`); checked before resuming.
+        on_gate: asked for an answer whenever the run pauses at a gate (the CLI asks
+            the person at the terminal); returning None leaves the run paused, and the
+            summary's ``waiting_at`` says where.
 
     Raises:
         RunError: nothing to resume, contradicting settings, an unusable model (one
@@ -191,6 +201,8 @@ def run_loop(
             written (read-only, full); nothing is half-written in that case.
         WorkspaceBusy: another process holds the workspace.
     """
+    if answer is not None and not resume:
+        raise RunError("an answer is for a run paused at a gate: add --resume")
     try:
         check_writable(settings.workspace)  # before anything else writes there
     except WorkspaceRecordError as error:
@@ -200,8 +212,9 @@ def run_loop(
     with WorkspaceLock(settings.workspace):
         try:
             return _run_locked(
-                settings, resume, origins, on_start, on_node, on_trace, on_experiment, resources
-            )
+                settings, resume, origins, on_start, on_node, on_trace, on_experiment, resources,
+                answer, on_gate,
+            )  # fmt: skip
         except OSError as error:
             if error.errno not in _STORAGE_ERRNOS:
                 raise
@@ -232,24 +245,111 @@ def _run_locked(
     on_trace: Callable[[TraceEvent], None] | None,
     on_experiment: Callable[[ExperimentRecord], None] | None,
     resources: Resources | None,
+    answer: Any,
+    on_gate: Callable[[PendingGate], Any] | None,
 ) -> RunSummary:
     check = None if resources is not None else _check_model  # a caller's model is theirs
     plan = plan_run(settings, resume=resume, origins=origins, check=check)
     settings, run_id = plan.settings, plan.run_id
+    if answer is not None:  # refuse a wrong answer before anything is built or printed
+        paused = pending_gate_of(settings, run_id)
+        if paused is None:
+            raise RunError(f"{run_id} is not waiting at a gate; nothing to answer")
+        answer = _checked_answer(paused, answer)
     if on_start:
         on_start(plan)
     checkpointer = open_checkpointer(settings) or InMemorySaver(serde=serializer())
     resources = resources or build_resources(settings)
     graph = build_graph(settings, checkpointer=checkpointer, resources=resources)
     config = {"configurable": {"thread_id": run_id}, "recursion_limit": 10_000}
+
+    def summary() -> RunSummary:
+        snapshot = graph.get_state(config)
+        done = summarise_run(
+            snapshot.values, resources.world_name, settings.seed, settings.north_star
+        )
+        waiting = waiting_gate(run_id, snapshot)
+        return done.model_copy(update={"waiting_at": waiting.model_dump() if waiting else None})
+
+    stream_input: Any = {"goal_text": settings.goal, "iterations": settings.iterations}
     if resume and checkpointer is not None:
         snapshot = graph.get_state(config)
-        if not snapshot.next:
-            values = snapshot.values
-            return summarise_run(values, resources.world_name, settings.seed, settings.north_star)
-        stream_input: Any = None
-    else:
-        stream_input = {"goal_text": settings.goal, "iterations": settings.iterations}
+        waiting = waiting_gate(run_id, snapshot)
+        if answer is not None:
+            if waiting is None:
+                raise RunError(f"{run_id} is not waiting at a gate; nothing to answer")
+            stream_input = Command(resume=_checked_answer(waiting, answer))
+        elif not snapshot.next:
+            return summary()
+        elif waiting is not None:
+            chosen = on_gate(waiting) if on_gate else None
+            if chosen is None:
+                return summary()
+            stream_input = Command(resume=_checked_answer(waiting, chosen))
+        else:
+            stream_input = None
+    while True:
+        _stream(graph, stream_input, config, on_node, on_trace, on_experiment)
+        waiting = waiting_gate(run_id, graph.get_state(config))
+        chosen = on_gate(waiting) if waiting is not None and on_gate else None
+        if chosen is None:
+            return summary()
+        stream_input = Command(resume=_checked_answer(waiting, chosen))
+
+
+def waiting_gate(run_id: str, snapshot: Any) -> PendingGate | None:
+    """The gate a run's state snapshot waits at, or None."""
+    values = [i.value for task in snapshot.tasks for i in (task.interrupts or ())]
+    return pending_gate(run_id, values)
+
+
+def pending_gate_of(settings: Settings, run_id: str | None = None) -> PendingGate | None:
+    """The gate ``run_id`` (default: the workspace's last run) waits at, read from its
+    checkpoint without building the sandbox or taking the lock (a read-only look).
+
+    Raises:
+        RunError: the workspace has no runs.
+    """
+    runs = _known_runs(settings)
+    if not runs:
+        raise RunError(f"no runs in {settings.workspace}; start one with `agentx run`")
+    run_id = run_id or runs[-1]
+    if (
+        settings.checkpointer != "sqlite"
+        or not (settings.workspace / "checkpoints.sqlite").is_file()
+    ):
+        return None
+    checkpointer = open_checkpointer(settings)
+    saved = checkpointer.get_tuple({"configurable": {"thread_id": run_id, "checkpoint_ns": ""}})
+    if saved is None:
+        return None
+    values = [
+        getattr(item, "value", item)
+        for _task, channel, value in saved.pending_writes or []
+        if channel == INTERRUPT
+        for item in (value if isinstance(value, list | tuple) else [value])
+    ]
+    return pending_gate(run_id, values)
+
+
+def _checked_answer(waiting: PendingGate, answer: Any) -> dict[str, Any]:
+    """``answer`` as the gate's ``HumanResponse``, refused in one line if not understood
+    (before the graph resumes, so nothing changes)."""
+    try:
+        parsed = parse_answer(GATES[waiting.gate], answer)
+    except GateAnswerError as error:
+        raise RunError(str(error)) from None
+    return parsed.model_dump(exclude_none=True)
+
+
+def _stream(
+    graph: Any,
+    stream_input: Any,
+    config: dict[str, Any],
+    on_node: Callable[[str, int], None] | None,
+    on_trace: Callable[[TraceEvent], None] | None,
+    on_experiment: Callable[[ExperimentRecord], None] | None,
+) -> None:
     for mode, part in graph.stream(stream_input, config, stream_mode=["tasks", "updates"]):
         if mode == "tasks":
             started = _started_node(part)
@@ -265,5 +365,3 @@ def _run_locked(
             for record in change.get("experiments", []) or []:
                 if on_experiment:
                     on_experiment(record)
-    values = graph.get_state(config).values
-    return summarise_run(values, resources.world_name, settings.seed, settings.north_star)

@@ -79,6 +79,9 @@ class RunSummary(BaseModel):
     harness_versions: dict[str, int] = Field(
         default_factory=dict, description="The harness version each agent ran with at the end."
     )
+    waiting_at: dict[str, Any] | None = Field(
+        None, description="The human gate a paused run waits at (a PendingGate), else None."
+    )
 
 
 def experiment_line(record: ExperimentRecord, north_star: str) -> ExperimentLine:

@@ -123,7 +123,7 @@ def test_key_is_required_except_for_health(client: TestClient) -> None:
     wrong = client.get("/loop/input_schema", headers={API_KEY_HEADER: "nope"})
     assert wrong.status_code == 401 and "wrong API key" in wrong.json()["detail"]
     schema = client.get("/loop/input_schema", headers=AUTH).json()
-    assert set(schema["properties"]) == {"goal_text", "iterations"}
+    assert set(schema["properties"]) == {"goal_text", "iterations", "answer"}
     assert schema["properties"]["iterations"]["default"] == 1  # the server's settings
     assert "null" not in json.dumps(schema)  # the playground's form cannot render nullables
     output = client.get("/loop/output_schema", headers=AUTH).json()

@@ -11,19 +11,22 @@ import json
 import sys
 from importlib.metadata import version as package_version
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 
 from agentx.cli import config as config_commands
 from agentx.cli import evolve as evolve_commands
+from agentx.cli import gate as gate_commands
 from agentx.cli import report as report_commands
 from agentx.cli import serve as serve_commands
 from agentx.cli import status as status_commands
 from agentx.cli.common import USER_ERRORS, err, out
 from agentx.cli.common import fail as _fail
+from agentx.cli.gate import EXIT_WAITING, ask_at_terminal, build_answer, interactive, show_gate
 from agentx.cli.progress import RunProgress
+from agentx.graph.gates import PendingGate
 from agentx.graph.state import FUNNEL_KEYS
 from agentx.models import ExperimentRecord, TraceEvent
 from agentx.runner import RunPlan, resume_command, run_loop
@@ -123,8 +126,22 @@ def run(
         bool, typer.Option(help="Resume the workspace's last run with its own settings.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    answer: Annotated[
+        str | None,
+        typer.Option(
+            help="With --resume: answer the gate the run waits at (accept, edit, response, "
+            "ignore, or a HumanResponse as JSON)."
+        ),
+    ] = None,
+    reason: Annotated[str | None, typer.Option(help="The reason of a response.")] = None,
+    params: Annotated[str | None, typer.Option(help="New parameters (JSON) of an edit.")] = None,
+    reviewer: Annotated[str | None, typer.Option(help="Who answers the gate.")] = None,
 ) -> None:
     """Run the loop on the sandbox (offline unless an LLM is configured).
+
+    With autonomous = false the run pauses at human gates: on a terminal you are asked;
+    otherwise the command shows the gate and exits with code 3, and
+    `agentx gate answer ...` (or `run --resume --answer ...`) continues it.
 
     Defaults come from the settings file and AGENTX_* variables when set there
     (`agentx config` shows the effective values and their sources).
@@ -136,6 +153,7 @@ def run(
     try:
         settings = load_settings(settings_file, override_label="flag", **overrides)
         origins = setting_origins(settings_file, "flag", **overrides)
+        human = build_answer(answer, reason, params, reviewer) if answer is not None else None
         if not resume:
             load_world(settings.world)
     except USER_ERRORS as error:
@@ -182,6 +200,10 @@ def run(
                 on_node=progress.node,
                 on_trace=on_trace,
                 on_experiment=on_experiment,
+                answer=human,
+                on_gate=_terminal_gate(settings, progress)
+                if interactive() and not as_json
+                else None,
             )
     except USER_ERRORS as error:
         _fail(error)
@@ -196,6 +218,20 @@ def run(
         sys.stdout.write(summary.model_dump_json() + "\n")
     else:
         _print_summary(summary)
+    if summary.waiting_at is not None:
+        if not as_json:
+            show_gate(PendingGate.model_validate(summary.waiting_at), settings.workspace)
+        raise typer.Exit(code=EXIT_WAITING)
+
+
+def _terminal_gate(settings: Settings, progress: RunProgress):
+    """Ask the person at the terminal when the run pauses at a gate."""
+
+    def ask(pending: PendingGate) -> dict[str, Any]:
+        with progress.paused():
+            return ask_at_terminal(pending, settings.workspace)
+
+    return ask
 
 
 @sandbox_app.command("init")
@@ -230,6 +266,7 @@ status_commands.register(app)
 report_commands.register(app)
 evolve_commands.register(app)
 config_commands.register(app)
+gate_commands.register(app)
 
 
 def main() -> None:

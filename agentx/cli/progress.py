@@ -46,6 +46,15 @@ class RunProgress:
     ) -> None:
         self._progress.__exit__(exc_type, exc, tb)
 
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Hide the live lines while the person is asked something (a gate's prompt)."""
+        self._progress.stop()
+        try:
+            yield
+        finally:
+            self._progress.start()
+
     def node(self, name: str, iteration: int) -> None:
         """A node started in experiment ``iteration`` (0-based)."""
         if self._run is None or self._node is None:

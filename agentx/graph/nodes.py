@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.types import interrupt
 
 from agentx.agents.brainstorm.agent import propose_batch
 from agentx.agents.brainstorm.evidence import EvidenceBundle
@@ -24,6 +23,7 @@ from agentx.agents.evaluation.rollout import run_stage
 from agentx.agents.evaluation.verdict import decide, make_card, status_of
 from agentx.evolution.graph import build_evolution_graph
 from agentx.evolution.store import RunTrajectory
+from agentx.graph import gates
 from agentx.graph.resources import Resources
 from agentx.graph.state import FUNNEL_KEYS, LoopState
 from agentx.harness import load_harness
@@ -218,14 +218,12 @@ class Nodes:
         if self.r.settings.autonomous:
             return {}
         proposal = state["current"]
-        answer = interrupt(
-            {
-                "gate": "proposal_admission",
-                "proposal": proposal.model_dump(mode="json"),
-                "choices": ["approve", "revise", "defer", "reject"],
-            }
-        )
-        answer = answer if isinstance(answer, dict) else {"action": str(answer)}
+        evidence = {
+            "proposal": proposal.model_dump(mode="json"),
+            "choices": ["approve", "revise", "defer", "reject"],
+        }
+        describe = f"Admit proposal {proposal.technique} {proposal.params}? {proposal.hypothesis}"
+        answer = gates.admission_action(gates.ask(gates.ADMISSION, evidence, describe))
         action = str(answer.get("action", "reject")).lower()
         key = combo_key(proposal.technique, proposal.params)
         if action == "approve":
@@ -378,19 +376,18 @@ class Nodes:
         index = state.get("stage_index", 1)
         next_stage = settings.stages[index].name if last.decision == "continue" else None
         north = next((e for e in last.effects if e.metric == settings.north_star), None)
-        answer = interrupt(
-            {
-                "gate": "launch_past_canary",
-                "experiment_id": rollout.experiment_id,
-                "stage": last.stage,
-                "decision": last.decision,
-                "next_stage": next_stage,
-                "north_star": north.model_dump(mode="json") if north else None,
-                "guardrails": [g.model_dump(mode="json") for g in last.guardrails],
-                "reason": last.reason,
-                "choices": ["approve", "halt"],
-            }
-        )
+        evidence = {
+            "experiment_id": rollout.experiment_id,
+            "stage": last.stage,
+            "decision": last.decision,
+            "next_stage": next_stage,
+            "north_star": north.model_dump(mode="json") if north else None,
+            "guardrails": [g.model_dump(mode="json") for g in last.guardrails],
+            "reason": last.reason,
+            "choices": ["approve", "halt"],
+        }
+        describe = f"Launch {rollout.experiment_id} past {last.stage}? {last.reason}"
+        answer = gates.launch_decision(gates.ask(gates.LAUNCH, evidence, describe))
         decided = apply_launch_answer(last, answer)
         rollout.stages[-1] = decided.stage
         event = _event(
@@ -413,7 +410,8 @@ class Nodes:
         request = review_request(rollout.stages[-1], self.r.settings, rollout.experiment_id)
         if request is None:
             return {}
-        answer = interrupt(request.model_dump(mode="json"))
+        evidence = request.model_dump(mode="json")
+        answer = gates.review_decision(gates.ask(gates.REVIEW, evidence, request.question))
         rollout.stages[-1] = apply_review(rollout.stages[-1], answer)
         last = rollout.stages[-1]
         message = f"review at {last.stage}: {last.decision} {last.reason}"
