@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from agentx.cli.common import USER_ERRORS, fail, out
+from agentx.cli.common import USER_ERRORS, err, fail, out
+from agentx.cli.progress import working
 
 
 def report(
@@ -34,8 +35,9 @@ def report(
 
     try:
         settings = load_settings(settings_file, workspace=workspace)
-        state = load_run(settings, run)
-        path = write_report(state, settings, output)
+        with working(err, "rendering the report"):
+            state = load_run(settings, run)
+            path = write_report(state, settings, output)
     except (*USER_ERRORS, ReportError) as error:
         fail(error)
     except OSError as error:

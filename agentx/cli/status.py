@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from agentx.cli.common import USER_ERRORS, CommandError, err, fail, out
+from agentx.cli.progress import working
 
 memory_app = typer.Typer(
     help="Look into the experiment memory (knowledge cards in Chroma).", no_args_is_help=True
@@ -83,9 +84,10 @@ def status(
 
     try:
         settings = load_settings(settings_file, workspace=workspace)
-        runs = [_readable_run(settings, run_id) for run_id in list_runs(settings.workspace)]
-        memory = recorded_memory(settings)
-        store = open_store(settings.workspace, memory, settings.embeddings)
+        with working(err, "reading the workspace"):
+            runs = [_readable_run(settings, run_id) for run_id in list_runs(settings.workspace)]
+            memory = recorded_memory(settings)
+            store = open_store(settings.workspace, memory, settings.embeddings)
         report = {
             "workspace": str(settings.workspace),
             "world": world_of(settings.workspace),

@@ -100,7 +100,12 @@ def human_interrupt(spec: GateSpec, evidence: dict[str, Any], description: str) 
     """The ``HumanInterrupt`` fields for ``spec`` with ``evidence`` as the action's args."""
     return {
         "action_request": {"action": spec.name, "args": evidence},
-        "config": {f"allow_{kind}": kind in spec.meanings for kind in ResponseType.__args__},
+        "config": {
+            "allow_ignore": "ignore" in spec.meanings,
+            "allow_respond": "response" in spec.meanings,
+            "allow_edit": "edit" in spec.meanings,
+            "allow_accept": "accept" in spec.meanings,
+        },
         "description": description,
     }
 

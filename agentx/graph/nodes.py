@@ -210,10 +210,10 @@ class Nodes:
     def admission_gate(self, state: LoopState) -> dict[str, Any]:
         """Optional human gate: approve, revise, defer or reject the chosen proposal.
 
-        Skipped in autonomous mode. Otherwise the run pauses with a LangGraph interrupt
-        whose payload is the proposal; resume with ``{"action": "approve"}``,
-        ``{"action": "revise", "params": {...}}``, ``{"action": "defer"}`` or
-        ``{"action": "reject", "reason": "..."}``.
+        Skipped in autonomous mode. Otherwise the run pauses with a ``HumanInterrupt``
+        whose evidence is the proposal; answers (``HumanResponse``, see
+        :mod:`agentx.graph.gates`): accept = approve, edit = revise the params, ignore =
+        defer, response = reject with a reason. A misunderstood answer asks again.
         """
         if self.r.settings.autonomous:
             return {}
@@ -362,11 +362,10 @@ class Nodes:
         """Human gate after the canary: approve launching past it, or halt the rollout.
 
         Reached only when not autonomous, after the first stage continued (or stopped early
-        with a win, which would ship). The interrupt's payload is the canary readout; resume
-        with ``{"action": "approve", "reviewer": "...", "note": "..."}`` (or ``"approve"``)
-        to go on, or ``{"action": "halt", "reason": "..."}``: anything but an approval halts
-        the stage with a ``launch refused by reviewer`` reason, so the graph vetoes, rolls
-        the treatment back and records the ``launch_refused`` root cause.
+        with a win, which would ship). The interrupt's evidence is the canary readout;
+        accept goes on; response (with a reason) or ignore halts the stage with a ``launch
+        refused by reviewer`` reason, so the graph vetoes, rolls the treatment back and
+        records the ``launch_refused`` root cause. A misunderstood answer asks again.
         """
         settings = self.r.settings
         if settings.autonomous:
@@ -403,8 +402,8 @@ class Nodes:
     def review(self, state: LoopState) -> dict[str, Any]:
         """Pause for a human decision on a moderate guardrail breach (never when autonomous).
 
-        Resume with ``{"approve": True, "reviewer": "...", "note": "..."}``, ``"approve"`` or
-        ``"veto"``; anything else counts as a veto.
+        Accept approves the breach; response (with a reason) or ignore vetoes. A
+        misunderstood answer asks again (see :mod:`agentx.graph.gates`).
         """
         rollout = state["rollout"].model_copy(deep=True)
         request = review_request(rollout.stages[-1], self.r.settings, rollout.experiment_id)
