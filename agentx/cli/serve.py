@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from agentx.cli.common import USER_ERRORS, CommandError, err, fail
+from agentx.cli.progress import working
 from agentx.workspace.lock import WorkspaceLock
 
 
@@ -66,7 +67,8 @@ def serve(
         lock = WorkspaceLock(settings.workspace, command="agentx serve")
         settings.workspace.mkdir(parents=True, exist_ok=True)
         lock.acquire()  # held until the server stops: one writer per workspace
-        app = create_app(settings, serve_settings, hold_lock=False)
+        with working(err, "building the sandbox, memory and graph"):
+            app = create_app(settings, serve_settings, hold_lock=False)
     except USER_ERRORS as error:
         fail(error)
     except OSError as error:

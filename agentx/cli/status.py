@@ -150,8 +150,9 @@ def memory_search(
                 f"no memory in {settings.workspace} (no memory/ directory); "
                 f"run `agentx run --workspace {settings.workspace}` first"
             )
-        store = open_store(settings.workspace, memory, settings.embeddings)
-        hits = store.search(query, k=k, where={"world": world} if world else None)
+        with working(err, "searching the memory"):
+            store = open_store(settings.workspace, memory, settings.embeddings)
+            hits = store.search(query, k=k, where={"world": world} if world else None)
     except USER_ERRORS as error:
         fail(error)
     if as_json:
