@@ -333,6 +333,7 @@ class KnowledgeCard(BaseModel):
     root_cause: str | None = None
     stage: str | None = None
     run_id: str = ""
+    workspace_id: str = Field("", description="The workspace that wrote it (run ids repeat).")
 
     def metadata(self) -> dict[str, str | int | float | bool]:
         """Flat metadata for a vector store (scalars only)."""
@@ -349,6 +350,7 @@ class KnowledgeCard(BaseModel):
             "root_cause": self.root_cause or "",
             "stage": self.stage or "",
             "run_id": self.run_id,
+            "workspace_id": self.workspace_id,
             "title": self.title,
         }
 

@@ -1,22 +1,41 @@
-"""Run the loop end to end with a checkpointer, resumably, with progress callbacks."""
+"""Run the loop end to end: locked, resumable with the run's own settings, with progress
+callbacks. The CLI and embedded callers come through :func:`run_loop`."""
 
 from __future__ import annotations
 
+import errno
 import json
+import shlex
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.constants import INTERRUPT
+from langgraph.types import Command
+from pydantic import ValidationError
 
 from agentx.graph.builder import build_graph
 from agentx.graph.checkpoint import open_checkpointer, serializer
+from agentx.graph.gates import GATES, GateAnswerError, PendingGate, parse_answer, pending_gate
 from agentx.graph.resources import Resources, build_resources, isolation_policy
+from agentx.llm.probe import LLMUnavailable, check_model
 from agentx.models import ExperimentRecord, TraceEvent
 from agentx.settings import Settings
+from agentx.settings_sources import Origins
 from agentx.summary import RunSummary, summarise_run
 from agentx.tracking.langsmith import run_config
 from agentx.workspace import isolation
+from agentx.workspace.lock import WorkspaceLock
+from agentx.workspace.records import (
+    WorkspaceRecordError,
+    check_writable,
+    load_run_settings,
+    run_defining,
+    save_run_settings,
+    with_values,
+)
 
 
 class RunError(RuntimeError):
@@ -53,43 +72,297 @@ def register_run(settings: Settings, run_id: str) -> None:
     tmp.replace(path)
 
 
-def run_loop(
+@dataclass(frozen=True)
+class RunPlan:
+    """The run about to start or continue: its id and the settings it runs with."""
+
+    settings: Settings
+    run_id: str
+    resume: bool
+
+
+def _explicitly_set(settings: Settings, origins: Origins | None) -> Callable[[str], bool]:
+    """Which run-defining values the caller chose: from their origins when known (the
+    CLI), else a value that differs from its default (embedded callers pass an object)."""
+    if origins is not None:
+        return origins.explicit
+    defaults = run_defining(Settings.model_construct())
+    current = run_defining(settings)
+    return lambda key: current[key] != defaults[key]
+
+
+def restore_run_settings(
+    settings: Settings, run_id: str, origins: Origins | None = None
+) -> Settings:
+    """``settings`` with ``run_id``'s stored run-defining values put back.
+
+    Raises:
+        RunError: a value chosen now (flag, variable, file or argument) contradicts the
+            stored one: a resumed run must be the same run (a different seed or world
+            would silently finish another experiment than the one started).
+    """
+    stored = load_run_settings(settings.workspace, run_id)
+    if stored is None:  # a run from before settings were stored: run as configured
+        return settings
+    current = run_defining(settings)
+    chosen = _explicitly_set(settings, origins)
+    conflicts = []
+    for key, value in stored.items():
+        if key in current and chosen(key) and current[key] != value:
+            source = f" from {origins.of(key)}" if origins is not None else ""
+            conflicts.append(f"{key} {current[key]!r}{source} (the run has {value!r})")
+    if conflicts:
+        raise RunError(
+            f"cannot resume {run_id} with different settings: {'; '.join(conflicts)}; "
+            "drop them to resume as started, or start a new run without --resume"
+        )
+    try:
+        return Settings.model_validate(with_values(settings.model_dump(), stored))
+    except ValidationError as error:
+        raise RunError(f"the stored settings of {run_id} are no longer valid: {error}") from None
+
+
+def plan_run(
     settings: Settings,
     *,
-    resume: bool = False,
-    on_trace: Callable[[TraceEvent], None] | None = None,
-    on_experiment: Callable[[ExperimentRecord], None] | None = None,
-    resources: Resources | None = None,
-) -> RunSummary:
-    """Run (or resume) the loop and return its summary.
+    resume: bool,
+    origins: Origins | None = None,
+    check: Callable[[Settings], None] | None = None,
+) -> RunPlan:
+    """Pick the run id (a new one, or the last for ``resume``) and its settings.
 
-    With ``resume`` the last run of the workspace continues from its last checkpoint;
-    experiments and cards already recorded are neither lost nor repeated.
+    Call with the workspace lock held: a new run is registered here, after ``check``
+    (the model probe) accepted the settings it will run with.
     """
-    isolation.configure(isolation_policy(settings))
-    isolation.require()  # refuse in one line before anything runs, not mid-experiment
     runs = _known_runs(settings)
     if resume:
         if not runs:
             raise RunError(f"no run to resume in {settings.workspace}; start one without --resume")
         run_id = runs[-1]
-    else:
-        run_id = new_run_id(settings)
-        register_run(settings, run_id)
+        restored = restore_run_settings(settings, run_id, origins)
+        if check:
+            check(restored)
+        return RunPlan(restored, run_id, True)
+    if check:
+        check(settings)
+    run_id = new_run_id(settings)
+    save_run_settings(settings.workspace, run_id, settings)
+    register_run(settings, run_id)
+    return RunPlan(settings, run_id, False)
+
+
+def resume_command(settings: Settings) -> str:
+    """The exact command that continues the workspace's last run."""
+    return f"agentx run --workspace {shlex.quote(str(settings.workspace))} --resume"
+
+
+def _started_node(part: Any) -> tuple[str, int] | None:
+    """(node name, experiment index) of a ``tasks`` event that starts a task, else None."""
+    if isinstance(part, dict) and "input" in part and "result" not in part:
+        state = part["input"] if isinstance(part["input"], dict) else {}
+        return str(part.get("name")), int(state.get("iteration") or 0)
+    return None
+
+
+def run_loop(
+    settings: Settings,
+    *,
+    resume: bool = False,
+    origins: Origins | None = None,
+    on_start: Callable[[RunPlan], None] | None = None,
+    on_node: Callable[[str, int], None] | None = None,
+    on_trace: Callable[[TraceEvent], None] | None = None,
+    on_experiment: Callable[[ExperimentRecord], None] | None = None,
+    resources: Resources | None = None,
+    answer: Any = None,
+    on_gate: Callable[[PendingGate], Any] | None = None,
+) -> RunSummary:
+    """Run (or resume) the loop and return its summary.
+
+    The workspace is locked for the whole run (a second writer gets
+    :class:`~agentx.workspace.lock.WorkspaceBusy`). With ``resume`` the last run of the
+    workspace continues from its last checkpoint with the settings it started with;
+    experiments and cards already recorded are neither lost nor repeated.
+
+    Args:
+        origins: where each setting came from (the CLI passes them), so a resumed run
+            can tell a contradicting flag from a default.
+        on_start: called once the run id and its effective settings are known.
+        on_node: called with each node's name and the experiment index (0-based) as the
+            node starts (the progress display).
+        answer: with ``resume``, the answer to the gate the run waits at (a
+            ``HumanResponse``, see :mod:`agentx.graph.gates`); checked before resuming.
+        on_gate: asked for an answer whenever the run pauses at a gate (the CLI asks
+            the person at the terminal); returning None leaves the run paused, and the
+            summary's ``waiting_at`` says where.
+
+    Raises:
+        RunError: nothing to resume, contradicting settings, an unusable model (one
+            probe call at start), or the workspace cannot be
+            written (read-only, full); nothing is half-written in that case.
+        WorkspaceBusy: another process holds the workspace.
+    """
+    if answer is not None and not resume:
+        raise RunError("an answer is for a run paused at a gate: add --resume")
+    try:
+        check_writable(settings.workspace)  # before anything else writes there
+    except WorkspaceRecordError as error:
+        raise RunError(str(error)) from None
+    isolation.configure(isolation_policy(settings))
+    isolation.require()  # refuse in one line before anything runs, not mid-experiment
+    with WorkspaceLock(settings.workspace):
+        try:
+            return _run_locked(
+                settings, resume, origins, on_start, on_node, on_trace, on_experiment, resources,
+                answer, on_gate,
+            )  # fmt: skip
+        except OSError as error:
+            if error.errno not in _STORAGE_ERRNOS:
+                raise
+            raise RunError(
+                f"cannot write to workspace {settings.workspace}: {error.strerror or error}; "
+                "the run stopped at its last checkpoint: free space, then "
+                f"`{resume_command(settings)}`"
+            ) from None
+
+
+def _check_model(settings: Settings) -> None:
+    """Stop before any work when the configured model cannot serve the run."""
+    try:
+        check_model(settings.llm)
+    except LLMUnavailable as error:
+        raise RunError(str(error)) from None
+
+
+_STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES})
+
+
+def _run_locked(
+    settings: Settings,
+    resume: bool,
+    origins: Origins | None,
+    on_start: Callable[[RunPlan], None] | None,
+    on_node: Callable[[str, int], None] | None,
+    on_trace: Callable[[TraceEvent], None] | None,
+    on_experiment: Callable[[ExperimentRecord], None] | None,
+    resources: Resources | None,
+    answer: Any,
+    on_gate: Callable[[PendingGate], Any] | None,
+) -> RunSummary:
+    check = None if resources is not None else _check_model  # a caller's model is theirs
+    plan = plan_run(settings, resume=resume, origins=origins, check=check)
+    settings, run_id = plan.settings, plan.run_id
+    if answer is not None:  # refuse a wrong answer before anything is built or printed
+        paused = pending_gate_of(settings, run_id)
+        if paused is None:
+            raise RunError(f"{run_id} is not waiting at a gate; nothing to answer")
+        answer = _checked_answer(paused, answer)
+    if on_start:
+        on_start(plan)
     checkpointer = open_checkpointer(settings) or InMemorySaver(serde=serializer())
     resources = resources or build_resources(settings)
     graph = build_graph(settings, checkpointer=checkpointer, resources=resources)
     config = run_config(settings, run_id, resources.world_name)  # LangSmith name, tags, metadata
+
+    def summary() -> RunSummary:
+        snapshot = graph.get_state(config)
+        done = summarise_run(
+            snapshot.values, resources.world_name, settings.seed, settings.north_star
+        )
+        waiting = waiting_gate(run_id, snapshot)
+        done = done.model_copy(update={"waiting_at": waiting.model_dump() if waiting else None})
+        if settings.tracking.mlflow_uri:  # opt-in: the run and each experiment as MLflow runs
+            from agentx.tracking.mlflow_log import publish_snapshot
+
+            publish_snapshot(settings, run_id, snapshot, done)
+        return done
+
+    stream_input: Any = {"goal_text": settings.goal, "iterations": settings.iterations}
     if resume and checkpointer is not None:
         snapshot = graph.get_state(config)
-        if not snapshot.next:
-            values = snapshot.values
-            return summarise_run(values, resources.world_name, settings.seed, settings.north_star)
-        stream_input: Any = None
-    else:
-        stream_input = {"goal_text": settings.goal, "iterations": settings.iterations}
-    for update in graph.stream(stream_input, config, stream_mode="updates"):
-        for _node, change in update.items():
+        waiting = waiting_gate(run_id, snapshot)
+        if answer is not None:
+            if waiting is None:
+                raise RunError(f"{run_id} is not waiting at a gate; nothing to answer")
+            stream_input = Command(resume=_checked_answer(waiting, answer))
+        elif not snapshot.next:
+            return summary()
+        elif waiting is not None:
+            chosen = on_gate(waiting) if on_gate else None
+            if chosen is None:
+                return summary()
+            stream_input = Command(resume=_checked_answer(waiting, chosen))
+        else:
+            stream_input = None
+    while True:
+        _stream(graph, stream_input, config, on_node, on_trace, on_experiment)
+        waiting = waiting_gate(run_id, graph.get_state(config))
+        chosen = on_gate(waiting) if waiting is not None and on_gate else None
+        if chosen is None:
+            return summary()
+        stream_input = Command(resume=_checked_answer(waiting, chosen))
+
+
+def waiting_gate(run_id: str, snapshot: Any) -> PendingGate | None:
+    """The gate a run's state snapshot waits at, or None."""
+    values = [i.value for task in snapshot.tasks for i in (task.interrupts or ())]
+    return pending_gate(run_id, values)
+
+
+def pending_gate_of(settings: Settings, run_id: str | None = None) -> PendingGate | None:
+    """The gate ``run_id`` (default: the workspace's last run) waits at, read from its
+    checkpoint without building the sandbox or taking the lock (a read-only look).
+
+    Raises:
+        RunError: the workspace has no runs.
+    """
+    runs = _known_runs(settings)
+    if not runs:
+        raise RunError(f"no runs in {settings.workspace}; start one with `agentx run`")
+    run_id = run_id or runs[-1]
+    if (
+        settings.checkpointer != "sqlite"
+        or not (settings.workspace / "checkpoints.sqlite").is_file()
+    ):
+        return None
+    checkpointer = open_checkpointer(settings)
+    saved = checkpointer.get_tuple({"configurable": {"thread_id": run_id, "checkpoint_ns": ""}})
+    if saved is None:
+        return None
+    values = [
+        getattr(item, "value", item)
+        for _task, channel, value in saved.pending_writes or []
+        if channel == INTERRUPT
+        for item in (value if isinstance(value, list | tuple) else [value])
+    ]
+    return pending_gate(run_id, values)
+
+
+def _checked_answer(waiting: PendingGate, answer: Any) -> dict[str, Any]:
+    """``answer`` as the gate's ``HumanResponse``, refused in one line if not understood
+    (before the graph resumes, so nothing changes)."""
+    try:
+        parsed = parse_answer(GATES[waiting.gate], answer)
+    except GateAnswerError as error:
+        raise RunError(str(error)) from None
+    return parsed.model_dump(exclude_none=True)
+
+
+def _stream(
+    graph: Any,
+    stream_input: Any,
+    config: dict[str, Any],
+    on_node: Callable[[str, int], None] | None,
+    on_trace: Callable[[TraceEvent], None] | None,
+    on_experiment: Callable[[ExperimentRecord], None] | None,
+) -> None:
+    for mode, part in graph.stream(stream_input, config, stream_mode=["tasks", "updates"]):
+        if mode == "tasks":
+            started = _started_node(part)
+            if started and on_node:
+                on_node(*started)
+            continue
+        for _node, change in part.items():
             if not isinstance(change, dict):
                 continue
             for event in change.get("trace", []) or []:
@@ -98,12 +371,3 @@ def run_loop(
             for record in change.get("experiments", []) or []:
                 if on_experiment:
                     on_experiment(record)
-    snapshot = graph.get_state(config)
-    summary = summarise_run(
-        snapshot.values, resources.world_name, settings.seed, settings.north_star
-    )
-    if settings.tracking.mlflow_uri:  # opt-in: the run and each experiment as MLflow runs
-        from agentx.tracking.mlflow_log import publish_snapshot
-
-        publish_snapshot(settings, run_id, snapshot, summary)
-    return summary

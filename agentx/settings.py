@@ -20,6 +20,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from agentx.settings_sources import Origins, unknown_env_variables
+
 DEFAULT_GOAL = "Raise watch time per user without hurting return visits, latency or errors."
 
 
@@ -29,6 +31,8 @@ class SettingsError(ValueError):
 
 class LLMSettings(BaseModel):
     """Which chat model the agents use; no model name means the offline policy."""
+
+    model_config = ConfigDict(extra="forbid")
 
     model: str | None = Field(None, description="Model name; unset runs the offline policy.")
     base_url: str | None = Field(None, description="Any OpenAI-compatible endpoint.")
@@ -51,6 +55,8 @@ class LLMSettings(BaseModel):
 class EmbeddingSettings(BaseModel):
     """Which sentence embedding the memory uses."""
 
+    model_config = ConfigDict(extra="forbid")
+
     provider: Literal["minilm", "openai"] = "minilm"
     model: str | None = Field(None, description="Embedding model for the openai provider.")
     base_url: str | None = None
@@ -60,6 +66,8 @@ class EmbeddingSettings(BaseModel):
 class MemorySettings(BaseModel):
     """Where experiment knowledge cards live."""
 
+    model_config = ConfigDict(extra="forbid")
+
     chroma_url: str | None = Field(
         None, description="http://host:port of a Chroma server; unset uses the workspace store."
     )
@@ -68,6 +76,8 @@ class MemorySettings(BaseModel):
 
 class RolloutStage(BaseModel):
     """One stage of a staged rollout: the share of users in each arm and its length."""
+
+    model_config = ConfigDict(extra="forbid")
 
     name: str
     treatment_share: float = Field(gt=0.0, le=0.5)
@@ -80,6 +90,8 @@ class GuardrailSpec(BaseModel):
     ``direction`` says which way is good: for latency and errors, lower is better.
     """
 
+    model_config = ConfigDict(extra="forbid")
+
     metric: str
     tier: Literal["severe", "moderate", "observe"] = "severe"
     direction: Literal["higher_is_better", "lower_is_better"] = "higher_is_better"
@@ -88,6 +100,8 @@ class GuardrailSpec(BaseModel):
 
 class EvolutionSettings(BaseModel):
     """Harness evolution (SGPO) inside the loop."""
+
+    model_config = ConfigDict(extra="forbid")
 
     enabled: bool = Field(True, description="Evolve the agents' harnesses during runs.")
     every: int = Field(3, ge=1, le=1000, description="One SGPO step after every N experiments.")
@@ -104,6 +118,8 @@ class EvolutionSettings(BaseModel):
 
 class SandboxSettings(BaseModel):
     """How code under test is confined, and how much of its output reaches records and prompts."""
+
+    model_config = ConfigDict(extra="forbid")
 
     allow_unconfined_trusted: bool = Field(
         False,
@@ -262,34 +278,65 @@ class Settings(BaseSettings):
         return tuple(sources)
 
 
-def _describe_errors(error: ValidationError) -> str:
+def _describe_errors(error: ValidationError, origins: Origins) -> str:
+    """One clause per bad field, each naming where its value came from."""
     lines = []
     for item in error.errors():
-        field = ".".join(str(part) for part in item["loc"]) or "(root)"
-        lines.append(f"{field}: {item['msg']}")
+        dotted = ".".join(str(part) for part in item["loc"]) or "(root)"
+        source = origins.of(dotted)
+        where = "" if source == "default" else f" (from {source})"
+        message = str(item["msg"]).removeprefix("Value error, ")
+        lines.append(f"{dotted}{where}: {message}")
     return "invalid setting " + "; ".join(lines)
 
 
-def load_settings(settings_file: Path | None = None, **overrides: Any) -> Settings:
-    """Build :class:`Settings`, naming every invalid field in one clear error.
+def settings_file_in_use(settings_file: Path | None = None) -> Path | None:
+    """The settings file a load would read: the argument, else ``AGENTX_SETTINGS_FILE``."""
+    if settings_file is not None:
+        return Path(settings_file)
+    named = os.environ.get("AGENTX_SETTINGS_FILE")
+    return Path(named) if named else None
+
+
+def setting_origins(
+    settings_file: Path | None = None, override_label: str = "argument", **overrides: Any
+) -> Origins:
+    """Where each setting of :func:`load_settings` with the same arguments comes from."""
+    return Origins(overrides, settings_file_in_use(settings_file), override_label)
+
+
+def load_settings(
+    settings_file: Path | None = None, override_label: str = "argument", **overrides: Any
+) -> Settings:
+    """Build :class:`Settings`, naming every invalid field and where its value came from.
 
     Args:
         settings_file: optional TOML file; ``AGENTX_SETTINGS_FILE`` works too.
+        override_label: how explicit values are named in errors (the CLI says ``flag``).
         **overrides: values that win over file and environment (``None`` is ignored).
 
     Raises:
-        SettingsError: a field is invalid or the settings file is unreadable.
+        SettingsError: a field is invalid, an ``AGENTX_*`` variable is not a setting
+            (a typo would otherwise be ignored), or the settings file is unreadable.
     """
     clean = {key: value for key, value in overrides.items() if value is not None}
+    unknown = unknown_env_variables(Settings)
+    if unknown:
+        raise SettingsError("; ".join(unknown))
+    origins = setting_origins(settings_file, override_label, **clean)
     previous = os.environ.get("AGENTX_SETTINGS_FILE")
     try:
         if settings_file is not None:
             if not Path(settings_file).is_file():
                 raise SettingsError(f"settings file not found: {settings_file}")
             os.environ["AGENTX_SETTINGS_FILE"] = str(settings_file)
+        elif previous and not Path(previous).is_file():
+            raise SettingsError(
+                f"settings file not found: {previous} (from env AGENTX_SETTINGS_FILE)"
+            )
         return Settings(**clean)
     except ValidationError as error:
-        raise SettingsError(_describe_errors(error)) from None
+        raise SettingsError(_describe_errors(error, origins)) from None
     except (OSError, ValueError) as error:
         if isinstance(error, SettingsError):
             raise

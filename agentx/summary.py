@@ -101,6 +101,9 @@ class RunSummary(BaseModel):
     stopped: str | None = Field(
         None, description="Why the run stopped before its budget (the circuit breaker)."
     )
+    waiting_at: dict[str, Any] | None = Field(
+        None, description="The human gate a paused run waits at (a PendingGate), else None."
+    )
 
 
 def experiment_line(record: ExperimentRecord, north_star: str) -> ExperimentLine:

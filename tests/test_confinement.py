@@ -126,7 +126,7 @@ def secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     home.mkdir()
     (home / ".credentials").write_text(text)
     monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("AGENTX_TEST_API_KEY", text)
+    monkeypatch.setenv("AGENTX_LLM__API_KEY", text)  # where a real key would be
     planted = Path("/root") / f".agentx-confinement-{uuid.uuid4().hex}"
     try:
         planted.write_text(text)

@@ -18,6 +18,7 @@ import pytest
 from fastapi import HTTPException
 from fastapi.testclient import TestClient
 from langserve import RemoteRunnable
+from pydantic import BaseModel
 
 from agentx.report import list_runs, load_run
 from agentx.serve import API_KEY_HEADER, ServeSettings, create_app, load_serve_settings
@@ -122,7 +123,7 @@ def test_key_is_required_except_for_health(client: TestClient) -> None:
     wrong = client.get("/loop/input_schema", headers={API_KEY_HEADER: "nope"})
     assert wrong.status_code == 401 and "wrong API key" in wrong.json()["detail"]
     schema = client.get("/loop/input_schema", headers=AUTH).json()
-    assert set(schema["properties"]) == {"goal_text", "iterations"}
+    assert set(schema["properties"]) == {"goal_text", "iterations", "answer"}
     assert schema["properties"]["iterations"]["default"] == 1  # the server's settings
     assert "null" not in json.dumps(schema)  # the playground's form cannot render nullables
     output = client.get("/loop/output_schema", headers=AUTH).json()
@@ -206,12 +207,13 @@ def test_invoke_runs_one_experiment(client: TestClient) -> None:
 
 def test_a_run_id_already_used_in_the_workspace_is_refused(client: TestClient) -> None:
     settings = client.app_state["settings"]  # type: ignore[attr-defined]
-    modifier = run_config_modifier(settings)
-    config = modifier({"configurable": {"thread_id": "api-dup"}}, None)  # type: ignore[arg-type]
+    modifier = run_config_modifier(settings, BaseModel)
+    asked = {"configurable": {"thread_id": "api-dup"}}
+    config = asyncio.run(modifier(asked, None))  # type: ignore[arg-type]
     assert config["configurable"]["thread_id"] == "api-dup"
     assert "api-dup" in list_runs(settings.workspace)
     with pytest.raises(HTTPException) as refused:
-        modifier({"configurable": {"thread_id": "api-dup"}}, None)  # type: ignore[arg-type]
+        asyncio.run(modifier(asked, None))  # type: ignore[arg-type]
     assert refused.value.status_code == 409 and "already exists" in refused.value.detail
 
 

@@ -197,3 +197,42 @@ def test_harness_evolution_runs_one_step_on_the_recorded_runs(studio: str) -> No
     # The earlier tests recorded at most a couple of experiments: too few to judge an edit.
     assert step["outcome"] in {"no_gradient", "not_enough_tasks", "kept", "rolled_back"}
     assert step["reason"]
+
+
+def test_gates_take_human_responses_and_a_misunderstood_answer_decides_nothing(
+    studio: str,
+) -> None:
+    """The SDK sends the same HumanResponse as the CLI and LangServe (issue 15, point 4)."""
+
+    async def drive() -> tuple[dict, dict, dict, dict]:
+        client = get_client(url=studio)
+        thread_id = (await client.threads.create())["thread_id"]
+        await client.runs.wait(thread_id, "agentx_loop", input={"iterations": 1})
+        first = await client.threads.get_state(thread_id)
+        await client.runs.wait(thread_id, "agentx_loop", command={"resume": {"type": "maybe"}})
+        again = await client.threads.get_state(thread_id)
+        reject = {"type": "response", "args": "not this quarter"}
+        await client.runs.wait(thread_id, "agentx_loop", command={"resume": reject})
+        second = await client.threads.get_state(thread_id)
+        state = second
+        for _ in range(6):
+            if not _interrupts(state):
+                break
+            accept = {"type": "accept"}
+            await client.runs.wait(thread_id, "agentx_loop", command={"resume": accept})
+            state = await client.threads.get_state(thread_id)
+        return first, again, second, state
+
+    first, again, second, done = asyncio.run(drive())
+    (gate,) = _interrupts(first)
+    assert gate["action_request"]["action"] == "proposal_admission"  # HumanInterrupt
+    assert gate["config"] == {"allow_accept": True, "allow_edit": True, "allow_respond": True,
+                              "allow_ignore": True}  # fmt: skip
+    assert gate["description"] and gate["action_request"]["args"]["proposal"]
+    (still,) = _interrupts(again)  # not a silent veto: the same gate asks again
+    assert again["next"] == ["admission_gate"] and "not understood" in still["error"]
+    assert still["action_request"]["args"]["proposal"] == gate["action_request"]["args"]["proposal"]
+    (other,) = _interrupts(second)
+    assert other["action_request"]["args"]["proposal"] != gate["action_request"]["args"]["proposal"]
+    assert any("not this quarter" in e["message"] for e in second["values"]["trace"])
+    assert done["next"] == [] and len(done["values"]["experiments"]) == 1

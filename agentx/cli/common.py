@@ -24,6 +24,8 @@ from agentx.target.contract import TargetError
 from agentx.tracking import TrackingError
 from agentx.workspace.git import GitError
 from agentx.workspace.isolation import IsolationUnavailable
+from agentx.workspace.lock import WorkspaceBusy
+from agentx.workspace.records import WorkspaceRecordError
 
 err = Console(stderr=True)
 out = Console()
@@ -45,6 +47,8 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     GitError,
     IsolationUnavailable,
     TrackingError,
+    WorkspaceBusy,
+    WorkspaceRecordError,
     CommandError,
 )
 

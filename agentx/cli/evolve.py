@@ -8,7 +8,9 @@ from typing import Annotated
 
 import typer
 
-from agentx.cli.common import USER_ERRORS, fail, out
+from agentx.cli.common import USER_ERRORS, err, fail, out
+from agentx.cli.progress import working
+from agentx.workspace.lock import WorkspaceLock
 
 
 def evolve(
@@ -50,8 +52,13 @@ def evolve(
                 f"no recorded runs in {settings.workspace}: run `agentx run --workspace "
                 f"{settings.workspace}` first"
             )
-        graph = build_evolution_graph(build_resources(settings).evolver())
-        steps = [graph.invoke({"agent": name})["step"] for name in agents]
+        with WorkspaceLock(settings.workspace, command="agentx evolve"):
+            with working(err, "opening the workspace"):
+                graph = build_evolution_graph(build_resources(settings).evolver())
+            steps = []
+            for name in agents:
+                with working(err, f"SGPO step on the {name} harness (diagnose, refine, replay)"):
+                    steps.append(graph.invoke({"agent": name})["step"])
     except USER_ERRORS as error:
         fail(error)
     if as_json:

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from agentx.cli.common import USER_ERRORS, CommandError, fail, out
+from agentx.cli.common import USER_ERRORS, CommandError, err, fail, out
+from agentx.cli.progress import working
 
 if TYPE_CHECKING:
     from agentx.settings import Settings
@@ -39,8 +40,9 @@ def report(
 
     try:
         settings = load_settings(settings_file, workspace=workspace)
-        state = load_run(settings, run)
-        path = write_report(state, settings, output)
+        with working(err, "rendering the report"):
+            state = load_run(settings, run)
+            path = write_report(state, settings, output)
     except (*USER_ERRORS, ReportError) as error:
         fail(error)
     except OSError as error:

@@ -10,6 +10,8 @@ from typing import Annotated
 import typer
 
 from agentx.cli.common import USER_ERRORS, CommandError, err, fail
+from agentx.cli.progress import working
+from agentx.workspace.lock import WorkspaceLock
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -62,9 +64,15 @@ def serve(
 
         from agentx.serve.app import LOOP_PATH, create_app
 
-        app = create_app(settings, serve_settings)
+        lock = WorkspaceLock(settings.workspace, command="agentx serve")
+        settings.workspace.mkdir(parents=True, exist_ok=True)
+        lock.acquire()  # held until the server stops: one writer per workspace
+        with working(err, "building the sandbox, memory and graph"):
+            app = create_app(settings, serve_settings, hold_lock=False)
     except USER_ERRORS as error:
         fail(error)
+    except OSError as error:
+        fail(f"cannot use workspace {settings.workspace}: {error.strerror or error}")
     shown = f"http://{serve_settings.host}:{serve_settings.port}"
     err.print(
         f"AgentX serving world {settings.world} (workspace {settings.workspace}) at "
@@ -72,9 +80,15 @@ def serve(
         + (" — API key required" if serve_settings.api_key else ""),
         highlight=False,
     )
-    uvicorn.run(
-        app, host=serve_settings.host, port=serve_settings.port, log_level=serve_settings.log_level
-    )
+    try:
+        uvicorn.run(
+            app,
+            host=serve_settings.host,
+            port=serve_settings.port,
+            log_level=serve_settings.log_level,
+        )
+    finally:
+        lock.release()
 
 
 def register(app: typer.Typer) -> None:

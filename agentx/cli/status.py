@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from agentx.cli.common import USER_ERRORS, CommandError, err, fail, out
+from agentx.cli.progress import working
 
 memory_app = typer.Typer(
     help="Look into the experiment memory (knowledge cards in Chroma).", no_args_is_help=True
@@ -36,6 +37,35 @@ def _run_row(state: Any) -> dict[str, Any]:
     }
 
 
+def _readable_run(settings: Any, run_id: str) -> dict[str, Any]:
+    """A run's row; a registered run with no checkpoint yet (it stopped before its first
+    step, or an older version registered a refused request) is shown, not fatal."""
+    from agentx.report.workspace import ReportError, load_run
+
+    try:
+        return _run_row(load_run(settings, run_id))
+    except ReportError:
+        return {
+            "run_id": run_id, "status": "not started (no checkpoint)", "experiments": 0,
+            "kept": 0, "vetoed": 0, "funnel": {},
+        }  # fmt: skip
+
+
+def recorded_memory(settings: Any) -> Any:
+    """The memory the workspace's runs used, unless the settings name one explicitly:
+    cards written to a Chroma server are not in the workspace, and the variable that
+    named the server is often not set again when someone looks later."""
+    from agentx.workspace.records import read_identity
+
+    identity = read_identity(settings.workspace)
+    explicit = settings.memory.chroma_url is not None or settings.memory.collection != (
+        type(settings.memory).model_fields["collection"].default
+    )
+    if identity is None or identity.memory is None or explicit:
+        return settings.memory
+    return settings.memory.model_copy(update=identity.memory.model_dump())
+
+
 def status(
     workspace: WorkspaceOption = None,
     settings_file: SettingsOption = None,
@@ -48,20 +78,22 @@ def status(
         evolution_counts,
         harness_versions,
         list_runs,
-        load_run,
         world_of,
     )
     from agentx.settings import load_settings
 
     try:
         settings = load_settings(settings_file, workspace=workspace)
-        runs = [_run_row(load_run(settings, run_id)) for run_id in list_runs(settings.workspace)]
-        store = open_store(settings.workspace, settings.memory, settings.embeddings)
+        with working(err, "reading the workspace"):
+            runs = [_readable_run(settings, run_id) for run_id in list_runs(settings.workspace)]
+            memory = recorded_memory(settings)
+            store = open_store(settings.workspace, memory, settings.embeddings)
         report = {
             "workspace": str(settings.workspace),
             "world": world_of(settings.workspace),
             "runs": runs,
             "experiments": sum(r["experiments"] for r in runs),
+            "memory": memory.chroma_url or str(Path(settings.workspace) / "memory"),
             "memory_cards": store.count(),
             "harness_versions": harness_versions(settings.workspace),
             "evolution_steps": evolution_counts(settings.workspace),
@@ -74,7 +106,7 @@ def status(
     out.print(
         f"workspace [bold]{report['workspace']}[/] · world {report['world']} · "
         f"{len(runs)} run(s), {report['experiments']} experiment(s) · "
-        f"memory {report['memory_cards']} card(s)",
+        f"memory {report['memory_cards']} card(s) in {report['memory']}",
         highlight=False,
     )
     table = Table("run", "status", "experiments", "kept", "vetoed", "funnel")
@@ -112,13 +144,15 @@ def memory_search(
 
     try:
         settings = load_settings(settings_file, workspace=workspace)
-        if not settings.memory.chroma_url and not (Path(settings.workspace) / "memory").is_dir():
+        memory = recorded_memory(settings)
+        if not memory.chroma_url and not (Path(settings.workspace) / "memory").is_dir():
             raise CommandError(
                 f"no memory in {settings.workspace} (no memory/ directory); "
                 f"run `agentx run --workspace {settings.workspace}` first"
             )
-        store = open_store(settings.workspace, settings.memory, settings.embeddings)
-        hits = store.search(query, k=k, where={"world": world} if world else None)
+        with working(err, "searching the memory"):
+            store = open_store(settings.workspace, memory, settings.embeddings)
+            hits = store.search(query, k=k, where={"world": world} if world else None)
     except USER_ERRORS as error:
         fail(error)
     if as_json:

@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.types import interrupt
 
 from agentx.agents.brainstorm.agent import propose_batch
 from agentx.agents.brainstorm.evidence import EvidenceBundle
@@ -26,6 +25,7 @@ from agentx.agents.evaluation.rollout import run_stage
 from agentx.agents.evaluation.verdict import decide, make_card, status_of
 from agentx.evolution.graph import build_evolution_graph
 from agentx.evolution.store import RunTrajectory
+from agentx.graph import gates
 from agentx.graph.resources import Resources
 from agentx.graph.state import FUNNEL_KEYS, SIDE_COUNTS, LoopState, Queued, QueueReason
 from agentx.harness import load_harness
@@ -252,22 +252,20 @@ class Nodes:
     def admission_gate(self, state: LoopState) -> dict[str, Any]:
         """Optional human gate: approve, revise, defer or reject the chosen proposal.
 
-        Skipped in autonomous mode. Otherwise the run pauses with a LangGraph interrupt
-        whose payload is the proposal; resume with ``{"action": "approve"}``,
-        ``{"action": "revise", "params": {...}}``, ``{"action": "defer"}`` or
-        ``{"action": "reject", "reason": "..."}``.
+        Skipped in autonomous mode. Otherwise the run pauses with a ``HumanInterrupt``
+        whose evidence is the proposal; answers (``HumanResponse``, see
+        :mod:`agentx.graph.gates`): accept = approve, edit = revise the params, ignore =
+        defer, response = reject with a reason. A misunderstood answer asks again.
         """
         if self.r.settings.autonomous:
             return {}
         proposal = state["current"]
-        answer = interrupt(
-            {
-                "gate": "proposal_admission",
-                "proposal": proposal.model_dump(mode="json"),
-                "choices": ["approve", "revise", "defer", "reject"],
-            }
-        )
-        answer = answer if isinstance(answer, dict) else {"action": str(answer)}
+        evidence = {
+            "proposal": proposal.model_dump(mode="json"),
+            "choices": ["approve", "revise", "defer", "reject"],
+        }
+        describe = f"Admit proposal {proposal.technique} {proposal.params}? {proposal.hypothesis}"
+        answer = gates.admission_action(gates.ask(gates.ADMISSION, evidence, describe))
         action = str(answer.get("action", "reject")).lower()
         key = combo_key(proposal.technique, proposal.params)
         if action == "approve":
@@ -412,11 +410,10 @@ class Nodes:
         """Human gate after the canary: approve launching past it, or halt the rollout.
 
         Reached only when not autonomous, after the first stage continued (or stopped early
-        with a win, which would ship). The interrupt's payload is the canary readout; resume
-        with ``{"action": "approve", "reviewer": "...", "note": "..."}`` (or ``"approve"``)
-        to go on, or ``{"action": "halt", "reason": "..."}``: anything but an approval halts
-        the stage with a ``launch refused by reviewer`` reason, so the graph vetoes, rolls
-        the treatment back and records the ``launch_refused`` root cause.
+        with a win, which would ship). The interrupt's evidence is the canary readout;
+        accept goes on; response (with a reason) or ignore halts the stage with a ``launch
+        refused by reviewer`` reason, so the graph vetoes, rolls the treatment back and
+        records the ``launch_refused`` root cause. A misunderstood answer asks again.
         """
         settings = self.r.settings
         if settings.autonomous:
@@ -427,19 +424,18 @@ class Nodes:
         stages = stages_of(self.r, state)
         next_stage = stages[index].name if last.decision == "continue" else None
         north = next((e for e in last.effects if e.metric == settings.north_star), None)
-        answer = interrupt(
-            {
-                "gate": "launch_past_canary",
-                "experiment_id": rollout.experiment_id,
-                "stage": last.stage,
-                "decision": last.decision,
-                "next_stage": next_stage,
-                "north_star": north.model_dump(mode="json") if north else None,
-                "guardrails": [g.model_dump(mode="json") for g in last.guardrails],
-                "reason": last.reason,
-                "choices": ["approve", "halt"],
-            }
-        )
+        evidence = {
+            "experiment_id": rollout.experiment_id,
+            "stage": last.stage,
+            "decision": last.decision,
+            "next_stage": next_stage,
+            "north_star": north.model_dump(mode="json") if north else None,
+            "guardrails": [g.model_dump(mode="json") for g in last.guardrails],
+            "reason": last.reason,
+            "choices": ["approve", "halt"],
+        }
+        describe = f"Launch {rollout.experiment_id} past {last.stage}? {last.reason}"
+        answer = gates.launch_decision(gates.ask(gates.LAUNCH, evidence, describe))
         decided = apply_launch_answer(last, answer)
         rollout.stages[-1] = decided.stage
         event = _event(
@@ -455,14 +451,15 @@ class Nodes:
     def review(self, state: LoopState) -> dict[str, Any]:
         """Pause for a human decision on a moderate guardrail breach (never when autonomous).
 
-        Resume with ``{"approve": True, "reviewer": "...", "note": "..."}``, ``"approve"`` or
-        ``"veto"``; anything else counts as a veto.
+        Accept approves the breach; response (with a reason) or ignore vetoes. A
+        misunderstood answer asks again (see :mod:`agentx.graph.gates`).
         """
         rollout = state["rollout"].model_copy(deep=True)
         request = review_request(rollout.stages[-1], self.r.settings, rollout.experiment_id)
         if request is None:
             return {}
-        answer = interrupt(request.model_dump(mode="json"))
+        evidence = request.model_dump(mode="json")
+        answer = gates.review_decision(gates.ask(gates.REVIEW, evidence, request.question))
         rollout.stages[-1] = apply_review(rollout.stages[-1], answer)
         last = rollout.stages[-1]
         message = f"review at {last.stage}: {last.decision} {last.reason}"
@@ -585,6 +582,7 @@ class Nodes:
                 verdict,
                 cause.value if verdict is None and cause else None,
                 rollout.last_stage if rollout else None,
+                workspace_id=r.workspace_id,
             )
             cards.insert(0, card)
         if cards:
@@ -711,6 +709,7 @@ class Nodes:
                 None,
                 failed.get("cause") or RootCause.IMPLEMENTATION_DEFECT.value,
                 None,
+                workspace_id=self.r.workspace_id,
             )
             card.text = f"{card.text} Repaired away: {failed['root_cause']}."
             cards.append(card)

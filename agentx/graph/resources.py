@@ -23,6 +23,7 @@ from agentx.settings import Settings
 from agentx.target.contract import Target, TargetError
 from agentx.target.models import DataReport
 from agentx.workspace import isolation
+from agentx.workspace.records import ensure_identity, record_memory
 
 
 @dataclass
@@ -39,6 +40,7 @@ class Resources:
     harness: dict[str, dict[str, Any]] = field(default_factory=dict)
     harness_store: HarnessStore | None = None
     horizon_days: int | None = None  # the longest stage the target can simulate, if known
+    workspace_id: str = ""
     _data_report: DataReport | None = None
 
     def evolver(self) -> Evolver:
@@ -114,7 +116,9 @@ def build_resources(
         llm_settings=settings.llm.model_dump(),
         max_detail_chars=settings.sandbox.max_detail_chars,
     )
-    store = store or open_store(settings.workspace, settings.memory, settings.embeddings)
+    if store is None:  # a caller's own store is theirs to describe
+        store = open_store(settings.workspace, settings.memory, settings.embeddings)
+        record_memory(settings.workspace, settings.memory.chroma_url, settings.memory.collection)
     return Resources(
         settings=settings,
         target=target,
@@ -126,4 +130,5 @@ def build_resources(
         harness=harness,
         harness_store=harness_store,
         horizon_days=horizon_days,
+        workspace_id=ensure_identity(settings.workspace).id,
     )

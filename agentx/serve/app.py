@@ -1,45 +1,78 @@
 """The FastAPI app: the loop as a LangServe runnable under ``/loop``.
 
-Each request is one whole run of the loop (intake to the last experiment) on the
-workspace the run settings name. The run id is the request's ``configurable.thread_id``
-(a fresh ``api-...`` id when the caller names none); it is registered in the workspace's
-``runs.json`` and checkpointed like a CLI run (unless ``checkpointer = "none"``), so
-``agentx status`` and ``agentx report`` show served runs too. Knowledge cards land in the
+Each request is one whole run of the loop (intake to the last experiment, or to the
+first human gate when not autonomous: the output's ``status`` then says ``waiting at
+gate X`` and ``waiting_at`` shows it; a request with ``answer`` and the same
+``thread_id`` continues it) on the workspace the run settings name. The run id is the
+request's ``configurable.thread_id`` (a fresh ``api-...`` id when the caller names
+none); it is registered in the workspace's ``runs.json`` and checkpointed like a CLI run
+(unless ``checkpointer = "none"``), so ``agentx status`` and ``agentx report`` show
+served runs too. Knowledge cards land in the
 workspace's memory, so later runs — from any interface — retrieve them.
 """
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from langchain_core.runnables import Runnable
 from langgraph.graph.state import CompiledStateGraph
 from langserve import add_routes
+from pydantic import BaseModel, ValidationError
 
 from agentx.graph.builder import build_graph
 from agentx.graph.checkpoint import open_async_checkpointer
+from agentx.graph.gates import GATES, GateAnswerError, parse_answer
 from agentx.graph.resources import Resources, build_resources
-from agentx.runner import RunError, register_run
+from agentx.runner import RunError, register_run, waiting_gate
+from agentx.serve.gated import gated_runnable, served_output_model
 from agentx.serve.middleware import ApiKeyMiddleware, RunGate
-from agentx.serve.requests import make_request_model, new_thread_id
+from agentx.serve.requests import describe_validation, make_request_model, new_thread_id
 from agentx.serve.settings import API_KEY_HEADER, ServeSettings, load_serve_settings
 from agentx.settings import Settings, load_settings
+from agentx.workspace.lock import WorkspaceLock
 
 LOOP_PATH = "/loop"
 RECURSION_LIMIT = 10_000
 
 
-def run_config_modifier(settings: Settings):
-    """Per request: give the run an id of its own unless the caller chose one, and register
-    it in the workspace; an id already used there is refused (409), since its checkpoints
-    would mix with the new run's."""
+def run_config_modifier(
+    settings: Settings, request_model: type[BaseModel], graph: CompiledStateGraph | None = None
+):
+    """Per request: validate the input first, then give the run its id and register it.
 
-    def with_thread_id(config: dict[str, Any], request: Request) -> dict[str, Any]:
+    The order matters: a refused request (422) must leave no trace in ``runs.json``
+    (LangServe calls this before it validates the input, so the input is checked here).
+    The run id is the caller's ``configurable.thread_id`` — read from the request body,
+    since LangServe drops keys the graph's config schema does not list — or a fresh
+    ``api-...`` id; an id already used in the workspace is refused (409), since its
+    checkpoints would mix with the new run's. A request with an ``answer`` continues the
+    run its ``thread_id`` names, which must be waiting at a gate that takes the answer.
+    """
+
+    async def with_thread_id(config: dict[str, Any], request: Request) -> dict[str, Any]:
         configurable = dict(config.get("configurable") or {})
+        body = await request.json() if request is not None else {}
+        answer = None
+        if isinstance(body, dict) and "input" in body:  # invoke and stream (batch is checked)
+            try:
+                checked = request_model.model_validate(body["input"])
+            except ValidationError as error:
+                raise HTTPException(
+                    status_code=422, detail="; ".join(describe_validation(error, "input."))
+                ) from None
+            answer = getattr(checked, "answer", None) or None
+            asked = (body.get("config") or {}).get("configurable") or {}
+            if isinstance(asked, dict) and asked.get("thread_id"):
+                configurable["thread_id"] = str(asked["thread_id"])
+        if answer is not None:
+            await _check_answer(settings, graph, configurable.get("thread_id"), answer)
+            return {**config, "configurable": configurable}
         configurable.setdefault("thread_id", new_thread_id())
         try:
             register_run(settings, str(configurable["thread_id"]))
@@ -50,6 +83,34 @@ def run_config_modifier(settings: Settings):
         return {**config, "configurable": configurable}
 
     return with_thread_id
+
+
+async def _check_answer(
+    settings: Settings, graph: CompiledStateGraph | None, thread_id: Any, answer: Any
+) -> None:
+    """Refuse (4xx, nothing resumed) an answer without a paused run or that its gate rejects."""
+    if not thread_id:
+        raise HTTPException(
+            status_code=422, detail="an answer needs the paused run's configurable.thread_id"
+        )
+    runs = _registered(settings)
+    if str(thread_id) not in runs or graph is None or graph.checkpointer is None:
+        raise HTTPException(status_code=404, detail=f"no run {thread_id!r} in this workspace")
+    state = await graph.aget_state({"configurable": {"thread_id": str(thread_id)}})
+    waiting = waiting_gate(str(thread_id), state)
+    if waiting is None:
+        raise HTTPException(
+            status_code=409, detail=f"run {thread_id!r} is not waiting at a gate; nothing to answer"
+        )
+    try:
+        parse_answer(GATES[waiting.gate], answer)
+    except GateAnswerError as error:
+        raise HTTPException(status_code=422, detail=str(error)) from None
+
+
+def _registered(settings: Settings) -> list[str]:
+    path = settings.workspace / "runs.json"
+    return json.loads(path.read_text()) if path.is_file() else []
 
 
 def _iterations_cap() -> int:
@@ -70,8 +131,10 @@ def loop_runnable(resources: Resources) -> tuple[Runnable, type, CompiledStateGr
         max_iterations=_iterations_cap(),
     )
     graph = build_graph(settings, checkpointer=None, resources=resources)
-    runnable = graph.with_types(input_type=request_model).with_config(
-        recursion_limit=RECURSION_LIMIT, max_concurrency=1
+    runnable = (
+        gated_runnable(graph)
+        .with_types(input_type=request_model, output_type=served_output_model(graph))
+        .with_config(recursion_limit=RECURSION_LIMIT, max_concurrency=1)
     )
     return runnable, request_model, graph
 
@@ -80,6 +143,7 @@ def create_app(
     settings: Settings | None = None,
     serve: ServeSettings | None = None,
     resources: Resources | None = None,
+    hold_lock: bool = True,
 ) -> FastAPI:
     """Build the app (sandbox, memory and graph are opened here, once).
 
@@ -87,6 +151,9 @@ def create_app(
         settings: run settings (workspace, world, LLM...); from the environment if None.
         serve: host/port/API key; from ``AGENTX_SERVE_*`` if None.
         resources: prebuilt resources, e.g. your own target.
+        hold_lock: take the workspace lock for the server's life (its lifespan), so no
+            CLI or embedded run writes the same workspace; ``agentx serve`` takes it
+            itself before building the app, to refuse in one line.
     """
     settings = settings or load_settings()
     serve = serve or load_serve_settings()
@@ -95,13 +162,16 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        """Checkpoint served runs in the workspace, in the server's own event loop."""
-        async with open_async_checkpointer(settings) as checkpointer:
-            graph.checkpointer = checkpointer
-            try:
-                yield
-            finally:
-                graph.checkpointer = None
+        """Hold the workspace and checkpoint served runs there, in the server's event loop."""
+        with ExitStack() as held:
+            if hold_lock:
+                held.enter_context(WorkspaceLock(settings.workspace, command="agentx serve"))
+            async with open_async_checkpointer(settings) as checkpointer:
+                graph.checkpointer = checkpointer
+                try:
+                    yield
+                finally:
+                    graph.checkpointer = None
 
     app = FastAPI(
         lifespan=lifespan,
@@ -125,7 +195,7 @@ def create_app(
             app,
             runnable,
             path=LOOP_PATH,
-            per_req_config_modifier=run_config_modifier(settings),
+            per_req_config_modifier=run_config_modifier(settings, request_model, graph),
             enabled_endpoints=[
                 "invoke",
                 "batch",

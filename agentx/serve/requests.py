@@ -55,6 +55,12 @@ def make_request_model(
         iterations: int = Field(
             default_iterations, ge=1, le=max_iterations, description="Experiments in this run."
         )
+        answer: dict[str, Any] = Field(
+            default_factory=dict,
+            description="Empty to start a run. To continue a run paused at a human gate: a "
+            'HumanResponse such as {"type": "accept"} or {"type": "response", "args": '
+            '"why"}, sent with that run\'s configurable.thread_id.',
+        )
 
         @field_validator("goal_text")
         @classmethod
@@ -112,6 +118,8 @@ def check_batch_body(body: Any, request_model: type[BaseModel]) -> dict[str, Any
             problems.extend(describe_validation(error, prefix=f"inputs[{index}]."))
     if problems:
         raise BadRequest("; ".join(problems))
+    if any(isinstance(item, dict) and item.get("answer") for item in inputs):
+        raise BadRequest("answer a gate with invoke (one run per request), not batch")
     config = body.get("config") or {}
     if isinstance(config, dict):
         configs = [_copy_config(config) for _ in inputs]

@@ -18,8 +18,10 @@ _SIGNALS = {
     "item_popularity_gini": lambda r: f"item popularity Gini {r.item_popularity_gini:.2f}",
     "user_activity_gini": lambda r: f"user activity Gini {r.user_activity_gini:.2f}",
     "ctr": lambda r: f"logged CTR {r.ctr:.3f}",
-    "segment_mix": lambda r: "logged users: "
-    + ", ".join(f"{share:.0%} {segment}" for segment, share in sorted(r.segment_mix.items())),
+    "segment_mix": lambda r: (
+        "logged users: "
+        + ", ".join(f"{share:.0%} {segment}" for segment, share in sorted(r.segment_mix.items()))
+    ),
 }
 
 

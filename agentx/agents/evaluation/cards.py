@@ -23,8 +23,14 @@ def make_card(
     verdict: Verdict | None,
     root_cause: str | None,
     stage: str | None,
+    workspace_id: str = "",
 ) -> KnowledgeCard:
-    """The card of one experiment outcome (id is deterministic: resumed runs upsert it)."""
+    """The card of one experiment outcome.
+
+    Its id is deterministic (a resumed run upserts the same card) and includes the
+    workspace's id: run ids (``run-1``...) repeat across workspaces, and workspaces that
+    share a Chroma server must not overwrite each other's knowledge.
+    """
     templates = load_card_templates()
     decision = verdict.decision.value if verdict else "ABANDONED"
     north = verdict.north_star if verdict else None
@@ -66,7 +72,9 @@ def make_card(
         f"{guard}{caveats} Lesson: {lesson}"
     )
     return KnowledgeCard(
-        id=stable_id(run_id, experiment_id, "card"),
+        id=stable_id(workspace_id, run_id, experiment_id, "card")
+        if workspace_id
+        else stable_id(run_id, experiment_id, "card"),
         kind=kind,
         title=title,
         text=text,
@@ -80,4 +88,5 @@ def make_card(
         root_cause=cause,
         stage=stage,
         run_id=run_id,
+        workspace_id=workspace_id,
     )

@@ -1,0 +1,182 @@
+"""What a workspace remembers about itself: its id, the memory it used, each run's settings.
+
+Why each record exists:
+
+- **Identity** (``workspace.json``): every workspace's first run is ``run-1``, so card ids
+  built from run ids collide on a shared Chroma server. A random id made once per
+  workspace scopes them (see :func:`agentx.agents.evaluation.cards.make_card`).
+- **Memory** (also ``workspace.json``): a run against a Chroma server leaves its cards
+  there, not in the workspace; ``status`` and ``memory search`` read the recorded memory
+  so they do not report an empty store when the variable is not set again.
+- **Run settings** (``run-settings/RUN.json``): ``--resume`` restores the settings the run
+  started with (world, seed, budget, stages...), so a resumed run is the same run.
+
+Writes are atomic (a temporary file renamed over the old one).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError
+
+IDENTITY = "workspace.json"
+RUN_SETTINGS_DIR = "run-settings"
+#: Least free space a run starts with: the sandbox, worktrees and checkpoints need room.
+MIN_FREE_BYTES = 64 * 1024 * 1024
+
+#: Settings that define what a run does; restored on resume, a contradiction is an error.
+#: (Where it runs and how it reaches models — workspace, keys, timeouts — may change.)
+RUN_DEFINING = (
+    "world",
+    "seed",
+    "goal",
+    "iterations",
+    "max_repair_attempts",
+    "alpha",
+    "autonomous",
+    "stages",
+    "guardrails",
+    "north_star",
+    "evolution",
+    "llm.model",
+    "llm.structured_method",
+    "memory.chroma_url",
+    "memory.collection",
+    "embeddings.provider",
+    "embeddings.model",
+)
+
+
+class WorkspaceRecordError(RuntimeError):
+    """A workspace record cannot be read or written; the message says which and why."""
+
+
+class MemoryRecord(BaseModel):
+    """The knowledge store a workspace's runs wrote to."""
+
+    chroma_url: str | None = Field(None, description="None: the embedded store in memory/.")
+    collection: str
+
+
+class WorkspaceIdentity(BaseModel):
+    """``workspace.json``."""
+
+    id: str = Field(description="Random, made once; scopes ids written to shared stores.")
+    memory: MemoryRecord | None = None
+
+
+class RunSettingsRecord(BaseModel):
+    """The run-defining settings a run started with (JSON values by dotted key)."""
+
+    run_id: str
+    settings: dict[str, Any]
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def check_writable(workspace: Path) -> None:
+    """Refuse in one line before anything is written when the workspace cannot take a run.
+
+    Raises:
+        WorkspaceRecordError: read-only, not a directory, no permission, or nearly full.
+    """
+    workspace = Path(workspace)
+    try:
+        workspace.mkdir(parents=True, exist_ok=True)
+        probe = workspace / f".write-probe-{os.getpid()}"
+        probe.write_bytes(b"x")
+        probe.unlink()
+        free = shutil.disk_usage(workspace).free
+    except OSError as error:
+        reason = error.strerror or str(error)
+        if error.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            reason = f"{reason}; choose a writable --workspace"
+        raise WorkspaceRecordError(f"cannot write to workspace {workspace}: {reason}") from None
+    if free < MIN_FREE_BYTES:
+        raise WorkspaceRecordError(
+            f"workspace {workspace} has {free // 1024} KiB free; a run needs at least "
+            f"{MIN_FREE_BYTES // (1024 * 1024)} MiB: free space or choose another --workspace"
+        )
+
+
+def read_identity(workspace: Path) -> WorkspaceIdentity | None:
+    """``workspace.json`` if present (never creates it: readers must not write)."""
+    path = Path(workspace) / IDENTITY
+    if not path.is_file():
+        return None
+    try:
+        return WorkspaceIdentity.model_validate_json(path.read_text())
+    except (OSError, ValidationError) as error:
+        raise WorkspaceRecordError(f"cannot read {path}: {error}") from None
+
+
+def ensure_identity(workspace: Path) -> WorkspaceIdentity:
+    """The workspace's identity, made on first use."""
+    identity = read_identity(workspace)
+    if identity is None:
+        identity = WorkspaceIdentity(id=uuid.uuid4().hex[:16])
+        _write_atomic(Path(workspace) / IDENTITY, identity.model_dump_json(indent=2))
+    return identity
+
+
+def record_memory(workspace: Path, chroma_url: str | None, collection: str) -> None:
+    """Remember which memory the workspace's runs write to."""
+    identity = ensure_identity(workspace)
+    memory = MemoryRecord(chroma_url=chroma_url, collection=collection)
+    if identity.memory != memory:
+        updated = identity.model_copy(update={"memory": memory})
+        _write_atomic(Path(workspace) / IDENTITY, updated.model_dump_json(indent=2))
+
+
+def run_defining(settings: BaseModel) -> dict[str, Any]:
+    """The run-defining settings as JSON values by dotted key."""
+    dumped = settings.model_dump(mode="json")
+    values: dict[str, Any] = {}
+    for dotted in RUN_DEFINING:
+        head, _, rest = dotted.partition(".")
+        values[dotted] = dumped[head][rest] if rest else dumped[head]
+    return values
+
+
+def save_run_settings(workspace: Path, run_id: str, settings: BaseModel) -> None:
+    """Store the settings ``run_id`` starts with."""
+    record = RunSettingsRecord(run_id=run_id, settings=run_defining(settings))
+    _write_atomic(
+        Path(workspace) / RUN_SETTINGS_DIR / f"{run_id}.json", record.model_dump_json(indent=2)
+    )
+
+
+def load_run_settings(workspace: Path, run_id: str) -> dict[str, Any] | None:
+    """The stored run-defining settings of ``run_id`` (None for runs from before they were kept)."""
+    path = Path(workspace) / RUN_SETTINGS_DIR / f"{run_id}.json"
+    if not path.is_file():
+        return None
+    try:
+        return RunSettingsRecord.model_validate_json(path.read_text()).settings
+    except (OSError, ValidationError) as error:
+        raise WorkspaceRecordError(f"cannot read {path}: {error}") from None
+
+
+def with_values(current: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
+    """``current`` (a settings dump) with the stored dotted values put back in place."""
+    merged = {
+        key: (dict(value) if isinstance(value, dict) else value) for key, value in current.items()
+    }
+    for dotted, value in stored.items():
+        head, _, rest = dotted.partition(".")
+        if rest:
+            merged[head] = {**merged[head], rest: value}
+        else:
+            merged[head] = value
+    return merged

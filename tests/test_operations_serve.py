@@ -1,0 +1,124 @@
+"""Operating the LangServe endpoint (issue 15): ``agentx serve`` on a free loopback port,
+driven with langserve's RemoteRunnable and the ``agentx`` CLI in subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from langserve import RemoteRunnable
+
+AGENTX = [sys.executable, "-m", "agentx.cli.app"]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items() if not k.upper().startswith("AGENTX_")}
+    return {**clean, "COLUMNS": "200", **extra}
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _lines(result: subprocess.CompletedProcess[str]) -> list[str]:
+    return [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, int]]:
+    """``agentx serve`` on a tiny-world workspace: (url, workspace, server pid)."""
+    workspace = tmp_path_factory.mktemp("ops-serve") / "ws"
+    port = _free_port()
+    env = _env(AGENTX_WORLD="tiny", AGENTX_ITERATIONS="1", AGENTX_SERVE_LOG_LEVEL="warning")
+    log = workspace.parent / "server.log"
+    with log.open("w") as sink:
+        process = subprocess.Popen(
+            [*AGENTX, "serve", "--port", str(port), "--workspace", str(workspace)],
+            env=env, stdout=sink, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    try:
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"agentx serve did not come up:\n{log.read_text()[-3000:]}")
+            time.sleep(0.3)
+        yield url, workspace, process.pid
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def test_the_callers_thread_id_names_the_run(served: tuple[str, Path, int]) -> None:
+    url, workspace, _ = served
+    remote = RemoteRunnable(f"{url}/loop")
+    output = remote.invoke({}, config={"configurable": {"thread_id": "team-a-1"}})
+    assert output["run_id"] == "team-a-1" and len(output["experiments"]) == 1
+    assert "team-a-1" in json.loads((workspace / "runs.json").read_text())
+    with pytest.raises(httpx.HTTPStatusError) as again:  # the same id twice would mix runs
+        remote.invoke({}, config={"configurable": {"thread_id": "team-a-1"}})
+    assert again.value.response.status_code == 409
+
+
+def test_a_refused_request_is_not_registered_and_status_still_reads(
+    served: tuple[str, Path, int],
+) -> None:
+    url, workspace, _ = served
+    remote = RemoteRunnable(f"{url}/loop")
+    runs = workspace / "runs.json"
+    before = json.loads(runs.read_text())  # the accepted run of the test above
+    with pytest.raises(httpx.HTTPStatusError) as refused:
+        remote.invoke({"iterations": 0})
+    assert refused.value.response.status_code == 422
+    assert "input.iterations" in refused.value.response.text
+    assert json.loads(runs.read_text()) == before
+    status = subprocess.run(
+        [*AGENTX, "status", "--workspace", str(workspace), "--json"],
+        env=_env(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert status.returncode == 0 and "Traceback" not in status.stderr, status.stderr
+    assert [run["run_id"] for run in json.loads(status.stdout)["runs"]] == before
+
+
+def test_the_server_holds_its_workspace(served: tuple[str, Path, int]) -> None:
+    url, workspace, pid = served
+    for command in (["run", "--world", "tiny"], ["serve", "--port", str(_free_port())]):
+        result = subprocess.run(
+            [*AGENTX, *command, "--workspace", str(workspace)],
+            env=_env(), capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        lines = _lines(result)
+        assert result.returncode == 2 and len(lines) == 1, lines
+        assert f"is in use by pid {pid} (agentx serve)" in lines[0]
+    assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200  # still serving
+
+
+def test_status_shows_a_registered_run_that_never_checkpointed(tmp_path: Path) -> None:
+    """Versions before this one registered refused requests: such workspaces must still read."""
+    (tmp_path / "runs.json").write_text(json.dumps(["api-refused"]))
+    result = subprocess.run(
+        [*AGENTX, "status", "--workspace", str(tmp_path), "--json"],
+        env=_env(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (run,) = json.loads(result.stdout)["runs"]
+    assert run["run_id"] == "api-refused" and run["status"] == "not started (no checkpoint)"
