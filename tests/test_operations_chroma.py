@@ -10,12 +10,11 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
+from servers import background_server
 
 AGENTX = [sys.executable, "-m", "agentx.cli.app"]
 CHROMA = shutil.which("chroma") or str(Path(sys.executable).with_name("chroma"))
@@ -37,31 +36,10 @@ def chroma_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = _free_port()
     path = tmp_path_factory.mktemp("chroma")
     log = path.parent / "chroma.log"
-    with log.open("w") as sink:
-        process = subprocess.Popen(
-            [CHROMA, "run", "--host", "127.0.0.1", "--port", str(port), "--path", str(path)],
-            env=_env(), stdout=sink, stderr=subprocess.STDOUT,
-        )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    try:
-        while True:
-            try:
-                if httpx.get(f"{url}/api/v2/heartbeat", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"chroma did not come up:\n{log.read_text()[-3000:]}")
-            time.sleep(0.3)
+    command = [CHROMA, "run", "--host", "127.0.0.1", "--port", str(port), "--path", str(path)]
+    with background_server(command, _env(), log, f"{url}/api/v2/heartbeat", "chroma", 120):
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def _agentx(*args: str, **env: str) -> subprocess.CompletedProcess[str]:

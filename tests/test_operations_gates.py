@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from langserve import RemoteRunnable
+from servers import background_server
 from terminal import ANSI, Terminal
 from test_operations_serve import _free_port
 
@@ -112,31 +112,10 @@ def gated_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     env = _env(AGENTX_WORLD="tiny", AGENTX_ITERATIONS="1", AGENTX_SEED="2",
                AGENTX_SERVE_LOG_LEVEL="warning")  # fmt: skip
     log = workspace.parent / "server.log"
-    with log.open("w") as sink:
-        process = subprocess.Popen(
-            [*AGENTX, "serve", "--port", str(port), "--workspace", str(workspace)],
-            env=env, stdout=sink, stderr=subprocess.STDOUT,
-        )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    try:
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"agentx serve did not come up:\n{log.read_text()[-3000:]}")
-            time.sleep(0.3)
+    command = [*AGENTX, "serve", "--port", str(port), "--workspace", str(workspace)]
+    with background_server(command, env, log, f"{url}/healthz", "agentx serve"):
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def test_langserve_reports_the_gate_and_takes_the_answer(gated_server: str) -> None:

@@ -8,13 +8,13 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from langserve import RemoteRunnable
+from servers import background_server
 
 AGENTX = [sys.executable, "-m", "agentx.cli.app"]
 
@@ -41,31 +41,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
     port = _free_port()
     env = _env(AGENTX_WORLD="tiny", AGENTX_ITERATIONS="1", AGENTX_SERVE_LOG_LEVEL="warning")
     log = workspace.parent / "server.log"
-    with log.open("w") as sink:
-        process = subprocess.Popen(
-            [*AGENTX, "serve", "--port", str(port), "--workspace", str(workspace)],
-            env=env, stdout=sink, stderr=subprocess.STDOUT,
-        )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    try:
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"agentx serve did not come up:\n{log.read_text()[-3000:]}")
-            time.sleep(0.3)
+    command = [*AGENTX, "serve", "--port", str(port), "--workspace", str(workspace)]
+    with background_server(command, env, log, f"{url}/healthz", "agentx serve") as process:
         yield url, workspace, process.pid
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def test_the_callers_thread_id_names_the_run(served: tuple[str, Path, int]) -> None:

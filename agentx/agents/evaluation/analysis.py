@@ -122,18 +122,7 @@ def check_guardrails(
         effect = effects.get(spec.metric)
         if effect is None:
             reason = problems.get(spec.metric, "the target does not report this metric")
-            results.append(
-                GuardrailResult(
-                    metric=spec.metric,
-                    tier=spec.tier,
-                    relative=0.0,
-                    ci_low=0.0,
-                    ci_high=0.0,
-                    breached=spec.tier != "observe",
-                    detail=f"{NOT_MEASURABLE}: {reason}",
-                    measured=False,
-                )
-            )
+            results.append(unmeasured_guardrail(spec, f"{NOT_MEASURABLE}: {reason}"))
             continue
         sign = 1.0 if spec.direction == "higher_is_better" else -1.0
         harmful_direction = sign * effect.absolute < 0.0
@@ -173,6 +162,21 @@ def check_guardrails(
 def is_measured(result: GuardrailResult) -> bool:
     """Whether the guardrail's metric was estimated (False: it counts as broken)."""
     return result.measured
+
+
+def unmeasured_guardrail(spec: GuardrailSpec, detail: str) -> GuardrailResult:
+    """A guardrail without evidence: broken unless its tier is observe, because missing
+    evidence never passes a launch (or a merge)."""
+    return GuardrailResult(
+        metric=spec.metric,
+        tier=spec.tier,
+        relative=0.0,
+        ci_low=0.0,
+        ci_high=0.0,
+        breached=spec.tier != "observe",
+        detail=detail,
+        measured=False,
+    )
 
 
 def within_tolerance(result: GuardrailResult, spec: GuardrailSpec) -> bool:

@@ -15,7 +15,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agentx.agents.evaluation.analysis import check_guardrails, estimate_effects
+from agentx.agents.evaluation.analysis import (
+    check_guardrails,
+    estimate_effects,
+    unmeasured_guardrail,
+)
 from agentx.agents.evaluation.rollout import stage_assignment, stage_seed
 from agentx.models import GuardrailResult, stable_id
 from agentx.settings import RolloutStage, Settings
@@ -74,18 +78,7 @@ def check_against_origin(
         specs = target.describe().metrics
     except Exception as error:  # any failure of the check is recorded, and blocks the merge
         problem = f"the check against the origin could not run: {type(error).__name__}: {error}"
-        return [
-            GuardrailResult(
-                metric=spec.metric,
-                tier=spec.tier,
-                relative=0.0,
-                ci_low=0.0,
-                ci_high=0.0,
-                breached=spec.tier != "observe",
-                detail=problem,
-            )
-            for spec in settings.guardrails
-        ], problem
+        return [unmeasured_guardrail(spec, problem) for spec in settings.guardrails], problem
     if readout.errors:
         problem = "; ".join(f"{arm}: {err}" for arm, err in readout.errors.items())
         return check_guardrails({}, {}, settings.guardrails, settings.alpha), problem
