@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from langchain_core.language_models import BaseChatModel
 from langchain_core.outputs import ChatResult
 
@@ -131,25 +132,40 @@ def test_extend_is_followed_up_with_a_longer_final_stage(tmp_path: Path) -> None
     assert final.days <= 10
 
 
-def test_a_kept_code_technique_is_retuned_in_the_direction_of_its_win(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("technique_id", "kept", "stronger", "line"),
+    [
+        (
+            "daily_rotation",
+            {"temperature": 0.2},
+            {"temperature": 0.4},
+            "rotation_temperature = 0.4",
+        ),
+        # Merging IPS falsifies its recipe's precondition (ranker.debias is "none"): a retune
+        # must not be refused for it.
+        ("ips_debiasing", {"max_weight": 10.0}, {"max_weight": 20.0}, "ips_max_weight = 20.0"),
+    ],
+)
+def test_a_kept_code_technique_is_retuned_in_the_direction_of_its_win(
+    tmp_path: Path, technique_id: str, kept: dict, stronger: dict, line: str
+) -> None:
     """Point 3: a merged code technique stays proposable through a parameter edit of the
     merged code, and after a win at the default the stronger value comes next."""
     settings = _settings(tmp_path, iterations=1)
-    resources = _narrow(build_resources(settings), "daily_rotation")
+    resources = _narrow(build_resources(settings), technique_id)
     repo = resources.target.repo_path
     origin_commit(repo)
-    technique = resources.catalog["daily_rotation"]
-    kept = {"temperature": 0.2}
+    technique = resources.catalog[technique_id]
     apply_edits(repo, technique.render_recipe(kept))
-    git.commit_all(repo, "Keep daily_rotation (an earlier run)")
-    resources.store.upsert([_kept_card("daily_rotation", kept)])
+    git.commit_all(repo, f"Keep {technique_id} (an earlier run)")
+    resources.store.upsert([_kept_card(technique_id, kept)])
     summary = run_loop(settings, resources=resources)
     [experiment] = summary.experiments
-    assert experiment.params == {"temperature": 0.4}
+    assert experiment.params == stronger
     [record] = _records(settings, resources, summary.run_id)
     assert record.patch is not None and record.patch.files_touched == ["config.toml"]
-    assert "+rotation_temperature = 0.4" in record.patch.diff
-    assert experiment.verification == "passed"
+    assert f"+{line}" in record.patch.diff
+    assert experiment.verification == "passed", record.verifications[-1]
 
 
 def _kept_card(technique: str, params: dict[str, Any]) -> KnowledgeCard:

@@ -175,14 +175,22 @@ class Developer:
             if self.llm is None:
                 if technique is None:
                     raise EditError(f"unknown technique {proposal.technique!r}")
-                unmet = unmet_preconditions(technique, system)
+                # Preconditions are the recipe's: a retune edits code that already met them
+                # when it merged (and changed what they test, e.g. ranker.debias).
+                try:
+                    edits, how = edits_for(technique, proposal.params, path)
+                except EditError:
+                    how = "recipe"
+                    edits = []
+                unmet = unmet_preconditions(technique, system) if how == "recipe" else []
                 if unmet:
                     return CheckResult(
                         dimension="grounding",
                         passed=False,
                         detail=f"{technique.id}: precondition not met: " + "; ".join(unmet),
                     )
-                edits, _how = edits_for(technique, proposal.params, path)
+                if not edits:
+                    edits, how = edits_for(technique, proposal.params, path)  # raises why
             else:
                 edits = self._llm_edits(
                     proposal, technique, system, path, feedback, baseline, patch.attempt
