@@ -17,10 +17,14 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[a-zA-Z]")
 class Terminal:
     """``agentx`` on a pseudo-terminal: what a person at a shell sees."""
 
-    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+    def __init__(self, args: list[str], env: dict[str, str], ignore_sigint: bool = False) -> None:
+        """``ignore_sigint`` starts agentx with SIGINT ignored, as a shell script's background
+        job (or a pytest-xdist worker's child) inherits it."""
         self.pid, self.fd = pty.fork()
         if self.pid == 0:  # child: become agentx, never go on running the tests
             try:
+                if ignore_sigint:
+                    signal.signal(signal.SIGINT, signal.SIG_IGN)
                 os.execvpe(AGENTX[0], [*AGENTX, *args], env)
             finally:
                 os._exit(127)

@@ -53,7 +53,8 @@ def interrupted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path
     workspace = tmp_path_factory.mktemp("ops") / "ws run"  # a space: the command must quote it
     args = ["run", "--world", "tiny", "--seed", "3", "--iterations", "2",
             "--workspace", str(workspace)]  # fmt: skip
-    terminal = Terminal(args, _env(TERM="xterm"))
+    # Started with SIGINT ignored, as a background job inherits it: Ctrl-C must still work.
+    terminal = Terminal(args, _env(TERM="xterm"), ignore_sigint=True)
     try:
         assert terminal.read_until("experiment 1/2"), terminal.text[-2000:]
         assert terminal.read_until("verify"), terminal.text[-2000:]  # a node of experiment 1

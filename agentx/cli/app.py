@@ -8,6 +8,7 @@ matplotlib) load only when that command runs.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from importlib.metadata import version as package_version
 from pathlib import Path
@@ -190,6 +191,10 @@ def run(
         if not as_json:
             out.print(_experiment_line(record, north), soft_wrap=True, highlight=False)
 
+    # A process started in the background of a script inherits SIGINT as ignored (and
+    # Python then installs no KeyboardInterrupt handler): Ctrl-C must still stop the run at
+    # a checkpoint and print the resume command.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with progress:
             summary = run_loop(
