@@ -8,9 +8,7 @@ import asyncio
 import json
 import os
 import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 
 import httpx
@@ -19,6 +17,7 @@ from fastapi import HTTPException
 from fastapi.testclient import TestClient
 from langserve import RemoteRunnable
 from pydantic import BaseModel
+from servers import background_server
 
 from agentx.report import list_runs, load_run
 from agentx.serve import API_KEY_HEADER, ServeSettings, create_app, load_serve_settings
@@ -60,32 +59,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "AGENTX_SERVE_LOG_LEVEL": "warning",
     }
     log = tmp_path_factory.mktemp("serve-log") / "server.log"
-    with log.open("w") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "agentx.cli.app", "serve", "--port", str(port)],
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"agentx serve did not come up:\n{log.read_text()[-3000:]}")
-        time.sleep(0.3)
-    yield url
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    command = [sys.executable, "-m", "agentx.cli.app", "serve", "--port", str(port)]
+    with background_server(command, env, log, f"{url}/healthz", "agentx serve", 120):
+        yield url
 
 
 # ---------------------------------------------------------------- settings

@@ -177,11 +177,11 @@ class Developer:
                     raise EditError(f"unknown technique {proposal.technique!r}")
                 # Preconditions are the recipe's: a retune edits code that already met them
                 # when it merged (and changed what they test, e.g. ranker.debias).
+                failure: EditError | None = None
                 try:
                     edits, how = edits_for(technique, proposal.params, path)
-                except EditError:
-                    how = "recipe"
-                    edits = []
+                except EditError as error:
+                    edits, how, failure = [], "recipe", error
                 unmet = unmet_preconditions(technique, system) if how == "recipe" else []
                 if unmet:
                     return CheckResult(
@@ -189,8 +189,8 @@ class Developer:
                         passed=False,
                         detail=f"{technique.id}: precondition not met: " + "; ".join(unmet),
                     )
-                if not edits:
-                    edits, how = edits_for(technique, proposal.params, path)  # raises why
+                if failure is not None:
+                    raise failure  # reported as the apply check below
             else:
                 edits = self._llm_edits(
                     proposal, technique, system, path, feedback, baseline, patch.attempt
