@@ -271,3 +271,42 @@ def test_the_next_value_follows_the_last_outcome(bundle) -> None:
     for cause in ("infrastructure", "implementation_defect"):
         silent = [_card("daily_rotation", {"temperature": 0.2}, "ABANDONED", 0.0, cause)]
         assert value_order(rotation, "temperature", silent) == [0.2, 0.1, 0.4]
+
+
+def test_memory_of_another_workspace_is_evidence_not_an_avoid_list(bundle, tiny_target) -> None:
+    """A pre-filled or shared memory holds other repositories' outcomes.
+
+    Their KEEP is not in this repository (and their DISCARD was measured against other
+    code), so neither may block an idea here; a setting another workspace shipped is
+    proposed first. The same cards written by this workspace are skipped as before.
+    """
+    harness = load_harness("brainstorm")
+
+    def cards_of(workspace: str) -> list[KnowledgeCard]:
+        kept = _card("exploration_slots", {"slots": 5}, "KEEP", 0.012)
+        dropped = _card("seen_item_filter", {}, "DISCARD", -0.004)
+        return [c.model_copy(update={"workspace_id": workspace}) for c in (kept, dropped)]
+
+    def propose(cards: list[KnowledgeCard]):
+        evidence = EvidenceBundle(
+            system=bundle.system, data=bundle.data, catalog=bundle.catalog, cards=cards
+        )
+        return propose_batch(
+            _goal(),
+            evidence,
+            tiny_target.repo_path,
+            "tiny",
+            harness,
+            np.random.default_rng(0),
+            workspace_id="ours",
+        )
+
+    shipped, dropped = combo_key("exploration_slots", {"slots": 5}), combo_key(
+        "seen_item_filter", {}
+    )
+    batch, avoid = propose(cards_of("theirs"))
+    assert shipped not in avoid and dropped not in avoid
+    slots = [p.params for p in batch if p.technique == "exploration_slots"]
+    assert slots == [{"slots": 5}], "another workspace's shipped setting comes first"
+    _, avoid = propose(cards_of("ours"))
+    assert shipped in avoid and dropped in avoid

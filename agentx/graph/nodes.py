@@ -214,11 +214,19 @@ class Nodes:
             rng,
             extra_avoid=state.get("avoid"),
             drafts=drafts,
+            workspace_id=r.workspace_id,
         )
         if drafts is not None and not any(p.admitted for p in batch):
             notes.append(_event(BRAINSTORM, "no model idea was admissible; offline policy used"))
             batch, avoid = propose_batch(
-                goal, bundle, r.target.repo_path, r.world_name, harness, rng, extra_avoid=avoid
+                goal,
+                bundle,
+                r.target.repo_path,
+                r.world_name,
+                harness,
+                rng,
+                extra_avoid=avoid,
+                workspace_id=r.workspace_id,
             )
         admitted = [p for p in batch if p.admitted]
         new_ideas = [p.id for p in batch if p.id not in set(state.get("ideas", []))]

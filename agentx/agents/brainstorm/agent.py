@@ -16,7 +16,7 @@ from agentx.agents.brainstorm.policy import (
     combo_key,
     thompson_draw,
 )
-from agentx.models import Evidence, Goal, Maturity, Proposal, stable_id
+from agentx.models import Evidence, Goal, KnowledgeCard, Maturity, Proposal, stable_id
 from agentx.research.catalog import Technique
 from agentx.research.recipes import infeasible
 
@@ -27,11 +27,27 @@ def feasible(technique: Technique, params: dict[str, Any], repo: Path) -> str | 
     return infeasible(technique, params, repo)
 
 
-def avoid_set(goal: Goal, bundle: EvidenceBundle, world: str) -> dict[str, str]:
+def tested_here(card: KnowledgeCard, world: str, workspace_id: str) -> bool:
+    """Whether a card's experiment ran on this workspace's own repository lineage.
+
+    A shared or pre-filled memory also holds cards of other workspaces: their experiments
+    ran against another baseline, so another workspace's KEEP is not in this repository and
+    its DISCARD was measured against different code. Those cards are evidence for the
+    policy's beliefs, never a reason to skip an idea. A card or reader without a workspace
+    id (older cards, embedded use) counts as this lineage, as before workspaces had ids.
+    """
+    if card.world != world:
+        return False
+    return not (card.workspace_id and workspace_id) or card.workspace_id == workspace_id
+
+
+def avoid_set(
+    goal: Goal, bundle: EvidenceBundle, world: str, workspace_id: str = ""
+) -> dict[str, str]:
     """Combinations not to propose again, with the reason for each."""
     avoid: dict[str, str] = {}
     for card in bundle.cards:
-        if card.world == world:
+        if tested_here(card, world, workspace_id):
             avoid[combo_key(card.technique, card.params)] = f"already tested ({card.decision})"
     for technique in bundle.catalog.values():
         if technique.id in goal.forbidden or technique.lever in goal.forbidden:
@@ -88,6 +104,7 @@ def propose_batch(
     rng: np.random.Generator,
     extra_avoid: dict[str, str] | None = None,
     drafts: list[IdeaDraft] | None = None,
+    workspace_id: str = "",
 ) -> tuple[list[Proposal], dict[str, str]]:
     """Score candidates and return the ranked batch and the avoid set.
 
@@ -97,13 +114,18 @@ def propose_batch(
     ``admitted=False`` and the reasons, so the funnel and the avoid set can show them.
     """
     policy, weights = harness["policy"], harness["score_weights"]
-    avoid = {**avoid_set(goal, bundle, world), **(extra_avoid or {})}
+    avoid = {**avoid_set(goal, bundle, world, workspace_id), **(extra_avoid or {})}
     tested = set(avoid)
-    here = [c for c in bundle.cards if c.world == world]
+    here = [c for c in bundle.cards if tested_here(c, world, workspace_id)]
+    kept_elsewhere = [
+        c
+        for c in bundle.cards
+        if c.world == world and c.decision == "KEEP" and not tested_here(c, world, workspace_id)
+    ]
     candidates: list[tuple[Technique, dict[str, Any], IdeaDraft | None]] = []
     if drafts is None:
         for technique in bundle.catalog.values():
-            params = choose_params(technique, tested, here)
+            params = choose_params(technique, tested, here, kept_elsewhere)
             if params is not None:
                 candidates.append((technique, params, None))
     else:

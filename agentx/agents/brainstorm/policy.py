@@ -88,16 +88,30 @@ def thompson_draw(belief: Belief, rng: np.random.Generator) -> float:
 
 
 def choose_params(
-    technique: Technique, tested: set[str], cards: list[KnowledgeCard]
+    technique: Technique,
+    tested: set[str],
+    cards: list[KnowledgeCard],
+    kept_elsewhere: list[KnowledgeCard] | None = None,
 ) -> dict[str, Any] | None:
     """The next untested parameters, following what this world's cards taught.
 
-    ``cards`` are this world's cards (any technique). With no outcome of the technique yet,
-    the default comes first, then values by distance from it. After an outcome, the first
-    parameter with evidence is stepped in the direction the outcome points (see
-    :func:`value_order`); values at or beyond one that was wrong are never proposed.
+    ``cards`` are this world's cards of this repository's lineage (any technique). With no
+    outcome of the technique yet, the default comes first, then values by distance from it.
+    After an outcome, the first parameter with evidence is stepped in the direction the
+    outcome points (see :func:`value_order`); values at or beyond one that was wrong are
+    never proposed. ``kept_elsewhere`` are KEEP cards of the same world from other
+    workspaces (a shared or pre-filled memory): a setting another team shipped, not yet
+    tried here, comes first, the best measured first.
     """
     default = technique.default_params()
+    shipped = sorted(
+        (c for c in kept_elsewhere or [] if c.technique == technique.id),
+        key=lambda c: (-c.effect, combo_key(c.technique, c.params)),
+    )
+    for card in shipped:
+        params = {**default, **card.params}
+        if combo_key(technique.id, params) not in tested:
+            return params
     if not technique.params:
         return None if combo_key(technique.id, default) in tested else default
     own = [c for c in cards if c.technique == technique.id]
