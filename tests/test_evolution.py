@@ -336,3 +336,29 @@ def test_a_broken_active_pointer_is_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(HarnessError, match="v9 is missing"):
         store.harness("brainstorm")
     assert store.harness("evaluation") == load_harness("evaluation")  # others unaffected
+
+
+def test_cumulative_guardrail_harm_counts_as_guardrail_harm(settings) -> None:
+    """A change stopped because it broke a guardrail on top of the earlier keeps teaches the
+    policy the same as a veto: both brainstorm criteria flag it (it once matched by text)."""
+    runs = [
+        make_run(
+            [
+                make_record(
+                    0,
+                    "daily_rotation",
+                    ExperimentStatus.DISCARDED,
+                    measured=0.01,
+                    true=0.0,
+                    cause="cumulative_guardrail_harm",
+                ),
+                make_record(1, "daily_rotation", ExperimentStatus.DISCARDED, measured=0.0),
+            ]
+        )
+    ]
+    found = {
+        item.criterion: item
+        for item in diagnose("brainstorm", runs, load_rubric("brainstorm"), settings).items
+    }
+    assert found["guardrail_harm"].evidence == ["e0"]
+    assert found["repeated_harm"].evidence == ["e1"]

@@ -13,7 +13,13 @@ from typing import Any
 
 from agentx.agents.evaluation.exchange import was_traded
 from agentx.evolution.models import GradientItem, SemanticGradient
-from agentx.evolution.outcomes import effect_of, pick_value, true_effect, true_harm
+from agentx.evolution.outcomes import (
+    effect_of,
+    harmed_a_guardrail,
+    pick_value,
+    true_effect,
+    true_harm,
+)
 from agentx.evolution.rubric import Criterion, Rubric
 from agentx.evolution.store import RunTrajectory
 from agentx.models import Decision, ExperimentRecord, ExperimentStatus, RootCause, StageResult
@@ -29,7 +35,7 @@ def _ids(records: list[ExperimentRecord]) -> list[str]:
 # ---------------------------------------------------------------- brainstorm criteria
 def _guardrail_harm(runs: list[RunTrajectory]) -> Flagged:
     picks = [r for run in runs for r in run.records]
-    flagged = [r for r in picks if r.root_cause == "guardrail_harm"]
+    flagged = [r for r in picks if harmed_a_guardrail(r)]
     return _ids(flagged), len(picks), {}
 
 
@@ -41,7 +47,7 @@ def _repeated_harm(runs: list[RunTrajectory]) -> Flagged:
             total += 1
             if (run.world, record.proposal.technique) in harmed:
                 flagged.append(record)
-            if record.root_cause == "guardrail_harm":
+            if harmed_a_guardrail(record):
                 harmed[(run.world, record.proposal.technique)] = 1
     return _ids(flagged), total, {}
 
@@ -106,7 +112,7 @@ def _kept(runs: list[RunTrajectory]) -> list[tuple[RunTrajectory, ExperimentReco
 
 
 def _vetoed(runs: list[RunTrajectory]) -> list[tuple[RunTrajectory, ExperimentRecord]]:
-    return [(run, r) for run, r in _with_truth(runs) if r.root_cause == "guardrail_harm"]
+    return [(run, r) for run, r in _with_truth(runs) if harmed_a_guardrail(r)]
 
 
 def _stages(record: ExperimentRecord) -> list[StageResult]:

@@ -3,7 +3,7 @@ the replay use (one definition, so the loss and the replay score agree)."""
 
 from __future__ import annotations
 
-from agentx.models import Decision, ExperimentRecord, ExperimentStatus
+from agentx.models import Decision, ExperimentRecord, ExperimentStatus, RootCause
 from agentx.settings import GuardrailSpec
 
 
@@ -43,6 +43,21 @@ def true_harm(record: ExperimentRecord, guardrails: list[GuardrailSpec]) -> dict
     return excess
 
 
+GUARDRAIL_CAUSES = (RootCause.GUARDRAIL_HARM, RootCause.CUMULATIVE_GUARDRAIL_HARM)
+
+
+def harmed_a_guardrail(record: ExperimentRecord) -> bool:
+    """Stopped for guardrail harm, against its own control or cumulatively.
+
+    A change fine against its control but harmful on top of the earlier keeps is the same
+    lesson for the policy (pick less risky changes), so both typed causes count.
+    """
+    if record.cause is not None:
+        return record.cause in GUARDRAIL_CAUSES
+    # records written before causes were typed
+    return (record.root_cause or "").split(":")[0] in {c.value for c in GUARDRAIL_CAUSES}
+
+
 def pick_value(
     record: ExperimentRecord,
     north_star: str,
@@ -56,7 +71,7 @@ def pick_value(
     ``harm_cost`` and a change that never produced a measurement costs ``abandon_cost`` (a
     spent slot).
     """
-    if record.status == ExperimentStatus.VETOED or record.root_cause == "guardrail_harm":
+    if record.status == ExperimentStatus.VETOED or harmed_a_guardrail(record):
         return -harm_cost
     effect = effect_of(record, north_star, direction)
     return -abandon_cost if effect is None else effect
