@@ -197,15 +197,18 @@ def summarise_run(state: dict[str, Any], world: str, seed: int, north_star: str)
         for line in lines
         if line.status == ExperimentStatus.KEPT.value
     ]
+    # Vetoed means stopped for guardrail harm (the ledger status), not "the rollout halted":
+    # an SRM failure, a crashed arm or a reviewer's refusal halt too, and a cumulative
+    # guardrail breach vetoes a rollout that ran to the end.
     vetoed = [
         {
             "id": r.id,
             "technique": r.proposal.technique,
-            "stage": r.rollout.halted_at,
-            "reason": r.rollout.halt_reason,
+            "stage": r.rollout.halted_at if r.rollout and r.rollout.halted_at else "cumulative",
+            "reason": (r.rollout.halt_reason if r.rollout else None) or r.root_cause,
         }
         for r in records
-        if r.rollout is not None and r.rollout.halted_at
+        if r.status == ExperimentStatus.VETOED
     ]
     total = 1.0
     for item in kept:

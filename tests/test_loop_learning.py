@@ -203,6 +203,9 @@ def test_a_keep_that_breaks_a_guardrail_against_the_origin_is_not_merged(tmp_pat
     assert experiment.cause == RootCause.CUMULATIVE_GUARDRAIL_HARM.value
     assert experiment.status == ExperimentStatus.VETOED.value
     assert summary.cumulative is not None and summary.cumulative.blocked == [experiment.id]
+    # Vetoed, though its rollout ran to the end: the summary lists it with the cause.
+    assert [(v["id"], v["stage"]) for v in summary.vetoed] == [(experiment.id, "cumulative")]
+    assert summary.vetoed[0]["reason"] == RootCause.CUMULATIVE_GUARDRAIL_HARM.value
     [record] = _records(settings, resources, summary.run_id)
     assert record.verdict is not None and record.verdict.origin == origin
     broken = {g.metric for g in record.verdict.cumulative if g.breached}

@@ -32,7 +32,7 @@ def _run_row(state: Any) -> dict[str, Any]:
         "status": state.status,
         "experiments": len(records),
         "kept": sum(r.status.value == "kept" for r in records),
-        "vetoed": sum(bool(r.rollout and r.rollout.halted_at) for r in records),
+        "vetoed": sum(r.status.value == "vetoed" for r in records),
         "funnel": dict(funnel),
     }
 
