@@ -74,6 +74,11 @@ class Proposal(BaseModel):
     maturity: Maturity = Maturity.READY
     score: float = 0.0
     score_breakdown: dict[str, float] = Field(default_factory=dict)
+    retune: bool = Field(
+        False,
+        description="Sets the parameters of a technique already merged into the baseline: the "
+        "outcome is one value against another, not the technique's effect.",
+    )
     admitted: bool = False
     admission_notes: list[str] = Field(default_factory=list)
 
@@ -334,6 +339,9 @@ class KnowledgeCard(BaseModel):
     stage: str | None = None
     run_id: str = ""
     workspace_id: str = Field("", description="The workspace that wrote it (run ids repeat).")
+    retune: bool = Field(
+        False, description="A retune of merged code: one value against another (see Proposal)."
+    )
 
     def metadata(self) -> dict[str, str | int | float | bool]:
         """Flat metadata for a vector store (scalars only)."""
@@ -351,6 +359,7 @@ class KnowledgeCard(BaseModel):
             "stage": self.stage or "",
             "run_id": self.run_id,
             "workspace_id": self.workspace_id,
+            "retune": self.retune,
             "title": self.title,
         }
 

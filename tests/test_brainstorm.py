@@ -301,8 +301,9 @@ def test_memory_of_another_workspace_is_evidence_not_an_avoid_list(bundle, tiny_
             workspace_id="ours",
         )
 
-    shipped, dropped = combo_key("exploration_slots", {"slots": 5}), combo_key(
-        "seen_item_filter", {}
+    shipped, dropped = (
+        combo_key("exploration_slots", {"slots": 5}),
+        combo_key("seen_item_filter", {}),
     )
     batch, avoid = propose(cards_of("theirs"))
     assert shipped not in avoid and dropped not in avoid
@@ -310,3 +311,26 @@ def test_memory_of_another_workspace_is_evidence_not_an_avoid_list(bundle, tiny_
     assert slots == [{"slots": 5}], "another workspace's shipped setting comes first"
     _, avoid = propose(cards_of("ours"))
     assert shipped in avoid and dropped in avoid
+
+
+def test_a_retune_outcome_is_not_evidence_about_adding_the_technique(bundle) -> None:
+    """Retunes measure one value against the kept one. A shipped freshness channel whose
+    retunes lost must still look like a win to a repository without it, and a retune's
+    belief starts from no gain and learns only from retunes."""
+    policy = load_harness("brainstorm")["policy"]
+    technique = bundle.catalog["freshness_channel"]
+    kept = _card("freshness_channel", {"size": 20}, "KEEP", 0.08)
+    retunes = [
+        _card("freshness_channel", {"size": 40}, "DISCARD", -0.016).model_copy(
+            update={"retune": True}
+        ),
+        _card("freshness_channel", {"size": 10}, "DISCARD", -0.075).model_copy(
+            update={"retune": True}
+        ),
+    ]
+    prior = belief_for(technique, [], "tiny", policy)
+    added = belief_for(technique, [kept, *retunes], "tiny", policy)
+    assert added.mean > prior.mean and added.n_same_world == 1
+    retuned = belief_for(technique, [kept, *retunes], "tiny", policy, retune=True)
+    assert retuned.mean < 0 and retuned.n_same_world == 2
+    assert belief_for(technique, [kept], "tiny", policy, retune=True).mean == 0.0

@@ -166,6 +166,9 @@ def test_a_kept_code_technique_is_retuned_in_the_direction_of_its_win(
     assert record.patch is not None and record.patch.files_touched == ["config.toml"]
     assert f"+{line}" in record.patch.diff
     assert experiment.verification == "passed", record.verifications[-1]
+    # Typed as a retune, so its outcome is not read as the technique's own effect.
+    assert record.proposal.retune
+    assert resources.store.get(record.card_id).retune
 
 
 def _kept_card(technique: str, params: dict[str, Any]) -> KnowledgeCard:

@@ -109,7 +109,10 @@ def _decisions(
                     [pick_value(r, run.north_star, run.direction, harm, abandon) for r in options]
                 ),
                 techniques=techniques,
-                beliefs=[belief_for(tech, memory, run.world, policy) for tech in techniques],
+                beliefs=[
+                    belief_for(tech, memory, run.world, policy, retune=o.proposal.retune)
+                    for tech, o in zip(techniques, options, strict=True)
+                ],
                 n_evidence=[len(cite(tech, bundle, run.world)) for tech in techniques],
                 goal=goal,
             )

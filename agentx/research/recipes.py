@@ -72,12 +72,20 @@ def edits_for(technique: Technique, params: dict[str, Any], repo: Path) -> tuple
         return retune, "retune"
 
 
+def application(
+    technique: Technique, params: dict[str, Any], repo: Path
+) -> tuple[str | None, str | None]:
+    """How the technique applies to ``repo`` at ``params``: (None, "recipe" or "retune"),
+    or (why not, None)."""
+    if not technique.recipe:
+        return "the technique has no code recipe", None
+    try:
+        _, how = edits_for(technique, params, repo)
+    except (EditError, CatalogError) as error:
+        return str(error), None
+    return None, how
+
+
 def infeasible(technique: Technique, params: dict[str, Any], repo: Path) -> str | None:
     """None if the technique applies to ``repo`` at ``params`` (recipe or retune); else why."""
-    if not technique.recipe:
-        return "the technique has no code recipe"
-    try:
-        edits_for(technique, params, repo)
-    except (EditError, CatalogError) as error:
-        return str(error)
-    return None
+    return application(technique, params, repo)[0]

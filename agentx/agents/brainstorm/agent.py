@@ -18,7 +18,7 @@ from agentx.agents.brainstorm.policy import (
 )
 from agentx.models import Evidence, Goal, KnowledgeCard, Maturity, Proposal, stable_id
 from agentx.research.catalog import Technique
-from agentx.research.recipes import infeasible
+from agentx.research.recipes import application, infeasible
 
 
 def feasible(technique: Technique, params: dict[str, Any], repo: Path) -> str | None:
@@ -143,7 +143,8 @@ def propose_batch(
             continue
         if goal.scope and technique.lever not in goal.scope and technique.id not in goal.scope:
             continue
-        belief = belief_for(technique, bundle.cards, world, policy)
+        problem, how = application(technique, params, repo)
+        belief = belief_for(technique, bundle.cards, world, policy, retune=how == "retune")
         draw = thompson_draw(belief, rng)
         evidence = cite(technique, bundle, world)
         if draft is not None:
@@ -184,6 +185,7 @@ def propose_batch(
             ),
             evidence=evidence,
             maturity=draft.maturity if draft is not None else technique.maturity,
+            retune=how == "retune",
         )
         filled = [
             proposal.hypothesis,
@@ -193,7 +195,6 @@ def propose_batch(
             proposal.validation_plan,
             proposal.required_signals,
         ]
-        problem = feasible(technique, params, repo)
         parts = score_parts(
             technique,
             belief,

@@ -57,15 +57,27 @@ def belief_for(
     cards: list[KnowledgeCard],
     world: str,
     policy: dict[str, float],
+    retune: bool = False,
 ) -> Belief:
-    """Gaussian update of the technique's prior with past outcomes."""
+    """Gaussian update of the technique's prior with past outcomes.
+
+    Two different effects, kept apart: adding the technique to a baseline without it (its
+    research prior, updated by outcomes of applying it), and, with ``retune``, moving the
+    parameters of the technique once merged (prior: no gain either way, with the technique's
+    uncertainty; updated only by earlier retunes). A retune's -7% against a kept setting says
+    nothing against the technique itself, and the technique's +8% when added says nothing
+    about whether another value beats the kept one.
+    """
+    prior_mean = 0.0 if retune else technique.prior_effect
     precision = 1.0 / technique.prior_sd**2
-    weighted = technique.prior_effect * precision
+    weighted = prior_mean * precision
     obs_precision = 1.0 / float(policy["observation_sd"]) ** 2
     same = other = harms = 0
     for card in cards:
         lesson = lesson_of(card.root_cause)
         if card.technique != technique.id or lesson not in INFORMATIVE:
+            continue
+        if card.retune != retune:
             continue
         weight = 1.0 if card.world == world else float(policy["similar_world_weight"])
         if weight <= 0:

@@ -89,4 +89,5 @@ def make_card(
         stage=stage,
         run_id=run_id,
         workspace_id=workspace_id,
+        retune=proposal.retune,
     )
