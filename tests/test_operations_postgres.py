@@ -147,6 +147,15 @@ def test_killed_cli_run_resumes_embedded_from_postgres(postgres_dsn: str, tmp_pa
     state = load_run(settings)  # the report's reader
     assert state.finished and [e.id for e in state.values["experiments"]] == ids
 
+    clean = {k: v for k, v in _env(postgres_dsn).items() if not k.startswith("AGENTX_")}
+    status = subprocess.run(  # read without the Postgres settings: told where the runs are
+        [*AGENTX, "status", "--workspace", str(workspace)],
+        env=clean, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    lines = [line for line in status.stderr.splitlines() if line.strip()]
+    assert status.returncode == 2 and len(lines) == 1, status.stderr
+    assert "checkpointed in postgres" in lines[0] and "AGENTX_POSTGRES__DSN" in lines[0]
+
 
 def test_agentx_serve_checkpoints_to_postgres(postgres_dsn: str, tmp_path: Path) -> None:
     workspace = tmp_path / "served"

@@ -24,6 +24,7 @@ from agentx.evolution import models as evolution_models
 from agentx.graph import state
 from agentx.settings import Settings
 from agentx.target import models as target_models
+from agentx.workspace.records import record_checkpointer
 
 
 def _checkpointed_types() -> list[tuple[str, str]]:
@@ -54,6 +55,8 @@ def _sqlite_path(settings: Settings) -> Path:
 async def open_async_checkpointer(settings: Settings) -> AsyncIterator[Checkpointer]:
     """The same checkpoints for async callers (LangServe runs the graph with ``ainvoke``,
     which the sync savers refuse); open it inside the event loop that will use it."""
+    if settings.checkpointer in ("sqlite", "postgres"):
+        record_checkpointer(settings.workspace, settings.checkpointer)
     if settings.checkpointer == "postgres":
         from agentx.graph.postgres import async_postgres_saver
 
@@ -81,6 +84,8 @@ def open_checkpointer(settings: Settings, *, read_only: bool = False) -> Checkpo
         return None
     if settings.checkpointer == "memory":
         return None if read_only else InMemorySaver(serde=serializer())
+    if not read_only:
+        record_checkpointer(settings.workspace, settings.checkpointer)
     if settings.checkpointer == "postgres":
         from agentx.graph.postgres import connect_saver
 

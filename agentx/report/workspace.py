@@ -20,14 +20,16 @@ from agentx.graph.checkpoint import checkpointer_session
 from agentx.graph.postgres import CheckpointerError
 from agentx.graph.resources import Resources
 from agentx.settings import Settings
+from agentx.workspace.records import read_identity
 
 
 class ReportError(RuntimeError):
     """A workspace or run cannot be read; the message says what to do."""
 
 
-class CheckpointsUnreachable(ReportError):
-    """The checkpoint server cannot be reached: not the same as a run without checkpoints."""
+class CheckpointsUnavailable(ReportError):
+    """The checkpoints cannot be read (server down, or kept by another checkpointer than the
+    settings name): not the same as a run that has no checkpoint yet."""
 
 
 class RunState(BaseModel):
@@ -94,6 +96,28 @@ def _read_only_resources(settings: Settings, world: str) -> Resources:
     )
 
 
+def _no_checkpoints(settings: Settings) -> ReportError:
+    """Why the configured checkpointer has nothing: elsewhere (say where), or never written."""
+    workspace = Path(settings.workspace)
+    identity = read_identity(workspace)
+    used = identity.checkpointer if identity is not None else None
+    if used and used != settings.checkpointer:
+        how = (
+            'checkpointer = "postgres" and postgres.dsn (AGENTX_CHECKPOINTER=postgres, '
+            "AGENTX_POSTGRES__DSN)"
+            if used == "postgres"
+            else f'checkpointer = "{used}"'
+        )
+        return CheckpointsUnavailable(
+            f"the runs of {workspace} are checkpointed in {used}, not {settings.checkpointer}: "
+            f"set {how} to read them"
+        )
+    return ReportError(
+        f"no checkpoints of {workspace} in its {settings.checkpointer} checkpointer: runs can "
+        "be read back only from the SQLite or Postgres checkpointer they were written to"
+    )
+
+
 def load_run(settings: Settings, run_id: str | None = None) -> RunState:
     """The state of ``run_id`` (default: the workspace's last run).
 
@@ -110,17 +134,13 @@ def load_run(settings: Settings, run_id: str | None = None) -> RunState:
     try:
         with checkpointer_session(settings, read_only=True) as checkpointer:
             if checkpointer is None:
-                raise ReportError(
-                    f"no checkpoints of {workspace} in its {settings.checkpointer} checkpointer: "
-                    "runs can be read back only from the SQLite or Postgres checkpointer they "
-                    "were written to (the same checkpointer and postgres.dsn settings)"
-                )
+                raise _no_checkpoints(settings)
             graph = build_graph(
                 settings, checkpointer=checkpointer, resources=_read_only_resources(settings, "?")
             )
             snapshot = graph.get_state({"configurable": {"thread_id": run_id}})
     except CheckpointerError as error:
-        raise CheckpointsUnreachable(str(error)) from None
+        raise CheckpointsUnavailable(str(error)) from None
     if not snapshot.values:
         raise ReportError(f"run {run_id!r} has no checkpoint yet (stopped before its first step)")
     interrupted = any(task.interrupts for task in snapshot.tasks)
