@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psycopg
 import pytest
 from langserve import RemoteRunnable
+from processes import kill_during_second_experiment
 from servers import background_server
 
 from agentx.memory.store import open_store
@@ -115,22 +114,7 @@ def test_killed_cli_run_resumes_embedded_from_postgres(postgres_dsn: str, tmp_pa
         *AGENTX, "run", "--world", "tiny", "--iterations", "2", "--seed", "3",
         "--workspace", str(workspace),
     ]  # fmt: skip
-    process = subprocess.Popen(
-        command,
-        env=_env(postgres_dsn),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        start_new_session=True,
-    )
-    assert process.stdout is not None
-    deadline = time.monotonic() + 600
-    for line in process.stdout:
-        if line.startswith("#1 ") or time.monotonic() > deadline:
-            break
-    time.sleep(1.0)  # let it get into the second experiment
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    kill_during_second_experiment(command, _env(postgres_dsn))
     schema = f"agentx_{_workspace_id(workspace)}"
     assert _schemas(postgres_dsn)[schema] == ["run-1"]
     assert not (workspace / "checkpoints.sqlite").exists()
