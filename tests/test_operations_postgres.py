@@ -99,6 +99,7 @@ def test_a_dead_or_wrong_server_is_one_line_and_registers_nothing(
         assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
         assert "Postgres checkpointer agentx@127.0.0.1:" in lines[0] and reason in lines[0]
         assert not (workspace / "runs.json").exists()  # no run without checkpoints left behind
+        assert json.loads((workspace / "workspace.json").read_text())["checkpointer"] is None
         assert not (workspace / "checkpoints.sqlite").exists()
 
     status = subprocess.run(  # a reader says the same in one line, not "not started"

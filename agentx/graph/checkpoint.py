@@ -55,18 +55,18 @@ def _sqlite_path(settings: Settings) -> Path:
 async def open_async_checkpointer(settings: Settings) -> AsyncIterator[Checkpointer]:
     """The same checkpoints for async callers (LangServe runs the graph with ``ainvoke``,
     which the sync savers refuse); open it inside the event loop that will use it."""
-    if settings.checkpointer in ("sqlite", "postgres"):
-        record_checkpointer(settings.workspace, settings.checkpointer)
     if settings.checkpointer == "postgres":
         from agentx.graph.postgres import async_postgres_saver
 
         async with async_postgres_saver(settings) as saver:
+            record_checkpointer(settings.workspace, settings.checkpointer)
             yield saver
         return
     if settings.checkpointer != "sqlite":
         yield open_checkpointer(settings)
         return
     async with aiosqlite.connect(str(_sqlite_path(settings))) as connection:
+        record_checkpointer(settings.workspace, settings.checkpointer)
         yield AsyncSqliteSaver(connection, serde=serializer())
 
 
@@ -84,17 +84,19 @@ def open_checkpointer(settings: Settings, *, read_only: bool = False) -> Checkpo
         return None
     if settings.checkpointer == "memory":
         return None if read_only else InMemorySaver(serde=serializer())
-    if not read_only:
-        record_checkpointer(settings.workspace, settings.checkpointer)
     if settings.checkpointer == "postgres":
         from agentx.graph.postgres import connect_saver
 
-        return connect_saver(settings, read_only=read_only)
-    path = Path(settings.workspace) / "checkpoints.sqlite"
-    if read_only and not path.is_file():
-        return None
-    connection = sqlite3.connect(str(_sqlite_path(settings)), check_same_thread=False)
-    return SqliteSaver(connection, serde=serializer())
+        saver: Checkpointer = connect_saver(settings, read_only=read_only)
+    else:
+        path = Path(settings.workspace) / "checkpoints.sqlite"
+        if read_only and not path.is_file():
+            return None
+        connection = sqlite3.connect(str(_sqlite_path(settings)), check_same_thread=False)
+        saver = SqliteSaver(connection, serde=serializer())
+    if not read_only:  # remember where this workspace's runs are (once the store is open)
+        record_checkpointer(settings.workspace, settings.checkpointer)
+    return saver
 
 
 @contextmanager
