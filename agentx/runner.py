@@ -17,8 +17,9 @@ from langgraph.types import Command
 from pydantic import ValidationError
 
 from agentx.graph.builder import build_graph
-from agentx.graph.checkpoint import open_checkpointer, serializer
+from agentx.graph.checkpoint import checkpointer_session, serializer
 from agentx.graph.gates import GATES, GateAnswerError, PendingGate, parse_answer, pending_gate
+from agentx.graph.postgres import CONNECTION_ERRORS, CheckpointerError, failure
 from agentx.graph.resources import Resources, build_resources, isolation_policy
 from agentx.llm.probe import LLMUnavailable, check_model
 from agentx.models import ExperimentRecord, TraceEvent
@@ -212,10 +213,21 @@ def run_loop(
     isolation.require()  # refuse in one line before anything runs, not mid-experiment
     with WorkspaceLock(settings.workspace):
         try:
-            return _run_locked(
-                settings, resume, origins, on_start, on_node, on_trace, on_experiment, resources,
-                answer, on_gate,
-            )  # fmt: skip
+            # Opened before the run is registered: a dead checkpoint server refuses the
+            # run in one line and leaves no run without checkpoints behind.
+            with checkpointer_session(settings) as checkpointer:
+                return _run_locked(
+                    settings, resume, origins, on_start, on_node, on_trace, on_experiment,
+                    resources, answer, on_gate, checkpointer,
+                )  # fmt: skip
+        except CheckpointerError as error:
+            raise RunError(str(error)) from None
+        except CONNECTION_ERRORS as error:  # the checkpoint server went away mid-run
+            lost = failure(settings, error, "write checkpoints")
+            raise RunError(
+                f"{lost}; the run stopped at its last checkpoint: once the server is back, "
+                f"`{resume_command(settings)}`"
+            ) from None
         except OSError as error:
             if error.errno not in _STORAGE_ERRNOS:
                 raise
@@ -248,6 +260,7 @@ def _run_locked(
     resources: Resources | None,
     answer: Any,
     on_gate: Callable[[PendingGate], Any] | None,
+    checkpointer: Any,
 ) -> RunSummary:
     check = None if resources is not None else _check_model  # a caller's model is theirs
     plan = plan_run(settings, resume=resume, origins=origins, check=check)
@@ -259,7 +272,7 @@ def _run_locked(
         answer = _checked_answer(paused, answer)
     if on_start:
         on_start(plan)
-    checkpointer = open_checkpointer(settings) or InMemorySaver(serde=serializer())
+    checkpointer = checkpointer or InMemorySaver(serde=serializer())
     resources = resources or build_resources(settings)
     graph = build_graph(settings, checkpointer=checkpointer, resources=resources)
     config = run_config(settings, run_id, resources.world_name)  # LangSmith name, tags, metadata
@@ -320,13 +333,15 @@ def pending_gate_of(settings: Settings, run_id: str | None = None) -> PendingGat
     if not runs:
         raise RunError(f"no runs in {settings.workspace}; start one with `agentx run`")
     run_id = run_id or runs[-1]
-    if (
-        settings.checkpointer != "sqlite"
-        or not (settings.workspace / "checkpoints.sqlite").is_file()
-    ):
-        return None
-    checkpointer = open_checkpointer(settings)
-    saved = checkpointer.get_tuple({"configurable": {"thread_id": run_id, "checkpoint_ns": ""}})
+    try:
+        with checkpointer_session(settings, read_only=True) as checkpointer:
+            if checkpointer is None:
+                return None
+            saved = checkpointer.get_tuple(
+                {"configurable": {"thread_id": run_id, "checkpoint_ns": ""}}
+            )
+    except CheckpointerError as error:
+        raise RunError(str(error)) from None
     if saved is None:
         return None
     values = [

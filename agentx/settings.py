@@ -12,7 +12,15 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -72,6 +80,40 @@ class MemorySettings(BaseModel):
         None, description="http://host:port of a Chroma server; unset uses the workspace store."
     )
     collection: str = Field("agentx_knowledge", min_length=3)
+
+
+class PostgresSettings(BaseModel):
+    """Where the ``postgres`` checkpointer keeps runs: one server shared by several workers.
+
+    Each workspace writes to its own schema (``agentx_`` and the workspace id from
+    ``workspace.json``), so workers whose runs are all called ``run-1`` never meet.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    dsn: SecretStr | None = Field(
+        None,
+        description="libpq connection string or URL, e.g. postgresql://user:pw@host:5432/db "
+        "(secret: it may hold a password; prefer AGENTX_POSTGRES__DSN).",
+    )
+    connect_timeout_s: int = Field(
+        10, ge=1, le=600, description="How long to wait for the server before giving up."
+    )
+
+    @field_validator("dsn")
+    @classmethod
+    def _parsable(cls, dsn: SecretStr | None) -> SecretStr | None:
+        """Refuse a malformed DSN at start (without echoing it: it may hold a password)."""
+        if dsn is None:
+            return None
+        from psycopg.conninfo import conninfo_to_dict
+
+        try:
+            conninfo_to_dict(dsn.get_secret_value())
+        except Exception as error:
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise ValueError(f"not a libpq connection string or URL ({reason})") from None
+        return dsn
 
 
 class RolloutStage(BaseModel):
@@ -234,7 +276,12 @@ class Settings(BaseSettings):
     )
     alpha: float = Field(0.05, gt=0.0, lt=0.5, description="Significance level of A/B tests.")
     autonomous: bool = Field(True, description="Skip human gates (moderate breaches veto).")
-    checkpointer: Literal["sqlite", "memory", "none"] = "sqlite"
+    checkpointer: Literal["sqlite", "postgres", "memory", "none"] = Field(
+        "sqlite",
+        description="Where runs are checkpointed: the workspace's SQLite file, a Postgres "
+        "server (postgres.dsn), memory (lost at exit) or none.",
+    )
+    postgres: PostgresSettings = Field(default_factory=PostgresSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     embeddings: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)
@@ -260,6 +307,24 @@ class Settings(BaseSettings):
         if shares != sorted(shares):
             raise ValueError("rollout stages must not shrink treatment traffic")
         return stages
+
+    @field_validator("postgres")
+    @classmethod
+    def _postgres_needs_dsn(cls, postgres: PostgresSettings, info: ValidationInfo) -> Any:
+        """The Postgres checkpointer without a server, or a server nothing uses, is a mistake
+        worth one line at start (not a run that silently checkpoints somewhere else)."""
+        checkpointer = info.data.get("checkpointer")
+        if checkpointer == "postgres" and postgres.dsn is None:
+            raise ValueError(
+                'checkpointer "postgres" needs postgres.dsn (e.g. AGENTX_POSTGRES__DSN='
+                "postgresql://user@host:5432/agentx)"
+            )
+        if checkpointer not in (None, "postgres") and postgres.dsn is not None:
+            raise ValueError(
+                f'postgres.dsn is set but checkpointer is "{checkpointer}": set '
+                'checkpointer = "postgres" to use it, or drop the DSN'
+            )
+        return postgres
 
     @classmethod
     def settings_customise_sources(

@@ -1,10 +1,12 @@
-"""Shared fixtures: a tiny-world sandbox built once per session."""
+"""Shared fixtures: a tiny-world sandbox built once per session, a PostgreSQL server."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pg_server import postgres_cluster
 
 from agentx.sandbox.target import SandboxTarget
 from agentx.sandbox.world import WorldParams, load_world
@@ -19,3 +21,10 @@ def tiny_world() -> WorldParams:
 def tiny_target(tmp_path_factory: pytest.TempPathFactory, tiny_world: WorldParams) -> SandboxTarget:
     root: Path = tmp_path_factory.mktemp("sandbox")
     return SandboxTarget.create(root, tiny_world, seed=0)
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn() -> Iterator[str]:
+    """A private PostgreSQL server on 127.0.0.1 for the whole session (per xdist worker)."""
+    with postgres_cluster() as dsn:
+        yield dsn

@@ -1,8 +1,14 @@
-"""A real server process for a test: started, awaited until healthy, always stopped."""
+"""Real server processes for tests: started, awaited until healthy, always stopped.
+
+(PostgreSQL, which is started with its own tools, is in ``pg_server.py``.)
+"""
 
 from __future__ import annotations
 
+import shutil
+import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -49,3 +55,23 @@ def background_server(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def chroma_server(path: Path, env: Mapping[str, str]) -> Iterator[str]:
+    """``chroma run`` (the installed chromadb's CLI) on a free loopback port, storing in
+    ``path``; yields its URL."""
+    chroma = shutil.which("chroma") or str(Path(sys.executable).with_name("chroma"))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [chroma, "run", "--host", "127.0.0.1", "--port", str(port), "--path", str(path)]
+    log = path.parent / f"{path.name}.log"
+    with background_server(command, env, log, f"{url}/api/v2/heartbeat", "chroma", 120):
+        yield url

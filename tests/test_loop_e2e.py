@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
+
+from processes import kill_during_second_experiment
 
 from agentx.memory.store import open_store
 from agentx.runner import run_loop
@@ -46,21 +44,7 @@ def test_killed_run_resumes_without_loss_or_duplicates(tmp_path: Path) -> None:
         "--workspace",
         str(workspace),
     ]
-    process = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 300
-    assert process.stdout is not None
-    for line in process.stdout:
-        if line.startswith("#1 ") or time.monotonic() > deadline:
-            break
-    time.sleep(1.0)  # let it get into the second experiment
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    kill_during_second_experiment(command)
     summary = run_loop(_settings(workspace, iterations=3), resume=True)
     ids = [e.id for e in summary.experiments]
     assert len(ids) == 3 and len(set(ids)) == 3

@@ -20,6 +20,7 @@ import pytest
 from chromadb.config import Settings as ChromaSettings
 
 from agentx.memory.embedding import MiniLMEmbeddingFunction
+from agentx.memory.partitions import partition_name
 from agentx.memory.store import (
     KnowledgeStore,
     MemoryStoreError,
@@ -223,10 +224,12 @@ def test_collection_reopened_from_config_uses_minilm(tmp_path: Path) -> None:
     client = chromadb.PersistentClient(
         path=str(tmp_path / "memory"), settings=ChromaSettings(anonymized_telemetry=False)
     )
-    # No embedding function passed: Chroma must rebuild ours from the persisted config.
-    collection = client.get_collection("agentx_knowledge")
-    assert collection.configuration_json["embedding_function"]["name"] == MINILM
-    assert isinstance(collection.configuration["embedding_function"], MiniLMEmbeddingFunction)
+    # No embedding function passed: Chroma must rebuild ours from the persisted config,
+    # for the store's collection and for the world partition that holds the cards.
+    for name in ("agentx_knowledge", partition_name("agentx_knowledge", "default")):
+        collection = client.get_collection(name)
+        assert collection.configuration_json["embedding_function"]["name"] == MINILM
+        assert isinstance(collection.configuration["embedding_function"], MiniLMEmbeddingFunction)
     result = collection.query(query_texts=["diversity re-ranking"], n_results=1)
     assert result["ids"][0] == ["diversity"]
 

@@ -6,18 +6,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from servers import background_server
+from servers import chroma_server
 
 AGENTX = [sys.executable, "-m", "agentx.cli.app"]
-CHROMA = shutil.which("chroma") or str(Path(sys.executable).with_name("chroma"))
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -25,20 +22,9 @@ def _env(**extra: str) -> dict[str, str]:
     return {**clean, "ANONYMIZED_TELEMETRY": "False", **extra}
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def chroma_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = _free_port()
-    path = tmp_path_factory.mktemp("chroma")
-    log = path.parent / "chroma.log"
-    url = f"http://127.0.0.1:{port}"
-    command = [CHROMA, "run", "--host", "127.0.0.1", "--port", str(port), "--path", str(path)]
-    with background_server(command, _env(), log, f"{url}/api/v2/heartbeat", "chroma", 120):
+    with chroma_server(tmp_path_factory.mktemp("chroma") / "db", _env()) as url:
         yield url
 
 

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from agentx.agents.brainstorm.intake import GoalError
+from agentx.graph.postgres import CheckpointerError
 from agentx.harness import HarnessError
 from agentx.memory.store import MemoryStoreError
 from agentx.research.catalog import CatalogError
@@ -49,6 +50,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     TrackingError,
     WorkspaceBusy,
     WorkspaceRecordError,
+    CheckpointerError,
     CommandError,
 )
 

@@ -62,11 +62,14 @@ def serve(
         _check_port_free(serve_settings.host, serve_settings.port)
         import uvicorn
 
+        from agentx.graph.checkpoint import checkpointer_session
         from agentx.serve.app import LOOP_PATH, create_app
 
         lock = WorkspaceLock(settings.workspace, command="agentx serve")
         settings.workspace.mkdir(parents=True, exist_ok=True)
         lock.acquire()  # held until the server stops: one writer per workspace
+        with checkpointer_session(settings):  # a dead checkpoint server: one line, no server
+            pass
         with working(err, "building the sandbox, memory and graph"):
             app = create_app(settings, serve_settings, hold_lock=False)
     except USER_ERRORS as error:

@@ -40,10 +40,12 @@ def _run_row(state: Any) -> dict[str, Any]:
 def _readable_run(settings: Any, run_id: str) -> dict[str, Any]:
     """A run's row; a registered run with no checkpoint yet (it stopped before its first
     step, or an older version registered a refused request) is shown, not fatal."""
-    from agentx.report.workspace import ReportError, load_run
+    from agentx.report.workspace import CheckpointsUnavailable, ReportError, load_run
 
     try:
         return _run_row(load_run(settings, run_id))
+    except CheckpointsUnavailable:
+        raise
     except ReportError:
         return {
             "run_id": run_id, "status": "not started (no checkpoint)", "experiments": 0,

@@ -1,4 +1,4 @@
-"""A workspace's runs, read back from its SQLite checkpointer without side effects.
+"""A workspace's runs, read back from its SQLite or Postgres checkpointer without side effects.
 
 The run state is read through the loop graph (``build_graph(...).get_state``) so it is
 exactly what the loop wrote. The graph is built over *read-only* resources: opening
@@ -16,13 +16,20 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agentx.evolution.store import HarnessStore
 from agentx.graph.builder import build_graph
-from agentx.graph.checkpoint import open_checkpointer
+from agentx.graph.checkpoint import checkpointer_session
+from agentx.graph.postgres import CheckpointerError
 from agentx.graph.resources import Resources
 from agentx.settings import Settings
+from agentx.workspace.records import read_identity
 
 
 class ReportError(RuntimeError):
     """A workspace or run cannot be read; the message says what to do."""
+
+
+class CheckpointsUnavailable(ReportError):
+    """The checkpoints cannot be read (server down, or kept by another checkpointer than the
+    settings name): not the same as a run that has no checkpoint yet."""
 
 
 class RunState(BaseModel):
@@ -89,6 +96,28 @@ def _read_only_resources(settings: Settings, world: str) -> Resources:
     )
 
 
+def _no_checkpoints(settings: Settings) -> ReportError:
+    """Why the configured checkpointer has nothing: elsewhere (say where), or never written."""
+    workspace = Path(settings.workspace)
+    identity = read_identity(workspace)
+    used = identity.checkpointer if identity is not None else None
+    if used and used != settings.checkpointer:
+        how = (
+            'checkpointer = "postgres" and postgres.dsn (AGENTX_CHECKPOINTER=postgres, '
+            "AGENTX_POSTGRES__DSN)"
+            if used == "postgres"
+            else f'checkpointer = "{used}"'
+        )
+        return CheckpointsUnavailable(
+            f"the runs of {workspace} are checkpointed in {used}, not {settings.checkpointer}: "
+            f"set {how} to read them"
+        )
+    return ReportError(
+        f"no checkpoints of {workspace} in its {settings.checkpointer} checkpointer: runs can "
+        "be read back only from the SQLite or Postgres checkpointer they were written to"
+    )
+
+
 def load_run(settings: Settings, run_id: str | None = None) -> RunState:
     """The state of ``run_id`` (default: the workspace's last run).
 
@@ -102,16 +131,16 @@ def load_run(settings: Settings, run_id: str | None = None) -> RunState:
     run_id = run_id or runs[-1]
     if run_id not in runs:
         raise ReportError(f"no run {run_id!r} in {workspace}; runs: {', '.join(runs)}")
-    if settings.checkpointer != "sqlite" or not (workspace / "checkpoints.sqlite").is_file():
-        raise ReportError(
-            f"no checkpoints in {workspace}: runs can be read back only when they were "
-            "checkpointed to SQLite (the default checkpointer)"
-        )
-    checkpointer = open_checkpointer(settings)
-    graph = build_graph(
-        settings, checkpointer=checkpointer, resources=_read_only_resources(settings, "?")
-    )
-    snapshot = graph.get_state({"configurable": {"thread_id": run_id}})
+    try:
+        with checkpointer_session(settings, read_only=True) as checkpointer:
+            if checkpointer is None:
+                raise _no_checkpoints(settings)
+            graph = build_graph(
+                settings, checkpointer=checkpointer, resources=_read_only_resources(settings, "?")
+            )
+            snapshot = graph.get_state({"configurable": {"thread_id": run_id}})
+    except CheckpointerError as error:
+        raise CheckpointsUnavailable(str(error)) from None
     if not snapshot.values:
         raise ReportError(f"run {run_id!r} has no checkpoint yet (stopped before its first step)")
     interrupted = any(task.interrupts for task in snapshot.tasks)

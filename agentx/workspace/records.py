@@ -8,6 +8,8 @@ Why each record exists:
 - **Memory** (also ``workspace.json``): a run against a Chroma server leaves its cards
   there, not in the workspace; ``status`` and ``memory search`` read the recorded memory
   so they do not report an empty store when the variable is not set again.
+- **Checkpointer** (also ``workspace.json``): runs checkpointed in Postgres are not in the
+  workspace; a reader with other settings is told where they are instead of "no checkpoint".
 - **Run settings** (``run-settings/RUN.json``): ``--resume`` restores the settings the run
   started with (world, seed, budget, stages...), so a resumed run is the same run.
 
@@ -69,6 +71,9 @@ class WorkspaceIdentity(BaseModel):
 
     id: str = Field(description="Random, made once; scopes ids written to shared stores.")
     memory: MemoryRecord | None = None
+    checkpointer: str | None = Field(
+        None, description="Where runs were last checkpointed (sqlite, postgres); no secrets."
+    )
 
 
 class RunSettingsRecord(BaseModel):
@@ -180,3 +185,11 @@ def with_values(current: dict[str, Any], stored: dict[str, Any]) -> dict[str, An
         else:
             merged[head] = value
     return merged
+
+
+def record_checkpointer(workspace: Path, kind: str) -> None:
+    """Remember where the workspace's runs are checkpointed (the kind, never the DSN)."""
+    identity = ensure_identity(workspace)
+    if identity.checkpointer != kind:
+        updated = identity.model_copy(update={"checkpointer": kind})
+        _write_atomic(Path(workspace) / IDENTITY, updated.model_dump_json(indent=2))
