@@ -117,7 +117,8 @@ def settings_for(stub: OpenAIStub, **overrides: Any) -> LLMSettings:
         "api_key": SecretStr("sk-test"),
         "max_tokens": 321,
         "temperature": 0.0,
-        "max_retries": 0,
+        "reasks": 0,
+        "transport_retries": 0,
         "timeout_s": 10,
     }
     fields.update(overrides)
@@ -169,7 +170,7 @@ def test_malformed_then_valid_is_retried(stub: OpenAIStub) -> None:
     )
     model = make_chat_model(settings_for(stub))
     assert model is not None
-    result = invoke_structured(model, ask(), Plan, max_retries=2)
+    result = invoke_structured(model, ask(), Plan, reasks=2)
     assert result.ok, result.error
     assert result.value == Plan(lever="diversity", size=0.1)
     assert result.attempts == 3
@@ -196,7 +197,7 @@ def test_always_malformed_gives_up(stub: OpenAIStub) -> None:
     stub.reply(completion(content="I cannot do that."))
     model = make_chat_model(settings_for(stub))
     assert model is not None
-    result = invoke_structured(model, ask(), Plan, max_retries=1)
+    result = invoke_structured(model, ask(), Plan, reasks=1)
     assert not result.ok and result.attempts == 2
     assert result.error is not None and "no valid JSON" in result.error
     assert result.raw_outputs == ["I cannot do that.", "I cannot do that."]
