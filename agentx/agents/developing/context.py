@@ -3,9 +3,9 @@
 The context of a change is the repository map (files and their top-level symbols), the
 configuration keys, the registered features and the logged-data schema (from
 ``Target.describe``), the technique's note, and the relevant spans of the files the change
-may touch (:mod:`agentx.agents.developing.spans`), never whole files. A technique's stated preconditions are checked against the same
-facts, so a recipe that relies on a missing config key or data field fails grounding
-before any of its code runs.
+may touch (:mod:`agentx.agents.developing.spans`), never whole files. A technique's
+stated preconditions are checked against the same facts, so a recipe that relies on a
+missing config key or data field fails grounding before any of its code runs.
 """
 
 from __future__ import annotations
