@@ -494,3 +494,60 @@ def test_parameters_repaired_away_reach_memory_and_the_next_avoid_set(
     )
     avoid = avoid_set(goal, bundle, "tiny")
     assert combo_key("mf_embedding_dim", {"dim": 6}) in avoid
+
+
+def test_llm_prompt_fits_its_token_budget_with_the_most_relevant_spans(
+    developer: Developer,
+) -> None:
+    from agentx.llm.budget import EstimateCounter
+
+    edit = {
+        "path": "config.toml",
+        "search": "exploration_slots = 1 ",
+        "replace": "exploration_slots = 2 ",
+    }
+    model = RecordingFake(responses=[_plan(edit)])
+    settings = {"context_tokens": 4096, "max_tokens": 512, "prompt_budget_tokens": 3500}
+    llm_developer = Developer(
+        developer.target,
+        developer.catalog,
+        developer.worktrees,
+        developer.harness,
+        llm=model,
+        llm_settings=settings,
+    )
+    patch, check = llm_developer.implement(_proposal("t-budget", "exploration_slots", slots=2), 1)
+    assert check.passed, check.detail
+    prompt = model.prompt(0)
+    assert EstimateCounter().count(prompt) <= 3500
+    assert "left out to fit the token budget" in prompt
+    assert "### config.toml lines" in prompt and "exploration_slots = 1" in prompt
+    rerank = (Path(patch.worktree) / "recsys" / "rerank.py").read_text()
+    assert rerank not in prompt  # spans of a file, never the whole file
+    assert "of 3,404 tokens (left out: files -" in check.detail  # recorded with the attempt
+    llm_developer.discard(patch)
+    _no_residue(developer, "t-budget")
+
+
+def test_a_required_item_over_the_budget_is_infrastructure_not_a_defect(
+    developer: Developer,
+) -> None:
+    from agentx.agents.developing.checks import INFRASTRUCTURE, failure_cause
+    from agentx.models import RootCause
+
+    model = RecordingFake(responses=[_plan({"path": "x", "search": "", "replace": "y"})])
+    llm_developer = Developer(
+        developer.target,
+        developer.catalog,
+        developer.worktrees,
+        developer.harness,
+        llm=model,
+        llm_settings={"prompt_budget_tokens": 300},
+    )
+    patch, check = llm_developer.implement(_proposal("t-tiny", "exploration_slots", slots=2), 1)
+    assert not check.passed and check.data[INFRASTRUCTURE]
+    assert "over_budget" in check.detail and "raise llm.context_tokens" in check.detail
+    assert model.requests == []  # never sent
+    assert failure_cause([check]) == RootCause.INFRASTRUCTURE
+    llm_developer.discard(patch)
+    _no_residue(developer, "t-tiny")

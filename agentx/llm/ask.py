@@ -24,7 +24,12 @@ from agentx.llm.budget import (
     schema_tokens,
 )
 from agentx.llm.errors import FailureKind, Fallback, PromptTooLarge
-from agentx.llm.structured import StructuredResult, invoke_structured, structured_options
+from agentx.llm.structured import (
+    StructuredResult,
+    invoke_structured,
+    reask_reserve,
+    structured_options,
+)
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -57,7 +62,14 @@ def ask(
     """
     counter = counter_for(model)
     budget = prompt_budget(settings)
-    overhead = counter.count(system) + 2 * MESSAGE_OVERHEAD + schema_tokens(schema, counter)
+    # The rest of the request: the system prompt, the schema (as a tool, a format or an
+    # instruction message, whichever the method needs) and room for one re-ask.
+    overhead = (
+        counter.count(system)
+        + 2 * MESSAGE_OVERHEAD
+        + schema_tokens(schema, counter)
+        + reask_reserve(schema, counter)
+    )
     try:
         prompt, report = fit_template(
             template, required, optional or [], budget, counter, overhead=overhead

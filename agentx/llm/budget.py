@@ -115,6 +115,11 @@ def _server_counter(base_url: str, model: str | None) -> TokenCounter:
     return EstimateCounter()
 
 
+def forget_tokenizers() -> None:
+    """Forget which servers offer a tokenizer (a server was replaced; tests)."""
+    _server_counter.cache_clear()
+
+
 def counter_for(model: BaseChatModel) -> TokenCounter:
     """The server's tokenizer for an OpenAI-compatible model with a base URL, else the estimate.
 

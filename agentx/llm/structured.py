@@ -39,7 +39,14 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel, Field, ValidationError
 
-from agentx.llm.budget import BudgetReport, TokenCounter, count_messages, counter_for, schema_tokens
+from agentx.llm.budget import (
+    MESSAGE_OVERHEAD,
+    BudgetReport,
+    TokenCounter,
+    count_messages,
+    counter_for,
+    schema_tokens,
+)
 from agentx.llm.errors import FailureKind, Fallback, classify, server_message, status_of
 
 logger = logging.getLogger(__name__)
@@ -48,6 +55,8 @@ T = TypeVar("T", bound=BaseModel)
 
 Method = Literal["function_calling", "json_schema", "json_mode", "text"]
 
+#: Tokens kept for the validator's words in a re-ask.
+_COMPLAINT_TOKENS = 256
 #: Longest backoff between two transport retries.
 MAX_BACKOFF_S = 30.0
 _MAX_ERRORS_SHOWN = 8
@@ -285,6 +294,12 @@ def _bind(model: BaseChatModel, schema: type[BaseModel], method: Method) -> tupl
         return model, "text"
 
 
+def reask_reserve(schema: type[BaseModel], counter: TokenCounter) -> int:
+    """Tokens to keep free in a first prompt so that a re-ask fits once the earlier
+    replies are dropped (the complaint carries the schema and the validator's words)."""
+    return schema_tokens(schema, counter) + MESSAGE_OVERHEAD + _COMPLAINT_TOKENS
+
+
 def _next_method(method: Method) -> Method | None:
     """The method to try when the server rejects ``method`` (None: nothing left)."""
     return {"json_schema": "function_calling", "json_mode": "function_calling"}.get(
@@ -453,7 +468,9 @@ def invoke_structured(
     compacted = False
     while True:
         if budget_tokens is not None and counter is not None:
-            need = count_messages(conversation, counter) + schema_tokens(schema, counter)
+            need = count_messages(conversation, counter)
+            if call.method not in _NEEDS_INSTRUCTIONS:  # else the schema is in a message
+                need += schema_tokens(schema, counter)
             if need > budget_tokens:
                 if len(conversation) > len(base) and not compacted:
                     call.note(

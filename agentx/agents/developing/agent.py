@@ -294,14 +294,16 @@ class Developer:
             "unmet": "; ".join(unmet) or "none",
             "feedback": render_feedback(feedback, attempt, current_diff, self.max_detail_chars),
         }
+        # Most needed first: the schema and features are short and decide what code may
+        # use; then the code itself; the full config and the repository map last.
         optional = [
-            Context(name="files", pieces=[s.render() for s in spans], joiner="\n\n"),
-            Context(name="config_keys", pieces=config_keys(system).splitlines()),
             Context(
                 name="schema",
                 pieces=[f"- {t}: {', '.join(f)}" for t, f in system.data_fields.items()],
             ),
             Context(name="features", pieces=list(system.features), joiner=", "),
+            Context(name="files", pieces=[s.render() for s in spans], joiner="\n\n"),
+            Context(name="config_keys", pieces=config_keys(system).splitlines()),
             Context(name="repo_map", pieces=located),
         ]
         protected = list(system.protected_paths)
@@ -318,7 +320,8 @@ class Developer:
         notes = result.notes()
         if result.budget is not None and result.budget.cut():
             cut = ", ".join(f"{k} -{v}" for k, v in result.budget.cut().items())
-            notes.append(f"prompt fitted to {result.budget.budget:,} tokens (left out: {cut})")
+            used = f"{result.budget.tokens:,} of {result.budget.budget:,}"
+            notes.append(f"prompt fitted to {used} tokens (left out: {cut})")
         if result.call_failed:
             raise ModelUnavailable(
                 f"the model call failed ({result.failure}): {result.error}", notes
