@@ -19,3 +19,27 @@ def tiny_world() -> WorldParams:
 def tiny_target(tmp_path_factory: pytest.TempPathFactory, tiny_world: WorldParams) -> SandboxTarget:
     root: Path = tmp_path_factory.mktemp("sandbox")
     return SandboxTarget.create(root, tiny_world, seed=0)
+
+
+# -- the opt-in suite against a real model server (``make test-llm``) --------------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--llm-server",
+        action="store_true",
+        default=False,
+        help="run the tests marked llm_server against a real local model server "
+        "(make test-llm installs and starts one)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without ``--llm-server`` the llm_server tests are deselected: the default suite
+    neither runs nor needs a model server; with it, only they run."""
+    wanted = config.getoption("--llm-server")
+    keep = [item for item in items if (item.get_closest_marker("llm_server") is not None) == wanted]
+    dropped = [item for item in items if item not in keep]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep

@@ -551,3 +551,26 @@ def test_a_required_item_over_the_budget_is_infrastructure_not_a_defect(
     assert failure_cause([check]) == RootCause.INFRASTRUCTURE
     llm_developer.discard(patch)
     _no_residue(developer, "t-tiny")
+
+
+def test_junk_edit_plans_fall_back_to_the_recipe_on_a_fresh_attempt(
+    developer: Developer,
+) -> None:
+    """A model whose plans stay unusable (here: text that is no JSON) is not the idea's
+    defect: the technique's recipe writes the change and the reason is recorded."""
+    model = RecordingFake(responses=[AIMessage(content="1.0")] * 3)
+    llm_developer = Developer(
+        developer.target,
+        developer.catalog,
+        developer.worktrees,
+        developer.harness,
+        llm=model,
+        llm_settings={"reasks": 1},
+    )
+    patch, check = llm_developer.implement(_proposal("t-junk", "exploration_slots", slots=2), 1)
+    assert check.passed, check.detail
+    assert "the technique's recipe (offline policy) was used" in check.detail
+    assert "model call: malformed: reask" in check.detail
+    assert len(model.requests) == 2 and "+exploration_slots = 2" in patch.diff
+    llm_developer.discard(patch)
+    _no_residue(developer, "t-junk")

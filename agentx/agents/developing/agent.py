@@ -64,13 +64,25 @@ _RETRY = "retry unchanged after a transient failure"
 _BACKTICKED = re.compile(r"`([^`\n]+)`")
 
 
-class ModelUnavailable(EditError):
-    """The model call failed (server down, timeout, refused, prompt over the budget): no
-    fault of the idea or the code. ``notes`` are the call's fallbacks, for the record."""
+class _ModelProblem(EditError):
+    """The model gave no edit plan; ``notes`` are the call's fallbacks, for the record."""
 
     def __init__(self, message: str, notes: list[str] | None = None):
         super().__init__(message)
         self.notes = notes or []
+
+
+class ModelUnavailable(_ModelProblem):
+    """The model call failed (server down, timeout, refused, prompt over the budget): no
+    fault of the idea or the code."""
+
+
+class PlanUnusable(_ModelProblem):
+    """The model's replies stayed malformed or unusable for the worktree after re-asks."""
+
+
+class _Grounding(EditError):
+    """A recipe's precondition is not met (reported as the grounding dimension)."""
 
 
 def plan_problem(plan: EditPlan, root: Path, protected: list[str]) -> str | None:
@@ -202,28 +214,24 @@ class Developer:
         model_notes: list[str] = []
         try:
             if self.llm is None:
-                if technique is None:
-                    raise EditError(f"unknown technique {proposal.technique!r}")
-                # Preconditions are the recipe's: a retune edits code that already met them
-                # when it merged (and changed what they test, e.g. ranker.debias).
-                failure: EditError | None = None
-                try:
-                    edits, how = edits_for(technique, proposal.params, path)
-                except EditError as error:
-                    edits, how, failure = [], "recipe", error
-                unmet = unmet_preconditions(technique, system) if how == "recipe" else []
-                if unmet:
-                    return CheckResult(
-                        dimension="grounding",
-                        passed=False,
-                        detail=f"{technique.id}: precondition not met: " + "; ".join(unmet),
-                    )
-                if failure is not None:
-                    raise failure  # reported as the apply check below
+                edits = self._recipe_edits(proposal, technique, system, path)
             else:
-                edits, model_notes = self._llm_edits(
-                    proposal, technique, system, path, feedback, baseline, patch.attempt
-                )
+                try:
+                    edits, model_notes = self._llm_edits(
+                        proposal, technique, system, path, feedback, baseline, patch.attempt
+                    )
+                except ModelUnavailable:
+                    raise
+                except PlanUnusable as error:
+                    # Junk from the model is not the idea's defect: on a fresh attempt the
+                    # technique's recipe (the offline policy) writes the change instead.
+                    if technique is None or git.diff(path, baseline):
+                        raise
+                    edits = self._recipe_edits(proposal, technique, system, path)
+                    model_notes = [
+                        *error.notes,
+                        f"{error}; the technique's recipe (offline policy) was used",
+                    ]
             patch.edits = edits
             changed = apply_edits(path, edits)
         except ModelUnavailable as error:
@@ -232,6 +240,12 @@ class Developer:
                 passed=False,
                 detail=_with_notes(str(error), error.notes),
                 data={INFRASTRUCTURE: True, "model_notes": error.notes},
+            )
+        except _Grounding as error:
+            return CheckResult(dimension="grounding", passed=False, detail=str(error))
+        except _ModelProblem as error:
+            return CheckResult(
+                dimension="apply", passed=False, detail=_with_notes(str(error), error.notes)
             )
         except (EditError, CatalogError, OSError) as error:
             return CheckResult(dimension="apply", passed=False, detail=str(error))
@@ -251,6 +265,31 @@ class Developer:
             data={"model_notes": model_notes} if model_notes else {},
         )
 
+    def _recipe_edits(
+        self, proposal: Proposal, technique: Technique | None, system: SystemDescription, path: Path
+    ) -> list[Edit]:
+        """The offline policy's edits: the technique's recipe at the proposal's parameters.
+
+        Raises:
+            _Grounding: a precondition of the recipe is not met.
+            EditError: the technique is unknown or its recipe does not apply.
+        """
+        if technique is None:
+            raise EditError(f"unknown technique {proposal.technique!r}")
+        # Preconditions are the recipe's: a retune edits code that already met them
+        # when it merged (and changed what they test, e.g. ranker.debias).
+        failure: EditError | None = None
+        try:
+            edits, how = edits_for(technique, proposal.params, path)
+        except EditError as error:
+            edits, how, failure = [], "recipe", error
+        unmet = unmet_preconditions(technique, system) if how == "recipe" else []
+        if unmet:
+            raise _Grounding(f"{technique.id}: precondition not met: " + "; ".join(unmet))
+        if failure is not None:
+            raise failure  # reported as the apply check
+        return edits
+
     def _llm_edits(
         self,
         proposal: Proposal,
@@ -266,7 +305,7 @@ class Developer:
         Raises:
             ModelUnavailable: the call failed for the infrastructure (server, network,
                 configuration, a required prompt item over the token budget).
-            EditError: the model gave no usable plan after its re-asks.
+            PlanUnusable: the model gave no usable plan after its re-asks.
         """
         assert self.llm is not None
         current_diff = git.diff(path, baseline)
@@ -327,7 +366,7 @@ class Developer:
                 f"the model call failed ({result.failure}): {result.error}", notes
             )
         if not result.ok or result.value is None:
-            raise EditError(f"the model gave no usable edit plan: {result.error}")
+            raise PlanUnusable(f"the model gave no usable edit plan: {result.error}", notes)
         return result.value.edits, notes
 
     # ------------------------------------------------------------------ verify
