@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 from pydantic import BaseModel, Field
+from servers import background_server
 
 from agentx.graph.resources import build_resources
 from agentx.llm.budget import counter_for
@@ -35,7 +36,6 @@ from agentx.llm.structured import forget_negotiated_methods, invoke_structured
 from agentx.models import ExperimentRecord, RootCause, TraceEvent
 from agentx.runner import run_loop
 from agentx.settings import LLMSettings, load_settings
-from tests.servers import background_server
 
 pytestmark = pytest.mark.llm_server
 
