@@ -465,21 +465,20 @@ def invoke_structured(
     if budget_tokens is not None and counter is None:
         counter = counter_for(model)
     reasked = streak = 0
-    compacted = False
     while True:
         if budget_tokens is not None and counter is not None:
             need = count_messages(conversation, counter)
             if call.method not in _NEEDS_INSTRUCTIONS:  # else the schema is in a message
                 need += schema_tokens(schema, counter)
             if need > budget_tokens:
-                if len(conversation) > len(base) and not compacted:
+                if len(conversation) > len(base) + 1:
                     call.note(
                         FailureKind.OVER_BUDGET,
                         "compact",
                         f"the re-ask needs {need:,} tokens, over the budget of "
                         f"{budget_tokens:,}: the earlier replies are dropped",
                     )
-                    conversation, compacted = _compact(base, conversation), True
+                    conversation = _compact(base, conversation)
                     continue
                 error = (
                     f"the prompt needs {need:,} tokens ({counter.name} count), over the "
@@ -516,13 +515,9 @@ def invoke_structured(
                         conversation.append(added)
                     streak = 0
                     continue
-            if (
-                kind is FailureKind.CONTEXT_OVERFLOW
-                and len(conversation) > len(base)
-                and not compacted
-            ):
+            if kind is FailureKind.CONTEXT_OVERFLOW and len(conversation) > len(base) + 1:
                 call.note(kind, "compact", detail)
-                conversation, compacted = _compact(base, conversation), True
+                conversation = _compact(base, conversation)
                 continue
             call.note(kind, "give_up", detail)
             return call.result(error=f"model call failed: {detail}", failure=kind)
