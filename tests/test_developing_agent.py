@@ -496,6 +496,18 @@ def test_parameters_repaired_away_reach_memory_and_the_next_avoid_set(
     assert combo_key("mf_embedding_dim", {"dim": 6}) in avoid
 
 
+def _with_model(developer: Developer, model: Any, llm_settings: dict[str, Any]) -> Developer:
+    """The same developer in LLM mode with ``model`` and ``llm_settings``."""
+    return Developer(
+        developer.target,
+        developer.catalog,
+        developer.worktrees,
+        developer.harness,
+        llm=model,
+        llm_settings=llm_settings,
+    )
+
+
 def test_llm_prompt_fits_its_token_budget_with_the_most_relevant_spans(
     developer: Developer,
 ) -> None:
@@ -508,14 +520,7 @@ def test_llm_prompt_fits_its_token_budget_with_the_most_relevant_spans(
     }
     model = RecordingFake(responses=[_plan(edit)])
     settings = {"context_tokens": 4096, "max_tokens": 512, "prompt_budget_tokens": 3500}
-    llm_developer = Developer(
-        developer.target,
-        developer.catalog,
-        developer.worktrees,
-        developer.harness,
-        llm=model,
-        llm_settings=settings,
-    )
+    llm_developer = _with_model(developer, model, settings)
     patch, check = llm_developer.implement(_proposal("t-budget", "exploration_slots", slots=2), 1)
     assert check.passed, check.detail
     prompt = model.prompt(0)
@@ -536,14 +541,7 @@ def test_a_required_item_over_the_budget_is_infrastructure_not_a_defect(
     from agentx.models import RootCause
 
     model = RecordingFake(responses=[_plan({"path": "x", "search": "", "replace": "y"})])
-    llm_developer = Developer(
-        developer.target,
-        developer.catalog,
-        developer.worktrees,
-        developer.harness,
-        llm=model,
-        llm_settings={"prompt_budget_tokens": 300},
-    )
+    llm_developer = _with_model(developer, model, {"prompt_budget_tokens": 300})
     patch, check = llm_developer.implement(_proposal("t-tiny", "exploration_slots", slots=2), 1)
     assert not check.passed and check.data[INFRASTRUCTURE]
     assert "over_budget" in check.detail and "raise llm.context_tokens" in check.detail
@@ -559,14 +557,7 @@ def test_junk_edit_plans_fall_back_to_the_recipe_on_a_fresh_attempt(
     """A model whose plans stay unusable (here: text that is no JSON) is not the idea's
     defect: the technique's recipe writes the change and the reason is recorded."""
     model = RecordingFake(responses=[AIMessage(content="1.0")] * 3)
-    llm_developer = Developer(
-        developer.target,
-        developer.catalog,
-        developer.worktrees,
-        developer.harness,
-        llm=model,
-        llm_settings={"reasks": 1},
-    )
+    llm_developer = _with_model(developer, model, {"reasks": 1})
     patch, check = llm_developer.implement(_proposal("t-junk", "exploration_slots", slots=2), 1)
     assert check.passed, check.detail
     assert "the technique's recipe (offline policy) was used" in check.detail

@@ -413,3 +413,19 @@ def test_without_a_tokenizer_the_estimate_errs_high(stub: OpenAIStub) -> None:
     assert model is not None
     counter = counter_for(model)
     assert counter.name == "estimate" and counter.count("one two three") >= 3
+
+
+def test_a_reask_whose_shape_is_refused_is_sent_compact(stub: OpenAIStub) -> None:
+    """llama-cpp-python validates requests itself and answers 500 "validation errors" to a
+    re-ask carrying tool-call history: that is a rejection of the shape, not an outage."""
+    stub.reply(
+        completion(tool_args='{"lever": "diversity", "size": -1}'),  # off-schema: re-asked
+        http_error(500, "7 validation errors: literal_error ('body', 'messages', 2)"),
+        completion(tool_args='{"lever": "diversity", "size": 0.3}'),
+    )
+    model = make_chat_model(settings_for(stub))
+    assert model is not None
+    result = invoke_structured(model, ask(), Plan, transport_retries=2, sleep=lambda s: None)
+    assert result.ok and result.method == "function_calling"
+    assert [f.action for f in result.fallbacks] == ["reask", "compact"]
+    assert [m["role"] for m in stub.requests[2]["messages"]] == ["system", "user", "user"]

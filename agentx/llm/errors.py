@@ -9,7 +9,8 @@ the experiment. :func:`classify` sorts every failure into one :class:`FailureKin
 kind               examples                                         handling
 =================  ===============================================  =========================
 transient          connection refused, timeout, 429, 500/502/503     retry with backoff
-method_rejected    400/422/501 to ``response_format`` or ``tools``  next structured method
+method_rejected    400/422/501 to ``response_format`` or ``tools``  compact a re-ask, else
+                   (or a 500 naming a request validation error)    the next method
 context_overflow   400 "exceeds the context window"                 compact the re-ask, else
                                                                     give up (infrastructure)
 refused            401/403 (key), 404 (model name)                  give up (infrastructure)
@@ -120,6 +121,9 @@ _OVERFLOW = re.compile(
     re.IGNORECASE,
 )
 _TRANSIENT_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+#: A server that validates requests itself and answers 500 for a shape it does not take
+#: (llama-cpp-python refuses tool-call history this way): a rejection, not an outage.
+_REQUEST_INVALID = re.compile(r"validation error|literal_error|extra_forbidden", re.IGNORECASE)
 _REFUSED_STATUSES = frozenset({401, 402, 403, 404})
 
 
@@ -172,6 +176,8 @@ def classify(error: BaseException, method: str) -> FailureKind:
         return FailureKind.TRANSIENT
     status = status_of(error)
     if status is not None:
+        if status == 500 and _REQUEST_INVALID.search(server_message(error, 2000)):
+            return FailureKind.METHOD_REJECTED if method != "text" else FailureKind.REFUSED
         if status in _TRANSIENT_STATUSES:
             return FailureKind.TRANSIENT
         if status in _REFUSED_STATUSES:

@@ -506,6 +506,13 @@ def invoke_structured(
             if kind is FailureKind.METHOD_REJECTED or (
                 kind is FailureKind.TRANSIENT and persistent_500
             ):
+                if len(conversation) > len(base) + 1:
+                    # The server may refuse the re-ask's shape (tool-call history), not the
+                    # method: the prompt and the complaint alone first.
+                    call.note(FailureKind.METHOD_REJECTED, "compact", detail)
+                    conversation = _compact(base, conversation)
+                    streak = 0
+                    continue
                 fallback = _next_method(call.method)
                 if fallback is not None:
                     call.note(FailureKind.METHOD_REJECTED, "switch_method", detail, to=fallback)
