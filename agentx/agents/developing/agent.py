@@ -324,7 +324,7 @@ class Developer:
             current_diff,
         )
         spans = rank_spans(path, files, terms, set(named), set(changed), failing)
-        located = [line for line in repo_map(system, limit=10_000).splitlines()]
+        located = repo_map(system, limit=10_000).splitlines()
         located.sort(key=lambda line: not any(f"- {name}:" in line for name in files))
         required = {
             "attempt": str(attempt),
