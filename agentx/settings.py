@@ -51,8 +51,29 @@ class LLMSettings(BaseModel):
         "function_calling",
         description="How structured output is requested; function calling works on most servers.",
     )
-    max_retries: int = Field(2, ge=0, le=10, description="Re-asks after malformed output.")
-    timeout_s: float = Field(120.0, gt=0)
+    reasks: int = Field(
+        2, ge=0, le=10, description="Re-asks after a malformed or unusable reply, per decision."
+    )
+    transport_retries: int = Field(
+        2,
+        ge=0,
+        le=10,
+        description="Retries of a request that failed transiently (connection, timeout, "
+        "429, 5xx), with exponential backoff.",
+    )
+    backoff_s: float = Field(
+        1.0, ge=0.0, le=60.0, description="Delay before the first retry; doubles each retry."
+    )
+    timeout_s: float = Field(60.0, gt=0, description="Per request (one HTTP call).")
+    context_tokens: int = Field(
+        16_384, ge=512, description="The model's context window, in tokens."
+    )
+    prompt_budget_tokens: int | None = Field(
+        None,
+        ge=256,
+        description="Most tokens a prompt may take; unset: 95% of the context left after "
+        "max_tokens.",
+    )
 
     @property
     def enabled(self) -> bool:

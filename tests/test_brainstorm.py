@@ -13,7 +13,7 @@ from langchain_core.messages import AIMessage
 from agentx.agents.brainstorm.agent import propose_batch
 from agentx.agents.brainstorm.evidence import EvidenceBundle
 from agentx.agents.brainstorm.intake import GoalError, parse_goal
-from agentx.agents.brainstorm.llm import goal_from_draft, llm_goal, llm_ideas
+from agentx.agents.brainstorm.llm import GoalDraft, goal_from_draft, llm_goal, llm_ideas
 from agentx.agents.brainstorm.policy import belief_for, combo_key, value_order
 from agentx.harness import load_harness
 from agentx.models import KnowledgeCard, stable_id
@@ -200,7 +200,7 @@ def test_llm_ideas_malformed_then_valid(bundle) -> None:
             _reply(valid),
         ]
     )
-    result = llm_ideas(model, _goal(), bundle, {}, 4, {"max_retries": 2})
+    result = llm_ideas(model, _goal(), bundle, {}, 4, {"reasks": 2})
     assert result.ok and result.attempts == 3
     assert result.value.ideas[0].params == {"slots": 2}
 
@@ -244,12 +244,24 @@ def test_llm_drafts_are_checked_against_the_catalog(bundle, tiny_target) -> None
 
 def test_llm_goal_with_unknown_metric_is_rejected() -> None:
     model = FakeMessagesListChatModel(responses=[_reply({"objective": "revenue"})])
-    result = llm_goal(model, "raise revenue", METRICS, ["exploration"], {"max_retries": 0})
-    assert result.ok and goal_from_draft("raise revenue", result.value, METRICS) is None
+    result = llm_goal(model, "raise revenue", METRICS, ["exploration"], {"reasks": 0})
+    assert not result.ok and result.failure == "malformed"
+    assert "objective 'revenue' is not a metric name" in (result.error or "")
+    assert goal_from_draft("raise revenue", GoalDraft(objective="revenue"), METRICS) is None
+    # the whole goal sentence as objective (seen from a small model) is asked again
+    model = FakeMessagesListChatModel(
+        responses=[
+            _reply({"objective": "Raise watch time per user without hurting return visits"}),
+            _reply({"objective": "watch_time"}),
+        ]
+    )
+    result = llm_goal(model, "more watch time", METRICS, [], {"reasks": 1})
+    assert result.ok and result.attempts == 2 and result.value.objective == "watch_time"
+    assert result.notes()[0].startswith("malformed: reask")
     model = FakeMessagesListChatModel(
         responses=[_reply({"objective": "watch_time", "guardrails": ["active_days", "nps"]})]
     )
-    result = llm_goal(model, "more watch time", METRICS, [], {"max_retries": 0})
+    result = llm_goal(model, "more watch time", METRICS, [], {"reasks": 0})
     goal = goal_from_draft("more watch time", result.value, METRICS)
     assert goal.objective == "watch_time" and goal.guardrails == ["active_days"]
 

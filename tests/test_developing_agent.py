@@ -268,7 +268,8 @@ def test_unmet_precondition_fails_grounding_before_anything_runs(developer: Deve
 def test_llm_repairs_a_broken_change_within_the_budget(developer: Developer) -> None:
     model = RecordingFake(
         responses=[
-            # 1: a search text that is not in the file: the apply itself fails.
+            # 1: a search text that is not in the file: caught against the worktree before
+            # it is applied, and the model is asked again within the same attempt.
             _plan({"path": "config.toml", "search": "exploration_slots = 5", "replace": "x"}),
             # 2: applies, but the new code does not parse.
             _plan(
@@ -283,7 +284,7 @@ def test_llm_repairs_a_broken_change_within_the_budget(developer: Developer) -> 
                     "replace": f"def slot_bonus(x:\n    return x\n\n\n{EXTENSION}",
                 },
             ),
-            # 3: a targeted fix of attempt 2's text, which only exists in attempt 2's files.
+            # 3: a targeted fix of attempt 1's text, which only exists in attempt 1's files.
             _plan(
                 {"path": "recsys/rerank.py", "search": "slot_bonus(x:", "replace": "slot_bonus(x):"}
             ),
@@ -295,27 +296,31 @@ def test_llm_repairs_a_broken_change_within_the_budget(developer: Developer) -> 
     llm_developer._baseline_offline = developer._baseline_offline  # same baseline, computed once
     proposal = _proposal("t-llm-fix", "exploration_slots", slots=2)
     state, routes = _drive(_resources(llm_developer, llm=model), proposal)
-    assert routes == [REPAIR, REPAIR, LAUNCH]
-    first, second, final = state["verifications"]
-    assert first.root_cause is not None and first.root_cause.startswith("apply:")
-    assert second.root_cause is not None and second.root_cause.startswith("syntax:")
+    assert routes == [REPAIR, LAUNCH]
+    first, final = state["verifications"]
+    assert first.root_cause is not None and first.root_cause.startswith("syntax:")
     assert final.passed and final.q_code == 1.0
-    # The first prompt is grounded: repository map, config, features, schema, file text.
+    # The re-ask is recorded with the attempt (it reaches the trace with the apply detail).
+    apply = next(c for c in first.checks if c.dimension == "apply")
+    assert "model call: malformed: reask" in apply.detail
+    assert "'exploration_slots = 5' not found" in apply.detail
+    # The first prompt is grounded: repository map, config, features, schema, code spans.
     first_prompt = model.prompt(0)
     assert "- recsys/features.py: " in first_prompt and "item_popularity()" in first_prompt
     assert "- rerank.exploration_slots = 1" in first_prompt
     assert "Registered ranking features: mf_score" in first_prompt
-    assert '"release_day"' in first_prompt and EXTENSION in first_prompt
-    # The second prompt carries the apply error; the third the syntax error, the diff so
-    # far and the broken file as it now is.
-    assert "'exploration_slots = 5' not found" in model.prompt(1)
-    assert "(none: the files are unchanged)" in model.prompt(1)
-    third = model.prompt(2)
-    assert "recsys/rerank.py:" in third and "was never closed" in third
-    assert "+def slot_bonus(x:" in third and "Root cause: syntax:" in third
+    assert "release_day" in first_prompt and EXTENSION in first_prompt
+    assert "### recsys/rerank.py lines " in first_prompt  # spans, not whole files
+    # The re-ask carries the repository's complaint; the repair the syntax error, the diff
+    # so far and the broken code as it now is.
+    assert "'exploration_slots = 5' not found" in str(model.requests[1][-1].content)
+    repair = model.prompt(2)
+    assert "recsys/rerank.py:" in repair and "was never closed" in repair
+    assert "+def slot_bonus(x:" in repair and "Root cause: syntax:" in repair
+    assert "def slot_bonus(x:" in repair.split("Relevant code")[1]
     patch: Patch = state["patch"]
     assert "+def slot_bonus(x):" in patch.diff and "+exploration_slots = 2" in patch.diff
-    assert patch.attempt == 3 and state["repairs"] == 2
+    assert patch.attempt == 2 and state["repairs"] == 1
     llm_developer.discard(patch)
     _no_residue(developer, "t-llm-fix")
 
@@ -489,3 +494,74 @@ def test_parameters_repaired_away_reach_memory_and_the_next_avoid_set(
     )
     avoid = avoid_set(goal, bundle, "tiny")
     assert combo_key("mf_embedding_dim", {"dim": 6}) in avoid
+
+
+def _with_model(developer: Developer, model: Any, llm_settings: dict[str, Any]) -> Developer:
+    """The same developer in LLM mode with ``model`` and ``llm_settings``."""
+    return Developer(
+        developer.target,
+        developer.catalog,
+        developer.worktrees,
+        developer.harness,
+        llm=model,
+        llm_settings=llm_settings,
+    )
+
+
+def test_llm_prompt_fits_its_token_budget_with_the_most_relevant_spans(
+    developer: Developer,
+) -> None:
+    from agentx.llm.budget import EstimateCounter
+
+    edit = {
+        "path": "config.toml",
+        "search": "exploration_slots = 1 ",
+        "replace": "exploration_slots = 2 ",
+    }
+    model = RecordingFake(responses=[_plan(edit)])
+    settings = {"context_tokens": 4096, "max_tokens": 512, "prompt_budget_tokens": 3500}
+    llm_developer = _with_model(developer, model, settings)
+    patch, check = llm_developer.implement(_proposal("t-budget", "exploration_slots", slots=2), 1)
+    assert check.passed, check.detail
+    prompt = model.prompt(0)
+    assert EstimateCounter().count(prompt) <= 3500
+    assert "left out to fit the token budget" in prompt
+    assert "### config.toml lines" in prompt and "exploration_slots = 1" in prompt
+    rerank = (Path(patch.worktree) / "recsys" / "rerank.py").read_text()
+    assert rerank not in prompt  # spans of a file, never the whole file
+    assert "of 3,404 tokens (left out: files -" in check.detail  # recorded with the attempt
+    llm_developer.discard(patch)
+    _no_residue(developer, "t-budget")
+
+
+def test_a_required_item_over_the_budget_is_infrastructure_not_a_defect(
+    developer: Developer,
+) -> None:
+    from agentx.agents.developing.checks import INFRASTRUCTURE, failure_cause
+    from agentx.models import RootCause
+
+    model = RecordingFake(responses=[_plan({"path": "x", "search": "", "replace": "y"})])
+    llm_developer = _with_model(developer, model, {"prompt_budget_tokens": 300})
+    patch, check = llm_developer.implement(_proposal("t-tiny", "exploration_slots", slots=2), 1)
+    assert not check.passed and check.data[INFRASTRUCTURE]
+    assert "over_budget" in check.detail and "raise llm.context_tokens" in check.detail
+    assert model.requests == []  # never sent
+    assert failure_cause([check]) == RootCause.INFRASTRUCTURE
+    llm_developer.discard(patch)
+    _no_residue(developer, "t-tiny")
+
+
+def test_junk_edit_plans_fall_back_to_the_recipe_on_a_fresh_attempt(
+    developer: Developer,
+) -> None:
+    """A model whose plans stay unusable (here: text that is no JSON) is not the idea's
+    defect: the technique's recipe writes the change and the reason is recorded."""
+    model = RecordingFake(responses=[AIMessage(content="1.0")] * 3)
+    llm_developer = _with_model(developer, model, {"reasks": 1})
+    patch, check = llm_developer.implement(_proposal("t-junk", "exploration_slots", slots=2), 1)
+    assert check.passed, check.detail
+    assert "the technique's recipe (offline policy) was used" in check.detail
+    assert "model call: malformed: reask" in check.detail
+    assert len(model.requests) == 2 and "+exploration_slots = 2" in patch.diff
+    llm_developer.discard(patch)
+    _no_residue(developer, "t-junk")

@@ -115,31 +115,70 @@ def _reply(payload: object) -> AIMessage:
     return AIMessage(content=json.dumps(payload))
 
 
-def test_a_model_edit_outside_the_bounds_is_refused_as_unsafe(tmp_path, tiny_target) -> None:
-    gradient = {
-        "loss_text": "Risky techniques were picked first and vetoed (e0, e1).",
-        "items": [
-            {
-                "criterion": "guardrail_harm",
-                "category": "missing",
-                "finding": "risk is under-weighted",
-                "field": "score_weights.risk",
-                "direction": "increase",
-                "magnitude": 0.9,
-            }
-        ],
-    }
-    edit = {"changes": [{"field": "score_weights.risk", "value": 40.0}], "rationale": "more"}
-    model = FakeMessagesListChatModel(responses=[_reply(gradient), _reply(edit)])
+_GRADIENT = {
+    "loss_text": "Risky techniques were picked first and vetoed (e0, e1).",
+    "items": [
+        {
+            "criterion": "guardrail_harm",
+            "category": "missing",
+            "finding": "risk is under-weighted",
+            "field": "score_weights.risk",
+            "direction": "increase",
+            "magnitude": 0.9,
+        }
+    ],
+}
+
+
+def test_a_model_edit_outside_the_bounds_is_asked_again(tmp_path, tiny_target) -> None:
+    """Semantic validation: an edit out of the rubric's bounds is shown back to the model;
+    its corrected edit is used, and the re-ask is recorded in the step."""
+    wild = {"changes": [{"field": "score_weights.risk", "value": 40.0}], "rationale": "more"}
+    sane = {"changes": [{"field": "score_weights.risk", "value": 3.0}], "rationale": "more"}
+    model = FakeMessagesListChatModel(responses=[_reply(_GRADIENT), _reply(wild), _reply(sane)])
     evolver = _evolver(tmp_path, tiny_target, model)
     step = build_evolution_graph(evolver).invoke({"agent": "brainstorm"})["step"]
     assert step.gradient.source == "model"
-    assert step.edit.source == "model"
-    assert step.outcome == "unsafe" and "outside" in step.reason
-    assert step.old_score is None  # an unsafe edit is never replayed
-    assert evolver.store.version("brainstorm") == step.base_version
-    # Refused for its size, not its direction: a bounded step that way may still be tried.
-    assert evolver._tried("brainstorm", step.base_version) == set()
+    assert step.edit.source == "model" and step.edit.edits[0].new == 3.0
+    assert "score_weights.risk=40.0 is outside [0.0, 4.0]" in step.reason
+
+
+def test_a_model_edit_that_stays_out_of_bounds_falls_back_to_the_rubric(
+    tmp_path, tiny_target
+) -> None:
+    wild = {"changes": [{"field": "score_weights.risk", "value": 40.0}], "rationale": "more"}
+    model = FakeMessagesListChatModel(responses=[_reply(_GRADIENT), *[_reply(wild)] * 3])
+    evolver = _evolver(tmp_path, tiny_target, model)
+    step = build_evolution_graph(evolver).invoke({"agent": "brainstorm"})["step"]
+    assert step.edit is not None and step.edit.source == "rubric"
+    assert "model edit unusable" in step.reason and "outside [0.0, 4.0]" in step.reason
+    assert all(edit.new <= 4.0 for edit in step.edit.edits)
+
+
+def test_an_empty_model_edit_is_not_accepted(tmp_path, tiny_target) -> None:
+    """Junk output (no change at all) never replaces the rubric refiner's edit."""
+    empty = {"changes": [], "add_rules": [], "rationale": "nothing to do"}
+    model = FakeMessagesListChatModel(responses=[_reply(_GRADIENT), *[_reply(empty)] * 3])
+    evolver = _evolver(tmp_path, tiny_target, model)
+    step = build_evolution_graph(evolver).invoke({"agent": "brainstorm"})["step"]
+    assert step.edit is not None and step.edit.source == "rubric" and step.edit.edits
+    assert "the edit changes nothing" in step.reason
+
+
+def test_a_model_gradient_without_an_evolvable_field_keeps_the_rubric_gradient(
+    tmp_path, tiny_target
+) -> None:
+    junk = {
+        "loss_text": "Something is off somewhere.",
+        "items": [
+            {"criterion": "x", "category": "missing", "finding": "vague finding", "field": "1.0"}
+        ],
+    }
+    model = FakeMessagesListChatModel(responses=[_reply(junk)] * 3 + [_reply({"changes": []})])
+    evolver = _evolver(tmp_path, tiny_target, model)
+    step = build_evolution_graph(evolver).invoke({"agent": "brainstorm"})["step"]
+    assert step.gradient.source == "rubric"
+    assert "model gradient unusable" in step.reason and "evolvable field" in step.reason
 
 
 def test_malformed_model_output_falls_back_to_the_rubric(tmp_path, tiny_target) -> None:

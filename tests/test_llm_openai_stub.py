@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -12,8 +13,10 @@ import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 from pydantic import BaseModel, Field, SecretStr
 
+from agentx.llm.budget import counter_for, forget_tokenizers
+from agentx.llm.errors import FailureKind
 from agentx.llm.factory import LLMConfigError, make_chat_model
-from agentx.llm.structured import invoke_structured
+from agentx.llm.structured import forget_negotiated_methods, invoke_structured
 from agentx.settings import LLMSettings
 
 
@@ -60,20 +63,33 @@ class OpenAIStub:
         self.requests: list[dict[str, Any]] = []
         self.paths: list[str] = []
         self.script: list[tuple[int, dict[str, Any]]] = []
+        self.delay_s = 0.0  # each chat reply waits this long (a slow server)
+        self.tokenizer = False  # serve llama-cpp-python's /extras/tokenize (a word a token)
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
                 body = json.loads(self.rfile.read(length) or b"{}")
+                if self.path == "/extras/tokenize" and stub.tokenizer:
+                    self._send(200, {"tokens": list(range(len(str(body["input"]).split())))})
+                    return
+                if not self.path.startswith("/v1/"):  # other tokenizer routes: not served
+                    self._send(404, {"detail": "Not Found"})
+                    return
                 stub.paths.append(self.path)
                 stub.requests.append(body)
+                if stub.delay_s:
+                    time.sleep(stub.delay_s)
                 if self.path.rstrip("/") != "/v1/chat/completions":
                     status, reply = http_error(404, f"no route {self.path}")
                 elif stub.script:
                     status, reply = stub.script.pop(0) if len(stub.script) > 1 else stub.script[0]
                 else:
                     status, reply = http_error(500, "stub has no scripted reply")
+                self._send(status, reply)
+
+            def _send(self, status: int, reply: dict[str, Any]) -> None:
                 data = json.dumps(reply).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -100,6 +116,8 @@ def stub(monkeypatch: pytest.MonkeyPatch) -> Iterator[OpenAIStub]:
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     monkeypatch.delenv("OPENAI_API_BASE", raising=False)
+    forget_negotiated_methods()  # a port may be reused by the next test's stub
+    forget_tokenizers()
     server = OpenAIStub()
     server.thread.start()
     try:
@@ -117,7 +135,8 @@ def settings_for(stub: OpenAIStub, **overrides: Any) -> LLMSettings:
         "api_key": SecretStr("sk-test"),
         "max_tokens": 321,
         "temperature": 0.0,
-        "max_retries": 0,
+        "reasks": 0,
+        "transport_retries": 0,
         "timeout_s": 10,
     }
     fields.update(overrides)
@@ -169,7 +188,7 @@ def test_malformed_then_valid_is_retried(stub: OpenAIStub) -> None:
     )
     model = make_chat_model(settings_for(stub))
     assert model is not None
-    result = invoke_structured(model, ask(), Plan, max_retries=2)
+    result = invoke_structured(model, ask(), Plan, reasks=2)
     assert result.ok, result.error
     assert result.value == Plan(lever="diversity", size=0.1)
     assert result.attempts == 3
@@ -196,7 +215,7 @@ def test_always_malformed_gives_up(stub: OpenAIStub) -> None:
     stub.reply(completion(content="I cannot do that."))
     model = make_chat_model(settings_for(stub))
     assert model is not None
-    result = invoke_structured(model, ask(), Plan, max_retries=1)
+    result = invoke_structured(model, ask(), Plan, reasks=1)
     assert not result.ok and result.attempts == 2
     assert result.error is not None and "no valid JSON" in result.error
     assert result.raw_outputs == ["I cannot do that.", "I cannot do that."]
@@ -281,3 +300,132 @@ def test_local_server_without_key_gets_a_placeholder(
     model = make_chat_model(settings_for(stub, api_key=None))
     assert model is not None
     assert invoke_structured(model, ask(), Plan).ok
+
+
+# -- error classes: each kind has its own handling ---------------------------------------
+
+
+def test_a_temporary_503_is_retried_not_taken_as_a_method_rejection(stub: OpenAIStub) -> None:
+    stub.reply(
+        http_error(503, "loading model"),
+        completion(tool_args='{"lever": "diversity", "size": 0.2}'),
+    )
+    model = make_chat_model(settings_for(stub))
+    assert model is not None
+    waits: list[float] = []
+    result = invoke_structured(model, ask(), Plan, backoff_s=0.25, sleep=waits.append)
+    assert result.ok and result.method == "function_calling"
+    assert len(stub.requests) == 2 and all("tools" in r for r in stub.requests)
+    assert waits == [0.25]
+    assert [(f.kind, f.action) for f in result.fallbacks] == [(FailureKind.TRANSIENT, "retry")]
+
+
+def test_a_persistent_500_to_json_schema_switches_method_once_and_is_remembered(
+    stub: OpenAIStub,
+) -> None:
+    """llama.cpp answers 500 to response_format json_schema: after the transport retries
+    the method is negotiated down, and later calls go straight to the method that works."""
+    rejection = http_error(500, "Internal Server Error")
+    good = completion(tool_args='{"lever": "diversity", "size": 0.2}')
+    stub.reply(rejection, rejection, good)
+    model = make_chat_model(settings_for(stub))
+    assert model is not None
+    result = invoke_structured(
+        model, ask(), Plan, method="json_schema", transport_retries=1, sleep=lambda s: None
+    )
+    assert result.ok and result.method == "function_calling"
+    assert [f.action for f in result.fallbacks] == ["retry", "switch_method"]
+    assert result.fallbacks[1].to_method == "function_calling"
+    assert [("response_format" in r, "tools" in r) for r in stub.requests] == [
+        (True, False),
+        (True, False),
+        (False, True),
+    ]
+    stub.reply(good)
+    again = invoke_structured(model, ask(), Plan, method="json_schema")
+    assert again.ok and again.fallbacks == [] and "tools" in stub.requests[-1]
+    assert len(stub.requests) == 4
+
+
+def test_a_context_overflow_is_not_retried_nor_a_method_switch(stub: OpenAIStub) -> None:
+    stub.reply(http_error(400, "Requested tokens (9000) exceed context window of 8192"))
+    model = make_chat_model(settings_for(stub))
+    assert model is not None
+    result = invoke_structured(model, ask(), Plan, transport_retries=3, sleep=lambda s: None)
+    assert not result.ok and result.failure == FailureKind.CONTEXT_OVERFLOW
+    assert result.call_failed  # the infrastructure's limit, not the model's answer
+    assert len(stub.requests) == 1
+
+
+def test_a_context_overflow_on_a_reask_drops_the_reask_history(stub: OpenAIStub) -> None:
+    stub.reply(
+        completion(tool_args='{"lever": "diversity"}'),  # off-schema: re-asked
+        http_error(400, "Requested tokens (9000) exceed context window of 8192"),
+        completion(tool_args='{"lever": "diversity", "size": 0.3}'),
+    )
+    model = make_chat_model(settings_for(stub))
+    assert model is not None
+    result = invoke_structured(model, ask(), Plan, reasks=2)
+    assert result.ok and result.value == Plan(lever="diversity", size=0.3)
+    assert [f.action for f in result.fallbacks] == ["reask", "compact"]
+    roles = [m["role"] for m in stub.requests[2]["messages"]]
+    assert roles == ["system", "user", "user"]  # the prompt and the latest complaint only
+
+
+def test_a_timeout_is_transient_and_retried(stub: OpenAIStub) -> None:
+    stub.delay_s = 1.0
+    stub.reply(completion(tool_args='{"lever": "diversity", "size": 0.2}'))
+    model = make_chat_model(settings_for(stub, timeout_s=0.2))
+    assert model is not None
+    result = invoke_structured(model, ask(), Plan, transport_retries=1, sleep=lambda s: None)
+    assert not result.ok and result.failure == FailureKind.TRANSIENT and result.call_failed
+    assert "Timeout" in (result.error or "")
+    assert len(stub.requests) == 2  # the client's own retries are off: only ours count
+
+
+def test_a_refused_key_is_given_up_at_once(stub: OpenAIStub) -> None:
+    stub.reply(http_error(401, "invalid api key"))
+    model = make_chat_model(settings_for(stub))
+    assert model is not None
+    result = invoke_structured(model, ask(), Plan, transport_retries=3)
+    assert result.failure == FailureKind.REFUSED and len(stub.requests) == 1
+
+
+def test_a_prompt_over_the_budget_is_not_sent(stub: OpenAIStub) -> None:
+    model = make_chat_model(settings_for(stub))
+    assert model is not None
+    long = [HumanMessage(content="word " * 5000)]
+    result = invoke_structured(model, long, Plan, budget_tokens=1000)
+    assert result.failure == FailureKind.OVER_BUDGET and result.call_failed
+    assert stub.requests == [] and "over the budget of 1,000" in (result.error or "")
+
+
+def test_the_servers_tokenizer_is_used_when_it_reports_one(stub: OpenAIStub) -> None:
+    stub.tokenizer = True
+    model = make_chat_model(settings_for(stub))
+    assert model is not None
+    counter = counter_for(model)
+    assert counter.name.startswith("server") and counter.count("one two three") == 3
+
+
+def test_without_a_tokenizer_the_estimate_errs_high(stub: OpenAIStub) -> None:
+    model = make_chat_model(settings_for(stub))
+    assert model is not None
+    counter = counter_for(model)
+    assert counter.name == "estimate" and counter.count("one two three") >= 3
+
+
+def test_a_reask_whose_shape_is_refused_is_sent_compact(stub: OpenAIStub) -> None:
+    """llama-cpp-python validates requests itself and answers 500 "validation errors" to a
+    re-ask carrying tool-call history: that is a rejection of the shape, not an outage."""
+    stub.reply(
+        completion(tool_args='{"lever": "diversity", "size": -1}'),  # off-schema: re-asked
+        http_error(500, "7 validation errors: literal_error ('body', 'messages', 2)"),
+        completion(tool_args='{"lever": "diversity", "size": 0.3}'),
+    )
+    model = make_chat_model(settings_for(stub))
+    assert model is not None
+    result = invoke_structured(model, ask(), Plan, transport_retries=2, sleep=lambda s: None)
+    assert result.ok and result.method == "function_calling"
+    assert [f.action for f in result.fallbacks] == ["reask", "compact"]
+    assert [m["role"] for m in stub.requests[2]["messages"]] == ["system", "user", "user"]

@@ -13,6 +13,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMe
 from langchain_core.outputs import ChatResult
 from pydantic import BaseModel, Field
 
+from agentx.llm.errors import FailureKind
 from agentx.llm.structured import StructuredResult, extract_json, invoke_structured
 
 
@@ -106,7 +107,7 @@ def test_off_schema_then_valid(bad: str, complaint: str) -> None:
 @pytest.mark.parametrize("max_retries", [0, 1, 2])
 def test_always_malformed_gives_up(max_retries: int) -> None:
     model = fake("I would rather not answer in JSON.")
-    result = invoke_structured(model, ask(), Plan, max_retries=max_retries)
+    result = invoke_structured(model, ask(), Plan, reasks=max_retries)
     assert not result.ok and result.value is None
     assert result.attempts == max_retries + 1
     assert len(result.raw_outputs) == max_retries + 1
@@ -140,17 +141,41 @@ def test_tool_call_reply_is_used_and_answered_on_error() -> None:
     assert "size: Field required" in last_text(second)
 
 
-def test_transport_error_is_returned_not_raised() -> None:
+def test_transport_error_is_retried_with_backoff_then_returned_not_raised() -> None:
     model = BrokenModel(responses=[AIMessage(content=VALID)])
-    result = invoke_structured(model, ask(), Plan)
-    assert not result.ok
-    assert result.attempts == 1
+    waits: list[float] = []
+    result = invoke_structured(
+        model, ask(), Plan, transport_retries=2, backoff_s=0.5, sleep=waits.append
+    )
+    assert not result.ok and result.call_failed
+    assert result.failure == FailureKind.TRANSIENT
+    assert result.attempts == 3 and waits == [0.5, 1.0]  # exponential backoff
+    assert [f.action for f in result.fallbacks] == ["retry", "retry", "give_up"]
     assert result.error is not None and "connection refused" in result.error
+
+
+def test_malformed_output_is_not_an_infrastructure_failure() -> None:
+    result = invoke_structured(fake("no json here"), ask(), Plan, reasks=1)
+    assert result.failure == FailureKind.MALFORMED and not result.call_failed
+    assert [f.action for f in result.fallbacks] == ["reask", "give_up"]
+
+
+def test_semantic_check_rejects_a_schema_valid_reply_and_reasks() -> None:
+    model = fake('{"lever": "1.0", "size": 0.2}', VALID)
+    result = invoke_structured(
+        model,
+        ask(),
+        Plan,
+        check=lambda plan: None if plan.lever == "diversity" else f"unknown lever {plan.lever!r}",
+    )
+    assert result.ok and result.value is not None and result.value.lever == "diversity"
+    assert "unknown lever '1.0'" in last_text(model.requests[1])
+    assert result.notes() == ["malformed: reask [text]: unknown lever '1.0' (1/2)"]
 
 
 def test_generic_fake_chat_model() -> None:
     model = GenericFakeChatModel(messages=iter(["not json at all", AIMessage(content=VALID)]))
-    result = invoke_structured(model, ask(), Plan, max_retries=1)
+    result = invoke_structured(model, ask(), Plan, reasks=1)
     assert result.ok and result.attempts == 2
 
 

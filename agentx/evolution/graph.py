@@ -156,12 +156,13 @@ class Evolver:
             return _finish("failed", str(error), step_id=step_id, base_version=version)
         notes = []
         if self.llm is not None:
-            drafted, problem = llm_diagnose(
+            drafted, problem, call_notes = llm_diagnose(
                 self.llm, agent, harness, rubric, runs, gradient, self.settings.llm.model_dump()
             )
-            if drafted is not None and drafted.items:
+            notes.extend(call_notes)
+            if drafted is not None and any(item.field for item in drafted.items):
                 gradient = drafted
-            else:
+            else:  # junk never replaces the rubric's gradient
                 notes.append(f"model gradient unusable ({problem or 'no items'}); rubric used")
         update: dict[str, Any] = {
             "step_id": step_id,
@@ -182,9 +183,12 @@ class Evolver:
         notes = list(state.get("notes", []))
         edit = None
         if self.llm is not None:
-            edit, problem = llm_refine(
+            edit, problem, call_notes = llm_refine(
                 self.llm, agent, gradient, harness, rubric, tried, self.settings.llm.model_dump()
             )
+            notes.extend(call_notes)
+            if edit is not None and not (edit.edits or edit.add_rules):
+                edit, problem = None, "the edit changes nothing"
             if edit is None:
                 notes.append(f"model edit unusable ({problem}); rubric refiner used")
         if edit is None:

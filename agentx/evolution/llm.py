@@ -2,8 +2,10 @@
 
 The model drafts; drafts are validated the same way as the rubric's own output (fields must
 be evolvable, values within bounds, checked again by the safety check), so a model cannot
-edit the rubric, a verifier or a protected file, and malformed output falls back to the
-rubric with the reason recorded.
+edit the rubric, a verifier or a protected file. A draft that is valid JSON but unusable (a
+gradient whose items name no evolvable field, an edit that changes nothing or leaves the
+bounds) is shown back to the model; when the re-asks run out, the rubric's own gradient or
+refiner is used and the reason recorded: junk never replaces the offline output.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from typing import Any, Literal
 
 import yaml
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import HumanMessage, SystemMessage
 from pydantic import BaseModel, Field
 
 from agentx.evolution.models import (
@@ -25,7 +26,9 @@ from agentx.evolution.models import (
 from agentx.evolution.rubric import Rubric, get_field
 from agentx.evolution.store import RunTrajectory
 from agentx.harness import load_prompt
-from agentx.llm.structured import StructuredResult, invoke_structured, structured_options
+from agentx.llm.ask import ask
+from agentx.llm.budget import Context
+from agentx.llm.structured import StructuredResult
 
 
 class GradientItemDraft(BaseModel):
@@ -61,14 +64,13 @@ class EditDraft(BaseModel):
     rationale: str = ""
 
 
-def _system() -> SystemMessage:
-    return SystemMessage(
-        "You improve the harness (instructions and numeric policy) of an agent in a "
-        "recommender-iteration system. Answer only with the requested structured output."
-    )
+_SYSTEM = (
+    "You improve the harness (instructions and numeric policy) of an agent in a "
+    "recommender-iteration system. Answer only with the requested structured output."
+)
 
 
-def _experiment_lines(runs: list[RunTrajectory]) -> str:
+def _experiment_lines(runs: list[RunTrajectory]) -> list[str]:
     lines = []
     for run in runs:
         for r in run.records:
@@ -82,20 +84,48 @@ def _experiment_lines(runs: list[RunTrajectory]) -> str:
                 f"{'n/a' if measured is None else f'{measured:+.2%}'}; true "
                 f"{'n/a' if true is None else f'{true:+.2%}'}; {r.root_cause or '-'}"
             )
-    return "\n".join(lines[-40:]) or "(none)"
+    return list(reversed(lines))  # most recent first: the budget keeps the latest
 
 
 def _evolvable(rubric: Rubric) -> str:
     return "\n".join(f"- {k}: [{b.min}, {b.max}]" for k, b in rubric.evolvable.items())
 
 
-def _invoke(model: BaseChatModel, prompt: str, schema: type, settings: dict[str, Any]):
-    return invoke_structured(
-        model,
-        [_system(), HumanMessage(prompt)],
-        schema,
-        **structured_options(settings),
+def gradient_problem(draft: GradientDraft, rubric: Rubric) -> str | None:
+    """Why a drafted gradient is unusable: no item names an evolvable field."""
+    if any(item.field in rubric.evolvable for item in draft.items):
+        return None
+    named = sorted({str(item.field) for item in draft.items})
+    return (
+        f"no gradient item names an evolvable field (named: {', '.join(named) or 'none'}); "
+        f"each item's field must be one of: {', '.join(rubric.evolvable)}"
     )
+
+
+def edit_problem(draft: EditDraft, harness: dict[str, Any], rubric: Rubric) -> str | None:
+    """Why a drafted edit is unusable: a field that is not evolvable or not numeric, a value
+    outside its bounds, or no change at all."""
+    moved = 0
+    for change in draft.changes:
+        bounds = rubric.evolvable.get(change.field)
+        if bounds is None:
+            return f"{change.field!r} is not evolvable; change only: {', '.join(rubric.evolvable)}"
+        try:
+            old = get_field(harness, change.field)
+        except KeyError:
+            return f"the harness has no field {change.field!r}"
+        if not isinstance(old, int | float) or isinstance(old, bool):
+            return f"{change.field!r} is not numeric"
+        if not bounds.min <= change.value <= bounds.max:
+            return f"{change.field}={change.value} is outside [{bounds.min}, {bounds.max}]"
+        moved += float(old) != change.value
+    if not moved and not any(rule.strip() for rule in draft.add_rules):
+        return "the edit changes nothing: move at least one field to a new value"
+    return None
+
+
+def _notes(result: StructuredResult[Any]) -> list[str]:
+    return [f"model call: {note}" for note in result.notes()]
 
 
 def llm_diagnose(
@@ -106,34 +136,46 @@ def llm_diagnose(
     runs: list[RunTrajectory],
     rubric_gradient: SemanticGradient,
     settings: dict[str, Any],
-) -> tuple[SemanticGradient | None, str | None]:
-    """The model's gradient (items pointing at non-evolvable fields lose their field)."""
+) -> tuple[SemanticGradient | None, str | None, list[str]]:
+    """The model's gradient, or None with the reason; and the call's fallback notes.
+
+    Items that name no evolvable field are dropped; a gradient without one usable item is
+    asked again, then given up (the rubric's gradient stands).
+    """
     criteria = "\n".join(
         f"- {name}: {c.finding.strip()} -> {c.field} ({c.direction})"
         for name, c in rubric.criteria.items()
     )
-    prompt = load_prompt("evolution", "diagnose").format(
-        agent=agent,
-        criteria=criteria,
-        evolvable=_evolvable(rubric),
-        version=harness.get("version", 1),
-        harness=yaml.safe_dump(harness, sort_keys=False),
-        experiments=_experiment_lines(runs),
-        rubric_loss=rubric_gradient.loss_text,
+    result: StructuredResult[GradientDraft] = ask(
+        model,
+        _SYSTEM,
+        load_prompt("evolution", "diagnose"),
+        GradientDraft,
+        settings,
+        required={
+            "agent": agent,
+            "criteria": criteria,
+            "evolvable": _evolvable(rubric),
+            "version": str(harness.get("version", 1)),
+            "harness": yaml.safe_dump(harness, sort_keys=False),
+            "rubric_loss": rubric_gradient.loss_text,
+        },
+        optional=[Context(name="experiments", pieces=_experiment_lines(runs))],
+        check=lambda draft: gradient_problem(draft, rubric),
     )
-    result: StructuredResult[GradientDraft] = _invoke(model, prompt, GradientDraft, settings)
     if not result.ok or result.value is None:
-        return None, result.error or "no reply"
+        return None, result.error or "no reply", _notes(result)
     items = [
         GradientItem(
             criterion=d.criterion,
             category=d.category,
             finding=d.finding,
-            field=d.field if d.field in rubric.evolvable else None,
+            field=d.field,
             direction=d.direction,
             magnitude=d.magnitude,
         )
         for d in result.value.items
+        if d.field in rubric.evolvable  # an item with no field to move cannot be applied
     ]
     items.sort(key=lambda item: -item.magnitude)
     gradient = SemanticGradient(
@@ -143,7 +185,7 @@ def llm_diagnose(
         items=items,
         source="model",
     )
-    return gradient, None
+    return gradient, None, _notes(result)
 
 
 def llm_refine(
@@ -154,34 +196,42 @@ def llm_refine(
     rubric: Rubric,
     tried: set[str],
     settings: dict[str, Any],
-) -> tuple[HarnessEdit | None, str | None]:
-    """The model's edit, or None with the reason (unknown field, not numeric, no change)."""
-    items = "\n".join(
+) -> tuple[HarnessEdit | None, str | None, list[str]]:
+    """The model's edit, or None with the reason; and the call's fallback notes.
+
+    An edit of a field that is not evolvable, out of bounds or not numeric, or one that
+    changes nothing, is asked again, then given up (the rubric's refiner is used).
+    """
+    items = [
         f"- [{i.category}] {i.finding} -> {i.field} ({i.direction}, {i.magnitude:.2f})"
         for i in gradient.items
+    ]
+    result: StructuredResult[EditDraft] = ask(
+        model,
+        _SYSTEM,
+        load_prompt("evolution", "refine"),
+        EditDraft,
+        settings,
+        required={
+            "agent": agent,
+            "loss": gradient.loss_text,
+            "evolvable": _evolvable(rubric),
+            "version": str(harness.get("version", 1)),
+            "harness": yaml.safe_dump(harness, sort_keys=False),
+        },
+        optional=[
+            Context(name="items", pieces=items),
+            Context(name="tried", pieces=sorted(tried), joiner=", "),
+        ],
+        check=lambda draft: edit_problem(draft, harness, rubric),
     )
-    prompt = load_prompt("evolution", "refine").format(
-        agent=agent,
-        loss=gradient.loss_text,
-        items=items or "(none)",
-        evolvable=_evolvable(rubric),
-        version=harness.get("version", 1),
-        harness=yaml.safe_dump(harness, sort_keys=False),
-        tried=", ".join(sorted(tried)) or "(none)",
-    )
-    result: StructuredResult[EditDraft] = _invoke(model, prompt, EditDraft, settings)
     if not result.ok or result.value is None:
-        return None, result.error or "no reply"
-    edits = []
-    for change in result.value.changes:
-        try:
-            old = get_field(harness, change.field)
-        except KeyError:
-            return None, f"the model edited unknown field {change.field!r}"
-        if not isinstance(old, int | float) or isinstance(old, bool):
-            return None, f"the model edited non-numeric field {change.field!r}"
-        if float(old) != change.value:
-            edits.append(FieldEdit(field=change.field, old=float(old), new=change.value))
+        return None, result.error or "no reply", _notes(result)
+    edits = [
+        FieldEdit(field=c.field, old=float(get_field(harness, c.field)), new=c.value)
+        for c in result.value.changes
+        if float(get_field(harness, c.field)) != c.value
+    ]
     edit = HarnessEdit(
         agent=agent,
         edits=edits,
@@ -190,5 +240,5 @@ def llm_refine(
         source="model",
     )
     if edit.key() in tried and not edit.add_rules:
-        return None, f"the model repeated a rolled-back edit ({edit.key()})"
-    return edit, None
+        return None, f"the model repeated a rolled-back edit ({edit.key()})", _notes(result)
+    return edit, None, _notes(result)

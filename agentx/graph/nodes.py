@@ -68,6 +68,11 @@ def _event(node: str, message: str, state: LoopState | None = None, **data: Any)
     )
 
 
+def _model_notes(node: str, fallbacks: list[str]) -> list[TraceEvent]:
+    """One trace event per model-call fallback (retry, method switch, re-ask, give-up)."""
+    return [_event(node, f"model call: {line}") for line in fallbacks]
+
+
 def _experiment_id(state: LoopState) -> str:
     return stable_id(state["run_id"], state.get("iteration", 0))
 
@@ -115,6 +120,7 @@ class Nodes:
             result = llm_goal(self.r.llm, text, metrics, levers, settings.llm.model_dump())
             if result.ok and result.value is not None:
                 goal = goal_from_draft(text, result.value, metrics)
+            notes.extend(_model_notes(INTAKE, result.notes()))
             if goal is None:
                 why = result.error or f"unknown objective {result.value and result.value.objective}"
                 notes.append(_event(INTAKE, f"model intake unusable ({why}); parsed offline"))
@@ -138,11 +144,12 @@ class Nodes:
             "origin": origin_commit(self.r.target.repo_path),
             "harness_versions": self._harness_versions(),
             "trace": [
+                *notes,
                 _event(
                     INTAKE,
                     f"objective {goal.objective} ({goal.direction}); "
                     f"guardrails {', '.join(goal.guardrails)}",
-                )
+                ),
             ],
         }
 
@@ -200,6 +207,7 @@ class Nodes:
             result = llm_ideas(
                 r.llm, goal, bundle, state.get("avoid", {}), batch_size, llm_settings
             )
+            notes.extend(_model_notes(BRAINSTORM, result.notes()))
             if result.ok and result.value is not None:
                 drafts = result.value.ideas
             else:

@@ -58,7 +58,9 @@ def make_chat_model(settings: LLMSettings) -> BaseChatModel | None:
         "temperature": settings.temperature,
         "max_tokens": settings.max_tokens,
         "timeout": settings.timeout_s,
-        "max_retries": settings.max_retries,
+        # Transport retries are :func:`~agentx.llm.structured.invoke_structured`'s, with
+        # backoff and a record of each; the client's own would hide them and multiply.
+        "max_retries": 0,
     }
     api_key: SecretStr | None = settings.api_key
     if settings.base_url:

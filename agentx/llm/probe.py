@@ -48,7 +48,7 @@ def check_model(settings: LLMSettings) -> None:
     if not settings.enabled:
         return
     probe_settings = settings.model_copy(
-        update={"max_retries": 0, "timeout_s": min(settings.timeout_s, PROBE_TIMEOUT_S)}
+        update={"transport_retries": 0, "timeout_s": min(settings.timeout_s, PROBE_TIMEOUT_S)}
     )
     try:
         model = make_chat_model(probe_settings)

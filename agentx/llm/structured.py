@@ -1,20 +1,27 @@
-"""Structured output from any chat model, with validation and re-asking.
+"""Structured output from any chat model, with validation, re-asking and typed failures.
 
-:func:`invoke_structured` asks a chat model for an instance of a pydantic schema and
-never raises for bad output: it validates the reply, shows the model its validation
-error and the JSON schema, and asks again (``max_retries`` times), then gives up with
-``ok=False``. It works with
+:func:`invoke_structured` asks a chat model for an instance of a pydantic schema and never
+raises for a failed call or bad output. Each failure is classified
+(:mod:`agentx.llm.errors`) and handled by its kind, and every deviation is recorded as a
+:class:`~agentx.llm.errors.Fallback` in the result, for the trace:
 
-- models that support tool calling (``ChatOpenAI`` and friends): the request goes
-  through ``with_structured_output(schema, method=..., include_raw=True)``; if the server
-  rejects ``json_schema``/``json_mode`` (an HTTP error, or a reply its client cannot
-  parse), it falls back once to ``function_calling``, and if the server rejects tools
-  too, once more to plain text (the schema in the prompt, JSON parsed from the reply);
-- any other chat model (e.g. langchain-core's fakes): plain text with the schema in
-  the prompt. Tool calls in a reply are used whenever present.
+- a transient failure (connection, timeout, 429, 5xx) is retried ``transport_retries``
+  times with exponential backoff; a 500 that persists under ``json_schema``/``json_mode``
+  (llama.cpp's answer to ``response_format``) is then taken as a method rejection;
+- a rejected structured-output method falls back ``json_schema``/``json_mode`` →
+  ``function_calling`` → ``text`` (the schema in the prompt, JSON parsed from the reply),
+  and the method that worked is remembered for that endpoint and model, so later calls do
+  not pay for the negotiation again;
+- a context overflow (or a conversation over the token budget) drops the re-ask history
+  once (the original prompt plus the latest complaint); otherwise the call is given up;
+- a malformed reply, or one the caller's ``check`` finds wrong (semantic validation against
+  the catalog, the schema of the target, the repository), is shown to the model with the
+  JSON schema and asked again ``reasks`` times;
+- a refused key or unknown model is given up at once.
 
-With ``text`` and ``json_mode`` (whose requests do not carry the schema) one
-HumanMessage with the JSON schema is appended to the conversation.
+It works with models that support tool calling (``ChatOpenAI`` and friends) through
+``with_structured_output(schema, method=..., include_raw=True)`` and with any other chat
+model (e.g. langchain-core's fakes) through plain text with the schema in the prompt.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
+from collections.abc import Callable
 from typing import Any, Generic, Literal, TypeVar
 
 from langchain_core.language_models import BaseChatModel
@@ -30,14 +39,26 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel, Field, ValidationError
 
+from agentx.llm.budget import (
+    MESSAGE_OVERHEAD,
+    BudgetReport,
+    TokenCounter,
+    count_messages,
+    counter_for,
+    schema_tokens,
+)
+from agentx.llm.errors import FailureKind, Fallback, classify, server_message, status_of
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T", bound=BaseModel)
 
 Method = Literal["function_calling", "json_schema", "json_mode", "text"]
 
-#: HTTP statuses that say nothing about the structured-output method (no fallback).
-_NO_FALLBACK_STATUSES = frozenset({401, 402, 403, 404, 408, 409, 429})
+#: Tokens kept for the validator's words in a re-ask.
+_COMPLAINT_TOKENS = 256
+#: Longest backoff between two transport retries.
+MAX_BACKOFF_S = 30.0
 _MAX_ERRORS_SHOWN = 8
 #: Methods whose request does not carry the schema: it goes into the prompt instead.
 _NEEDS_INSTRUCTIONS = frozenset({"text", "json_mode"})
@@ -52,21 +73,37 @@ class StructuredResult(BaseModel, Generic[T]):
         ok: a valid ``value`` was obtained.
         value: the validated schema instance, or None.
         error: why it failed (the last validation or transport error), or None.
-        attempts: model calls made (re-asks and method fallbacks included).
+        failure: the kind of that failure (None when ``ok``).
+        attempts: model requests made (retries, re-asks and method fallbacks included).
         raw_outputs: each reply as text (tool-call arguments as JSON), in order.
         method: how the last request asked for structure (``text`` = schema in prompt).
-        call_failed: the model call itself failed (server down, timeout, refused), as
-            opposed to a reply that was malformed: the first is the infrastructure's fault,
-            the second the model's, and the loop treats them differently.
+        fallbacks: every retry, method switch, compaction and re-ask, in order.
+        prompt_tokens: prompt tokens of all requests (the server's usage when reported,
+            else counted).
+        budget: how the prompt was fitted to the token budget (set by
+            :func:`agentx.llm.ask.ask`).
     """
 
     ok: bool
     value: T | None = None
     error: str | None = None
+    failure: FailureKind | None = None
     attempts: int = 0
     raw_outputs: list[str] = Field(default_factory=list)
     method: str | None = None
-    call_failed: bool = False
+    fallbacks: list[Fallback] = Field(default_factory=list)
+    prompt_tokens: int = 0
+    budget: BudgetReport | None = None
+
+    @property
+    def call_failed(self) -> bool:
+        """The call failed because the infrastructure did (server, network, configuration),
+        as opposed to a reply that was malformed: the loop treats the two differently."""
+        return self.failure is not None and self.failure.infrastructure
+
+    def notes(self) -> list[str]:
+        """One line per fallback, for trace events."""
+        return [fallback.describe() for fallback in self.fallbacks]
 
 
 class _OutputError(ValueError):
@@ -257,17 +294,17 @@ def _bind(model: BaseChatModel, schema: type[BaseModel], method: Method) -> tupl
         return model, "text"
 
 
-def _next_method(method: Method, error: Exception) -> Method | None:
-    """The method to fall back to after ``error``, or None when it is not a rejection."""
-    if method == "text" or "ContextOverflow" in type(error).__name__:
-        return None
-    status = getattr(error, "status_code", None)
-    rejected = isinstance(status, int) and status >= 400 and status not in _NO_FALLBACK_STATUSES
-    if method in ("json_schema", "json_mode"):
-        # A reply the client-side parser choked on also means the mode is unreliable.
-        unparsable = isinstance(error, ValidationError | json.JSONDecodeError)
-        return "function_calling" if rejected or unparsable else None
-    return "text" if rejected else None
+def reask_reserve(schema: type[BaseModel], counter: TokenCounter) -> int:
+    """Tokens to keep free in a first prompt so that a re-ask fits once the earlier
+    replies are dropped (the complaint carries the schema and the validator's words)."""
+    return schema_tokens(schema, counter) + MESSAGE_OVERHEAD + _COMPLAINT_TOKENS
+
+
+def _next_method(method: Method) -> Method | None:
+    """The method to try when the server rejects ``method`` (None: nothing left)."""
+    return {"json_schema": "function_calling", "json_mode": "function_calling"}.get(
+        method, "text" if method == "function_calling" else None
+    )  # type: ignore[return-value]
 
 
 def _split_output(output: Any, schema: type[T]) -> tuple[BaseMessage | None, T | None, str | None]:
@@ -289,16 +326,95 @@ def _split_output(output: Any, schema: type[T]) -> tuple[BaseMessage | None, T |
         return reply, None, str(error)
 
 
+# -- method negotiation ----------------------------------------------------------------
+
+#: (model class, endpoint, model name, requested method) -> the method the server accepted.
+_NEGOTIATED: dict[tuple[str, str, str, str], Method] = {}
+
+
+def _endpoint_key(model: BaseChatModel, method: str) -> tuple[str, str, str, str]:
+    base = str(getattr(model, "openai_api_base", None) or "")
+    name = str(getattr(model, "model_name", None) or "")
+    return type(model).__name__, base, name, method
+
+
+def forget_negotiated_methods() -> None:
+    """Forget which methods servers accepted (a server was reconfigured; tests)."""
+    _NEGOTIATED.clear()
+
+
 # -- entry point -----------------------------------------------------------------------
 
 
 def structured_options(llm_settings: dict[str, Any]) -> dict[str, Any]:
-    """``method`` and ``max_retries`` for :func:`invoke_structured` from dumped LLM settings
+    """Keyword arguments of :func:`invoke_structured` from dumped LLM settings
     (``Settings.llm.model_dump()``), with the same defaults everywhere."""
     return {
         "method": llm_settings.get("structured_method", "function_calling"),
-        "max_retries": int(llm_settings.get("max_retries", 2)),
+        "reasks": int(llm_settings.get("reasks", 2)),
+        "transport_retries": int(llm_settings.get("transport_retries", 2)),
+        "backoff_s": float(llm_settings.get("backoff_s", 1.0)),
     }
+
+
+class _Call:
+    """The state of one :func:`invoke_structured` call (one decision)."""
+
+    def __init__(self, model: BaseChatModel, schema: type[BaseModel], method: Method):
+        self.model, self.schema = model, schema
+        self.requested = method
+        self.runnable, self.method = _bind(
+            model, schema, _NEGOTIATED.get(_endpoint_key(model, method), method)
+        )
+        self.fallbacks: list[Fallback] = []
+        self.raw_outputs: list[str] = []
+        self.attempts = 0
+        self.prompt_tokens = 0
+
+    def note(self, kind: FailureKind, action: str, detail: str, to: str | None = None) -> None:
+        fallback = Fallback(
+            kind=kind, action=action, detail=detail, method=self.method, to_method=to
+        )
+        logger.warning("structured %s: %s", self.schema.__name__, fallback.describe())
+        self.fallbacks.append(fallback)
+
+    def switch(self, to: Method) -> HumanMessage | None:
+        """Use method ``to`` from now on (remembered for this endpoint); the message with
+        the schema to add to the prompt when the new method does not carry it."""
+        had_instructions = self.method in _NEEDS_INSTRUCTIONS
+        self.runnable, self.method = _bind(self.model, self.schema, to)
+        _NEGOTIATED[_endpoint_key(self.model, self.requested)] = self.method
+        if self.method in _NEEDS_INSTRUCTIONS and not had_instructions:
+            return HumanMessage(content=_instructions(self.schema))
+        return None
+
+    def result(
+        self, value: Any = None, error: str | None = None, failure: FailureKind | None = None
+    ):
+        result_type = StructuredResult[self.schema]  # type: ignore[name-defined]
+        return result_type(
+            ok=value is not None,
+            value=value,
+            error=error,
+            failure=failure,
+            attempts=self.attempts,
+            raw_outputs=self.raw_outputs,
+            method=self.method,
+            fallbacks=self.fallbacks,
+            prompt_tokens=self.prompt_tokens,
+        )
+
+
+def _input_tokens(reply: BaseMessage | None) -> int | None:
+    usage = getattr(reply, "usage_metadata", None) or {}
+    tokens = usage.get("input_tokens") if isinstance(usage, dict) else None
+    return int(tokens) if isinstance(tokens, int) and tokens > 0 else None
+
+
+def _compact(base: list[BaseMessage], conversation: list[BaseMessage]) -> list[BaseMessage]:
+    """The original prompt and the latest complaint only (the re-ask history dropped)."""
+    complaint = conversation[-1] if len(conversation) > len(base) else None
+    return [*base, *([complaint] if isinstance(complaint, HumanMessage) else [])]
 
 
 def invoke_structured(
@@ -307,10 +423,16 @@ def invoke_structured(
     schema: type[T],
     *,
     method: str = "function_calling",
-    max_retries: int = 2,
+    reasks: int = 2,
+    transport_retries: int = 2,
+    backoff_s: float = 1.0,
+    budget_tokens: int | None = None,
+    counter: TokenCounter | None = None,
+    check: Callable[[T], str | None] | None = None,
     config: RunnableConfig | None = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> StructuredResult[T]:
-    """Ask ``model`` for a ``schema`` instance; re-ask on malformed output.
+    """Ask ``model`` for a ``schema`` instance; handle each kind of failure by its kind.
 
     Args:
         model: any LangChain chat model.
@@ -318,81 +440,110 @@ def invoke_structured(
         schema: a pydantic model class.
         method: ``function_calling`` (default), ``json_schema`` or ``json_mode``; or
             ``text`` to put the schema in the prompt and parse JSON from the reply.
-        max_retries: re-asks after a malformed or off-schema reply.
+        reasks: re-asks after a malformed, off-schema or ``check``-rejected reply.
+        transport_retries: retries of a request that failed transiently.
+        backoff_s: the first retry's delay; it doubles with each retry (capped at 30 s).
+        budget_tokens: most tokens a request may take; a conversation over it is compacted
+            once, else not sent (``over_budget``).
+        counter: how tokens are counted (default: the server's tokenizer, else an estimate).
+        check: semantic validation of a schema-valid value: a problem to show the model
+            (it is asked again), or None when the value is usable.
         config: optional runnable config (callbacks, tags) for every call.
+        sleep: how backoff waits (injectable for tests).
 
     Returns:
-        A :class:`StructuredResult`; ``ok=False`` with ``error`` after ``max_retries``
-        re-asks, or when the model call itself fails (after the client's own retries).
+        A :class:`StructuredResult`; ``ok=False`` with ``error`` and ``failure`` when no
+        usable value was obtained.
     """
-    result_type = StructuredResult[schema]  # type: ignore[valid-type]
     if method not in ("function_calling", "json_schema", "json_mode", "text"):
         raise ValueError(f"unknown structured output method {method!r}")
-    runnable, current = _bind(model, schema, method)  # type: ignore[arg-type]
-    conversation: list[BaseMessage] = list(messages)
-    if current in _NEEDS_INSTRUCTIONS:
-        conversation.append(HumanMessage(content=_instructions(schema)))
-    raw_outputs: list[str] = []
-    attempts = 0
-    reasks = 0
+    call = _Call(model, schema, method)  # type: ignore[arg-type]
+    base: list[BaseMessage] = list(messages)
+    if call.method in _NEEDS_INSTRUCTIONS:
+        base.append(HumanMessage(content=_instructions(schema)))
+    conversation = list(base)
+    if budget_tokens is not None and counter is None:
+        counter = counter_for(model)
+    reasked = streak = 0
     while True:
-        attempts += 1
-        logger.debug("structured %s: attempt %d via %s", schema.__name__, attempts, current)
-        try:
-            output = runnable.invoke(conversation, config=config)
-        except Exception as error:
-            fallback = _next_method(current, error)
-            if fallback is not None:
-                logger.warning(
-                    "structured %s: server rejected %s (%s); falling back to %s",
-                    schema.__name__,
-                    current,
-                    _short(error),
-                    fallback,
+        if budget_tokens is not None and counter is not None:
+            need = count_messages(conversation, counter)
+            if call.method not in _NEEDS_INSTRUCTIONS:  # else the schema is in a message
+                need += schema_tokens(schema, counter)
+            if need > budget_tokens:
+                if len(conversation) > len(base) + 1:
+                    call.note(
+                        FailureKind.OVER_BUDGET,
+                        "compact",
+                        f"the re-ask needs {need:,} tokens, over the budget of "
+                        f"{budget_tokens:,}: the earlier replies are dropped",
+                    )
+                    conversation = _compact(base, conversation)
+                    continue
+                error = (
+                    f"the prompt needs {need:,} tokens ({counter.name} count), over the "
+                    f"budget of {budget_tokens:,}; not sent"
                 )
-                had_instructions = current in _NEEDS_INSTRUCTIONS
-                runnable, current = _bind(model, schema, fallback)
-                if current in _NEEDS_INSTRUCTIONS and not had_instructions:
-                    conversation.append(HumanMessage(content=_instructions(schema)))
+                call.note(FailureKind.OVER_BUDGET, "give_up", error)
+                return call.result(error=error, failure=FailureKind.OVER_BUDGET)
+        call.attempts += 1
+        try:
+            output = call.runnable.invoke(conversation, config=config)
+        except Exception as error:  # every failure is classified below, none is swallowed
+            kind = classify(error, call.method)
+            detail = f"{type(error).__name__}: {server_message(error)}"
+            if kind is FailureKind.TRANSIENT and streak < transport_retries:
+                delay = min(MAX_BACKOFF_S, backoff_s * 2**streak)
+                streak += 1
+                call.note(
+                    kind,
+                    "retry",
+                    f"{detail} (retry {streak}/{transport_retries} after {delay:.2g} s)",
+                )
+                sleep(delay)
                 continue
-            message = f"model call failed: {type(error).__name__}: {_short(error)}"
-            logger.warning("structured %s: %s", schema.__name__, message)
-            return result_type(
-                ok=False,
-                error=message,
-                attempts=attempts,
-                raw_outputs=raw_outputs,
-                method=current,
-                call_failed=True,
-            )
+            persistent_500 = status_of(error) == 500 and call.method in ("json_schema", "json_mode")
+            if kind is FailureKind.METHOD_REJECTED or (
+                kind is FailureKind.TRANSIENT and persistent_500
+            ):
+                if len(conversation) > len(base) + 1:
+                    # The server may refuse the re-ask's shape (tool-call history), not the
+                    # method: the prompt and the complaint alone first.
+                    call.note(FailureKind.METHOD_REJECTED, "compact", detail)
+                    conversation = _compact(base, conversation)
+                    streak = 0
+                    continue
+                fallback = _next_method(call.method)
+                if fallback is not None:
+                    call.note(FailureKind.METHOD_REJECTED, "switch_method", detail, to=fallback)
+                    added = call.switch(fallback)
+                    if added is not None:
+                        base.append(added)
+                        conversation.append(added)
+                    streak = 0
+                    continue
+            if kind is FailureKind.CONTEXT_OVERFLOW and len(conversation) > len(base) + 1:
+                call.note(kind, "compact", detail)
+                conversation = _compact(base, conversation)
+                continue
+            call.note(kind, "give_up", detail)
+            return call.result(error=f"model call failed: {detail}", failure=kind)
+        streak = 0
         reply, value, problem = _split_output(output, schema)
-        raw_outputs.append(_raw_text(reply))
+        call.raw_outputs.append(_raw_text(reply))
+        counted = _input_tokens(reply)
+        if counted is None and counter is not None:
+            counted = count_messages(conversation, counter)
+        call.prompt_tokens += counted or 0
+        if value is not None and check is not None:
+            problem = check(value)
+            value = None if problem else value
         if value is not None:
-            logger.debug("structured %s: valid after %d attempt(s)", schema.__name__, attempts)
-            return result_type(
-                ok=True, value=value, attempts=attempts, raw_outputs=raw_outputs, method=current
-            )
-        if reasks >= max_retries:
-            logger.warning(
-                "structured %s: giving up after %d attempt(s): %s",
-                schema.__name__,
-                attempts,
-                problem,
-            )
-            return result_type(
-                ok=False, error=problem, attempts=attempts, raw_outputs=raw_outputs, method=current
-            )
-        reasks += 1
-        logger.info(
-            "structured %s: malformed reply (%s); re-asking (%d/%d)",
-            schema.__name__,
-            problem,
-            reasks,
-            max_retries,
-        )
-        conversation.extend(_feedback(reply, problem or "invalid reply", schema, current))
-
-
-def _short(error: Exception, limit: int = 500) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text if len(text) <= limit else text[:limit] + "..."
+            return call.result(value=value)
+        problem = problem or "invalid reply"
+        if reasked >= reasks:
+            call.note(FailureKind.MALFORMED, "give_up", problem)
+            return call.result(error=problem, failure=FailureKind.MALFORMED)
+        reasked += 1
+        call.note(FailureKind.MALFORMED, "reask", f"{problem} ({reasked}/{reasks})")
+        conversation.extend(_feedback(reply, problem, schema, call.method))

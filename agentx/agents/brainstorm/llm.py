@@ -3,6 +3,9 @@
 The model only drafts; every draft is validated against the catalog (known technique,
 parameter values it lists) and then scored and admitted by the same rules as the
 offline policy, so a model cannot smuggle in an unknown mechanism or skip admission.
+A reply that is valid JSON but not sensible (an objective that is no metric, a technique
+``"1.0"``, no idea from the catalog at all) is shown back to the model and asked again;
+when the re-asks run out the caller takes the offline decision and records why.
 """
 
 from __future__ import annotations
@@ -11,12 +14,13 @@ import json
 from typing import Any, Literal
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import HumanMessage, SystemMessage
 from pydantic import BaseModel, Field
 
 from agentx.agents.brainstorm.evidence import EvidenceBundle
 from agentx.harness import load_prompt
-from agentx.llm.structured import StructuredResult, invoke_structured, structured_options
+from agentx.llm.ask import ask
+from agentx.llm.budget import Context
+from agentx.llm.structured import StructuredResult
 from agentx.models import Goal, Maturity
 
 
@@ -50,11 +54,18 @@ class IdeaBatch(BaseModel):
     ideas: list[IdeaDraft] = Field(min_length=1)
 
 
-def _system() -> SystemMessage:
-    return SystemMessage(
-        "You are the Brainstorm Agent of a recommender-system team. Answer only with the "
-        "requested structured output."
-    )
+_SYSTEM = (
+    "You are the Brainstorm Agent of a recommender-system team. Answer only with the "
+    "requested structured output."
+)
+
+
+def goal_problem(draft: GoalDraft, metrics: list[str]) -> str | None:
+    """Why a goal draft is unusable (its objective is no known metric), or None."""
+    if draft.objective not in metrics:
+        shown = draft.objective if len(draft.objective) <= 60 else draft.objective[:60] + "..."
+        return f"objective {shown!r} is not a metric name; use one of: {', '.join(metrics)}"
+    return None
 
 
 def llm_goal(
@@ -65,20 +76,21 @@ def llm_goal(
     settings: dict[str, Any],
 ) -> StructuredResult[GoalDraft]:
     """Ask the model to normalise the goal (validated by the caller against the metrics)."""
-    prompt = load_prompt("brainstorm", "intake").format(
-        goal=text, metrics=", ".join(metrics), levers=", ".join(levers)
-    )
-    return invoke_structured(
+    return ask(
         model,
-        [_system(), HumanMessage(prompt)],
+        _SYSTEM,
+        load_prompt("brainstorm", "intake"),
         GoalDraft,
-        **structured_options(settings),
+        settings,
+        required={"goal": text, "metrics": ", ".join(metrics)},
+        optional=[Context(name="levers", pieces=levers, joiner=", ")],
+        check=lambda draft: goal_problem(draft, metrics),
     )
 
 
 def goal_from_draft(text: str, draft: GoalDraft, metrics: list[str]) -> Goal | None:
     """A :class:`Goal` if the draft names known metrics only, else None."""
-    if draft.objective not in metrics:
+    if goal_problem(draft, metrics) is not None:
         return None
     return Goal(
         text=text,
@@ -101,37 +113,57 @@ def llm_ideas(
     settings: dict[str, Any],
 ) -> StructuredResult[IdeaBatch]:
     """Ask the model for a batch of ideas grounded in the four evidence sources."""
-    catalog = "\n".join(
+    ranked = [bundle.catalog[t] for t in sorted(bundle.catalog)]
+    catalog = [
         f"- {t.id}: {t.summary} params: " + json.dumps({p.name: p.values for p in t.params})
-        for t in bundle.catalog.values()
-    )
-    memory = (
-        "\n".join(
-            f"- [{c.id}] {c.title} (decision {c.decision}, effect {c.effect:+.2%})"
-            for c in bundle.cards[:20]
-        )
-        or "- (no past experiments)"
-    )
-    system = f"features: {', '.join(bundle.system.features)}; config keys: " + ", ".join(
-        sorted(bundle.system.config_keys)
-    )
-    prompt = load_prompt("brainstorm", "generate").format(
-        objective=goal.objective,
-        direction=goal.direction,
-        guardrails=", ".join(goal.guardrails),
-        memory=memory,
-        system=system,
-        data="\n".join(f"- {finding}" for finding in bundle.data.findings),
-        catalog=catalog,
-        avoid=", ".join(sorted(avoid)) or "(none)",
-        batch_size=batch_size,
-    )
-    return invoke_structured(
+        for t in ranked
+        if f"{t.id}:*" not in avoid
+    ]
+    # Most relevant memory first: cards similar to the goal, then this world's history.
+    cards = {card.id: card for card in reversed([*bundle.similar, *bundle.cards])}
+    memory = [
+        f"- [{c.id}] {c.title} (decision {c.decision}, effect {c.effect:+.2%})"
+        for c in reversed(cards.values())
+    ]
+    system = [f"- features: {', '.join(bundle.system.features)}"] + [
+        f"- config {key}" for key in sorted(bundle.system.config_keys)
+    ]
+    return ask(
         model,
-        [_system(), HumanMessage(prompt)],
+        _SYSTEM,
+        load_prompt("brainstorm", "generate"),
         IdeaBatch,
-        **structured_options(settings),
+        settings,
+        required={
+            "objective": goal.objective,
+            "direction": goal.direction,
+            "guardrails": ", ".join(goal.guardrails),
+            "batch_size": str(batch_size),
+        },
+        optional=[
+            Context(name="catalog", pieces=catalog),
+            Context(name="avoid", pieces=sorted(avoid), joiner=", "),
+            Context(name="memory", pieces=memory, empty="- (no past experiments)"),
+            Context(name="data", pieces=[f"- {f}" for f in bundle.data.findings]),
+            Context(name="system", pieces=system),
+        ],
+        check=lambda batch: batch_problem(batch, bundle),
     )
+
+
+def batch_problem(batch: IdeaBatch, bundle: EvidenceBundle) -> str | None:
+    """Why a batch is unusable: not one idea is a catalog technique with listed values.
+
+    Single bad ideas are dropped later with their reason (in the avoid set); a batch with
+    no usable idea at all is asked again, with every reason.
+    """
+    reasons = []
+    for draft in batch.ideas:
+        params, reason = validate_draft(draft, bundle)
+        if params is not None:
+            return None
+        reasons.append(reason)
+    return "no idea is usable: " + "; ".join(reasons[:6])
 
 
 def validate_draft(draft: IdeaDraft, bundle: EvidenceBundle) -> tuple[dict[str, Any] | None, str]:

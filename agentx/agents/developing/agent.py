@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import HumanMessage, SystemMessage
 from pydantic import BaseModel, Field
 
 from agentx.agents.developing.checks import (
@@ -41,29 +41,69 @@ from agentx.agents.developing.checks import (
 from agentx.agents.developing.classify import classify, safety_check
 from agentx.agents.developing.context import (
     config_keys,
-    file_blocks,
     relevant_files,
     repo_map,
     unmet_preconditions,
 )
 from agentx.agents.developing.feedback import evidence, render_feedback
 from agentx.agents.developing.rules import rules_check
+from agentx.agents.developing.spans import rank_spans, terms_of
 from agentx.harness import load_prompt
-from agentx.llm.structured import invoke_structured, structured_options
+from agentx.llm.ask import ask
+from agentx.llm.budget import Context
 from agentx.models import CheckResult, Edit, FailureKind, Patch, Proposal, Verification
 from agentx.research.catalog import CatalogError, Technique
 from agentx.research.recipes import edits_for
 from agentx.target.contract import Target, TargetError
 from agentx.target.models import OfflineMetrics, SystemDescription
 from agentx.workspace import git
-from agentx.workspace.edits import EditError, apply_edits
+from agentx.workspace.edits import EditError, apply_edits, plan_edits
 
 _REPAIRABLE_OFFLINE = {"latency", "offline_metrics", "diff_scope"}
 _RETRY = "retry unchanged after a transient failure"
+_BACKTICKED = re.compile(r"`([^`\n]+)`")
 
 
-class ModelUnavailable(EditError):
-    """The model call failed (server down, timeout, refused): no fault of the idea or code."""
+class _ModelProblem(EditError):
+    """The model gave no edit plan; ``notes`` are the call's fallbacks, for the record."""
+
+    def __init__(self, message: str, notes: list[str] | None = None):
+        super().__init__(message)
+        self.notes = notes or []
+
+
+class ModelUnavailable(_ModelProblem):
+    """The model call failed (server down, timeout, refused, prompt over the budget): no
+    fault of the idea or the code."""
+
+
+class PlanUnusable(_ModelProblem):
+    """The model's replies stayed malformed or unusable for the worktree after re-asks."""
+
+
+class _Grounding(EditError):
+    """A recipe's precondition is not met (reported as the grounding dimension)."""
+
+
+def plan_problem(plan: EditPlan, root: Path, protected: list[str]) -> str | None:
+    """Why an edit plan cannot be applied to the worktree at ``root``, or None.
+
+    Checked before the plan is accepted, so the model is asked again with the reason (a
+    ``search`` text that is not in the file, a protected path, edits that change nothing)
+    instead of the attempt failing on it.
+    """
+    for edit in plan.edits:
+        clean = edit.path.strip().removeprefix("./")
+        if any(clean == p.rstrip("/") or clean.startswith(p.rstrip("/") + "/") for p in protected):
+            return f"{edit.path} is protected and may not be edited"
+    try:
+        pending = plan_edits(root, plan.edits)
+    except EditError as error:
+        return f"{error} (copy each `search` text verbatim from the code spans shown)"
+    unchanged = all(
+        target.exists() and target.read_text() == text for target, text in pending.items()
+    )
+    return "the edits change nothing" if unchanged else None
 
 
 class EditPlan(BaseModel):
@@ -171,35 +211,41 @@ class Developer:
     ) -> CheckResult:
         technique = self.catalog.get(proposal.technique)
         system = self.target.describe()
+        model_notes: list[str] = []
         try:
             if self.llm is None:
-                if technique is None:
-                    raise EditError(f"unknown technique {proposal.technique!r}")
-                # Preconditions are the recipe's: a retune edits code that already met them
-                # when it merged (and changed what they test, e.g. ranker.debias).
-                failure: EditError | None = None
-                try:
-                    edits, how = edits_for(technique, proposal.params, path)
-                except EditError as error:
-                    edits, how, failure = [], "recipe", error
-                unmet = unmet_preconditions(technique, system) if how == "recipe" else []
-                if unmet:
-                    return CheckResult(
-                        dimension="grounding",
-                        passed=False,
-                        detail=f"{technique.id}: precondition not met: " + "; ".join(unmet),
-                    )
-                if failure is not None:
-                    raise failure  # reported as the apply check below
+                edits = self._recipe_edits(proposal, technique, system, path)
             else:
-                edits = self._llm_edits(
-                    proposal, technique, system, path, feedback, baseline, patch.attempt
-                )
+                try:
+                    edits, model_notes = self._llm_edits(
+                        proposal, technique, system, path, feedback, baseline, patch.attempt
+                    )
+                except ModelUnavailable:
+                    raise
+                except PlanUnusable as error:
+                    # Junk from the model is not the idea's defect: on a fresh attempt the
+                    # technique's recipe (the offline policy) writes the change instead.
+                    if technique is None or git.diff(path, baseline):
+                        raise
+                    edits = self._recipe_edits(proposal, technique, system, path)
+                    model_notes = [
+                        *error.notes,
+                        f"{error}; the technique's recipe (offline policy) was used",
+                    ]
             patch.edits = edits
             changed = apply_edits(path, edits)
         except ModelUnavailable as error:
             return CheckResult(
-                dimension="apply", passed=False, detail=str(error), data={INFRASTRUCTURE: True}
+                dimension="apply",
+                passed=False,
+                detail=_with_notes(str(error), error.notes),
+                data={INFRASTRUCTURE: True, "model_notes": error.notes},
+            )
+        except _Grounding as error:
+            return CheckResult(dimension="grounding", passed=False, detail=str(error))
+        except _ModelProblem as error:
+            return CheckResult(
+                dimension="apply", passed=False, detail=_with_notes(str(error), error.notes)
             )
         except (EditError, CatalogError, OSError) as error:
             return CheckResult(dimension="apply", passed=False, detail=str(error))
@@ -213,8 +259,36 @@ class Developer:
         return CheckResult(
             dimension="apply",
             passed=True,
-            detail=f"{len(edits)} edit(s) applied to {', '.join(changed)}",
+            detail=_with_notes(
+                f"{len(edits)} edit(s) applied to {', '.join(changed)}", model_notes
+            ),
+            data={"model_notes": model_notes} if model_notes else {},
         )
+
+    def _recipe_edits(
+        self, proposal: Proposal, technique: Technique | None, system: SystemDescription, path: Path
+    ) -> list[Edit]:
+        """The offline policy's edits: the technique's recipe at the proposal's parameters.
+
+        Raises:
+            _Grounding: a precondition of the recipe is not met.
+            EditError: the technique is unknown or its recipe does not apply.
+        """
+        if technique is None:
+            raise EditError(f"unknown technique {proposal.technique!r}")
+        # Preconditions are the recipe's: a retune edits code that already met them
+        # when it merged (and changed what they test, e.g. ranker.debias).
+        failure: EditError | None = None
+        try:
+            edits, how = edits_for(technique, proposal.params, path)
+        except EditError as error:
+            edits, how, failure = [], "recipe", error
+        unmet = unmet_preconditions(technique, system) if how == "recipe" else []
+        if unmet:
+            raise _Grounding(f"{technique.id}: precondition not met: " + "; ".join(unmet))
+        if failure is not None:
+            raise failure  # reported as the apply check
+        return edits
 
     def _llm_edits(
         self,
@@ -225,39 +299,75 @@ class Developer:
         feedback: Verification | None,
         baseline: str,
         attempt: int,
-    ) -> list[Edit]:
+    ) -> tuple[list[Edit], list[str]]:
+        """The model's edits (checked against the worktree) and the call's fallback notes.
+
+        Raises:
+            ModelUnavailable: the call failed for the infrastructure (server, network,
+                configuration, a required prompt item over the token budget).
+            PlanUnusable: the model gave no usable plan after its re-asks.
+        """
         assert self.llm is not None
         current_diff = git.diff(path, baseline)
         changed, _ = git.diff_stats(path, baseline)
         named = [*proposal.implementation_location, *(technique.locations if technique else [])]
         failing = evidence(feedback) if feedback is not None else ""
         unmet = unmet_preconditions(technique, system) if technique else []
-        context = {
-            "attempt": attempt,
+        note = technique.body if technique else "(no note: a new technique)"
+        files = relevant_files(path, named, changed, failing)
+        terms = terms_of(
+            proposal.technique,
+            json.dumps(proposal.params),
+            " ".join(_BACKTICKED.findall(note)),
+            " ".join(technique.preconditions if technique else []),
+            failing,
+            current_diff,
+        )
+        spans = rank_spans(path, files, terms, set(named), set(changed), failing)
+        located = repo_map(system, limit=10_000).splitlines()
+        located.sort(key=lambda line: not any(f"- {name}:" in line for name in files))
+        required = {
+            "attempt": str(attempt),
             "proposal": proposal.model_dump_json(indent=1),
-            "technique": technique.body if technique else "(no note: a new technique)",
+            "technique": note,
             "unmet": "; ".join(unmet) or "none",
-            "repo_map": repo_map(system),
-            "config_keys": config_keys(system),
-            "features": ", ".join(system.features) or "(none registered)",
-            "schema": json.dumps(system.data_fields),
-            "files": file_blocks(path, relevant_files(path, named, changed, failing)),
+            "feedback": render_feedback(feedback, attempt, current_diff, self.max_detail_chars),
         }
-        context["feedback"] = render_feedback(
-            feedback, attempt, current_diff, self.max_detail_chars
-        )
-        prompt = load_prompt("developing", "implement").format(**context)
-        result = invoke_structured(
+        # Most needed first: the schema and features are short and decide what code may
+        # use; then the code itself; the full config and the repository map last.
+        optional = [
+            Context(
+                name="schema",
+                pieces=[f"- {t}: {', '.join(f)}" for t, f in system.data_fields.items()],
+            ),
+            Context(name="features", pieces=list(system.features), joiner=", "),
+            Context(name="files", pieces=[s.render() for s in spans], joiner="\n\n"),
+            Context(name="config_keys", pieces=config_keys(system).splitlines()),
+            Context(name="repo_map", pieces=located),
+        ]
+        protected = list(system.protected_paths)
+        result = ask(
             self.llm,
-            [SystemMessage(load_prompt("developing", "system")), HumanMessage(prompt)],
+            load_prompt("developing", "system"),
+            load_prompt("developing", "implement"),
             EditPlan,
-            **structured_options(self.llm_settings),
+            self.llm_settings,
+            required=required,
+            optional=optional,
+            check=lambda plan: plan_problem(plan, path, protected),
         )
+        notes = result.notes()
+        if result.budget is not None and result.budget.cut():
+            cut = ", ".join(f"{k} -{v}" for k, v in result.budget.cut().items())
+            used = f"{result.budget.tokens:,} of {result.budget.budget:,}"
+            notes.append(f"prompt fitted to {used} tokens (left out: {cut})")
         if result.call_failed:
-            raise ModelUnavailable(f"the model could not be reached: {result.error}")
+            raise ModelUnavailable(
+                f"the model call failed ({result.failure}): {result.error}", notes
+            )
         if not result.ok or result.value is None:
-            raise EditError(f"the model gave no usable edit plan: {result.error}")
-        return result.value.edits
+            raise PlanUnusable(f"the model gave no usable edit plan: {result.error}", notes)
+        return result.value.edits, notes
 
     # ------------------------------------------------------------------ verify
     def verify(
@@ -463,6 +573,11 @@ class Developer:
 def _relative(value: float, base: float) -> float:
     """Relative change of ``value`` against ``base`` (0 when the base is 0: nothing to lose)."""
     return value / base - 1.0 if base > 0 else 0.0
+
+
+def _with_notes(detail: str, notes: list[str]) -> str:
+    """A check's detail with the model call's fallbacks (they reach the trace with it)."""
+    return detail + "".join(f"; model call: {note}" for note in notes)
 
 
 def _clear(checks: list[CheckResult]) -> bool:

@@ -2,10 +2,10 @@
 
 The context of a change is the repository map (files and their top-level symbols), the
 configuration keys, the registered features and the logged-data schema (from
-``Target.describe``), the technique's note, and the current text of every file the
-change may touch. A technique's stated preconditions are checked against the same
-facts, so a recipe that relies on a missing config key or data field fails grounding
-before any of its code runs.
+``Target.describe``), the technique's note, and the relevant spans of the files the change
+may touch (:mod:`agentx.agents.developing.spans`), never whole files. A technique's
+stated preconditions are checked against the same facts, so a recipe that relies on a
+missing config key or data field fails grounding before any of its code runs.
 """
 
 from __future__ import annotations
@@ -15,10 +15,7 @@ from pathlib import Path
 
 from agentx.research.catalog import Technique
 from agentx.target.models import SystemDescription
-from agentx.workspace.edits import EditError, read_inside
 
-MAX_FILE_CHARS = 24_000
-MAX_FILES_CHARS = 90_000
 _CONFIG_PRECONDITION = re.compile(r"^([\w.]+)\s+exists in config\.toml$")
 _FIELD_PRECONDITION = re.compile(r"^(\w+)\.(\w+)\s+is logged$")
 _VALUE_PRECONDITION = re.compile(r"^(\w+\.\w+)\s+is\s+\"([^\"]*)\"$")
@@ -95,22 +92,3 @@ def _suffixes(token: str) -> list[str]:
     """``/abs/worktree/recsys/x.py`` -> ``recsys/x.py``, ``x.py``: paths relative to a root."""
     parts = Path(token).parts
     return [str(Path(*parts[i:])) for i in range(1, len(parts))]
-
-
-def file_blocks(root: Path, names: list[str]) -> str:
-    """Current text of ``names`` as fenced blocks, truncated to a size the model can take."""
-    blocks, used = [], 0
-    for name in names:
-        try:
-            text = read_inside(root, name)
-        except (EditError, OSError) as error:
-            blocks.append(f"### {name}\n(not shown: {error})")
-            continue
-        if len(text) > MAX_FILE_CHARS:
-            text = text[:MAX_FILE_CHARS] + "\n... (truncated)"
-        if used + len(text) > MAX_FILES_CHARS:
-            blocks.append(f"### {name}\n(omitted: the context is full)")
-            continue
-        used += len(text)
-        blocks.append(f"### {name}\n```\n{text}\n```")
-    return "\n\n".join(blocks) or "(no file content available)"
