@@ -67,6 +67,7 @@ class TimelineResult:
     wall_seconds: dict[str, float] = field(
         default_factory=lambda: {"serve": 0.0, "update": 0.0, "simulate": 0.0}
     )
+    simulate_cpu_seconds: float = 0.0  # the parent's CPU time in "simulate"
 
 
 class SandboxWorld:
@@ -186,6 +187,9 @@ class Timeline:
                 "train": arm.train_seconds,
                 "serve": arm.serve_seconds,
                 "update": arm.update_seconds,
+                "train_cpu": arm.train_cpu_seconds,
+                "serve_cpu": arm.serve_cpu_seconds,
+                "update_cpu": arm.update_cpu_seconds,
             }
             for arm in self.arms.values()
         }
@@ -206,7 +210,7 @@ class Timeline:
             self.day,
         )
         wall = self.result.wall_seconds
-        tick = time.perf_counter()
+        tick, cpu_tick = time.perf_counter(), time.process_time()
         users = sim.visitors(state, day, draws)
         users = users[assignment[users] != NOT_ENROLLED]
         served_by = assignment[users]
@@ -217,11 +221,12 @@ class Timeline:
         asked = {key: rows for key, rows in asked.items() if rows.size}
         tock = time.perf_counter()
         wall["simulate"] += tock - tick
+        self.result.simulate_cpu_seconds += time.process_time() - cpu_tick
         for key, rows in asked.items():  # every arm works at once, one process per core
             arms[key].begin_serve(day, users[rows])
         for key, rows in asked.items():
             slates[rows], candidates[rows] = arms[key].finish_serve()
-        tick = time.perf_counter()
+        tick, cpu_tick = time.perf_counter(), time.process_time()
         wall["serve"] += tick - tock
         clean, errors = clean_slates(slates, day, self.population)
         latency = params.latency_base_ms + params.latency_per_candidate_ms * candidates
@@ -238,6 +243,7 @@ class Timeline:
             arm.begin_update(mine)
         tock = time.perf_counter()
         wall["simulate"] += tock - tick
+        self.result.simulate_cpu_seconds += time.process_time() - cpu_tick
         for arm in arms.values():
             arm.finish_update()
         wall["update"] += time.perf_counter() - tock

@@ -606,7 +606,8 @@ class SandboxTarget:
         """Where the wall time of the timeline went (the arms work side by side, so their
         training counts once, as the slower arm's, and serving and updating count as the
         time the simulator waited for all arms)."""
-        train = max((seconds["train"] for seconds in result.arm_seconds.values()), default=0.0)
+        arms = result.arm_seconds.values()
+        train = max((seconds["train"] for seconds in arms), default=0.0)
         wall = result.wall_seconds
         self.last_timing = {
             "total_s": total,
@@ -615,6 +616,12 @@ class SandboxTarget:
             "arms_update_s": wall["update"],
             "simulator_s": wall["simulate"],
             "other_s": total - train - sum(wall.values()),
+            # CPU seconds (independent of the machine's load): the slower arm's training, all
+            # arms' serving and learning added up, the simulator's own work.
+            "arms_train_cpu_s": max((seconds["train_cpu"] for seconds in arms), default=0.0),
+            "arms_serve_cpu_s": sum(seconds["serve_cpu"] for seconds in arms),
+            "arms_update_cpu_s": sum(seconds["update_cpu"] for seconds in arms),
+            "simulator_cpu_s": result.simulate_cpu_seconds,
         }
 
     def rollback(self, arm: ArmHandle) -> None:
