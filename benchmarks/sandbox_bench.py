@@ -24,6 +24,7 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,7 @@ from agentx.sandbox.simulator import DayTraffic, WindowTotals
 from agentx.sandbox.target import SandboxTarget
 from agentx.sandbox.world import WorldParams, load_world
 from agentx.settings import load_settings
+from agentx.target.models import OnlineReadout
 
 
 def simulator_throughput(world: SandboxWorld, days: int) -> dict[str, float]:
@@ -68,22 +70,34 @@ def simulator_throughput(world: SandboxWorld, days: int) -> dict[str, float]:
     }
 
 
-def staged_rollout(target: SandboxTarget) -> dict[str, float]:
-    """Wall time of every stage of an A/A rollout, as the Evaluation Agent runs it."""
+def aa_rollout(target: SandboxTarget, experiment: str) -> Iterator[tuple[str, OnlineReadout]]:
+    """Collect every default stage of an A/A rollout of the baseline, in order, as the
+    Evaluation Agent runs a rollout (the arms stay alive between stages)."""
     settings = load_settings(workspace=target.root / "unused")
     users = target.user_ids()
     control = target.launch("control", target.repo_path)
     twin = target.launch("treatment", target.repo_path)
-    started = time.perf_counter()
     for stage in settings.stages:
-        target.collect(
-            control,
-            twin,
-            stage_assignment(users, "bench", stage.treatment_share),
-            days=stage.days,
-            seed=stage_seed(0, "bench", stage.name),
-            earlier=earlier_stages(users, stage, "bench", settings),
+        yield (
+            stage.name,
+            target.collect(
+                control,
+                twin,
+                stage_assignment(users, experiment, stage.treatment_share),
+                days=stage.days,
+                seed=stage_seed(0, experiment, stage.name),
+                earlier=earlier_stages(users, stage, experiment, settings),
+            ),
         )
+    target.rollback(twin)
+
+
+def staged_rollout(target: SandboxTarget) -> dict[str, float]:
+    """Wall time of a whole A/A rollout and where it went."""
+    started = time.perf_counter()
+    for stage, readout in aa_rollout(target, "bench"):
+        if readout.errors:  # a failed arm's stage would time nothing real
+            raise SystemExit(f"stage {stage} failed: {readout.errors}")
     return {"s": time.perf_counter() - started, **target.last_timing}
 
 

@@ -29,12 +29,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+from sandbox_bench import aa_rollout
 
-from agentx.agents.evaluation.rollout import earlier_stages, stage_assignment, stage_seed
 from agentx.research.catalog import load_catalog
 from agentx.sandbox.target import SandboxTarget
 from agentx.sandbox.world import WorldParams, load_world
-from agentx.settings import load_settings
 from agentx.workspace import git
 from agentx.workspace.edits import apply_edits
 
@@ -76,26 +75,13 @@ def log_fingerprint(target: SandboxTarget) -> dict:
 
 
 def rollout_fingerprint(target: SandboxTarget) -> dict:
-    settings = load_settings(workspace=target.root / "settings-unused")
-    users = target.user_ids()
-    control = target.launch("control", target.repo_path)
-    twin = target.launch("treatment", target.repo_path)
     out: dict = {}
-    for stage in settings.stages:
-        readout = target.collect(
-            control,
-            twin,
-            stage_assignment(users, "fingerprint", stage.treatment_share),
-            days=stage.days,
-            seed=stage_seed(0, "fingerprint", stage.name),
-            earlier=earlier_stages(users, stage, "fingerprint", settings),
-        )
+    for stage, readout in aa_rollout(target, "fingerprint"):
         assert not readout.errors, readout.errors
-        out[stage.name] = {
+        out[stage] = {
             arm: {name: float(values.sum()) for name, values in metrics.items()}
             for arm, metrics in readout.metrics.items()
         }
-    target.rollback(control)
     return out
 
 
