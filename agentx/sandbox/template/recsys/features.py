@@ -88,11 +88,12 @@ def user_category_affinity(
     since = np.maximum(before - window, 0) if window > 0 else np.zeros_like(before)
     key = users * meta.n_categories + category[items]
     if before.size and before.min() == before.max():  # one day for every row: serving
-        first, last = int(since[0]), int(before[0])
-        counts, totals = ctx.memo(
-            f"user_category_affinity:{first}:{last}",
-            lambda: _user_category_clicks(ctx, first + meta.first_day, last + meta.first_day),
-        )
+        window_days = (int(since[0]) + meta.first_day, int(before[0]) + meta.first_day)
+        tables = ctx.memo("user_category_affinity:serving", dict)  # the latest window only
+        if window_days not in tables:
+            tables.clear()
+            tables[window_days] = _user_category_clicks(ctx, *window_days)
+        counts, totals = tables[window_days]
         in_category, total = counts[key], totals[users]
     else:  # training rows, each with its own day: ranges of sorted codes
         pair_codes, user_codes = ctx.memo("user_category_affinity", build)

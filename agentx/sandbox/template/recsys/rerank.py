@@ -117,20 +117,20 @@ class _SeenFilter:
 def _shown_lately(ctx: FeatureContext, day: int, days: int) -> sp.csr_matrix:
     """(user, item) pairs shown without a click on any of the ``days`` days before ``day``.
 
-    One matrix per serving day (``ctx.memo``), so each batch of users makes one lookup
-    instead of one per day of the window.
+    One matrix for the serving day, kept in ``ctx.memo`` (the latest day only), so each batch
+    of users makes one lookup instead of one per day of the window.
     """
-
-    def build() -> sp.csr_matrix:
+    cached: dict[tuple[int, int], sp.csr_matrix] = ctx.memo("shown_lately", dict)
+    if (day, days) not in cached:
         window = [past.shown for past in ctx.recent if day - days <= past.day < day]
         union = sp.csr_matrix((ctx.n_users, ctx.n_items), dtype=np.int8)
         for shown in window:
             union = union + shown
             union.data[:] = 1  # shown on several days is still "shown" (and cannot overflow)
         union.sort_indices()
-        return union
-
-    return ctx.memo(f"shown_lately:{day}:{days}", build)
+        cached.clear()
+        cached[(day, days)] = union
+    return cached[(day, days)]
 
 
 def seen_filter(state: SlateState) -> SlotRule | None:
