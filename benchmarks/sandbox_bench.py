@@ -1,24 +1,30 @@
 """Sandbox performance: simulator throughput, a full staged rollout, ground truth.
 
-Usage: python benchmarks/sandbox_bench.py [--world default] [--out benchmarks/results]
+Usage: python benchmarks/sandbox_bench.py [--world default] [--users N] [--out benchmarks/results]
 
 * **simulator throughput**: impressions per second of the user simulator alone (one core),
   playing every day of the horizon for every visitor with slates drawn by the logging policy
-  (no arm process involved);
+  (no arm process involved), per second of wall time and per second of the process's CPU
+  time (the latter is what one core does, whatever else the machine runs);
 * **staged rollout**: pre-period, canary, ramp and full stage of an A/A experiment with the
   default stages, both arms serving and retraining day by day in their confined processes;
-  split into the simulator's share and the arms' train / serve / update time;
-* **ground truth** of the baseline over the truth horizon.
+  split into the arms' training (the slower arm), the time the simulator waited for the arms
+  to serve and to learn, the simulator's own share, and the rest (starting processes);
+* **ground truth** of the baseline over the truth horizon, split the same way.
 
-Prints a table and writes sandbox-<world>.json. Numbers are wall-clock on this machine.
+``--users N`` overrides the world's user count (everything else as in the world file), to
+measure how the sandbox scales. Prints a table and writes sandbox-<world>[-<N>u].json.
+Numbers are wall-clock on this machine unless they say CPU; note the load average.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +34,9 @@ from agentx.sandbox.logs import logging_policy_slates
 from agentx.sandbox.online import SandboxWorld
 from agentx.sandbox.simulator import DayTraffic, WindowTotals
 from agentx.sandbox.target import SandboxTarget
-from agentx.sandbox.world import load_world
+from agentx.sandbox.world import WorldParams, load_world
 from agentx.settings import load_settings
+from agentx.target.models import OnlineReadout
 
 
 def simulator_throughput(world: SandboxWorld, days: int) -> dict[str, float]:
@@ -38,51 +45,75 @@ def simulator_throughput(world: SandboxWorld, days: int) -> dict[str, float]:
     state = world.fresh_state()
     rng = np.random.default_rng(0)
     totals = WindowTotals.zeros(world.population.n_users, world.population.n_items)
-    seconds = 0.0
+    seconds = cpu = 0.0
     impressions = 0
     for t in range(days):
         day = world.online_start_day + t
         draws = sim.streams(1, 0, day)
-        tick = time.perf_counter()
+        tick, cpu_tick = time.perf_counter(), time.process_time()
         users = sim.visitors(state, day, draws)
         seconds += time.perf_counter() - tick
+        cpu += time.process_time() - cpu_tick
         slates = logging_policy_slates(params, world.population, users, day, rng)
         latency = np.full(users.size, params.latency_base_ms, dtype=np.float32)
         traffic = DayTraffic(users, slates, latency, np.zeros(users.size, np.float32))
-        tick = time.perf_counter()
+        tick, cpu_tick = time.perf_counter(), time.process_time()
         outcome = sim.sessions(state, traffic, day, draws, totals)
         seconds += time.perf_counter() - tick
+        cpu += time.process_time() - cpu_tick
         impressions += int(outcome.shown.sum())
-    return {"impressions": impressions, "seconds": seconds, "per_s": impressions / seconds}
+    return {
+        "impressions": impressions,
+        "seconds": seconds,
+        "per_s": impressions / seconds,
+        "per_cpu_s": impressions / cpu,
+    }
 
 
-def staged_rollout(target: SandboxTarget) -> dict[str, float]:
-    """Wall time of every stage of an A/A rollout, as the Evaluation Agent runs it."""
+def aa_rollout(target: SandboxTarget, experiment: str) -> Iterator[tuple[str, OnlineReadout]]:
+    """Collect every default stage of an A/A rollout of the baseline, in order, as the
+    Evaluation Agent runs a rollout (the arms stay alive between stages)."""
     settings = load_settings(workspace=target.root / "unused")
     users = target.user_ids()
     control = target.launch("control", target.repo_path)
     twin = target.launch("treatment", target.repo_path)
-    started = time.perf_counter()
     for stage in settings.stages:
-        target.collect(
-            control,
-            twin,
-            stage_assignment(users, "bench", stage.treatment_share),
-            days=stage.days,
-            seed=stage_seed(0, "bench", stage.name),
-            earlier=earlier_stages(users, stage, "bench", settings),
+        yield (
+            stage.name,
+            target.collect(
+                control,
+                twin,
+                stage_assignment(users, experiment, stage.treatment_share),
+                days=stage.days,
+                seed=stage_seed(0, experiment, stage.name),
+                earlier=earlier_stages(users, stage, experiment, settings),
+            ),
         )
-    return {"rollout_s": time.perf_counter() - started, **target.last_timing}
+    target.rollback(twin)
+
+
+def staged_rollout(target: SandboxTarget) -> dict[str, float]:
+    """Wall time of a whole A/A rollout and where it went."""
+    started = time.perf_counter()
+    for stage, readout in aa_rollout(target, "bench"):
+        if readout.errors:  # a failed arm's stage would time nothing real
+            raise SystemExit(f"stage {stage} failed: {readout.errors}")
+    return {"s": time.perf_counter() - started, **target.last_timing}
 
 
 def main() -> None:
     """Run the benchmark and print/write its results."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--world", default="default")
+    parser.add_argument("--users", type=int, default=None, help="override the user count")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
     params = load_world(args.world)
-    rows: dict[str, float] = {}
+    suffix = ""
+    if args.users is not None:
+        params = WorldParams.model_validate({**params.model_dump(), "n_users": args.users})
+        suffix = f"-{args.users}u"
+    rows: dict[str, float] = {"load_average_1min": os.getloadavg()[0]}
 
     started = time.perf_counter()
     world = SandboxWorld(params)
@@ -91,10 +122,11 @@ def main() -> None:
     rows["sim_impressions"] = sim["impressions"]
     rows["sim_seconds"] = sim["seconds"]
     rows["sim_impressions_per_s"] = sim["per_s"]
+    rows["sim_impressions_per_cpu_s"] = sim["per_cpu_s"]
 
     with tempfile.TemporaryDirectory() as tmp:
         target = SandboxTarget.create(Path(tmp), params)
-        rows.update({f"last_stage_{k}": v for k, v in staged_rollout(target).items()})
+        rows.update({f"rollout_{k}": v for k, v in staged_rollout(target).items()})
         started = time.perf_counter()
         target.truth_of(target.repo_path)
         rows["ground_truth_s"] = time.perf_counter() - started
@@ -103,6 +135,7 @@ def main() -> None:
         target.evaluate_offline(target.repo_path)
         rows["offline_eval_s"] = time.perf_counter() - started
 
+    rows["load_average_1min_after"] = os.getloadavg()[0]
     width = max(len(k) for k in rows)
     print(
         f"sandbox benchmark, world {params.name} ({params.n_users} users, {params.n_items} items)"
@@ -110,8 +143,9 @@ def main() -> None:
     for key, value in rows.items():
         print(f"  {key:<{width}}  {value:>14,.3f}")
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"sandbox-{params.name}.json"
-    path.write_text(json.dumps({"world": params.name, **rows}, indent=2))
+    path = args.out / f"sandbox-{params.name}{suffix}.json"
+    payload = {"world": params.name, "n_users": params.n_users, **rows}
+    path.write_text(json.dumps(payload, indent=2))
     print(f"written {path}")
 
 

@@ -81,6 +81,20 @@ def test_online_readout_is_reproducible(tiny_target: SandboxTarget) -> None:
     assert len(first.pre["control"]["watch_time"]) == len(first.users["control"])
 
 
+def test_a_rollout_says_where_its_time_went(tiny_target: SandboxTarget) -> None:
+    """The benchmark's split: wall time of each part and the CPU time each process reported."""
+    control = tiny_target.launch("control", tiny_target.repo_path)
+    treatment = tiny_target.launch("treatment", tiny_target.repo_path)
+    assignment = (tiny_target.user_ids() % 2).astype(np.int64)
+    tiny_target.collect(control, treatment, assignment, days=2, seed=13)
+    timing = tiny_target.last_timing
+    parts = ("arms_train_s", "arms_serve_s", "arms_update_s", "simulator_s", "other_s")
+    assert sum(timing[part] for part in parts) == pytest.approx(timing["total_s"])
+    cpu = ("arms_train_cpu_s", "arms_serve_cpu_s", "arms_update_cpu_s", "simulator_cpu_s")
+    assert all(timing[part] > 0 for part in cpu), timing
+    tiny_target.rollback(treatment)
+
+
 def _variant(target: SandboxTarget, tmp_path: Path, pattern: str, replacement: str) -> Path:
     path = tmp_path / "variant"
     git.add_worktree(target.repo_path, path, f"test/{tmp_path.name}")

@@ -11,6 +11,9 @@ logs, then answers the simulator over stdin/stdout (:mod:`agentx.sandbox.arm_pro
   the feedback its own slates produced, as a production recommender does;
 * ``quit``.
 
+Replies carry the wall and CPU seconds the arm spent (CPU time shows what the arm's code
+costs whatever else the machine runs; the parent only reports it).
+
 The protocol uses a private copy of the original stdout; file descriptor 1 is pointed at
 stderr before the repository is imported, so whatever the code under test prints cannot
 corrupt the conversation. The parent only ever reads numeric arrays from this process.
@@ -63,15 +66,20 @@ def serve_forever(args: argparse.Namespace, inbox: IO[bytes], outbox: IO[bytes])
     sys.path.insert(0, str(args.repo.resolve()))
     import recsys  # the repository under test
 
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     model = recsys.train(args.data, seed=args.seed)
-    write_message(outbox, "ready", train_seconds=time.perf_counter() - started)
+    write_message(
+        outbox,
+        "ready",
+        train_seconds=time.perf_counter() - started,
+        cpu_seconds=time.process_time() - cpu_started,
+    )
     while True:
         header, arrays = read_message(inbox)
         op = header["op"]
         if op == "quit":
             return
-        tick = time.perf_counter()
+        tick, cpu_tick = time.perf_counter(), time.process_time()
         if op == "serve":
             result = model.serve(
                 arrays["users"].astype(np.int64), int(header["k"]), int(header["day"])
@@ -86,6 +94,7 @@ def serve_forever(args: argparse.Namespace, inbox: IO[bytes], outbox: IO[bytes])
                     "candidates": candidates.astype(np.int64, copy=False),
                 },
                 seconds=time.perf_counter() - tick,
+                cpu_seconds=time.process_time() - cpu_tick,
             )
         elif op == "diagnose":  # measured here, judged by the parent (model_checks.judge)
             report = model_checks.diagnose(
@@ -97,7 +106,12 @@ def serve_forever(args: argparse.Namespace, inbox: IO[bytes], outbox: IO[bytes])
             if update is None:
                 raise AttributeError("the recommender's Model has no update(feedback) method")
             update(_feedback(recsys, arrays))
-            write_message(outbox, "updated", seconds=time.perf_counter() - tick)
+            write_message(
+                outbox,
+                "updated",
+                seconds=time.perf_counter() - tick,
+                cpu_seconds=time.process_time() - cpu_tick,
+            )
         else:
             raise ValueError(f"unknown request {op!r}")
 

@@ -71,6 +71,10 @@ class ArmProcess:
         self.train_seconds = 0.0
         self.serve_seconds = 0.0
         self.update_seconds = 0.0
+        # CPU seconds the arm process reports for its own work (0 when it reports none).
+        self.train_cpu_seconds = 0.0
+        self.serve_cpu_seconds = 0.0
+        self.update_cpu_seconds = 0.0
         self._process: subprocess.Popen[bytes] | None = None
         self._command: ConfinedCommand | None = None
         self._base: Path | None = None
@@ -130,7 +134,8 @@ class ArmProcess:
         header, _ = self._receive(self.train_timeout_s, "training")
         if header["op"] != "ready":
             self._fail(f"expected 'ready', got {header['op']!r}")
-        self.train_seconds = float(header.get("train_seconds", 0.0))
+        self.train_seconds = _seconds(header, "train_seconds")
+        self.train_cpu_seconds = _seconds(header, "cpu_seconds")
 
     def close(self) -> None:
         """Ask the process to quit, then make sure it and its children are gone."""
@@ -182,6 +187,7 @@ class ArmProcess:
             shape = None if candidates is None else candidates.shape
             self._fail(f"serve returned candidates_scored of shape {shape}, expected {(n,)}")
         self.serve_seconds += time.perf_counter() - self._tick
+        self.serve_cpu_seconds += _seconds(header, "cpu_seconds")
         return items.astype(np.int64), np.clip(candidates, 0, None).astype(np.int64)
 
     def update(self, rows: dict[str, np.ndarray]) -> None:
@@ -200,6 +206,7 @@ class ArmProcess:
         if header["op"] != "updated":
             self._fail(f"expected 'updated', got {header['op']!r}")
         self.update_seconds += time.perf_counter() - self._tick
+        self.update_cpu_seconds += _seconds(header, "cpu_seconds")
 
     def diagnose(self, day: int, n_users: int) -> dict[str, np.ndarray]:
         """The trained model's weights, loss history and sampled scores, for the parent to judge."""
@@ -291,6 +298,14 @@ class ArmProcess:
         tail = self._stderr_tail()
         detail = f"arm {self.name}: {reason}"
         raise ArmFailure(f"{detail}\n{tail}" if tail else detail)
+
+
+def _seconds(header: dict[str, Any], key: str) -> float:
+    """A duration the arm reported, or 0.0 when it is missing or not a finite number >= 0."""
+    value = header.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0.0
+    return float(value) if 0.0 <= value < float("inf") else 0.0
 
 
 def _exit_text(code: int | None) -> str:

@@ -15,6 +15,7 @@ see the same mix of such users and the comparison stays fair.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -61,6 +62,12 @@ class TimelineResult:
     pre: WindowTotals
     phases: list[WindowTotals] = field(default_factory=list)
     arm_seconds: dict[str, dict[str, float]] = field(default_factory=dict)
+    # Wall time of the parent waiting for the arms ("serve", "update", all arms at once) and
+    # simulating ("simulate": visitors, sessions, logging rows), summed over the days run.
+    wall_seconds: dict[str, float] = field(
+        default_factory=lambda: {"serve": 0.0, "update": 0.0, "simulate": 0.0}
+    )
+    simulate_cpu_seconds: float = 0.0  # the parent's CPU time in "simulate"
 
 
 class SandboxWorld:
@@ -180,6 +187,9 @@ class Timeline:
                 "train": arm.train_seconds,
                 "serve": arm.serve_seconds,
                 "update": arm.update_seconds,
+                "train_cpu": arm.train_cpu_seconds,
+                "serve_cpu": arm.serve_cpu_seconds,
+                "update_cpu": arm.update_cpu_seconds,
             }
             for arm in self.arms.values()
         }
@@ -199,6 +209,8 @@ class Timeline:
             self.arms,
             self.day,
         )
+        wall = self.result.wall_seconds
+        tick, cpu_tick = time.perf_counter(), time.process_time()
         users = sim.visitors(state, day, draws)
         users = users[assignment[users] != NOT_ENROLLED]
         served_by = assignment[users]
@@ -207,10 +219,15 @@ class Timeline:
         candidates = np.zeros(users.size, dtype=np.int64)
         asked = {key: np.flatnonzero(served_by == key) for key in arms}
         asked = {key: rows for key, rows in asked.items() if rows.size}
+        tock = time.perf_counter()
+        wall["simulate"] += tock - tick
+        self.result.simulate_cpu_seconds += time.process_time() - cpu_tick
         for key, rows in asked.items():  # every arm works at once, one process per core
             arms[key].begin_serve(day, users[rows])
         for key, rows in asked.items():
             slates[rows], candidates[rows] = arms[key].finish_serve()
+        tick, cpu_tick = time.perf_counter(), time.process_time()
+        wall["serve"] += tick - tock
         clean, errors = clean_slates(slates, day, self.population)
         latency = params.latency_base_ms + params.latency_per_candidate_ms * candidates
         traffic = DayTraffic(users, clean, latency.astype(np.float32), errors)
@@ -224,8 +241,12 @@ class Timeline:
                 else {name: values[owner == key] for name, values in rows_of_day.items()}
             )
             arm.begin_update(mine)
+        tock = time.perf_counter()
+        wall["simulate"] += tock - tick
+        self.result.simulate_cpu_seconds += time.process_time() - cpu_tick
         for arm in arms.values():
             arm.finish_update()
+        wall["update"] += time.perf_counter() - tock
 
 
 def clean_slates(

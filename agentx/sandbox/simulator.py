@@ -416,11 +416,21 @@ class Simulator:
 
 
 def _member(items: np.ndarray, memory: np.ndarray, live: np.ndarray | None) -> np.ndarray:
-    """For each [V, k] item, whether it is in the user's [V, M] memory (where ``live``)."""
-    hit = items[:, :, None] == memory[:, None, :]
-    if live is not None:
-        hit &= live[:, None, :]
-    return hit.any(axis=2)
+    """For each [V, k] item, whether it is in the user's [V, M] memory (where ``live``).
+
+    One contiguous [k, V] comparison per memory slot, on transposed int32 copies: several
+    times faster than a [V, k, M] comparison cube reduced over its short last axis.
+    """
+    wanted = np.ascontiguousarray(items.T, dtype=memory.dtype)
+    slots = np.ascontiguousarray(memory.T)
+    alive = None if live is None else np.ascontiguousarray(live.T)
+    hit = np.zeros(wanted.shape, dtype=bool)
+    for slot in range(slots.shape[0]):
+        found = wanted == slots[slot]
+        if alive is not None:
+            found &= alive[slot]
+        hit |= found
+    return hit.T
 
 
 def _distinct_per_row(values: np.ndarray) -> np.ndarray:

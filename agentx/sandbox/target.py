@@ -579,7 +579,7 @@ class SandboxTarget:
         if live is None or live.roles != roles or live.phases != keys[:-1]:
             self._close_live()
             timeline, stack = self._start(snapshots, phases[0].seed)
-            live = _LiveRollout(roles=roles, phases=[], timeline=timeline, stack=stack)
+            live = _LiveRollout(roles=roles, phases=[], timeline=timeline, stack=stack, seconds=0.0)
             self._live = live
             weakref.finalize(self, stack.close)
             todo = phases
@@ -592,7 +592,8 @@ class SandboxTarget:
         except BaseException:
             self._close_live()
             raise
-        self._record_timing(live.timeline.result, time.perf_counter() - started)
+        live.seconds += time.perf_counter() - started
+        self._record_timing(live.timeline.result, live.seconds)
         return live.timeline.result
 
     def _close_live(self) -> None:
@@ -602,14 +603,25 @@ class SandboxTarget:
             self._live = None
 
     def _record_timing(self, result: TimelineResult, total: float) -> None:
-        arm_time = {
-            part: sum(seconds[part] for seconds in result.arm_seconds.values())
-            for part in ("train", "serve", "update")
-        }
+        """Where the wall time of the timeline went (the arms work side by side, so their
+        training counts once, as the slower arm's, and serving and updating count as the
+        time the simulator waited for all arms)."""
+        arms = result.arm_seconds.values()
+        train = max((seconds["train"] for seconds in arms), default=0.0)
+        wall = result.wall_seconds
         self.last_timing = {
             "total_s": total,
-            **{f"arms_{part}_s": value for part, value in arm_time.items()},
-            "simulator_s": total - sum(arm_time.values()),
+            "arms_train_s": train,
+            "arms_serve_s": wall["serve"],
+            "arms_update_s": wall["update"],
+            "simulator_s": wall["simulate"],
+            "other_s": total - train - sum(wall.values()),
+            # CPU seconds (independent of the machine's load): the slower arm's training, all
+            # arms' serving and learning added up, the simulator's own work.
+            "arms_train_cpu_s": max((seconds["train_cpu"] for seconds in arms), default=0.0),
+            "arms_serve_cpu_s": sum(seconds["serve_cpu"] for seconds in arms),
+            "arms_update_cpu_s": sum(seconds["update_cpu"] for seconds in arms),
+            "simulator_cpu_s": result.simulate_cpu_seconds,
         }
 
     def rollback(self, arm: ArmHandle) -> None:
@@ -673,6 +685,7 @@ class _LiveRollout:
     phases: list[tuple[str, int, int]]  # the phases run so far (see _phase_key)
     timeline: Timeline
     stack: ExitStack  # closes the arm processes
+    seconds: float  # wall time spent in this rollout's collects so far
 
 
 def _phase_key(phase: Phase) -> tuple[str, int, int]:

@@ -68,8 +68,10 @@ def user_category_affinity(
     (no target leakage), and a serving day after the log sees the full history. With
     ``features.category_affinity_days`` = N > 0 only the last N days count (tastes drift);
     0 counts the whole history. Two pseudo-clicks spread evenly over categories keep users
-    with few clicks near the uniform share instead of 0 or 1. The table is two sorted code
-    arrays built once per context (``ctx.memo``); lookups are vectorised ``searchsorted``.
+    with few clicks near the uniform share instead of 0 or 1. Rows with different days
+    (training) are counted by ``searchsorted`` on two sorted code arrays; a batch that shares
+    one day (serving) reads a per-(user, category) count table of that day's window. Both
+    are built once per context (``ctx.memo``) and give the same counts.
     """
     meta, category = ctx.dataset.meta, ctx.dataset.items.category
     n_days = meta.last_day - meta.first_day + 2  # code space: logged days + "after the log"
@@ -81,19 +83,45 @@ def user_category_affinity(
         key = log.user[clicked] * meta.n_categories + category[log.item[clicked]]
         return np.sort(key * n_days + when), np.sort(log.user[clicked] * n_days + when)
 
-    pair_codes, user_codes = ctx.memo("user_category_affinity", build)
     before = np.clip(day - meta.first_day, 0, n_days - 1)
     window = ctx.config.features.category_affinity_days
     since = np.maximum(before - window, 0) if window > 0 else np.zeros_like(before)
     key = users * meta.n_categories + category[items]
-    in_category = np.searchsorted(pair_codes, key * n_days + before) - np.searchsorted(
-        pair_codes, key * n_days + since
-    )
-    total = np.searchsorted(user_codes, users * n_days + before) - np.searchsorted(
-        user_codes, users * n_days + since
-    )
+    if before.size and before.min() == before.max():  # one day for every row: serving
+        window_days = (int(since[0]) + meta.first_day, int(before[0]) + meta.first_day)
+        tables = ctx.memo("user_category_affinity:serving", dict)  # the latest window only
+        if window_days not in tables:
+            tables.clear()
+            tables[window_days] = _user_category_clicks(ctx, *window_days)
+        counts, totals = tables[window_days]
+        in_category, total = counts[key], totals[users]
+    else:  # training rows, each with its own day: ranges of sorted codes
+        pair_codes, user_codes = ctx.memo("user_category_affinity", build)
+        in_category = np.searchsorted(pair_codes, key * n_days + before) - np.searchsorted(
+            pair_codes, key * n_days + since
+        )
+        total = np.searchsorted(user_codes, users * n_days + before) - np.searchsorted(
+            user_codes, users * n_days + since
+        )
     prior = 2.0
     return ((in_category + prior / meta.n_categories) / (total + prior)).astype(np.float64)
+
+
+def _user_category_clicks(
+    ctx: FeatureContext, first_day: int, end_day: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Clicks on days ``first_day <= d < end_day`` per (user, category) and per user.
+
+    The table of a serving day: every candidate row of every visitor is a lookup in it, which
+    is what the sorted-code searches count row by row (a flat int64 [n_users * n_categories]
+    array, O(users x categories), never users x items).
+    """
+    meta, log = ctx.dataset.meta, ctx.dataset.log
+    clicked = (log.click == 1) & (log.day >= first_day) & (log.day < end_day)
+    users = log.user[clicked]
+    key = users * meta.n_categories + ctx.dataset.items.category[log.item[clicked]]
+    per_pair = np.bincount(key, minlength=meta.n_users * meta.n_categories)
+    return per_pair, np.bincount(users, minlength=meta.n_users)
 
 
 # <extension:features>  (recipes insert new feature functions above this line)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+import scipy.sparse as sp
 
 from .config import RerankConfig
 from .context import FeatureContext
@@ -103,10 +104,7 @@ class _SeenFilter:
             clicked = pairs_in(ctx.clicks, users, candidates)
             self.penalty[clicked] -= seen
         if recent > 0 and days > 0:
-            shown = np.zeros(candidates.shape, dtype=bool)
-            for past in ctx.recent:
-                if state.day - days <= past.day < state.day:
-                    shown |= pairs_in(past.shown, users, candidates)
+            shown = pairs_in(_shown_lately(ctx, state.day, days), users, candidates)
             self.penalty[shown & ~clicked] -= recent
 
     def adjust(self, state: SlateState) -> np.ndarray:
@@ -114,6 +112,25 @@ class _SeenFilter:
 
     def observe(self, state: SlateState, picked: np.ndarray) -> None:
         """Stateless across slots: the user's history does not change while a slate is built."""
+
+
+def _shown_lately(ctx: FeatureContext, day: int, days: int) -> sp.csr_matrix:
+    """(user, item) pairs shown without a click on any of the ``days`` days before ``day``.
+
+    One matrix for the serving day, kept in ``ctx.memo`` (the latest day only), so each batch
+    of users makes one lookup instead of one per day of the window.
+    """
+    cached: dict[tuple[int, int], sp.csr_matrix] = ctx.memo("shown_lately", dict)
+    if (day, days) not in cached:
+        window = [past.shown for past in ctx.recent if day - days <= past.day < day]
+        union = sp.csr_matrix((ctx.n_users, ctx.n_items), dtype=np.int8)
+        for shown in window:
+            union = union + shown
+            union.data[:] = 1  # shown on several days is still "shown" (and cannot overflow)
+        union.sort_indices()
+        cached.clear()
+        cached[(day, days)] = union
+    return cached[(day, days)]
 
 
 def seen_filter(state: SlateState) -> SlotRule | None:

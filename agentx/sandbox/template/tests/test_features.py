@@ -98,3 +98,24 @@ def test_user_category_affinity_counts_only_earlier_clicks_in_the_window(
     after_log = np.full(users.shape, ctx.dataset.meta.last_day + 1)
     served = FEATURES["user_category_affinity"](ctx, users, items, after_log)
     np.testing.assert_allclose(served, _by_hand_rows(ctx, users, items, after_log, window))
+
+
+@pytest.mark.parametrize("window", [0, 2])
+def test_user_category_affinity_same_for_a_serving_day_and_for_mixed_days(
+    model: Model, window: int
+) -> None:
+    ctx = model.ctx
+    ctx = type(ctx)(**{**ctx.__dict__, "_memo": {}})
+    ctx.config = ctx.config.with_overrides({"features.category_affinity_days": window})
+    log = ctx.dataset.log
+    rng = np.random.default_rng(3)
+    rows = rng.choice(len(log), size=300, replace=False)
+    users, items = log.user[rows], log.item[rows]
+    days = rng.integers(ctx.dataset.meta.first_day, ctx.dataset.meta.last_day + 2, size=300)
+    assert np.unique(days).size > 1
+    mixed = FEATURES["user_category_affinity"](ctx, users, items, days)  # sorted-code counts
+    for day in np.unique(days):  # one serving batch per day: the per-day count table
+        same = days == day
+        one_day = np.full(int(same.sum()), day)
+        served = FEATURES["user_category_affinity"](ctx, users[same], items[same], one_day)
+        assert np.array_equal(served, mixed[same])
