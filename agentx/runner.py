@@ -19,7 +19,9 @@ from pydantic import ValidationError
 from agentx.graph.builder import build_graph
 from agentx.graph.checkpoint import open_checkpointer, serializer
 from agentx.graph.gates import GATES, GateAnswerError, PendingGate, parse_answer, pending_gate
+from agentx.graph.nodes import SUBGRAPH_NODES
 from agentx.graph.resources import Resources, build_resources, isolation_policy
+from agentx.graph.tracelog import STREAM_KEY as TRACE_STREAM_KEY
 from agentx.llm.probe import LLMUnavailable, check_model
 from agentx.models import ExperimentRecord, TraceEvent
 from agentx.settings import Settings
@@ -158,6 +160,8 @@ def resume_command(settings: Settings) -> str:
 
 def _started_node(part: Any) -> tuple[str, int] | None:
     """(node name, experiment index) of a ``tasks`` event that starts a task, else None."""
+    if isinstance(part, dict) and part.get("name") in SUBGRAPH_NODES:
+        return None  # its own nodes are reported as they start
     if isinstance(part, dict) and "input" in part and "result" not in part:
         state = part["input"] if isinstance(part["input"], dict) else {}
         return str(part.get("name")), int(state.get("iteration") or 0)
@@ -356,18 +360,25 @@ def _stream(
     on_trace: Callable[[TraceEvent], None] | None,
     on_experiment: Callable[[ExperimentRecord], None] | None,
 ) -> None:
-    for mode, part in graph.stream(stream_input, config, stream_mode=["tasks", "updates"]):
+    modes = ["tasks", "updates", "custom"]
+    for _namespace, mode, part in graph.stream(
+        stream_input, config, stream_mode=modes, subgraphs=True
+    ):
         if mode == "tasks":
             started = _started_node(part)
             if started and on_node:
                 on_node(*started)
             continue
+        if mode == "custom":  # the trace log's live copy (agentx.graph.tracelog)
+            if on_trace and isinstance(part, dict):
+                for event in part.get(TRACE_STREAM_KEY, []) or []:
+                    on_trace(event)
+            continue
+        if _namespace:  # a subgraph's own updates: the run records experiments at its top
+            continue
         for _node, change in part.items():
             if not isinstance(change, dict):
                 continue
-            for event in change.get("trace", []) or []:
-                if on_trace:
-                    on_trace(event)
             for record in change.get("experiments", []) or []:
                 if on_experiment:
                     on_experiment(record)
