@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from agentx.graph.builder import build_graph
 from agentx.graph.checkpoint import open_checkpointer, serializer
+from agentx.graph.context import RunContext
 from agentx.graph.gates import GATES, GateAnswerError, PendingGate, parse_answer, pending_gate
 from agentx.graph.nodes import SUBGRAPH_NODES
 from agentx.graph.resources import Resources, build_resources, isolation_policy
@@ -299,7 +300,9 @@ def _run_locked(
         else:
             stream_input = None
     while True:
-        _stream(graph, stream_input, config, on_node, on_trace, on_experiment)
+        _stream(
+            graph, stream_input, config, RunContext.of(settings), on_node, on_trace, on_experiment
+        )
         waiting = waiting_gate(run_id, graph.get_state(config))
         chosen = on_gate(waiting) if waiting is not None and on_gate else None
         if chosen is None:
@@ -356,13 +359,14 @@ def _stream(
     graph: Any,
     stream_input: Any,
     config: dict[str, Any],
+    context: RunContext,
     on_node: Callable[[str, int], None] | None,
     on_trace: Callable[[TraceEvent], None] | None,
     on_experiment: Callable[[ExperimentRecord], None] | None,
 ) -> None:
     modes = ["tasks", "updates", "custom"]
     for _namespace, mode, part in graph.stream(
-        stream_input, config, stream_mode=modes, subgraphs=True
+        stream_input, config, stream_mode=modes, subgraphs=True, context=context
     ):
         if mode == "tasks":
             started = _started_node(part)

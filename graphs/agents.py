@@ -16,8 +16,10 @@
   workspace: diagnose, refine, safety check, replay, keep or roll back.
 
 They are the same builders the loop compiles (:mod:`agentx.graph.builder`), so Studio shows
-what runs. Like ``graphs/loop.py`` they are compiled without a checkpointer (the server
-brings its own) and read their settings from ``AGENTX_*`` variables.
+what runs, and like the loop each takes a per-run context (world, seed, budget, policy
+values: :class:`agentx.graph.context.RunContext`). Like ``graphs/loop.py`` they are
+compiled without a checkpointer (the server brings its own) and read their base settings
+from ``AGENTX_*`` variables.
 """
 
 from functools import partial
@@ -31,7 +33,8 @@ from agentx.graph.builder import (
     evaluate_builder,
     experiment_builder,
 )
-from agentx.graph.resources import Resources, build_resources
+from agentx.graph.context import ResourcePool
+from agentx.graph.resources import Resources
 from agentx.settings import load_settings
 
 BUILDERS = {
@@ -42,7 +45,9 @@ BUILDERS = {
 }
 
 
-def stage_graph(stage: str, resources: Resources | None = None) -> CompiledStateGraph:
+def stage_graph(
+    stage: str, resources: Resources | ResourcePool | None = None
+) -> CompiledStateGraph:
     """Compile one agent's subgraph (``brainstorm``, ``develop``, ``experiment``, ``evaluate``).
 
     Example:
@@ -52,13 +57,13 @@ def stage_graph(stage: str, resources: Resources | None = None) -> CompiledState
     """
     if stage not in BUILDERS:
         raise ValueError(f"unknown stage {stage!r}; choose one of {', '.join(BUILDERS)}")
-    resources = resources or build_resources(load_settings())
-    return BUILDERS[stage](resources).compile(checkpointer=None, name=f"agentx_{stage}")
+    pool = resources if resources is not None else ResourcePool(load_settings(), fixed=False)
+    return BUILDERS[stage](pool).compile(checkpointer=None, name=f"agentx_{stage}")
 
 
-_resources = build_resources(load_settings())
-brainstorm = stage_graph("brainstorm", _resources)
-develop = stage_graph("develop", _resources)
-experiment = stage_graph("experiment", _resources)
-evaluate = stage_graph("evaluate", _resources)
-evolve = build_evolution_graph(_resources.evolver())
+_pool = ResourcePool(load_settings(), fixed=False)  # each run's context picks its world
+brainstorm = stage_graph("brainstorm", _pool)
+develop = stage_graph("develop", _pool)
+experiment = stage_graph("experiment", _pool)
+evaluate = stage_graph("evaluate", _pool)
+evolve = build_evolution_graph(_pool.get().evolver())

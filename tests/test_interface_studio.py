@@ -255,3 +255,34 @@ def test_gates_take_human_responses_and_a_misunderstood_answer_decides_nothing(
     assert other["action_request"]["args"]["proposal"] != gate["action_request"]["args"]["proposal"]
     assert any("not this quarter" in e.message for e in studio.trace(thread_id))
     assert done["next"] == [] and len(done["values"]["experiments"]) == 1
+
+
+def test_one_loop_graph_runs_each_thread_with_its_own_world_and_seed(studio: Studio) -> None:
+    """Per-run context (issue 16): world, seed, budget and autonomy come with the run, not
+    with the compiled graph; the server's one ``agentx_loop`` serves both runs."""
+    tiny = json.loads((REPO / "agentx" / "sandbox" / "worlds" / "tiny.json").read_text())
+    other = studio.workspace.parent / "tiny_b.json"
+    other.write_text(json.dumps({**tiny, "name": "tiny_b", "n_users": 1500}))
+    contexts = [
+        {"world": "tiny", "seed": 5, "iterations": 1, "autonomous": True},
+        {"world": str(other), "seed": 9, "iterations": 1, "autonomous": True},
+    ]
+
+    async def drive() -> list[dict[str, Any]]:
+        client = get_client(url=studio.url)
+        states = []
+        for context in contexts:
+            thread_id = (await client.threads.create())["thread_id"]
+            await client.runs.wait(thread_id, "agentx_loop", input={}, context=context)
+            states.append(await client.threads.get_state(thread_id))
+        return states
+
+    states = asyncio.run(drive())
+    for context, state in zip(contexts, states, strict=True):
+        assert state["next"] == []  # autonomous from its context: no gate paused it
+        recorded = state["values"]["context"]
+        assert (recorded["world"], recorded["seed"]) == (context["world"], context["seed"])
+        assert len(state["values"]["experiments"]) == 1
+    # each world and seed got a sandbox of its own, built when its run first needed it
+    assert (studio.workspace / "sandboxes" / "tiny-seed5" / "repo").is_dir()
+    assert (studio.workspace / "sandboxes" / "tiny_b-seed9" / "repo").is_dir()

@@ -18,8 +18,8 @@ from agentx.graph.builder import (
     develop_builder,
     evaluate_builder,
 )
+from agentx.graph.context import ResourcePool
 from agentx.graph.nodes import _experiment_id
-from agentx.report.workspace import _read_only_resources
 from agentx.settings import SettingsError, load_settings
 from agentx.tracking.langsmith import ExperimentTracedNodes, run_config
 
@@ -87,7 +87,7 @@ def test_calls_inside_an_experiment_carry_its_id() -> None:
 
 def test_the_loop_wraps_experiment_nodes_but_not_intake_or_evolution(tmp_path) -> None:
     settings = load_settings(workspace=tmp_path)
-    resources = _read_only_resources(settings, "tiny")
+    resources = ResourcePool(settings)  # compiling builds no resources
     builders = [build_builder, brainstorm_builder, develop_builder, evaluate_builder]
     specs = {name: spec for make in builders for name, spec in make(resources).nodes.items()}
     functions = {name: getattr(spec.runnable, "func", None) for name, spec in specs.items()}

@@ -18,13 +18,14 @@ the Studio entry points and embedding code all call it.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Checkpointer
 
 from agentx.agents.evaluation.review import needs_review
+from agentx.graph.context import ContextBoundNodes, ResourcePool, RunContext
 from agentx.graph.nodes import (
     ABANDON,
     BRAINSTORM,
@@ -49,7 +50,7 @@ from agentx.graph.nodes import (
     Nodes,
     offline_repair,
 )
-from agentx.graph.resources import Resources, build_resources
+from agentx.graph.resources import Resources
 from agentx.graph.state import (
     BrainstormState,
     DevelopState,
@@ -78,11 +79,13 @@ def after_gate(state: BrainstormState) -> Literal["__end__", "brainstorm"]:
 
 
 # ---------------------------------------------------------------------- developing agent
-def make_after_verify(resources: Resources):
+def make_after_verify(resources_or_pool: Resources | ResourcePool):
     """Verification passed → done; failed → retry, repair, or abandon."""
-    max_repairs = resources.settings.max_repair_attempts
+    pool = ResourcePool.of(resources_or_pool)
 
     def after_verify(state: DevelopState) -> Literal["__end__", "develop", "repair", "abandon"]:
+        resources = pool.for_state(state)
+        max_repairs = resources.settings.max_repair_attempts
         history = state.get("verifications", [])
         last = history[-1]
         if last.passed:
@@ -105,15 +108,16 @@ def make_after_verify(resources: Resources):
 
 
 # ---------------------------------------------------------------------- evaluation agent
-def make_after_stage(resources: Resources):
+def make_after_stage(resources_or_pool: Resources | ResourcePool):
     """Moderate breach under review → review; veto → veto; a canary that would go on (next
     stage, or an early win that ships) → the launch gate unless autonomous; last stage →
     verdict; else next."""
-    settings = resources.settings
+    pool = ResourcePool.of(resources_or_pool)
 
     def after_stage(
         state: EvaluateState,
     ) -> Literal["guardrail_review", "launch_gate", "rollout_stage", "veto", "verdict"]:
+        settings = pool.for_state(state).settings
         stages = state["rollout"].stages
         last = stages[-1]
         if needs_review(last, settings):
@@ -151,17 +155,18 @@ def after_brainstorm_agent(state: LoopState) -> Literal["experiment", "__end__"]
     return EXPERIMENT if state.get("current") is not None and not state.get("exhausted") else END
 
 
-def make_after_learn(resources: Resources):
+def make_after_learn(resources_or_pool: Resources | ResourcePool):
     """An SGPO step every ``evolution.every`` experiments; then the next one, or the end."""
-    evolution = resources.settings.evolution
+    pool = ResourcePool.of(resources_or_pool)
 
     def after_learn(state: LoopState) -> Literal["evolve_harness", "brainstorm_agent", "__end__"]:
+        evolution = pool.for_state(state).settings.evolution
         if state.get("stopped"):
             return END  # the circuit breaker tripped
         done = state.get("iteration", 0)
         if evolution.enabled and done % evolution.every == 0:
             return EVOLVE
-        return next_or_end(resources)(state)  # type: ignore[return-value]
+        return next_or_end(pool)(state)  # type: ignore[return-value]
 
     return after_learn
 
@@ -172,19 +177,22 @@ def spent(state: LoopState) -> int:
     return sum(r.status != ExperimentStatus.DEFERRED for r in state.get("experiments") or [])
 
 
-def next_or_end(resources: Resources):
+def next_or_end(resources_or_pool: Resources | ResourcePool):
     """Next experiment while budget is left, else the end."""
+    pool = ResourcePool.of(resources_or_pool)
 
     def after_budget_check(state: LoopState) -> Literal["brainstorm_agent", "__end__"]:
-        budget = state.get("iterations") or resources.settings.iterations
+        budget = state.get("iterations") or pool.for_state(state).settings.iterations
         return BRAINSTORM_AGENT if spent(state) < budget else END
 
     return after_budget_check
 
 
-def _nodes(resources: Resources) -> ExperimentTracedNodes:
-    # every model call inside an experiment's nodes carries its id (LangSmith metadata)
-    return ExperimentTracedNodes(Nodes(resources), skip=("intake", "evolve_harness"))
+def _nodes(pool: ResourcePool) -> ExperimentTracedNodes:
+    # each node runs with its run's resources; every model call inside an experiment's
+    # nodes carries its id (LangSmith metadata)
+    bound = ContextBoundNodes(Nodes(pool), pool)
+    return ExperimentTracedNodes(bound, skip=("intake", "evolve_harness"))
 
 
 def brainstorm_builder(
@@ -192,8 +200,9 @@ def brainstorm_builder(
 ):
     """The Brainstorm Agent's subgraph (uncompiled); with ``intake`` it starts from the
     goal's text (Studio's brainstorm graph), else from the run's goal (the loop's node)."""
+    resources = ResourcePool.of(resources)
     nodes = nodes or _nodes(resources)
-    graph = StateGraph(BrainstormState)
+    graph = StateGraph(BrainstormState, context_schema=RunContext)
     graph.add_node(BRAINSTORM, nodes.brainstorm)
     graph.add_node(GATE, nodes.admission_gate)
     if intake:
@@ -207,10 +216,11 @@ def brainstorm_builder(
     return graph
 
 
-def develop_builder(resources: Resources, nodes: ExperimentTracedNodes | None = None):
+def develop_builder(resources: Resources | ResourcePool, nodes: Any = None) -> StateGraph:
     """The Developing Agent's subgraph (uncompiled)."""
+    resources = ResourcePool.of(resources)
     nodes = nodes or _nodes(resources)
-    graph = StateGraph(DevelopState)
+    graph = StateGraph(DevelopState, context_schema=RunContext)
     graph.add_node(DEVELOP, nodes.develop)
     graph.add_node(VERIFY, nodes.verify)
     graph.add_node(REPAIR, nodes.repair)
@@ -223,10 +233,11 @@ def develop_builder(resources: Resources, nodes: ExperimentTracedNodes | None = 
     return graph
 
 
-def evaluate_builder(resources: Resources, nodes: ExperimentTracedNodes | None = None):
+def evaluate_builder(resources: Resources | ResourcePool, nodes: Any = None) -> StateGraph:
     """The Evaluation Agent's subgraph (uncompiled)."""
+    resources = ResourcePool.of(resources)
     nodes = nodes or _nodes(resources)
-    graph = StateGraph(EvaluateState)
+    graph = StateGraph(EvaluateState, context_schema=RunContext)
     graph.add_node(LAUNCH, nodes.launch)
     graph.add_node(STAGE, nodes.rollout_stage)
     graph.add_node(REVIEW, nodes.review)
@@ -243,11 +254,15 @@ def evaluate_builder(resources: Resources, nodes: ExperimentTracedNodes | None =
     return graph
 
 
-def experiment_builder(resources: Resources, nodes: ExperimentTracedNodes | None = None):
+def experiment_builder(resources: Resources | ResourcePool, nodes: Any = None) -> StateGraph:
     """One experiment's subgraph (uncompiled): develop, evaluate, hand back the outcome."""
+    resources = ResourcePool.of(resources)
     nodes = nodes or _nodes(resources)
     graph = StateGraph(
-        ExperimentState, input_schema=ExperimentInput, output_schema=ExperimentOutput
+        ExperimentState,
+        context_schema=RunContext,
+        input_schema=ExperimentInput,
+        output_schema=ExperimentOutput,
     )
     graph.add_node(DEVELOP_AGENT, develop_builder(resources, nodes).compile(name=DEVELOP_AGENT))
     graph.add_node(EVALUATE_AGENT, evaluate_builder(resources, nodes).compile(name=EVALUATE_AGENT))
@@ -259,10 +274,13 @@ def experiment_builder(resources: Resources, nodes: ExperimentTracedNodes | None
     return graph
 
 
-def build_builder(resources: Resources) -> StateGraph:
-    """The uncompiled loop graph over ``resources``."""
+def build_builder(resources: Resources | ResourcePool) -> StateGraph:
+    """The uncompiled loop graph over ``resources`` (or a pool serving every run context)."""
+    resources = ResourcePool.of(resources)
     nodes = _nodes(resources)
-    graph = StateGraph(LoopState, input_schema=LoopInput, output_schema=LoopOutput)
+    graph = StateGraph(
+        LoopState, context_schema=RunContext, input_schema=LoopInput, output_schema=LoopOutput
+    )
     graph.add_node(
         BRAINSTORM_AGENT, brainstorm_builder(resources, nodes).compile(name=BRAINSTORM_AGENT)
     )
@@ -283,20 +301,32 @@ def build_graph(
     settings: Settings | None = None,
     checkpointer: Checkpointer = None,
     resources: Resources | None = None,
+    *,
+    any_world: bool = False,
 ) -> CompiledStateGraph:
-    """Compile the AgentX loop.
+    """Compile the AgentX loop: one graph for every run; each run's context
+    (:class:`~agentx.graph.context.RunContext`: world, seed, budget, policy values) picks
+    the resources its nodes use, built when first needed.
 
     Args:
-        settings: run settings; defaults come from the environment and settings file.
+        settings: base settings (a run's context overrides some); defaults come from the
+            environment and settings file.
         checkpointer: e.g. ``SqliteSaver``; None compiles without persistence (as
             ``langgraph dev`` requires).
-        resources: prebuilt resources (a custom target, memory or model).
+        resources: prebuilt resources (a custom target, memory or model); they serve runs
+            of their own world and seed only, unless ``any_world``.
+        any_world: other worlds and seeds get sandboxes of their own even though
+            ``resources`` were given (the LangServe app: its resources are the default's).
 
     Example:
         >>> from agentx import build_graph, load_settings
         >>> graph = build_graph(load_settings(world="tiny", iterations=2))  # doctest: +SKIP
-        >>> graph.invoke({"goal_text": "raise watch time"}, {"configurable": {"thread_id": "t1"}})
+        >>> graph.invoke(
+        ...     {"goal_text": "raise watch time"},
+        ...     {"configurable": {"thread_id": "t1"}},
+        ...     context={"seed": 7},
+        ... )
     """
-    settings = settings or load_settings()
-    resources = resources or build_resources(settings)
-    return build_builder(resources).compile(checkpointer=checkpointer, name="agentx_loop")
+    settings = settings or (resources.settings if resources is not None else load_settings())
+    pool = ResourcePool(settings, resources, fixed=resources is not None and not any_world)
+    return build_builder(pool).compile(checkpointer=checkpointer, name="agentx_loop")

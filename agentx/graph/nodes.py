@@ -27,6 +27,7 @@ from agentx.agents.evaluation.verdict import decide, make_card, status_of
 from agentx.evolution.graph import build_evolution_graph
 from agentx.evolution.store import RunTrajectory
 from agentx.graph import gates
+from agentx.graph.context import CONTEXT_KEY, ResourcePool, RunContext, current_resources
 from agentx.graph.resources import Resources
 from agentx.graph.state import (
     FUNNEL_KEYS,
@@ -125,9 +126,15 @@ def offline_repair(resources: Resources, state: DevelopState) -> Proposal | None
 class Nodes:
     """Node functions bound to a run's resources."""
 
-    def __init__(self, resources: Resources):
-        self.r = resources
-        self._evolution_graph: CompiledStateGraph | None = None
+    def __init__(self, resources: Resources | ResourcePool):
+        self.pool = ResourcePool.of(resources)
+        self._evolution_graphs: dict[tuple[str, int], CompiledStateGraph] = {}
+
+    @property
+    def r(self) -> Resources:
+        """The running node's resources: those of its run's context (see
+        :mod:`agentx.graph.context`); the base ones for a node called by hand."""
+        return current_resources() or self.pool.get(None)
 
     def _log(self, state: Any, *events: TraceEvent) -> None:
         """Write ``events`` to the run's trace log (and the live ``custom`` stream)."""
@@ -181,6 +188,7 @@ class Nodes:
             "stopped": None,
             "origin": origin_commit(self.r.target.repo_path),
             "harness_versions": self._harness_versions(),
+            CONTEXT_KEY: RunContext.of(settings),
         }
 
     def brainstorm(self, state: BrainstormState) -> dict[str, Any]:
@@ -758,10 +766,11 @@ class Nodes:
         """
         agents = self.r.settings.evolution.agents
         agent = agents[len(state.get("evolutions", [])) % len(agents)]
-        if self._evolution_graph is None:
-            self._evolution_graph = build_evolution_graph(self.r.evolver())
+        key = (self.r.world_name, self.r.settings.seed)
+        if key not in self._evolution_graphs:
+            self._evolution_graphs[key] = build_evolution_graph(self.r.evolver())
         request = {"agent": agent, "run_id": state["run_id"], "iteration": state["iteration"]}
-        step = self._evolution_graph.invoke(request)["step"]
+        step = self._evolution_graphs[key].invoke(request)["step"]
         if step.outcome == "kept":
             self.r.reload_harness(agent)
         self._log(state, _event(EVOLVE, step.line(), data={"outcome": step.outcome}))

@@ -29,6 +29,7 @@ from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
 
 from agentx.evolution.models import EvolutionStep
+from agentx.graph.context import RunContext
 from agentx.models import (
     CheckResult,
     ExperimentRecord,
@@ -138,6 +139,8 @@ def fresh_experiment() -> dict[str, Any]:
 class BrainstormState(NextExperiment, total=False):
     """The Brainstorm Agent's subgraph: goal intake, ideas, admission (and its gate)."""
 
+    context: RunContext  # the run's world, seed, budget, policy values (set by intake)
+
     goal_text: str
     iterations: int
     run_id: str
@@ -178,6 +181,8 @@ class LoopOutput(TypedDict, total=False):
 class ExperimentInput(TypedDict, total=False):
     """What the experiment subgraph reads from the run."""
 
+    context: RunContext
+
     run_id: str
     iteration: int
     goal: Goal
@@ -189,6 +194,8 @@ class ExperimentInput(TypedDict, total=False):
 
 class DevelopState(TypedDict, total=False):
     """The Developing Agent's subgraph: write, verify, repair or abandon."""
+
+    context: RunContext
 
     run_id: str
     iteration: int
@@ -202,6 +209,8 @@ class DevelopState(TypedDict, total=False):
 
 class EvaluateState(TypedDict, total=False):
     """The Evaluation Agent's subgraph: arms, staged rollout, gates, veto, verdict."""
+
+    context: RunContext
 
     run_id: str
     iteration: int

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from agentx.evolution.store import HarnessStore
 from agentx.graph.builder import build_graph
 from agentx.graph.checkpoint import open_checkpointer
-from agentx.graph.resources import Resources
 from agentx.settings import Settings
 
 
@@ -77,18 +76,6 @@ def world_of(workspace: Path) -> str:
         return "?"
 
 
-def _read_only_resources(settings: Settings, world: str) -> Resources:
-    """Resources that let the graph be compiled but not run (no target, memory, model)."""
-    return Resources(
-        settings=settings,
-        target=cast(Any, None),
-        store=cast(Any, None),
-        catalog={},
-        developer=cast(Any, None),
-        world_name=world,
-    )
-
-
 def load_run(settings: Settings, run_id: str | None = None) -> RunState:
     """The state of ``run_id`` (default: the workspace's last run).
 
@@ -108,9 +95,7 @@ def load_run(settings: Settings, run_id: str | None = None) -> RunState:
             "checkpointed to SQLite (the default checkpointer)"
         )
     checkpointer = open_checkpointer(settings)
-    graph = build_graph(
-        settings, checkpointer=checkpointer, resources=_read_only_resources(settings, "?")
-    )
+    graph = build_graph(settings, checkpointer=checkpointer)  # builds no resources
     snapshot = graph.get_state({"configurable": {"thread_id": run_id}})
     if not snapshot.values:
         raise ReportError(f"run {run_id!r} has no checkpoint yet (stopped before its first step)")
