@@ -575,10 +575,10 @@ class Nodes:
             status = ExperimentStatus.DEFERRED if infra else ExperimentStatus.ABANDONED
         else:
             status, cause = status_of(verdict), verdict.root_cause
+        shipped = None
         if verdict is not None and verdict.decision == Decision.KEEP and patch is not None:
-            repo = r.target.repo_path
-            if not git.is_ancestor(repo, git.head(repo, patch.branch)):
-                git.merge_branch(repo, patch.branch, f"Keep {proposal.technique} ({experiment_id})")
+            message = f"Keep {proposal.technique} ({experiment_id})"
+            shipped = r.target.ship(Path(patch.worktree), message)  # through the contract
         cards = self._repaired_away_cards(state, outcome, experiment_id)
         card = None
         if status != ExperimentStatus.DEFERRED:
@@ -624,7 +624,10 @@ class Nodes:
         )
         self._save_trajectory(state, record)
         line = f"{status.value}; card {card.id}" if card else f"{status.value}; no card"
-        events = [_event(LEARN, line, state, status=status.value)]
+        data: dict[str, Any] = {"status": status.value}
+        if shipped is not None:
+            data["shipped"] = shipped.revision
+        events = [_event(LEARN, line, state, **data)]
         counts = {
             "implemented": int(outcome.implemented),
             "launched": int(rollout is not None),
