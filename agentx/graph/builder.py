@@ -195,6 +195,15 @@ def _nodes(pool: ResourcePool) -> ExperimentTracedNodes:
     return ExperimentTracedNodes(bound, skip=("intake", "evolve_harness"))
 
 
+def _add_nodes(graph: StateGraph, nodes: Any, *names: str) -> None:
+    """Add each named node, bound to the nodes object's method of that name."""
+    for name in names:
+        graph.add_node(name, getattr(nodes, _METHOD.get(name, name)))
+
+
+_METHOD = {REVIEW: "review"}  # node names whose method is named otherwise
+
+
 def brainstorm_builder(
     resources: Resources, nodes: ExperimentTracedNodes | None = None, *, intake: bool = False
 ):
@@ -203,10 +212,9 @@ def brainstorm_builder(
     resources = ResourcePool.of(resources)
     nodes = nodes or _nodes(resources)
     graph = StateGraph(BrainstormState, context_schema=RunContext)
-    graph.add_node(BRAINSTORM, nodes.brainstorm)
-    graph.add_node(GATE, nodes.admission_gate)
+    _add_nodes(graph, nodes, BRAINSTORM, GATE)
     if intake:
-        graph.add_node(INTAKE, nodes.intake)
+        _add_nodes(graph, nodes, INTAKE)
         graph.add_edge(START, INTAKE)
         graph.add_edge(INTAKE, BRAINSTORM)
     else:
@@ -221,10 +229,7 @@ def develop_builder(resources: Resources | ResourcePool, nodes: Any = None) -> S
     resources = ResourcePool.of(resources)
     nodes = nodes or _nodes(resources)
     graph = StateGraph(DevelopState, context_schema=RunContext)
-    graph.add_node(DEVELOP, nodes.develop)
-    graph.add_node(VERIFY, nodes.verify)
-    graph.add_node(REPAIR, nodes.repair)
-    graph.add_node(ABANDON, nodes.abandon)
+    _add_nodes(graph, nodes, DEVELOP, VERIFY, REPAIR, ABANDON)
     graph.add_edge(START, DEVELOP)
     graph.add_edge(DEVELOP, VERIFY)
     graph.add_conditional_edges(VERIFY, make_after_verify(resources))
@@ -238,12 +243,7 @@ def evaluate_builder(resources: Resources | ResourcePool, nodes: Any = None) -> 
     resources = ResourcePool.of(resources)
     nodes = nodes or _nodes(resources)
     graph = StateGraph(EvaluateState, context_schema=RunContext)
-    graph.add_node(LAUNCH, nodes.launch)
-    graph.add_node(STAGE, nodes.rollout_stage)
-    graph.add_node(REVIEW, nodes.review)
-    graph.add_node(LAUNCH_GATE, nodes.launch_gate)
-    graph.add_node(VETO, nodes.veto)
-    graph.add_node(VERDICT, nodes.verdict)
+    _add_nodes(graph, nodes, LAUNCH, STAGE, REVIEW, LAUNCH_GATE, VETO, VERDICT)
     graph.add_edge(START, LAUNCH)
     graph.add_edge(LAUNCH, STAGE)
     graph.add_conditional_edges(STAGE, make_after_stage(resources))
@@ -266,7 +266,7 @@ def experiment_builder(resources: Resources | ResourcePool, nodes: Any = None) -
     )
     graph.add_node(DEVELOP_AGENT, develop_builder(resources, nodes).compile(name=DEVELOP_AGENT))
     graph.add_node(EVALUATE_AGENT, evaluate_builder(resources, nodes).compile(name=EVALUATE_AGENT))
-    graph.add_node(CONCLUDE, nodes.conclude)
+    _add_nodes(graph, nodes, CONCLUDE)
     graph.add_edge(START, DEVELOP_AGENT)
     graph.add_conditional_edges(DEVELOP_AGENT, after_develop)
     graph.add_edge(EVALUATE_AGENT, CONCLUDE)
@@ -285,9 +285,7 @@ def build_builder(resources: Resources | ResourcePool) -> StateGraph:
         BRAINSTORM_AGENT, brainstorm_builder(resources, nodes).compile(name=BRAINSTORM_AGENT)
     )
     graph.add_node(EXPERIMENT, experiment_builder(resources, nodes).compile(name=EXPERIMENT))
-    graph.add_node(LEARN, nodes.learn)
-    graph.add_node(EVOLVE, nodes.evolve_harness)
-    graph.add_node(INTAKE, nodes.intake)
+    _add_nodes(graph, nodes, LEARN, EVOLVE, INTAKE)
     graph.add_edge(START, INTAKE)
     graph.add_edge(INTAKE, BRAINSTORM_AGENT)
     graph.add_conditional_edges(BRAINSTORM_AGENT, after_brainstorm_agent)
