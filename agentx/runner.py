@@ -290,7 +290,8 @@ def _run_locked(
             if waiting is None:
                 raise RunError(f"{run_id} is not waiting at a gate; nothing to answer")
             stream_input = Command(resume=_checked_answer(waiting, answer))
-        elif not snapshot.next:
+        elif not snapshot.tasks:  # finished (``next`` also omits a task whose writes are
+            # saved but not yet checkpointed, e.g. an experiment done when Ctrl-C came)
             return summary()
         elif waiting is not None:
             chosen = on_gate(waiting) if on_gate else None
