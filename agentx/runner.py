@@ -18,9 +18,12 @@ from pydantic import ValidationError
 
 from agentx.graph.builder import build_graph
 from agentx.graph.checkpoint import checkpointer_session, serializer
+from agentx.graph.context import RunContext
 from agentx.graph.gates import GATES, GateAnswerError, PendingGate, parse_answer, pending_gate
+from agentx.graph.nodes import SUBGRAPH_NODES
 from agentx.graph.postgres import CONNECTION_ERRORS, CheckpointerError, failure
 from agentx.graph.resources import Resources, build_resources, isolation_policy
+from agentx.graph.tracelog import STREAM_KEY as TRACE_STREAM_KEY
 from agentx.llm.probe import LLMUnavailable, check_model
 from agentx.models import ExperimentRecord, TraceEvent
 from agentx.settings import Settings
@@ -159,6 +162,8 @@ def resume_command(settings: Settings) -> str:
 
 def _started_node(part: Any) -> tuple[str, int] | None:
     """(node name, experiment index) of a ``tasks`` event that starts a task, else None."""
+    if isinstance(part, dict) and part.get("name") in SUBGRAPH_NODES:
+        return None  # its own nodes are reported as they start
     if isinstance(part, dict) and "input" in part and "result" not in part:
         state = part["input"] if isinstance(part["input"], dict) else {}
         return str(part.get("name")), int(state.get("iteration") or 0)
@@ -298,7 +303,8 @@ def _run_locked(
             if waiting is None:
                 raise RunError(f"{run_id} is not waiting at a gate; nothing to answer")
             stream_input = Command(resume=_checked_answer(waiting, answer))
-        elif not snapshot.next:
+        elif not snapshot.tasks:  # finished (``next`` also omits a task whose writes are
+            # saved but not yet checkpointed, e.g. an experiment done when Ctrl-C came)
             return summary()
         elif waiting is not None:
             chosen = on_gate(waiting) if on_gate else None
@@ -308,7 +314,9 @@ def _run_locked(
         else:
             stream_input = None
     while True:
-        _stream(graph, stream_input, config, on_node, on_trace, on_experiment)
+        _stream(
+            graph, stream_input, config, RunContext.of(settings), on_node, on_trace, on_experiment
+        )
         waiting = waiting_gate(run_id, graph.get_state(config))
         chosen = on_gate(waiting) if waiting is not None and on_gate else None
         if chosen is None:
@@ -367,22 +375,30 @@ def _stream(
     graph: Any,
     stream_input: Any,
     config: dict[str, Any],
+    context: RunContext,
     on_node: Callable[[str, int], None] | None,
     on_trace: Callable[[TraceEvent], None] | None,
     on_experiment: Callable[[ExperimentRecord], None] | None,
 ) -> None:
-    for mode, part in graph.stream(stream_input, config, stream_mode=["tasks", "updates"]):
+    modes = ["tasks", "updates", "custom"]
+    for _namespace, mode, part in graph.stream(
+        stream_input, config, stream_mode=modes, subgraphs=True, context=context
+    ):
         if mode == "tasks":
             started = _started_node(part)
             if started and on_node:
                 on_node(*started)
             continue
+        if mode == "custom":  # the trace log's live copy (agentx.graph.tracelog)
+            if on_trace and isinstance(part, dict):
+                for event in part.get(TRACE_STREAM_KEY, []) or []:
+                    on_trace(event)
+            continue
+        if _namespace:  # a subgraph's own updates: the run records experiments at its top
+            continue
         for _node, change in part.items():
             if not isinstance(change, dict):
                 continue
-            for event in change.get("trace", []) or []:
-                if on_trace:
-                    on_trace(event)
             for record in change.get("experiments", []) or []:
                 if on_experiment:
                     on_experiment(record)

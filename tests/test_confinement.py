@@ -360,7 +360,8 @@ def test_planted_secrets_and_environment_reach_no_detail_or_prompt(
     llm = Developer(
         developer.target, developer.catalog, developer.worktrees, developer.harness, llm=model
     )
-    settings = load_settings(world="tiny", max_repair_attempts=1)
+    workspace = developer.worktrees.parent / "ws"  # the nodes' trace log goes there
+    settings = load_settings(world="tiny", max_repair_attempts=1, workspace=workspace)
     resources = Resources(
         settings=settings,
         target=developer.target,
@@ -374,8 +375,6 @@ def test_planted_secrets_and_environment_reach_no_detail_or_prompt(
     state: dict[str, Any] = {
         "current": _proposal("h-secret", "x"),
         "verifications": [],
-        "attempts": 0,
-        "repairs": 0,
     }
     state.update(nodes.develop(state))  # type: ignore[arg-type]
     state.update(nodes.verify(state))  # type: ignore[arg-type]
@@ -503,7 +502,8 @@ def test_an_infinite_loop_is_a_deterministic_failure_without_retry(developer: De
         {**developer.harness, "import_timeout_s": 2},
     )
     quick.catalog["endless"] = _technique("endless", *_module_code("while True:\n    pass"))
-    settings = load_settings(world="tiny", max_repair_attempts=2)
+    workspace = developer.worktrees.parent / "ws"
+    settings = load_settings(world="tiny", max_repair_attempts=2, workspace=workspace)
     resources = Resources(
         settings=settings,
         target=developer.target,
@@ -516,8 +516,6 @@ def test_an_infinite_loop_is_a_deterministic_failure_without_retry(developer: De
     state: dict[str, Any] = {
         "current": _proposal("h-endless", "endless"),
         "verifications": [],
-        "attempts": 0,
-        "repairs": 0,
     }
     state.update(nodes.develop(state))  # type: ignore[arg-type]
     state.update(nodes.verify(state))  # type: ignore[arg-type]

@@ -12,12 +12,15 @@ import pytest
 from langchain_core.language_models.fake_chat_models import FakeMessagesListChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatResult
+from langgraph.graph import END
 from pydantic import Field
 
 from agentx.agents.developing.agent import Developer
 from agentx.graph.builder import make_after_verify
-from agentx.graph.nodes import ABANDON, DEVELOP, LAUNCH, REPAIR, Nodes
+from agentx.graph.nodes import ABANDON, DEVELOP, REPAIR, Nodes
 from agentx.graph.resources import Resources
+from agentx.graph.state import ExperimentOutcome, RepairStep
+from agentx.graph.tracelog import read_trace
 from agentx.harness import load_harness
 from agentx.models import CheckResult, Edit, FailureKind, Patch, Proposal, Verification
 from agentx.research.catalog import Technique, load_catalog
@@ -151,7 +154,8 @@ def _no_residue(developer: Developer, proposal_id: str) -> None:
 
 
 def _resources(developer: Developer, llm: Any = None, max_repairs: int = 3) -> Resources:
-    settings = load_settings(world="tiny", max_repair_attempts=max_repairs)
+    workspace = developer.worktrees.parent / "ws"  # the nodes' trace log goes there
+    settings = load_settings(world="tiny", max_repair_attempts=max_repairs, workspace=workspace)
     return Resources(
         settings=settings,
         target=developer.target,
@@ -164,13 +168,13 @@ def _resources(developer: Developer, llm: Any = None, max_repairs: int = 3) -> R
 
 
 def _drive(resources: Resources, proposal: Proposal) -> tuple[dict[str, Any], list[str]]:
-    """Run the graph's develop → verify → (retry | repair | abandon | launch) edges."""
+    """Run the developing agent's develop → verify → (retry | repair | abandon | end) edges."""
     nodes, router = Nodes(resources), make_after_verify(resources)
-    state: dict[str, Any] = {"current": proposal, "verifications": [], "attempts": 0, "repairs": 0}
+    state: dict[str, Any] = {"run_id": "dev", "current": proposal, "verifications": []}
     routes: list[str] = []
 
     def merge(update: dict[str, Any]) -> None:
-        state.update({k: v for k, v in update.items() if k not in ("trace", "funnel")})
+        state.update(update)
 
     while True:
         merge(nodes.develop(state))  # type: ignore[arg-type]
@@ -296,7 +300,7 @@ def test_llm_repairs_a_broken_change_within_the_budget(developer: Developer) -> 
     llm_developer._baseline_offline = developer._baseline_offline  # same baseline, computed once
     proposal = _proposal("t-llm-fix", "exploration_slots", slots=2)
     state, routes = _drive(_resources(llm_developer, llm=model), proposal)
-    assert routes == [REPAIR, LAUNCH]
+    assert routes == [REPAIR, END]
     first, final = state["verifications"]
     assert first.root_cause is not None and first.root_cause.startswith("syntax:")
     assert final.passed and final.q_code == 1.0
@@ -320,7 +324,8 @@ def test_llm_repairs_a_broken_change_within_the_budget(developer: Developer) -> 
     assert "def slot_bonus(x:" in repair.split("Relevant code")[1]
     patch: Patch = state["patch"]
     assert "+def slot_bonus(x):" in patch.diff and "+exploration_slots = 2" in patch.diff
-    assert patch.attempt == 2 and state["repairs"] == 1
+    assert patch.attempt == 2 and len(state["repairs"]) == 1
+    assert [step.new_params for step in state["repairs"]] == [None]  # a model repair
     llm_developer.discard(patch)
     _no_residue(developer, "t-llm-fix")
 
@@ -341,8 +346,9 @@ def test_unrepairable_change_is_abandoned_with_its_root_cause(developer: Develop
     assert routes == [REPAIR, REPAIR, ABANDON]
     assert len(model.requests) == 3
     assert all(v.failure_kind == FailureKind.DETERMINISTIC for v in state["verifications"])
-    abandon = Nodes(resources).abandon(state)  # type: ignore[arg-type]
-    assert "abandoned: syntax: recsys/rerank.py:" in abandon["trace"][0].message
+    assert Nodes(resources).abandon(state) == {}  # type: ignore[arg-type]
+    [event] = read_trace(resources.settings.workspace, "dev")[-1:]
+    assert event.node == "abandon" and "abandoned: syntax: recsys/rerank.py:" in event.message
     llm_developer.discard(state["patch"])
     _no_residue(developer, "t-llm-bad")
 
@@ -473,11 +479,16 @@ def test_parameters_repaired_away_reach_memory_and_the_next_avoid_set(
         "iteration": 0,
         "goal": goal,
         "current": _proposal("p-rep", "mf_embedding_dim", dim=12),
-        "abandoned_params": [{"params": {"dim": 6}, "root_cause": "offline_metrics: -20%"}],
-        "verifications": [],
-        "patch": None,
-        "verdict": None,
-        "rollout": None,
+        "outcome": ExperimentOutcome(
+            repairs=[
+                RepairStep(
+                    params={"dim": 6},
+                    root_cause="offline_metrics: -20%",
+                    cause="implementation_defect",
+                    new_params={"dim": 12},
+                )
+            ]
+        ),
     }
     Nodes(resources).learn(state)  # type: ignore[arg-type]
     cards = resources.store.list(where={"world": "tiny"})

@@ -25,6 +25,7 @@ from agentx.target.models import (
     OnlineReadout,
     SystemDescription,
 )
+from agentx.target.shipping import ShipResult
 
 N_USERS = 6000
 Corruption = Callable[[OnlineReadout], None]
@@ -72,6 +73,9 @@ class FakeTarget:
 
     def rollback(self, arm: ArmHandle) -> None:
         self.rolled_back.append(arm.name)
+
+    def ship(self, workdir: Path, message: str) -> ShipResult:
+        return ShipResult(revision=f"fake:{workdir.name}", shipped=True)
 
     def ground_truth(self, workdir: Path) -> GroundTruth | None:
         return None

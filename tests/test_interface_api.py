@@ -35,9 +35,9 @@ def test_embedded_graph_with_your_own_checkpointer(tmp_path: Path) -> None:
     settings = agentx.load_settings(world="tiny", iterations=1, workspace=tmp_path)
     graph = agentx.build_graph(settings, checkpointer=InMemorySaver(serde=serializer()))
     config = {"configurable": {"thread_id": "embedded-1"}}
-    graph.invoke({"goal_text": "raise watch time"}, config, interrupt_before=["develop"])
+    graph.invoke({"goal_text": "raise watch time"}, config, interrupt_before=["experiment"])
     state = graph.get_state(config)
-    assert state.next == ("develop",)
+    assert state.next == ("experiment",)  # the experiment subgraph, before it develops
     assert state.values["current"].target_metric == "watch_time"
     assert state.values["run_id"] == "embedded-1"
 

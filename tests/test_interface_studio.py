@@ -18,19 +18,21 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import pytest
 from langgraph_sdk import get_client
 
-from agentx.models import ExperimentStatus
+from agentx.graph.tracelog import read_trace
+from agentx.models import ExperimentStatus, TraceEvent
 
 REPO = Path(__file__).resolve().parents[1]
 GRAPHS = {
     "agentx_loop",
     "agentx_brainstorm",
     "agentx_develop",
+    "agentx_experiment",
     "agentx_evaluate",
     "agentx_evolve",
 }
@@ -58,8 +60,19 @@ def _config_for(directory: Path) -> Path:
     return target
 
 
+class Studio(NamedTuple):
+    """The dev server's address and the AgentX workspace it runs in."""
+
+    url: str
+    workspace: Path
+
+    def trace(self, thread_id: str) -> list[TraceEvent]:
+        """A thread's trace log (its run id is the thread id)."""
+        return read_trace(self.workspace, thread_id)
+
+
 @pytest.fixture(scope="module")
-def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Studio]:
     langgraph = shutil.which("langgraph", path=str(Path(sys.executable).parent))
     assert langgraph, "langgraph-cli[inmem] is not installed in this environment"
     directory = tmp_path_factory.mktemp("studio")
@@ -95,7 +108,7 @@ def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             os.killpg(process.pid, signal.SIGKILL)
             pytest.fail(f"langgraph dev did not come up:\n{log.read_text()[-4000:]}")
         time.sleep(0.5)
-    yield url
+    yield Studio(url, directory / "workspace")
     os.killpg(process.pid, signal.SIGTERM)
     try:
         process.wait(timeout=20)
@@ -108,24 +121,29 @@ def _interrupts(state: dict[str, Any]) -> list[dict[str, Any]]:
     return [i["value"] for task in state.get("tasks", []) for i in task.get("interrupts", [])]
 
 
-def test_every_entry_point_is_served_with_readable_nodes(studio: str) -> None:
-    async def drive() -> tuple[set[str], dict[str, Any]]:
-        client = get_client(url=studio)
+def test_every_entry_point_is_served_with_readable_nodes(studio: Studio) -> None:
+    async def drive() -> tuple[set[str], dict[str, set[str]]]:
+        client = get_client(url=studio.url)
         assistants = await client.assistants.search(limit=20)
         by_graph = {a["graph_id"]: a for a in assistants}
-        drawing = await client.assistants.get_graph(by_graph["agentx_develop"]["assistant_id"])
-        return set(by_graph), drawing
+        drawings = {}
+        for name in ("agentx_loop", "agentx_develop", "agentx_experiment"):
+            drawing = await client.assistants.get_graph(by_graph[name]["assistant_id"])
+            drawings[name] = {node["id"] for node in drawing["nodes"]}
+        return set(by_graph), drawings
 
-    graphs, drawing = asyncio.run(drive())
+    graphs, drawings = asyncio.run(drive())
     assert GRAPHS <= graphs
-    nodes = {node["id"] for node in drawing["nodes"]}
-    assert {"intake", "brainstorm", "develop", "verify", "repair", "abandon"} <= nodes
-    assert not nodes & {"launch", "learn"}  # develop stops before the rollout
+    # Each agent's Studio graph is its own subgraph, the one the loop runs.
+    assert drawings["agentx_develop"] >= {"develop", "verify", "repair", "abandon"}
+    assert not drawings["agentx_develop"] & {"intake", "brainstorm", "launch", "learn"}
+    assert drawings["agentx_experiment"] >= {"developing_agent", "evaluation_agent", "conclude"}
+    assert drawings["agentx_loop"] >= {"brainstorm_agent", "experiment", "learn"}
 
 
-def test_brainstorm_pauses_for_admission_and_resumes(studio: str) -> None:
+def test_brainstorm_pauses_for_admission_and_resumes(studio: Studio) -> None:
     async def drive() -> tuple[dict, dict]:
-        client = get_client(url=studio)
+        client = get_client(url=studio.url)
         thread = await client.threads.create()
         await client.runs.wait(
             thread["thread_id"], "agentx_brainstorm", input={"goal_text": "raise watch time"}
@@ -134,20 +152,21 @@ def test_brainstorm_pauses_for_admission_and_resumes(studio: str) -> None:
         await client.runs.wait(
             thread["thread_id"], "agentx_brainstorm", command={"resume": {"action": "approve"}}
         )
-        return paused, await client.threads.get_state(thread["thread_id"])
+        return thread["thread_id"], paused, await client.threads.get_state(thread["thread_id"])
 
-    paused, done = asyncio.run(drive())
+    thread_id, paused, done = asyncio.run(drive())
     assert paused["next"] == ["admission_gate"]
     (gate,) = _interrupts(paused)
     assert gate["gate"] == "proposal_admission" and "approve" in gate["choices"]
     assert done["next"] == []
     assert done["values"]["current"]["technique"] == gate["proposal"]["technique"]
-    assert any("approved by reviewer" in e["message"] for e in done["values"]["trace"])
+    assert "trace" not in done["values"]  # the trace is a log, not checkpointed state
+    assert any("approved by reviewer" in e.message for e in studio.trace(thread_id))
 
 
-def test_loop_runs_an_experiment_through_the_gates(studio: str) -> None:
+def test_loop_runs_an_experiment_through_the_gates(studio: Studio) -> None:
     async def drive() -> tuple[dict, list[dict[str, Any]]]:
-        client = get_client(url=studio)
+        client = get_client(url=studio.url)
         thread = await client.threads.create()
         thread_id = thread["thread_id"]
         await client.runs.wait(thread_id, "agentx_loop", input={"iterations": 1})
@@ -180,9 +199,9 @@ def test_loop_runs_an_experiment_through_the_gates(studio: str) -> None:
     assert state["values"]["funnel"]["admitted"] >= 1
 
 
-def test_harness_evolution_runs_one_step_on_the_recorded_runs(studio: str) -> None:
+def test_harness_evolution_runs_one_step_on_the_recorded_runs(studio: Studio) -> None:
     async def drive() -> tuple[dict, dict]:
-        client = get_client(url=studio)
+        client = get_client(url=studio.url)
         assistants = {a["graph_id"]: a for a in await client.assistants.search(limit=20)}
         drawing = await client.assistants.get_graph(assistants["agentx_evolve"]["assistant_id"])
         thread = await client.threads.create()
@@ -200,12 +219,12 @@ def test_harness_evolution_runs_one_step_on_the_recorded_runs(studio: str) -> No
 
 
 def test_gates_take_human_responses_and_a_misunderstood_answer_decides_nothing(
-    studio: str,
+    studio: Studio,
 ) -> None:
     """The SDK sends the same HumanResponse as the CLI and LangServe (issue 15, point 4)."""
 
-    async def drive() -> tuple[dict, dict, dict, dict]:
-        client = get_client(url=studio)
+    async def drive() -> tuple[str, dict, dict, dict, dict]:
+        client = get_client(url=studio.url)
         thread_id = (await client.threads.create())["thread_id"]
         await client.runs.wait(thread_id, "agentx_loop", input={"iterations": 1})
         first = await client.threads.get_state(thread_id)
@@ -221,18 +240,49 @@ def test_gates_take_human_responses_and_a_misunderstood_answer_decides_nothing(
             accept = {"type": "accept"}
             await client.runs.wait(thread_id, "agentx_loop", command={"resume": accept})
             state = await client.threads.get_state(thread_id)
-        return first, again, second, state
+        return thread_id, first, again, second, state
 
-    first, again, second, done = asyncio.run(drive())
+    thread_id, first, again, second, done = asyncio.run(drive())
     (gate,) = _interrupts(first)
     assert gate["action_request"]["action"] == "proposal_admission"  # HumanInterrupt
     assert gate["config"] == {"allow_accept": True, "allow_edit": True, "allow_respond": True,
                               "allow_ignore": True}  # fmt: skip
     assert gate["description"] and gate["action_request"]["args"]["proposal"]
     (still,) = _interrupts(again)  # not a silent veto: the same gate asks again
-    assert again["next"] == ["admission_gate"] and "not understood" in still["error"]
+    assert again["next"] == ["brainstorm_agent"] and "not understood" in still["error"]
     assert still["action_request"]["args"]["proposal"] == gate["action_request"]["args"]["proposal"]
     (other,) = _interrupts(second)
     assert other["action_request"]["args"]["proposal"] != gate["action_request"]["args"]["proposal"]
-    assert any("not this quarter" in e["message"] for e in second["values"]["trace"])
+    assert any("not this quarter" in e.message for e in studio.trace(thread_id))
     assert done["next"] == [] and len(done["values"]["experiments"]) == 1
+
+
+def test_one_loop_graph_runs_each_thread_with_its_own_world_and_seed(studio: Studio) -> None:
+    """Per-run context (issue 16): world, seed, budget and autonomy come with the run, not
+    with the compiled graph; the server's one ``agentx_loop`` serves both runs."""
+    tiny = json.loads((REPO / "agentx" / "sandbox" / "worlds" / "tiny.json").read_text())
+    other = studio.workspace.parent / "tiny_b.json"
+    other.write_text(json.dumps({**tiny, "name": "tiny_b", "n_users": 1500}))
+    contexts = [
+        {"world": "tiny", "seed": 5, "iterations": 1, "autonomous": True},
+        {"world": str(other), "seed": 9, "iterations": 1, "autonomous": True},
+    ]
+
+    async def drive() -> list[dict[str, Any]]:
+        client = get_client(url=studio.url)
+        states = []
+        for context in contexts:
+            thread_id = (await client.threads.create())["thread_id"]
+            await client.runs.wait(thread_id, "agentx_loop", input={}, context=context)
+            states.append(await client.threads.get_state(thread_id))
+        return states
+
+    states = asyncio.run(drive())
+    for context, state in zip(contexts, states, strict=True):
+        assert state["next"] == []  # autonomous from its context: no gate paused it
+        recorded = state["values"]["context"]
+        assert (recorded["world"], recorded["seed"]) == (context["world"], context["seed"])
+        assert len(state["values"]["experiments"]) == 1
+    # each world and seed got a sandbox of its own, built when its run first needed it
+    assert (studio.workspace / "sandboxes" / "tiny-seed5" / "repo").is_dir()
+    assert (studio.workspace / "sandboxes" / "tiny_b-seed9" / "repo").is_dir()

@@ -12,9 +12,14 @@ from langchain_core.runnables import RunnableConfig, RunnableLambda
 from langgraph.graph import END, START, StateGraph
 from typing_extensions import TypedDict
 
-from agentx.graph.builder import build_builder
+from agentx.graph.builder import (
+    brainstorm_builder,
+    build_builder,
+    develop_builder,
+    evaluate_builder,
+)
+from agentx.graph.context import ResourcePool
 from agentx.graph.nodes import _experiment_id
-from agentx.report.workspace import _read_only_resources
 from agentx.settings import SettingsError, load_settings
 from agentx.tracking.langsmith import ExperimentTracedNodes, run_config
 
@@ -82,9 +87,15 @@ def test_calls_inside_an_experiment_carry_its_id() -> None:
 
 def test_the_loop_wraps_experiment_nodes_but_not_intake_or_evolution(tmp_path) -> None:
     settings = load_settings(workspace=tmp_path)
-    graph = build_builder(_read_only_resources(settings, "tiny"))
-    wrapped = {name for name, spec in graph.nodes.items()
-               if "with_experiment_metadata" in spec.runnable.func.__qualname__}  # fmt: skip
+    resources = ResourcePool(settings)  # compiling builds no resources
+    builders = [build_builder, brainstorm_builder, develop_builder, evaluate_builder]
+    specs = {name: spec for make in builders for name, spec in make(resources).nodes.items()}
+    functions = {name: getattr(spec.runnable, "func", None) for name, spec in specs.items()}
+    wrapped = {
+        name
+        for name, func in functions.items()
+        if func is not None and "with_experiment_metadata" in func.__qualname__
+    }
     assert {"brainstorm", "develop", "verify", "rollout_stage", "verdict", "learn"} <= wrapped
     assert "intake" not in wrapped and "evolve_harness" not in wrapped
 

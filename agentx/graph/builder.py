@@ -1,25 +1,41 @@
-"""Wiring of the loop: nodes, conditional edges, checkpointer.
+"""Wiring of the loop: the agents' subgraphs, the experiment subgraph, the run's loop.
 
-``build_graph`` is the one place the loop is compiled; the CLI, the LangServe app, the
-Studio entry points and embedding code all call it.
+- the Brainstorm Agent's subgraph: a ranked batch of ideas, the admission gate (Studio's
+  brainstorm graph starts with goal intake, which the loop runs once per run);
+- the Developing Agent's subgraph: develop, verify, repair or abandon;
+- the Evaluation Agent's subgraph: launch, staged rollout, review and launch gates, veto,
+  verdict;
+- the experiment subgraph: the developing agent, then (a verified change) the evaluation
+  agent, then the outcome handed to the run;
+- the loop: goal intake, the brainstorm agent, the experiment, learn (ship, record, card),
+  harness evolution.
+
+Each subgraph has its own state (:mod:`agentx.graph.state`) and is a node of the graph
+above it, so Studio shows every agent as its own graph and an experiment's state starts
+empty. ``build_graph`` is the one place the loop is compiled; the CLI, the LangServe app,
+the Studio entry points and embedding code all call it.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict, deque
-from collections.abc import Iterable
-from typing import Literal
+from typing import Any, Literal
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Checkpointer
 
 from agentx.agents.evaluation.review import needs_review
+from agentx.graph.context import ContextBoundNodes, ResourcePool, RunContext
 from agentx.graph.nodes import (
     ABANDON,
     BRAINSTORM,
+    BRAINSTORM_AGENT,
+    CONCLUDE,
     DEVELOP,
+    DEVELOP_AGENT,
+    EVALUATE_AGENT,
     EVOLVE,
+    EXPERIMENT,
     GATE,
     INTAKE,
     LAUNCH,
@@ -34,39 +50,53 @@ from agentx.graph.nodes import (
     Nodes,
     offline_repair,
 )
-from agentx.graph.resources import Resources, build_resources
-from agentx.graph.state import LoopInput, LoopOutput, LoopState
+from agentx.graph.resources import Resources
+from agentx.graph.state import (
+    BrainstormState,
+    DevelopState,
+    EvaluateState,
+    ExperimentInput,
+    ExperimentOutput,
+    ExperimentState,
+    LoopInput,
+    LoopOutput,
+    LoopState,
+)
 from agentx.models import ExperimentStatus, FailureKind, RootCause
 from agentx.settings import Settings, load_settings
 from agentx.tracking.langsmith import ExperimentTracedNodes
 
 
-def after_brainstorm(state: LoopState) -> Literal["admission_gate", "__end__"]:
+# ---------------------------------------------------------------------- brainstorm agent
+def after_brainstorm(state: BrainstormState) -> Literal["admission_gate", "__end__"]:
     """Stop when no admissible proposal is left."""
     return END if state.get("exhausted") else GATE
 
 
-def after_gate(state: LoopState) -> Literal["develop", "brainstorm"]:
-    """A deferred or rejected proposal sends the loop back for another one."""
-    return DEVELOP if state.get("current") is not None else BRAINSTORM
+def after_gate(state: BrainstormState) -> Literal["__end__", "brainstorm"]:
+    """A deferred or rejected proposal sends the agent back for another one."""
+    return END if state.get("current") is not None else BRAINSTORM
 
 
-def make_after_verify(resources: Resources):
-    """Verification passed → launch; failed → retry, repair, or abandon."""
-    max_repairs = resources.settings.max_repair_attempts
+# ---------------------------------------------------------------------- developing agent
+def make_after_verify(resources_or_pool: Resources | ResourcePool):
+    """Verification passed → done; failed → retry, repair, or abandon."""
+    pool = ResourcePool.of(resources_or_pool)
 
-    def after_verify(state: LoopState) -> Literal["launch", "develop", "repair", "abandon"]:
+    def after_verify(state: DevelopState) -> Literal["__end__", "develop", "repair", "abandon"]:
+        resources = pool.for_state(state)
+        max_repairs = resources.settings.max_repair_attempts
         history = state.get("verifications", [])
         last = history[-1]
         if last.passed:
-            return LAUNCH
+            return END
         if last.failure_kind == FailureKind.TRANSIENT:
             transient_retries = sum(v.failure_kind == FailureKind.TRANSIENT for v in history)
             if transient_retries <= 1:
                 return DEVELOP  # retried once, unchanged
         if last.cause == RootCause.INFRASTRUCTURE:
             return ABANDON  # no repair against a dead server: deferred, retried later
-        if state.get("repairs", 0) >= max_repairs:
+        if len(state.get("repairs") or []) >= max_repairs:
             return ABANDON
         if resources.llm is not None:
             return REPAIR
@@ -77,21 +107,24 @@ def make_after_verify(resources: Resources):
     return after_verify
 
 
-def make_after_stage(resources: Resources):
+# ---------------------------------------------------------------------- evaluation agent
+def make_after_stage(resources_or_pool: Resources | ResourcePool):
     """Moderate breach under review → review; veto → veto; a canary that would go on (next
     stage, or an early win that ships) → the launch gate unless autonomous; last stage →
     verdict; else next."""
-    settings = resources.settings
+    pool = ResourcePool.of(resources_or_pool)
 
     def after_stage(
-        state: LoopState,
+        state: EvaluateState,
     ) -> Literal["guardrail_review", "launch_gate", "rollout_stage", "veto", "verdict"]:
-        last = state["rollout"].stages[-1]
+        settings = pool.for_state(state).settings
+        stages = state["rollout"].stages
+        last = stages[-1]
         if needs_review(last, settings):
             return REVIEW
         if last.decision == "halt":
             return VETO
-        canary = state.get("stage_index", 0) == 1 and len(settings.stages) > 1
+        canary = len(stages) == 1 and len(settings.stages) > 1
         if canary and not settings.autonomous and last.decision in ("continue", "stop_early"):
             return LAUNCH_GATE
         if last.decision in ("complete", "stop_early"):
@@ -101,7 +134,7 @@ def make_after_stage(resources: Resources):
     return after_stage
 
 
-def after_launch_gate(state: LoopState) -> Literal["rollout_stage", "veto", "verdict"]:
+def after_launch_gate(state: EvaluateState) -> Literal["rollout_stage", "veto", "verdict"]:
     """Refused → veto (roll back); approved → the next stage, or the verdict of an early win."""
     last = state["rollout"].stages[-1]
     if last.decision == "halt":
@@ -109,17 +142,31 @@ def after_launch_gate(state: LoopState) -> Literal["rollout_stage", "veto", "ver
     return VERDICT if last.decision == "stop_early" else STAGE
 
 
-def make_after_learn(resources: Resources):
-    """An SGPO step every ``evolution.every`` experiments; then the next one, or the end."""
-    evolution = resources.settings.evolution
+# ---------------------------------------------------------------------- experiment
+def after_develop(state: ExperimentState) -> Literal["evaluation_agent", "conclude"]:
+    """A verified change is evaluated online; an abandoned one goes straight to its outcome."""
+    history = state.get("verifications") or []
+    return EVALUATE_AGENT if history and history[-1].passed else CONCLUDE
 
-    def after_learn(state: LoopState) -> Literal["evolve_harness", "brainstorm", "__end__"]:
+
+# ---------------------------------------------------------------------- loop
+def after_brainstorm_agent(state: LoopState) -> Literal["experiment", "__end__"]:
+    """Run the admitted proposal; nothing admissible left ends the run."""
+    return EXPERIMENT if state.get("current") is not None and not state.get("exhausted") else END
+
+
+def make_after_learn(resources_or_pool: Resources | ResourcePool):
+    """An SGPO step every ``evolution.every`` experiments; then the next one, or the end."""
+    pool = ResourcePool.of(resources_or_pool)
+
+    def after_learn(state: LoopState) -> Literal["evolve_harness", "brainstorm_agent", "__end__"]:
+        evolution = pool.for_state(state).settings.evolution
         if state.get("stopped"):
             return END  # the circuit breaker tripped
         done = state.get("iteration", 0)
         if evolution.enabled and done % evolution.every == 0:
             return EVOLVE
-        return next_or_end(resources)(state)  # type: ignore[return-value]
+        return next_or_end(pool)(state)  # type: ignore[return-value]
 
     return after_learn
 
@@ -130,50 +177,119 @@ def spent(state: LoopState) -> int:
     return sum(r.status != ExperimentStatus.DEFERRED for r in state.get("experiments") or [])
 
 
-def next_or_end(resources: Resources):
+def next_or_end(resources_or_pool: Resources | ResourcePool):
     """Next experiment while budget is left, else the end."""
+    pool = ResourcePool.of(resources_or_pool)
 
-    def after_budget_check(state: LoopState) -> Literal["brainstorm", "__end__"]:
-        budget = state.get("iterations") or resources.settings.iterations
-        return BRAINSTORM if spent(state) < budget else END
+    def after_budget_check(state: LoopState) -> Literal["brainstorm_agent", "__end__"]:
+        budget = state.get("iterations") or pool.for_state(state).settings.iterations
+        return BRAINSTORM_AGENT if spent(state) < budget else END
 
     return after_budget_check
 
 
-def build_builder(resources: Resources) -> StateGraph:
-    """The uncompiled loop graph over ``resources``."""
-    # every model call inside an experiment's nodes carries its id (LangSmith metadata)
-    nodes = ExperimentTracedNodes(Nodes(resources), skip=("intake", "evolve_harness"))
-    graph = StateGraph(LoopState, input_schema=LoopInput, output_schema=LoopOutput)
-    graph.add_node(INTAKE, nodes.intake)
-    graph.add_node(BRAINSTORM, nodes.brainstorm)
-    graph.add_node(GATE, nodes.admission_gate)
-    graph.add_node(DEVELOP, nodes.develop)
-    graph.add_node(VERIFY, nodes.verify)
-    graph.add_node(REPAIR, nodes.repair)
-    graph.add_node(ABANDON, nodes.abandon)
-    graph.add_node(LAUNCH, nodes.launch)
-    graph.add_node(STAGE, nodes.rollout_stage)
-    graph.add_node(REVIEW, nodes.review)
-    graph.add_node(LAUNCH_GATE, nodes.launch_gate)
-    graph.add_node(VETO, nodes.veto)
-    graph.add_node(VERDICT, nodes.verdict)
-    graph.add_node(LEARN, nodes.learn)
-    graph.add_node(EVOLVE, nodes.evolve_harness)
-    graph.add_edge(START, INTAKE)
-    graph.add_edge(INTAKE, BRAINSTORM)
+def _nodes(pool: ResourcePool) -> ExperimentTracedNodes:
+    # each node runs with its run's resources; every model call inside an experiment's
+    # nodes carries its id (LangSmith metadata)
+    bound = ContextBoundNodes(Nodes(pool), pool)
+    return ExperimentTracedNodes(bound, skip=("intake", "evolve_harness"))
+
+
+def _add_nodes(graph: StateGraph, nodes: Any, *names: str) -> None:
+    """Add each named node, bound to the nodes object's method of that name."""
+    for name in names:
+        graph.add_node(name, getattr(nodes, _METHOD.get(name, name)))
+
+
+_METHOD = {REVIEW: "review"}  # node names whose method is named otherwise
+
+
+def brainstorm_builder(
+    resources: Resources, nodes: ExperimentTracedNodes | None = None, *, intake: bool = False
+):
+    """The Brainstorm Agent's subgraph (uncompiled); with ``intake`` it starts from the
+    goal's text (Studio's brainstorm graph), else from the run's goal (the loop's node)."""
+    resources = ResourcePool.of(resources)
+    nodes = nodes or _nodes(resources)
+    graph = StateGraph(BrainstormState, context_schema=RunContext)
+    _add_nodes(graph, nodes, BRAINSTORM, GATE)
+    if intake:
+        _add_nodes(graph, nodes, INTAKE)
+        graph.add_edge(START, INTAKE)
+        graph.add_edge(INTAKE, BRAINSTORM)
+    else:
+        graph.add_edge(START, BRAINSTORM)
     graph.add_conditional_edges(BRAINSTORM, after_brainstorm)
     graph.add_conditional_edges(GATE, after_gate)
+    return graph
+
+
+def develop_builder(resources: Resources | ResourcePool, nodes: Any = None) -> StateGraph:
+    """The Developing Agent's subgraph (uncompiled)."""
+    resources = ResourcePool.of(resources)
+    nodes = nodes or _nodes(resources)
+    graph = StateGraph(DevelopState, context_schema=RunContext)
+    _add_nodes(graph, nodes, DEVELOP, VERIFY, REPAIR, ABANDON)
+    graph.add_edge(START, DEVELOP)
     graph.add_edge(DEVELOP, VERIFY)
     graph.add_conditional_edges(VERIFY, make_after_verify(resources))
     graph.add_edge(REPAIR, DEVELOP)
-    graph.add_edge(ABANDON, LEARN)
+    graph.add_edge(ABANDON, END)
+    return graph
+
+
+def evaluate_builder(resources: Resources | ResourcePool, nodes: Any = None) -> StateGraph:
+    """The Evaluation Agent's subgraph (uncompiled)."""
+    resources = ResourcePool.of(resources)
+    nodes = nodes or _nodes(resources)
+    graph = StateGraph(EvaluateState, context_schema=RunContext)
+    _add_nodes(graph, nodes, LAUNCH, STAGE, REVIEW, LAUNCH_GATE, VETO, VERDICT)
+    graph.add_edge(START, LAUNCH)
     graph.add_edge(LAUNCH, STAGE)
     graph.add_conditional_edges(STAGE, make_after_stage(resources))
     graph.add_conditional_edges(REVIEW, make_after_stage(resources))
     graph.add_conditional_edges(LAUNCH_GATE, after_launch_gate)
     graph.add_edge(VETO, VERDICT)
-    graph.add_edge(VERDICT, LEARN)
+    graph.add_edge(VERDICT, END)
+    return graph
+
+
+def experiment_builder(resources: Resources | ResourcePool, nodes: Any = None) -> StateGraph:
+    """One experiment's subgraph (uncompiled): develop, evaluate, hand back the outcome."""
+    resources = ResourcePool.of(resources)
+    nodes = nodes or _nodes(resources)
+    graph = StateGraph(
+        ExperimentState,
+        context_schema=RunContext,
+        input_schema=ExperimentInput,
+        output_schema=ExperimentOutput,
+    )
+    graph.add_node(DEVELOP_AGENT, develop_builder(resources, nodes).compile(name=DEVELOP_AGENT))
+    graph.add_node(EVALUATE_AGENT, evaluate_builder(resources, nodes).compile(name=EVALUATE_AGENT))
+    _add_nodes(graph, nodes, CONCLUDE)
+    graph.add_edge(START, DEVELOP_AGENT)
+    graph.add_conditional_edges(DEVELOP_AGENT, after_develop)
+    graph.add_edge(EVALUATE_AGENT, CONCLUDE)
+    graph.add_edge(CONCLUDE, END)
+    return graph
+
+
+def build_builder(resources: Resources | ResourcePool) -> StateGraph:
+    """The uncompiled loop graph over ``resources`` (or a pool serving every run context)."""
+    resources = ResourcePool.of(resources)
+    nodes = _nodes(resources)
+    graph = StateGraph(
+        LoopState, context_schema=RunContext, input_schema=LoopInput, output_schema=LoopOutput
+    )
+    graph.add_node(
+        BRAINSTORM_AGENT, brainstorm_builder(resources, nodes).compile(name=BRAINSTORM_AGENT)
+    )
+    graph.add_node(EXPERIMENT, experiment_builder(resources, nodes).compile(name=EXPERIMENT))
+    _add_nodes(graph, nodes, LEARN, EVOLVE, INTAKE)
+    graph.add_edge(START, INTAKE)
+    graph.add_edge(INTAKE, BRAINSTORM_AGENT)
+    graph.add_conditional_edges(BRAINSTORM_AGENT, after_brainstorm_agent)
+    graph.add_edge(EXPERIMENT, LEARN)
     graph.add_conditional_edges(LEARN, make_after_learn(resources))
     graph.add_conditional_edges(EVOLVE, next_or_end(resources))
     return graph
@@ -183,68 +299,32 @@ def build_graph(
     settings: Settings | None = None,
     checkpointer: Checkpointer = None,
     resources: Resources | None = None,
+    *,
+    any_world: bool = False,
 ) -> CompiledStateGraph:
-    """Compile the AgentX loop.
+    """Compile the AgentX loop: one graph for every run; each run's context
+    (:class:`~agentx.graph.context.RunContext`: world, seed, budget, policy values) picks
+    the resources its nodes use, built when first needed.
 
     Args:
-        settings: run settings; defaults come from the environment and settings file.
+        settings: base settings (a run's context overrides some); defaults come from the
+            environment and settings file.
         checkpointer: e.g. ``SqliteSaver``; None compiles without persistence (as
             ``langgraph dev`` requires).
-        resources: prebuilt resources (a custom target, memory or model).
+        resources: prebuilt resources (a custom target, memory or model); they serve runs
+            of their own world and seed only, unless ``any_world``.
+        any_world: other worlds and seeds get sandboxes of their own even though
+            ``resources`` were given (the LangServe app: its resources are the default's).
 
     Example:
         >>> from agentx import build_graph, load_settings
         >>> graph = build_graph(load_settings(world="tiny", iterations=2))  # doctest: +SKIP
-        >>> graph.invoke({"goal_text": "raise watch time"}, {"configurable": {"thread_id": "t1"}})
+        >>> graph.invoke(
+        ...     {"goal_text": "raise watch time"},
+        ...     {"configurable": {"thread_id": "t1"}},
+        ...     context={"seed": 7},
+        ... )
     """
-    settings = settings or load_settings()
-    resources = resources or build_resources(settings)
-    return build_builder(resources).compile(checkpointer=checkpointer, name="agentx_loop")
-
-
-def cut_before(builder: StateGraph, stop_before: Iterable[str], output_schema: type) -> StateGraph:
-    """A copy of ``builder`` in which every edge into ``stop_before`` goes to END instead.
-
-    Nodes no longer reachable from START are dropped. Conditional edges keep their
-    routing functions; only their destinations are remapped, which needs the ``Literal``
-    return hints the loop's routers carry.
-
-    Raises:
-        ValueError: a router has no declared destinations, or the builder has fan-in edges.
-    """
-    stops = set(stop_before)
-    if builder.waiting_edges:
-        raise ValueError("cannot cut a graph with fan-in (waiting) edges")
-
-    def target(node: str) -> str:
-        return END if node in stops else node
-
-    edges = {(source, target(dest)) for source, dest in builder.edges}
-    branches: dict[str, dict] = {}
-    for source, specs in builder.branches.items():
-        branches[source] = {}
-        for name, spec in specs.items():
-            if not spec.ends:
-                raise ValueError(f"router {name!r} after {source!r} declares no destinations")
-            ends = {key: target(dest) for key, dest in spec.ends.items()}
-            branches[source][name] = spec._replace(ends=ends)
-    successors: dict[str, set[str]] = defaultdict(set)
-    for source, dest in edges:
-        successors[source].add(dest)
-    for source, specs in branches.items():
-        for spec in specs.values():
-            successors[source].update(spec.ends.values())
-    reachable: set[str] = set()
-    queue = deque([START])
-    while queue:
-        for dest in successors[queue.popleft()]:
-            if dest != END and dest not in reachable:
-                reachable.add(dest)
-                queue.append(dest)
-    cut = StateGraph(
-        builder.state_schema, input_schema=builder.input_schema, output_schema=output_schema
-    )
-    cut.nodes = {name: spec for name, spec in builder.nodes.items() if name in reachable}
-    cut.edges = {(s, d) for s, d in edges if s == START or s in reachable}
-    cut.branches = defaultdict(dict, {s: b for s, b in branches.items() if s in reachable})
-    return cut
+    settings = settings or (resources.settings if resources is not None else load_settings())
+    pool = ResourcePool(settings, resources, fixed=resources is not None and not any_world)
+    return build_builder(pool).compile(checkpointer=checkpointer, name="agentx_loop")

@@ -21,7 +21,7 @@ from langgraph.types import Checkpointer
 
 from agentx import models, settings
 from agentx.evolution import models as evolution_models
-from agentx.graph import state
+from agentx.graph import context, state
 from agentx.settings import Settings
 from agentx.target import models as target_models
 from agentx.workspace.records import record_checkpointer
@@ -31,7 +31,7 @@ def _checkpointed_types() -> list[tuple[str, str]]:
     """The domain types the state holds: the only custom types a checkpoint may revive
     (a follow-up's rollout stages are settings models; the queue is the graph's own)."""
     allowed = [(settings.__name__, settings.RolloutStage.__name__)]
-    for module in (models, target_models, evolution_models, state):
+    for module in (models, target_models, evolution_models, state, context):
         for name, obj in inspect.getmembers(module, inspect.isclass):
             if obj.__module__ == module.__name__ and (
                 issubclass(obj, enum.Enum) or hasattr(obj, "model_fields")

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 from langchain_core.runnables import RunnableConfig
+from langgraph.config import get_config
 from langgraph.graph.state import CompiledStateGraph
 
 from agentx.agents.brainstorm.agent import propose_batch
@@ -26,8 +27,25 @@ from agentx.agents.evaluation.verdict import decide, make_card, status_of
 from agentx.evolution.graph import build_evolution_graph
 from agentx.evolution.store import RunTrajectory
 from agentx.graph import gates
+from agentx.graph.context import CONTEXT_KEY, ResourcePool, RunContext, current_resources
 from agentx.graph.resources import Resources
-from agentx.graph.state import FUNNEL_KEYS, SIDE_COUNTS, LoopState, Queued, QueueReason
+from agentx.graph.state import (
+    FUNNEL_KEYS,
+    SIDE_COUNTS,
+    BrainstormState,
+    DevelopState,
+    EvaluateState,
+    ExperimentOutcome,
+    ExperimentState,
+    LoopState,
+    Queued,
+    QueueReason,
+    RepairStep,
+    add_counts,
+    fresh_experiment,
+    union,
+)
+from agentx.graph.tracelog import emit
 from agentx.harness import load_harness
 from agentx.models import (
     Decision,
@@ -57,11 +75,18 @@ LAUNCH_GATE = "launch_gate"
 VETO = "veto"
 REVIEW = "guardrail_review"
 VERDICT = "verdict"
+CONCLUDE = "conclude"
 LEARN = "learn"
 EVOLVE = "evolve_harness"
+# the subgraphs, as nodes of the graph above them
+BRAINSTORM_AGENT = "brainstorm_agent"
+DEVELOP_AGENT = "developing_agent"
+EVALUATE_AGENT = "evaluation_agent"
+EXPERIMENT = "experiment"
+SUBGRAPH_NODES = frozenset({BRAINSTORM_AGENT, DEVELOP_AGENT, EVALUATE_AGENT, EXPERIMENT})
 
 
-def _event(node: str, message: str, state: LoopState | None = None, **data: Any) -> TraceEvent:
+def _event(node: str, message: str, state: Any = None, **data: Any) -> TraceEvent:
     current = (state or {}).get("current")
     return TraceEvent(
         node=node, experiment_id=current.id if current else None, message=message, data=data
@@ -73,16 +98,26 @@ def _model_notes(node: str, fallbacks: list[str]) -> list[TraceEvent]:
     return [_event(node, f"model call: {line}") for line in fallbacks]
 
 
-def _experiment_id(state: LoopState) -> str:
-    return stable_id(state["run_id"], state.get("iteration", 0))
+def run_id_of(state: Any) -> str:
+    """The run's id (a subgraph invoked on its own, in Studio, runs under its thread's id)."""
+    if state.get("run_id"):
+        return str(state["run_id"])
+    try:
+        return str(get_config().get("configurable", {}).get("thread_id") or "run")
+    except RuntimeError:
+        return "run"
 
 
-def stages_of(resources: Resources, state: LoopState) -> list[RolloutStage]:
+def _experiment_id(state: Any) -> str:
+    return stable_id(run_id_of(state), state.get("iteration", 0))
+
+
+def stages_of(resources: Resources, state: Any) -> list[RolloutStage]:
     """The current experiment's rollout stages: its follow-up plan, else the run's stages."""
     return state.get("plan") or resources.settings.stages
 
 
-def offline_repair(resources: Resources, state: LoopState) -> Proposal | None:
+def offline_repair(resources: Resources, state: DevelopState) -> Proposal | None:
     """The offline repair of the current proposal, stepping over parameter sets already
     tested or merged in this world (the run's avoid set)."""
     proposal, avoid = state["current"], state.get("avoid", {})
@@ -96,9 +131,19 @@ def offline_repair(resources: Resources, state: LoopState) -> Proposal | None:
 class Nodes:
     """Node functions bound to a run's resources."""
 
-    def __init__(self, resources: Resources):
-        self.r = resources
-        self._evolution_graph: CompiledStateGraph | None = None
+    def __init__(self, resources: Resources | ResourcePool):
+        self.pool = ResourcePool.of(resources)
+        self._evolution_graphs: dict[tuple[str, int], CompiledStateGraph] = {}
+
+    @property
+    def r(self) -> Resources:
+        """The running node's resources: those of its run's context (see
+        :mod:`agentx.graph.context`); the base ones for a node called by hand."""
+        return current_resources() or self.pool.get(None)
+
+    def _log(self, state: Any, *events: TraceEvent) -> None:
+        """Write ``events`` to the run's trace log (and the live ``custom`` stream)."""
+        emit(self.r.settings.workspace, run_id_of(state), list(events))
 
     @property
     def evaluation_policy(self) -> EvaluationPolicy:
@@ -107,7 +152,7 @@ class Nodes:
         return EvaluationPolicy.from_harness(harness)
 
     # ------------------------------------------------------------------ brainstorm
-    def intake(self, state: LoopState, config: RunnableConfig) -> dict[str, Any]:
+    def intake(self, state: BrainstormState, config: RunnableConfig) -> dict[str, Any]:
         """Normalise the goal against the target's metrics."""
         settings = self.r.settings
         text = state.get("goal_text") or settings.goal
@@ -130,7 +175,13 @@ class Nodes:
             if metric not in goal.guardrails and metric != goal.objective:
                 goal.guardrails.append(metric)
         run_id = str(config.get("configurable", {}).get("thread_id", "run"))
+        guarded = ", ".join(goal.guardrails)
+        objective = _event(
+            INTAKE, f"objective {goal.objective} ({goal.direction}); guardrails {guarded}"
+        )
+        self._log({"run_id": run_id}, *notes, objective)
         return {
+            **fresh_experiment(),
             "goal": goal,
             "goal_text": text,
             "run_id": run_id,
@@ -143,32 +194,13 @@ class Nodes:
             "stopped": None,
             "origin": origin_commit(self.r.target.repo_path),
             "harness_versions": self._harness_versions(),
-            "trace": [
-                *notes,
-                _event(
-                    INTAKE,
-                    f"objective {goal.objective} ({goal.direction}); "
-                    f"guardrails {', '.join(goal.guardrails)}",
-                ),
-            ],
+            CONTEXT_KEY: RunContext.of(settings),
         }
 
-    def brainstorm(self, state: LoopState) -> dict[str, Any]:
+    def brainstorm(self, state: BrainstormState) -> dict[str, Any]:
         """The next experiment: one the loop owes itself (an EXTEND follow-up, a retry after
         an infrastructure failure), else the best admitted proposal of a ranked batch."""
-        fresh: dict[str, Any] = {
-            "verifications": [],
-            "attempts": 0,
-            "repairs": 0,
-            "patch": None,
-            "rollout": None,
-            "verdict": None,
-            "stage_index": 0,
-            "abandoned_params": [],
-            "plan": None,
-            "follow_up_of": None,
-            "queue_reason": None,
-        }
+        fresh = fresh_experiment()
         queue = list(state.get("queue") or [])
         if queue:
             owed = queue.pop(0)
@@ -177,6 +209,7 @@ class Nodes:
                 f"{owed.reason.value} of {owed.parent}: {owed.proposal.technique} "
                 f"{owed.proposal.params}"
             )
+            self._log(state, _event(BRAINSTORM, message, data={"queue": owed.reason.value}))
             return {
                 **fresh,
                 "queue": queue,
@@ -185,8 +218,7 @@ class Nodes:
                 "plan": owed.stages,
                 "follow_up_of": owed.parent if follow_up else None,
                 "queue_reason": owed.reason,
-                "funnel": {"follow_ups": int(follow_up)},
-                "trace": [_event(BRAINSTORM, message, data={"queue": owed.reason.value})],
+                "funnel": add_counts(state.get("funnel"), {"follow_ups": int(follow_up)}),
             }
         r, goal = self.r, state["goal"]
         cards = r.store.list(where={"world": r.world_name})
@@ -242,30 +274,31 @@ class Nodes:
         update: dict[str, Any] = {
             **fresh,
             "avoid": avoid,
-            "ideas": [p.id for p in batch],
-            "funnel": {
-                "ideas": len(new_ideas),
-                "admitted": admitted_new,
-                "rejected": len(new_ideas) - admitted_new,
-            },
+            "ideas": union(state.get("ideas"), [p.id for p in batch]),
+            "funnel": add_counts(
+                state.get("funnel"),
+                {
+                    "ideas": len(new_ideas),
+                    "admitted": admitted_new,
+                    "rejected": len(new_ideas) - admitted_new,
+                },
+            ),
         }
         if not admitted:
             update.update(current=None, exhausted=True)
-            update["trace"] = [*notes, _event(BRAINSTORM, "no admissible proposal left")]
+            self._log(state, *notes, _event(BRAINSTORM, "no admissible proposal left"))
             return update
         best = admitted[0]
         update.update(current=best, exhausted=False)
-        update["trace"] = [
-            *notes,
-            _event(
-                BRAINSTORM,
-                f"proposal {best.technique} {best.params} score {best.score:.2f}",
-                data={"batch": [p.technique for p in batch]},
-            ),
-        ]
+        chosen = _event(
+            BRAINSTORM,
+            f"proposal {best.technique} {best.params} score {best.score:.2f}",
+            data={"batch": [p.technique for p in batch]},
+        )
+        self._log(state, *notes, chosen)
         return update
 
-    def admission_gate(self, state: LoopState) -> dict[str, Any]:
+    def admission_gate(self, state: BrainstormState) -> dict[str, Any]:
         """Optional human gate: approve, revise, defer or reject the chosen proposal.
 
         Skipped in autonomous mode. Otherwise the run pauses with a ``HumanInterrupt``
@@ -285,115 +318,83 @@ class Nodes:
         action = str(answer.get("action", "reject")).lower()
         key = combo_key(proposal.technique, proposal.params)
         if action == "approve":
-            return {"trace": [_event(GATE, "approved by reviewer", state)]}
+            return self._logged(state, _event(GATE, "approved by reviewer", state))
         if action == "revise":
             technique = self.r.catalog.get(proposal.technique)
             params = {**proposal.params, **dict(answer.get("params") or {})}
             allowed = {p.name: p.values for p in technique.params} if technique else {}
             if technique and all(params.get(n) in v for n, v in allowed.items()):
                 revised = proposal.model_copy(update={"params": params})
-                return {
-                    "current": revised,
-                    "trace": [_event(GATE, f"revised by reviewer to {params}", state)],
-                }
+                self._log(state, _event(GATE, f"revised by reviewer to {params}", state))
+                return {"current": revised}
             action, answer = "reject", {"reason": f"revision {params} is not in the catalog"}
         reason = str(answer.get("reason") or f"{action}ed by reviewer")
-        return {
-            "current": None,
-            "avoid": {**state.get("avoid", {}), key: reason},
-            "trace": [_event(GATE, f"{action}: {reason}", state)],
-        }
+        self._log(state, _event(GATE, f"{action}: {reason}", state))
+        return {"current": None, "avoid": {**state.get("avoid", {}), key: reason}}
 
     # ------------------------------------------------------------------ develop
-    def develop(self, state: LoopState) -> dict[str, Any]:
+    def develop(self, state: DevelopState) -> dict[str, Any]:
         """Write the change in a fresh worktree."""
         proposal = state["current"]
-        attempt = state.get("attempts", 0) + 1
+        attempt = len(state.get("verifications") or []) + 1
         feedback = state["verifications"][-1] if state.get("verifications") else None
         patch, apply_check = self.r.developer.implement(proposal, attempt, feedback)
-        return {
-            "patch": patch,
-            "apply_check": apply_check,
-            "trace": [_event(DEVELOP, f"attempt {attempt}: {apply_check.detail}", state)],
-        }
+        self._log(state, _event(DEVELOP, f"attempt {attempt}: {apply_check.detail}", state))
+        return {"patch": patch, "apply_check": apply_check}
 
-    def verify(self, state: LoopState) -> dict[str, Any]:
+    def verify(self, state: DevelopState) -> dict[str, Any]:
         """Run every verification dimension."""
         verification = self.r.developer.verify(
             state["patch"], state["apply_check"], technique=state["current"].technique
         )
-        attempts = state.get("attempts", 0) + 1
-        update: dict[str, Any] = {
-            "verifications": [*state.get("verifications", []), verification],
-            "attempts": attempts,
-            "trace": [
-                _event(
-                    VERIFY,
-                    ("passed" if verification.passed else f"failed: {verification.root_cause}")
-                    + f" (Q_code {verification.q_code:.2f})",
-                    state,
-                )
-            ],
-        }
-        if verification.passed:
-            update["funnel"] = {"implemented": 1}
-        return update
+        outcome = "passed" if verification.passed else f"failed: {verification.root_cause}"
+        message = f"{outcome} (Q_code {verification.q_code:.2f})"
+        self._log(state, _event(VERIFY, message, state))
+        return {"verifications": [*state.get("verifications", []), verification]}
 
-    def repair(self, state: LoopState) -> dict[str, Any]:
+    def repair(self, state: DevelopState) -> dict[str, Any]:
         """Targeted repair: new parameters offline, or feedback to the model."""
         last = state["verifications"][-1]
         repaired = None if self.r.llm is not None else offline_repair(self.r, state)
-        update: dict[str, Any] = {"repairs": state.get("repairs", 0) + 1}
+        step = RepairStep(
+            params=state["current"].params,
+            root_cause=last.root_cause,
+            cause=(last.cause or RootCause.IMPLEMENTATION_DEFECT).value,
+            new_params=repaired.params if repaired is not None else None,
+        )
+        update: dict[str, Any] = {"repairs": [*state.get("repairs", []), step]}
         if repaired is not None:
             failed = combo_key(state["current"].technique, state["current"].params)
             update["avoid"] = {**state.get("avoid", {}), failed: f"failed {last.root_cause}"}
-            update["abandoned_params"] = [
-                *state.get("abandoned_params", []),
-                {
-                    "params": state["current"].params,
-                    "root_cause": last.root_cause,
-                    "cause": (last.cause or RootCause.IMPLEMENTATION_DEFECT).value,
-                },
-            ]
             update["current"] = repaired
             message = f"repair: parameters {state['current'].params} -> {repaired.params}"
         else:
             message = f"repair: feedback to the model about {last.root_cause}"
-        update["trace"] = [_event(REPAIR, message, state)]
+        self._log(state, _event(REPAIR, message, state))
         return update
 
-    def abandon(self, state: LoopState) -> dict[str, Any]:
+    def abandon(self, state: DevelopState) -> dict[str, Any]:
         """Give up on a change that cannot be verified; record why."""
         last = state["verifications"][-1] if state.get("verifications") else None
         cause = last.root_cause if last else "no verification"
-        return {"trace": [_event(ABANDON, f"abandoned: {cause}", state)]}
+        self._log(state, _event(ABANDON, f"abandoned: {cause}", state))
+        return {}
 
     # ------------------------------------------------------------------ evaluate
-    def launch(self, state: LoopState) -> dict[str, Any]:
+    def launch(self, state: EvaluateState) -> dict[str, Any]:
         """Bring up the control (baseline) and treatment arms."""
         target = self.r.target
         control = target.launch("control", target.repo_path)
         treatment = target.launch("treatment", Path(state["patch"].worktree))
         rollout = Rollout(experiment_id=_experiment_id(state))
-        return {
-            "control_arm": control,
-            "treatment_arm": treatment,
-            "rollout": rollout,
-            "stage_index": 0,
-            "funnel": {"launched": 1},
-            "trace": [
-                _event(
-                    LAUNCH,
-                    "arms up" if treatment.ok else f"treatment failed to start: {treatment.error}",
-                    state,
-                )
-            ],
-        }
+        message = "arms up" if treatment.ok else f"treatment failed to start: {treatment.error}"
+        self._log(state, _event(LAUNCH, message, state))
+        return {"control_arm": control, "treatment_arm": treatment, "rollout": rollout}
 
-    def rollout_stage(self, state: LoopState) -> dict[str, Any]:
+    def rollout_stage(self, state: EvaluateState) -> dict[str, Any]:
         """Run the next rollout stage."""
         stages = stages_of(self.r, state)
-        index = state.get("stage_index", 0)
+        index = len(state["rollout"].stages)
         stage = stages[index]
         rollout = state["rollout"].model_copy(deep=True)
         result = run_stage(
@@ -409,20 +410,11 @@ class Nodes:
         rollout.stages.append(result)
         north = next((e for e in result.effects if e.metric == self.r.settings.north_star), None)
         effect = f"{north.relative:+.2%} (p={north.p_value:.3f})" if north else "n/a"
-        return {
-            "rollout": rollout,
-            "stage_index": index + 1,
-            "trace": [
-                _event(
-                    STAGE,
-                    f"{stage.name}: {result.decision} "
-                    f"{self.r.settings.north_star} {effect} {result.reason}",
-                    state,
-                )
-            ],
-        }
+        message = f"{stage.name}: {result.decision} {self.r.settings.north_star} {effect}"
+        self._log(state, _event(STAGE, f"{message} {result.reason}", state))
+        return {"rollout": rollout}
 
-    def launch_gate(self, state: LoopState) -> dict[str, Any]:
+    def launch_gate(self, state: EvaluateState) -> dict[str, Any]:
         """Human gate after the canary: approve launching past it, or halt the rollout.
 
         Reached only when not autonomous, after the first stage continued (or stopped early
@@ -436,7 +428,7 @@ class Nodes:
             return {}
         rollout = state["rollout"].model_copy(deep=True)
         last = rollout.stages[-1]
-        index = state.get("stage_index", 1)
+        index = len(rollout.stages)
         stages = stages_of(self.r, state)
         next_stage = stages[index].name if last.decision == "continue" else None
         north = next((e for e in last.effects if e.metric == settings.north_star), None)
@@ -462,9 +454,10 @@ class Nodes:
             reviewer=decided.reviewer,
             note=decided.note,
         )
-        return {"rollout": rollout, "trace": [event]}
+        self._log(state, event)
+        return {"rollout": rollout}
 
-    def review(self, state: LoopState) -> dict[str, Any]:
+    def review(self, state: EvaluateState) -> dict[str, Any]:
         """Pause for a human decision on a moderate guardrail breach (never when autonomous).
 
         Accept approves the breach; response (with a reason) or ignore vetoes. A
@@ -479,9 +472,10 @@ class Nodes:
         rollout.stages[-1] = apply_review(rollout.stages[-1], answer)
         last = rollout.stages[-1]
         message = f"review at {last.stage}: {last.decision} {last.reason}"
-        return {"rollout": rollout, "trace": [_event(REVIEW, message, state)]}
+        self._log(state, _event(REVIEW, message, state))
+        return {"rollout": rollout}
 
-    def veto(self, state: LoopState) -> dict[str, Any]:
+    def veto(self, state: EvaluateState) -> dict[str, Any]:
         """Halt the rollout where a guardrail broke and roll the treatment back."""
         rollout = state["rollout"].model_copy(deep=True)
         last = rollout.stages[-1]
@@ -490,12 +484,10 @@ class Nodes:
             self.r.target.rollback(state["treatment_arm"])
         except TargetError as error:  # recorded: the verdict stands either way
             rollout.halt_reason = f"{rollout.halt_reason}; rollback failed: {error}"
-        return {
-            "rollout": rollout,
-            "trace": [_event(VETO, f"vetoed at {last.stage}: {last.reason}", state)],
-        }
+        self._log(state, _event(VETO, f"vetoed at {last.stage}: {last.reason}", state))
+        return {"rollout": rollout}
 
-    def verdict(self, state: LoopState) -> dict[str, Any]:
+    def verdict(self, state: EvaluateState) -> dict[str, Any]:
         """Decide KEEP / EXTEND / DISCARD and attach the ground truth when known."""
         settings = self.r.settings
         direction = next(
@@ -524,9 +516,24 @@ class Nodes:
         message = verdict.decision.value
         if verdict.root_cause == RootCause.CUMULATIVE_GUARDRAIL_HARM:
             message += f" (not merged: {verdict.caveats[-1]})"
-        return {"verdict": verdict, "trace": [_event(VERDICT, message, state)]}
+        self._log(state, _event(VERDICT, message, state))
+        return {"verdict": verdict}
 
-    def _check_cumulative(self, state: LoopState, verdict: Any) -> None:
+    def conclude(self, state: ExperimentState) -> dict[str, Any]:
+        """Hand the experiment's outcome to the run (what learn records and ships)."""
+        return {
+            "outcome": ExperimentOutcome(
+                patch=state.get("patch"),
+                verifications=state.get("verifications") or [],
+                repairs=state.get("repairs") or [],
+                control_arm=state.get("control_arm"),
+                treatment_arm=state.get("treatment_arm"),
+                rollout=state.get("rollout"),
+                verdict=state.get("verdict"),
+            )
+        }
+
+    def _check_cumulative(self, state: EvaluateState, verdict: Any) -> None:
         """Check a KEEP with every change kept so far against the origin; a breach blocks it.
 
         When the baseline still is the origin, the rollout already made this comparison and
@@ -571,10 +578,11 @@ class Nodes:
         - an EXTEND verdict: a follow-up with a final stage sized by power is queued.
         """
         r = self.r
-        proposal, patch, verdict = state["current"], state.get("patch"), state.get("verdict")
+        outcome = state.get("outcome") or ExperimentOutcome()
+        proposal, patch, verdict = state["current"], outcome.patch, outcome.verdict
         experiment_id = _experiment_id(state)
-        verifications = state.get("verifications", [])
-        rollout = state.get("rollout")
+        verifications = outcome.verifications
+        rollout = outcome.rollout
         last = verifications[-1] if verifications else None
         if verdict is None:
             cause = (last.cause if last else None) or RootCause.IMPLEMENTATION_DEFECT
@@ -582,11 +590,11 @@ class Nodes:
             status = ExperimentStatus.DEFERRED if infra else ExperimentStatus.ABANDONED
         else:
             status, cause = status_of(verdict), verdict.root_cause
+        shipped = None
         if verdict is not None and verdict.decision == Decision.KEEP and patch is not None:
-            repo = r.target.repo_path
-            if not git.is_ancestor(repo, git.head(repo, patch.branch)):
-                git.merge_branch(repo, patch.branch, f"Keep {proposal.technique} ({experiment_id})")
-        cards = self._repaired_away_cards(state, experiment_id)
+            message = f"Keep {proposal.technique} ({experiment_id})"
+            shipped = r.target.ship(Path(patch.worktree), message)  # through the contract
+        cards = self._repaired_away_cards(state, outcome, experiment_id)
         card = None
         if status != ExperimentStatus.DEFERRED:
             card = make_card(
@@ -623,25 +631,32 @@ class Nodes:
             arms={
                 name: arm.model_dump(mode="json")
                 for name, arm in (
-                    ("control", state.get("control_arm")),
-                    ("treatment", state.get("treatment_arm")),
+                    ("control", outcome.control_arm),
+                    ("treatment", outcome.treatment_arm),
                 )
                 if rollout is not None and arm is not None
             },
         )
         self._save_trajectory(state, record)
-        outcome = f"{status.value}; card {card.id}" if card else f"{status.value}; no card"
-        events = [_event(LEARN, outcome, state, status=status.value)]
+        line = f"{status.value}; card {card.id}" if card else f"{status.value}; no card"
+        data: dict[str, Any] = {"status": status.value}
+        if shipped is not None:
+            data["shipped"] = shipped.revision
+        events = [_event(LEARN, line, state, **data)]
+        counts = {
+            "implemented": int(outcome.implemented),
+            "launched": int(rollout is not None),
+            "kept": int(status == ExperimentStatus.KEPT),
+        }
         update: dict[str, Any] = {
             "experiments": [record],
             "iteration": state.get("iteration", 0) + 1,
-            "funnel": {"kept": int(status == ExperimentStatus.KEPT)},
         }
         queue = list(state.get("queue") or [])
         if status == ExperimentStatus.DEFERRED:
             streak = state.get("infra_streak", 0) + 1
             update["infra_streak"] = streak
-            update["funnel"] = {"deferred": 1}
+            counts["deferred"] = 1
             if state.get("queue_reason") != QueueReason.RETRY:
                 queue.append(
                     Queued(
@@ -669,7 +684,8 @@ class Nodes:
                 update["follow_ups"] = state.get("follow_ups", 0) + 1
             events.append(_event(LEARN, message, state))
         update["queue"] = queue
-        update["trace"] = events
+        update["funnel"] = add_counts(state.get("funnel"), counts)
+        self._log(state, *events)
         return update
 
     def _follow_up(
@@ -708,26 +724,28 @@ class Nodes:
         )
         return queued, plan.line()
 
-    def _repaired_away_cards(self, state: LoopState, experiment_id: str) -> list[KnowledgeCard]:
+    def _repaired_away_cards(
+        self, state: LoopState, outcome: ExperimentOutcome, experiment_id: str
+    ) -> list[KnowledgeCard]:
         """A card for each parameter set a repair stepped away from, so later runs (whose
         avoid set comes from memory) do not propose it again. Each carries the failure's typed
         cause: an offline regression or latency over budget caps the parameter there.
         """
         cards = []
-        for failed in state.get("abandoned_params", []):
-            proposal = state["current"].model_copy(update={"params": failed["params"]})
+        for failed in outcome.abandoned_params:
+            proposal = state["current"].model_copy(update={"params": failed.params})
             card = make_card(
                 proposal,
-                stable_id(experiment_id, failed["params"]),
+                stable_id(experiment_id, failed.params),
                 state["goal"].objective,
                 self.r.world_name,
                 state["run_id"],
                 None,
-                failed.get("cause") or RootCause.IMPLEMENTATION_DEFECT.value,
+                failed.cause,
                 None,
                 workspace_id=self.r.workspace_id,
             )
-            card.text = f"{card.text} Repaired away: {failed['root_cause']}."
+            card.text = f"{card.text} Repaired away: {failed.root_cause}."
             cards.append(card)
         return cards
 
@@ -749,6 +767,11 @@ class Nodes:
             )
         )
 
+    def _logged(self, state: Any, *events: TraceEvent) -> dict[str, Any]:
+        """Log ``events``; an empty update (for nodes that only report)."""
+        self._log(state, *events)
+        return {}
+
     # ------------------------------------------------------------------ evolve
     def _harness_versions(self) -> dict[str, int]:
         return {agent: int(h.get("version", 1)) for agent, h in sorted(self.r.harness.items())}
@@ -761,14 +784,12 @@ class Nodes:
         """
         agents = self.r.settings.evolution.agents
         agent = agents[len(state.get("evolutions", [])) % len(agents)]
-        if self._evolution_graph is None:
-            self._evolution_graph = build_evolution_graph(self.r.evolver())
+        key = (self.r.world_name, self.r.settings.seed)
+        if key not in self._evolution_graphs:
+            self._evolution_graphs[key] = build_evolution_graph(self.r.evolver())
         request = {"agent": agent, "run_id": state["run_id"], "iteration": state["iteration"]}
-        step = self._evolution_graph.invoke(request)["step"]
+        step = self._evolution_graphs[key].invoke(request)["step"]
         if step.outcome == "kept":
             self.r.reload_harness(agent)
-        return {
-            "evolutions": [step],
-            "harness_versions": self._harness_versions(),
-            "trace": [_event(EVOLVE, step.line(), data={"outcome": step.outcome})],
-        }
+        self._log(state, _event(EVOLVE, step.line(), data={"outcome": step.outcome}))
+        return {"evolutions": [step], "harness_versions": self._harness_versions()}

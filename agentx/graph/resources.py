@@ -7,6 +7,7 @@ pass their own (e.g. another target implementing the contract).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
@@ -78,9 +79,14 @@ def build_resources(
     target: Target | None = None,
     llm: BaseChatModel | None = None,
     store: KnowledgeStore | None = None,
+    sandbox_root: Path | None = None,
 ) -> Resources:
     """Open the sandbox (or use ``target``), the memory (or use ``store``), the catalog and
     the model (or use ``llm``).
+
+    The sandbox lives at ``sandbox_root`` (default ``<workspace>/sandbox``): a graph that
+    serves runs of several worlds or seeds keeps one per world and seed
+    (:class:`agentx.graph.context.ResourcePool`).
 
     Each agent's harness is the workspace's active version (the bundled ``prompts/`` until
     harness evolution keeps an edit).
@@ -95,7 +101,8 @@ def build_resources(
                 f"rollout stage(s) {', '.join(too_long)} last longer than world {world.name!r} "
                 f"simulates ({world.horizon_days} days): shorten them or raise horizon_days"
             )
-        target = SandboxTarget.create(settings.workspace / "sandbox", world, settings.seed)
+        root = sandbox_root or settings.workspace / "sandbox"
+        target = SandboxTarget.create(root, world, settings.seed)
         world_name, horizon_days = world.name, world.horizon_days
     else:
         world_name = getattr(target, "name", "custom")

@@ -1,4 +1,23 @@
-"""The loop's graph state. Lists that accumulate use reducers; the rest is replaced."""
+"""The graphs' state, split by lifetime.
+
+- **Run** (:class:`LoopState`): the goal, the budget, the funnel, the queue, the avoid set,
+  the experiments recorded, the harness versions. Lives as long as the run.
+- **Next experiment** (:class:`NextExperiment`): the proposal brainstorm picked and the
+  outcome the experiment subgraph hands back; from brainstorm to learn. Brainstorm resets
+  every key of it with :func:`fresh_experiment`, built from the schema so no key is forgotten.
+- **Experiment** (:class:`ExperimentState`, :class:`DevelopState`, :class:`EvaluateState`):
+  the worktree's patch, the verifications, the repairs, the arms, the rollout, the verdict.
+  They live in the experiment subgraph's own checkpoint namespace: a new experiment starts
+  with none of them, by construction.
+- **Log**: trace events go to the run's trace log (:mod:`agentx.graph.tracelog`), not to
+  checkpointed state.
+
+Counters that can be derived are not stored: attempts are ``len(verifications)``, repairs
+``len(repairs)``, the rollout's stage index ``len(rollout.stages)``.
+
+Channels that a subgraph writes back have no reducer (a subgraph returns whole values, which
+a reducer would add a second time): nodes write the new value, e.g. ``add_counts(funnel, ...)``.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +29,7 @@ from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
 
 from agentx.evolution.models import EvolutionStep
+from agentx.graph.context import RunContext
 from agentx.models import (
     CheckResult,
     ExperimentRecord,
@@ -17,7 +37,6 @@ from agentx.models import (
     Patch,
     Proposal,
     Rollout,
-    TraceEvent,
     Verdict,
     Verification,
 )
@@ -48,7 +67,40 @@ class Queued(BaseModel):
     )
 
 
-def merge_counts(left: dict[str, int] | None, right: dict[str, int] | None) -> dict[str, int]:
+class RepairStep(BaseModel):
+    """One repair after a failed verification: what failed and what was tried next."""
+
+    params: dict[str, Any] = Field(description="Parameters of the change that failed.")
+    root_cause: str = Field(description="The failed verification's root cause line.")
+    cause: str = Field(description="Its typed cause (RootCause value).")
+    new_params: dict[str, Any] | None = Field(
+        None, description="Parameters tried next offline; None: feedback to the model."
+    )
+
+
+class ExperimentOutcome(BaseModel):
+    """What an experiment subgraph hands back to the loop (learn records and ships it)."""
+
+    patch: Patch | None = None
+    verifications: list[Verification] = Field(default_factory=list)
+    repairs: list[RepairStep] = Field(default_factory=list)
+    control_arm: ArmHandle | None = None
+    treatment_arm: ArmHandle | None = None
+    rollout: Rollout | None = None
+    verdict: Verdict | None = None
+
+    @property
+    def implemented(self) -> bool:
+        """A verification passed (the change was launched or could have been)."""
+        return any(v.passed for v in self.verifications)
+
+    @property
+    def abandoned_params(self) -> list[RepairStep]:
+        """Parameter sets a repair stepped away from (each gets a knowledge card)."""
+        return [step for step in self.repairs if step.new_params is not None]
+
+
+def add_counts(left: dict[str, int] | None, right: dict[str, int] | None) -> dict[str, int]:
     """Add counters key by key."""
     out = dict(left or {})
     for key, value in (right or {}).items():
@@ -68,52 +120,119 @@ class LoopInput(TypedDict, total=False):
     iterations: int
 
 
-class LoopState(TypedDict, total=False):
-    """Everything the loop carries between nodes (checkpointed after each node)."""
+class NextExperiment(TypedDict, total=False):
+    """The experiment under way: chosen by brainstorm, run by the experiment subgraph,
+    recorded by learn. Brainstorm starts each one from :func:`fresh_experiment`."""
+
+    current: Proposal | None
+    plan: list[RolloutStage] | None
+    follow_up_of: str | None
+    queue_reason: QueueReason | None
+    outcome: ExperimentOutcome | None
+
+
+def fresh_experiment() -> dict[str, Any]:
+    """Every key of :class:`NextExperiment` reset (derived from the schema)."""
+    return dict.fromkeys(NextExperiment.__annotations__)
+
+
+class BrainstormState(NextExperiment, total=False):
+    """The Brainstorm Agent's subgraph: goal intake, ideas, admission (and its gate)."""
+
+    context: RunContext  # the run's world, seed, budget, policy values (set by intake)
 
     goal_text: str
     iterations: int
     run_id: str
     goal: Goal
     iteration: int
-    current: Proposal | None
     avoid: dict[str, str]
-    patch: Patch | None
-    apply_check: CheckResult | None
-    verifications: list[Verification]
-    attempts: int
-    repairs: int
-    abandoned_params: list[dict[str, Any]]
-    control_arm: ArmHandle | None
-    treatment_arm: ArmHandle | None
-    rollout: Rollout | None
-    stage_index: int
-    verdict: Verdict | None
+    ideas: list[str]
     exhausted: bool
-    ideas: Annotated[list[str], union]
-    experiments: Annotated[list[ExperimentRecord], operator.add]
-    trace: Annotated[list[TraceEvent], operator.add]
-    funnel: Annotated[dict[str, int], merge_counts]
-    evolutions: Annotated[list[EvolutionStep], operator.add]
-    harness_versions: dict[str, int]
+    funnel: dict[str, int]
     queue: list[Queued]
-    plan: list[RolloutStage] | None
-    follow_up_of: str | None
-    queue_reason: QueueReason | None
     follow_ups: int
     infra_streak: int
     stopped: str | None
     origin: str
+    harness_versions: dict[str, int]
+
+
+class LoopState(BrainstormState, total=False):
+    """The run (checkpointed after each node): brainstorm's keys plus what learn and
+    harness evolution accumulate. Only loop-level nodes write the reducer channels."""
+
+    experiments: Annotated[list[ExperimentRecord], operator.add]
+    evolutions: Annotated[list[EvolutionStep], operator.add]
 
 
 class LoopOutput(TypedDict, total=False):
-    """What a finished run returns."""
+    """What a finished run returns (its trace is in the run's trace log)."""
 
     run_id: str
     goal: Goal
     experiments: list[ExperimentRecord]
     funnel: dict[str, int]
-    trace: list[TraceEvent]
     evolutions: list[EvolutionStep]
     harness_versions: dict[str, int]
     stopped: str | None
+
+
+class ExperimentInput(TypedDict, total=False):
+    """What the experiment subgraph reads from the run."""
+
+    context: RunContext
+
+    run_id: str
+    iteration: int
+    goal: Goal
+    current: Proposal | None
+    plan: list[RolloutStage] | None
+    avoid: dict[str, str]
+    origin: str
+
+
+class DevelopState(TypedDict, total=False):
+    """The Developing Agent's subgraph: write, verify, repair or abandon."""
+
+    context: RunContext
+
+    run_id: str
+    iteration: int
+    current: Proposal | None
+    avoid: dict[str, str]
+    patch: Patch | None
+    apply_check: CheckResult | None
+    verifications: list[Verification]
+    repairs: list[RepairStep]
+
+
+class EvaluateState(TypedDict, total=False):
+    """The Evaluation Agent's subgraph: arms, staged rollout, gates, veto, verdict."""
+
+    context: RunContext
+
+    run_id: str
+    iteration: int
+    current: Proposal | None
+    plan: list[RolloutStage] | None
+    origin: str
+    patch: Patch | None
+    control_arm: ArmHandle | None
+    treatment_arm: ArmHandle | None
+    rollout: Rollout | None
+    verdict: Verdict | None
+
+
+class ExperimentState(ExperimentInput, DevelopState, EvaluateState, total=False):
+    """One experiment's own state (its subgraph's checkpoint namespace)."""
+
+    outcome: ExperimentOutcome | None
+
+
+class ExperimentOutput(TypedDict, total=False):
+    """What the experiment subgraph writes back to the run."""
+
+    current: Proposal | None
+    avoid: dict[str, str]
+    outcome: ExperimentOutcome | None

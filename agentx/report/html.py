@@ -16,6 +16,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from agentx.evolution.models import EvolutionStep
 from agentx.graph.state import FUNNEL_KEYS
+from agentx.graph.tracelog import read_trace
 from agentx.report import charts
 from agentx.report.history import decision_levels, history_rows, read_trajectories
 from agentx.report.levels import fmt_p, fmt_pct, level_text
@@ -183,7 +184,10 @@ def report_context(state: RunState, settings: Settings) -> dict[str, Any]:
         "vetoes": [v for v in views if v.decision == "VETO"],
         "history": history,
         "harness": harness,
-        "trace": list(values.get("trace", []))[-TRACE_LIMIT:],
+        # the run's trace log (runs from before it had one kept the trace in state)
+        "trace": list(values.get("trace") or read_trace(settings.workspace, state.run_id))[
+            -TRACE_LIMIT:
+        ],
         "trace_limit": TRACE_LIMIT,
         "charts": {
             "funnel": charts.chart_html(

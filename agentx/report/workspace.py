@@ -1,16 +1,15 @@
 """A workspace's runs, read back from its SQLite or Postgres checkpointer without side effects.
 
 The run state is read through the loop graph (``build_graph(...).get_state``) so it is
-exactly what the loop wrote. The graph is built over *read-only* resources: opening
-the real ones would create or rewrite the sandbox (its data follow the ``world``
-setting), which a command that only looks must never do.
+exactly what the loop wrote. Building the graph builds no resources (each run's are made
+lazily from its context when it runs), so reading never creates or rewrites a sandbox.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -18,7 +17,6 @@ from agentx.evolution.store import HarnessStore
 from agentx.graph.builder import build_graph
 from agentx.graph.checkpoint import checkpointer_session
 from agentx.graph.postgres import CheckpointerError
-from agentx.graph.resources import Resources
 from agentx.settings import Settings
 from agentx.workspace.records import read_identity
 
@@ -84,18 +82,6 @@ def world_of(workspace: Path) -> str:
         return "?"
 
 
-def _read_only_resources(settings: Settings, world: str) -> Resources:
-    """Resources that let the graph be compiled but not run (no target, memory, model)."""
-    return Resources(
-        settings=settings,
-        target=cast(Any, None),
-        store=cast(Any, None),
-        catalog={},
-        developer=cast(Any, None),
-        world_name=world,
-    )
-
-
 def _no_checkpoints(settings: Settings) -> ReportError:
     """Why the configured checkpointer has nothing: elsewhere (say where), or never written."""
     workspace = Path(settings.workspace)
@@ -135,9 +121,7 @@ def load_run(settings: Settings, run_id: str | None = None) -> RunState:
         with checkpointer_session(settings, read_only=True) as checkpointer:
             if checkpointer is None:
                 raise _no_checkpoints(settings)
-            graph = build_graph(
-                settings, checkpointer=checkpointer, resources=_read_only_resources(settings, "?")
-            )
+            graph = build_graph(settings, checkpointer=checkpointer)  # builds no resources
             snapshot = graph.get_state({"configurable": {"thread_id": run_id}})
     except CheckpointerError as error:
         raise CheckpointsUnavailable(str(error)) from None

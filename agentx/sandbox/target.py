@@ -67,6 +67,7 @@ from agentx.target.models import (
     WorkspaceCheck,
 )
 from agentx.target.repo_map import map_repository, registry_keys
+from agentx.target.shipping import ShipResult, ship_git_worktree
 from agentx.workspace import git
 from agentx.workspace.edits import EditError, read_inside
 from agentx.workspace.process import (
@@ -623,6 +624,13 @@ class SandboxTarget:
             "arms_update_cpu_s": sum(seconds["update_cpu"] for seconds in arms),
             "simulator_cpu_s": result.simulate_cpu_seconds,
         }
+
+    def ship(self, workdir: Path, message: str) -> ShipResult:
+        """Merge the kept change's branch into the baseline repository (once)."""
+        try:
+            return ship_git_worktree(self.repo_path, workdir, message)
+        except git.GitError as error:
+            raise TargetError(f"shipping {workdir.name} failed: {error}") from None
 
     def rollback(self, arm: ArmHandle) -> None:
         """Stop serving an arm. Snapshots are content-addressed and kept as a cache."""

@@ -130,7 +130,8 @@ def loop_runnable(resources: Resources) -> tuple[Runnable, type, CompiledStateGr
         default_iterations=settings.iterations,
         max_iterations=_iterations_cap(),
     )
-    graph = build_graph(settings, checkpointer=None, resources=resources)
+    # its resources serve the default world; a request's configurable may name another
+    graph = build_graph(settings, checkpointer=None, resources=resources, any_world=True)
     runnable = (
         gated_runnable(graph)
         .with_types(input_type=request_model, output_type=served_output_model(graph))

@@ -23,6 +23,7 @@ from agentx.target.models import (
     SystemDescription,
     WorkspaceCheck,
 )
+from agentx.target.shipping import ShipResult
 
 
 class TargetError(RuntimeError):
@@ -92,6 +93,19 @@ class Target(Protocol):
 
     def rollback(self, arm: ArmHandle) -> None:
         """Stop serving ``arm`` and release what it holds."""
+        ...
+
+    def ship(self, workdir: Path, message: str) -> ShipResult:
+        """Promote the kept change in ``workdir`` to the baseline, once.
+
+        Idempotent: asked again for a change the baseline already holds (a run resumed
+        after shipping, before its checkpoint), it ships nothing and says so. A target
+        whose baseline is a local git repository can use
+        :func:`agentx.target.shipping.ship_git_worktree`.
+
+        Raises:
+            TargetError: the baseline could not take the change.
+        """
         ...
 
     def ground_truth(self, workdir: Path) -> GroundTruth | None:

@@ -86,6 +86,6 @@ class ExperimentTracedNodes:
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._nodes, name)
-        if name.startswith("_") or name in self._skip or not inspect.ismethod(attribute):
+        if name.startswith("_") or name in self._skip or not callable(attribute):
             return attribute
         return with_experiment_metadata(attribute)
