@@ -16,7 +16,7 @@ from langgraph.graph.state import CompiledStateGraph
 from agentx.agents.brainstorm.agent import propose_batch
 from agentx.agents.brainstorm.evidence import EvidenceBundle
 from agentx.agents.brainstorm.intake import parse_goal
-from agentx.agents.brainstorm.llm import goal_from_draft, llm_goal, llm_ideas
+from agentx.agents.brainstorm.llm import IdeaDraft, goal_from_draft, llm_goal, llm_ideas
 from agentx.agents.brainstorm.policy import combo_key
 from agentx.agents.evaluation.cumulative import breaches, check_against_origin, origin_commit
 from agentx.agents.evaluation.extend import plan_follow_up
@@ -245,20 +245,9 @@ class Nodes:
             else:
                 message = f"model ideas unusable ({result.error}); offline policy used"
                 notes.append(_event(BRAINSTORM, message))
-        batch, avoid = propose_batch(
-            goal,
-            bundle,
-            r.target.repo_path,
-            r.world_name,
-            harness,
-            rng,
-            extra_avoid=state.get("avoid"),
-            drafts=drafts,
-            workspace_id=r.workspace_id,
-        )
-        if drafts is not None and not any(p.admitted for p in batch):
-            notes.append(_event(BRAINSTORM, "no model idea was admissible; offline policy used"))
-            batch, avoid = propose_batch(
+
+        def propose(avoid: dict[str, str] | None, drafts: list[IdeaDraft] | None):
+            return propose_batch(
                 goal,
                 bundle,
                 r.target.repo_path,
@@ -266,8 +255,14 @@ class Nodes:
                 harness,
                 rng,
                 extra_avoid=avoid,
+                drafts=drafts,
                 workspace_id=r.workspace_id,
             )
+
+        batch, avoid = propose(state.get("avoid"), drafts)
+        if drafts is not None and not any(p.admitted for p in batch):
+            notes.append(_event(BRAINSTORM, "no model idea was admissible; offline policy used"))
+            batch, avoid = propose(avoid, None)
         admitted = [p for p in batch if p.admitted]
         new_ideas = [p.id for p in batch if p.id not in set(state.get("ideas", []))]
         admitted_new = sum(p.admitted for p in batch if p.id in new_ideas)
