@@ -5,11 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +15,8 @@ from typing import Any
 import chromadb
 import pytest
 from chromadb.config import Settings as ChromaSettings
+from servers import chroma_server as start_chroma
+from servers import free_port
 
 from agentx.memory.embedding import MiniLMEmbeddingFunction
 from agentx.memory.partitions import partition_name
@@ -282,12 +281,6 @@ def test_bad_chroma_url_is_a_clear_error(tmp_path: Path) -> None:
 # -- a real Chroma server --------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _chroma_cli() -> str | None:
     local = Path(sys.executable).parent / "chroma"
     return str(local) if local.exists() else shutil.which("chroma")
@@ -295,41 +288,11 @@ def _chroma_cli() -> str | None:
 
 @pytest.fixture(scope="module")
 def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    cli = _chroma_cli()
-    if cli is None:
+    if _chroma_cli() is None:
         pytest.skip("the `chroma` CLI is not installed, so no Chroma server can be started")
-    port = _free_port()
     data = tmp_path_factory.mktemp("chroma-server")
-    log = (data / "server.log").open("w")
-    process = subprocess.Popen(
-        [cli, "run", "--host", "127.0.0.1", "--port", str(port), "--path", str(data / "db")],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"chroma run exited with {process.returncode}: see {data}/server.log")
-            try:
-                with urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=1) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("chroma server did not answer its heartbeat within 30 s")
-            time.sleep(0.1)
+    with start_chroma(data / "db", dict(os.environ)) as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
 
 
 def test_store_against_chroma_server(
@@ -354,7 +317,7 @@ def test_store_against_chroma_server(
 
 
 def test_unreachable_chroma_server_is_a_clear_error(tmp_path: Path) -> None:
-    memory = MemorySettings(chroma_url=f"http://127.0.0.1:{_free_port()}")
+    memory = MemorySettings(chroma_url=f"http://127.0.0.1:{free_port()}")
     with pytest.raises(MemoryStoreError, match="Chroma server"):
         open_store(tmp_path, memory, EmbeddingSettings())
 
