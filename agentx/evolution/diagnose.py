@@ -14,6 +14,7 @@ from typing import Any
 from agentx.agents.evaluation.exchange import was_traded
 from agentx.evolution.models import GradientItem, SemanticGradient
 from agentx.evolution.outcomes import (
+    cause_of,
     effect_of,
     harmed_a_guardrail,
     pick_value,
@@ -57,12 +58,7 @@ def _implementation_waste(runs: list[RunTrajectory]) -> Flagged:
     flagged = [
         r
         for r in picks
-        if r.status == ExperimentStatus.ABANDONED
-        and (
-            r.cause == RootCause.IMPLEMENTATION_DEFECT
-            # records written before causes were typed
-            or (r.cause is None and (r.root_cause or "").startswith("implementation_defect"))
-        )
+        if r.status == ExperimentStatus.ABANDONED and cause_of(r) == RootCause.IMPLEMENTATION_DEFECT
     ]
     return _ids(flagged), len(picks), {}
 

@@ -46,16 +46,22 @@ def true_harm(record: ExperimentRecord, guardrails: list[GuardrailSpec]) -> dict
 GUARDRAIL_CAUSES = (RootCause.GUARDRAIL_HARM, RootCause.CUMULATIVE_GUARDRAIL_HARM)
 
 
+def cause_of(record: ExperimentRecord) -> RootCause | None:
+    """The record's typed root cause; for records written before causes were typed, the
+    cause named at the start of its ``root_cause`` text (``"implementation_defect: tests"``)."""
+    if record.cause is not None:
+        return record.cause
+    named = (record.root_cause or "").split(":")[0]
+    return RootCause(named) if named in {c.value for c in RootCause} else None
+
+
 def harmed_a_guardrail(record: ExperimentRecord) -> bool:
     """Stopped for guardrail harm, against its own control or cumulatively.
 
     A change fine against its control but harmful on top of the earlier keeps is the same
     lesson for the policy (pick less risky changes), so both typed causes count.
     """
-    if record.cause is not None:
-        return record.cause in GUARDRAIL_CAUSES
-    # records written before causes were typed
-    return (record.root_cause or "").split(":")[0] in {c.value for c in GUARDRAIL_CAUSES}
+    return cause_of(record) in GUARDRAIL_CAUSES
 
 
 def pick_value(
