@@ -277,6 +277,22 @@ class StageResult(BaseModel):
     )
 
 
+class TrafficSlot(BaseModel):
+    """The user buckets one experiment of a wave owns (a traffic layer: every experiment of
+    the wave hashes users with the same salt and owns its own bucket range, so concurrent
+    experiments never share a user; each has its own control inside its range)."""
+
+    salt: str = Field(description="The layer's hash salt, shared by the wave's experiments.")
+    offset: int = Field(ge=0, description="First bucket of the range.")
+    width: int = Field(ge=2, description="Buckets in the range (control and treatment).")
+    n_buckets: int = Field(1000, ge=2, description="Buckets of the whole layer.")
+
+    @property
+    def share(self) -> float:
+        """Fraction of all users the range holds."""
+        return self.width / self.n_buckets
+
+
 class Rollout(BaseModel):
     """A staged rollout and where it stopped."""
 
@@ -373,6 +389,7 @@ class ExperimentStatus(StrEnum):
     VETOED = "vetoed"
     ABANDONED = "abandoned"
     DEFERRED = "deferred"  # the infrastructure failed: retried later, not counted in the budget
+    STALE = "stale"  # won against a baseline another KEEP changed meanwhile: re-tested, not shipped
 
 
 class ExperimentRecord(BaseModel):
@@ -391,6 +408,13 @@ class ExperimentRecord(BaseModel):
     cause: RootCause | None = Field(None, description="Typed root cause (None when kept).")
     follow_up_of: str | None = Field(
         None, description="The EXTEND experiment this one re-runs with more traffic or time."
+    )
+    retest_of: str | None = Field(
+        None,
+        description="The KEEP this one re-tests on a baseline another KEEP changed meanwhile.",
+    )
+    traffic: TrafficSlot | None = Field(
+        None, description="Its slice of the traffic when it ran beside others (None: all)."
     )
     arms: dict[str, dict[str, Any]] = Field(
         default_factory=dict,

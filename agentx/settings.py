@@ -228,6 +228,38 @@ class CumulativeSettings(BaseModel):
     )
 
 
+class ConcurrencySettings(BaseModel):
+    """Experiments in flight at once (issue 16): the production system this follows ran 8-12
+    per worker, and traffic, not compute, is what concurrent experiments share.
+
+    Experiments of one wave run side by side on disjoint slices of the user buckets (one
+    traffic layer, each experiment with its own control) and are learned from in the order
+    they were scheduled, so the same seed and ``max_in_flight`` give the same run.
+    """
+
+    max_in_flight: int = Field(
+        4,
+        ge=1,
+        le=32,
+        description="Most experiments in flight (K); 1 runs them one after another.",
+    )
+    min_power: float = Field(
+        0.8,
+        gt=0.0,
+        lt=1.0,
+        description="Power an experiment's final stage must keep for its expected effect under "
+        "the traffic split; one that would fall below it waits for a smaller wave (unless "
+        "even the whole traffic could not reach it: then waiting would not help).",
+    )
+    max_retests: int = Field(
+        1,
+        ge=0,
+        le=10,
+        description="Re-tests of a KEEP whose evidence went stale because another KEEP shipped "
+        "first; past it the change is recorded stale and not shipped.",
+    )
+
+
 class TrackingSettings(BaseModel):
     """Where runs are recorded beside the workspace: MLflow (opt-in) and LangSmith labels."""
 
@@ -312,6 +344,7 @@ class Settings(BaseSettings):
     evolution: EvolutionSettings = Field(default_factory=EvolutionSettings)
     extend: ExtendSettings = Field(default_factory=ExtendSettings)
     cumulative: CumulativeSettings = Field(default_factory=CumulativeSettings)
+    concurrency: ConcurrencySettings = Field(default_factory=ConcurrencySettings)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     tracking: TrackingSettings = Field(default_factory=TrackingSettings)
 

@@ -28,6 +28,10 @@ class ExperimentLine(BaseModel):
     root_cause: str | None = None
     cause: str | None = Field(None, description="Typed root cause (RootCause value).")
     follow_up_of: str | None = Field(None, description="The EXTEND experiment it re-ran.")
+    retest_of: str | None = Field(None, description="The stale KEEP it re-tested.")
+    traffic_share: float = Field(
+        1.0, description="Share of the users it ran on (below 1 when it ran beside others)."
+    )
 
 
 class EvolutionLine(BaseModel):
@@ -127,6 +131,8 @@ def experiment_line(record: ExperimentRecord, north_star: str) -> ExperimentLine
         root_cause=record.root_cause,
         cause=record.cause.value if record.cause else None,
         follow_up_of=record.follow_up_of,
+        retest_of=record.retest_of,
+        traffic_share=record.traffic.share if record.traffic else 1.0,
     )
 
 

@@ -10,10 +10,13 @@ from collections.abc import Mapping, Sequence
 
 
 def kill_during_second_experiment(
-    command: Sequence[str], env: Mapping[str, str] | None = None, timeout: float = 600
+    command: Sequence[str],
+    env: Mapping[str, str] | None = None,
+    timeout: float = 600,
+    after_s: float = 1.0,
 ) -> None:
-    """Start ``agentx run ...`` and kill -9 its whole process group once the first
-    experiment is printed (``#1 ...``) and a second has begun."""
+    """Start ``agentx run ...`` and kill -9 its whole process group ``after_s`` seconds
+    after the first experiment is printed (``#1 ...``), inside the next one (or wave)."""
     process = subprocess.Popen(
         list(command),
         env=None if env is None else dict(env),
@@ -27,6 +30,6 @@ def kill_during_second_experiment(
     for line in process.stdout:
         if line.startswith("#1 ") or time.monotonic() > deadline:
             break
-    time.sleep(1.0)  # let it get into the second experiment
+    time.sleep(after_s)  # let it get into the second experiment
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()

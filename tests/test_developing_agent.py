@@ -19,7 +19,7 @@ from agentx.agents.developing.agent import Developer
 from agentx.graph.builder import make_after_verify
 from agentx.graph.nodes import ABANDON, DEVELOP, REPAIR, Nodes
 from agentx.graph.resources import Resources
-from agentx.graph.state import ExperimentOutcome, RepairStep
+from agentx.graph.state import ExperimentOutcome, Finished, RepairStep, Scheduled
 from agentx.graph.tracelog import read_trace
 from agentx.harness import load_harness
 from agentx.models import CheckResult, Edit, FailureKind, Patch, Proposal, Verification
@@ -474,21 +474,22 @@ def test_parameters_repaired_away_reach_memory_and_the_next_avoid_set(
     resources = _resources(developer)
     resources.store = open_store(settings.workspace, settings.memory, settings.embeddings)
     goal = parse_goal("raise watch time", ["watch_time"], ["active_days"])
+    proposal = _proposal("p-rep", "mf_embedding_dim", dim=12)
+    outcome = ExperimentOutcome(
+        repairs=[
+            RepairStep(
+                params={"dim": 6},
+                root_cause="offline_metrics: -20%",
+                cause="implementation_defect",
+                new_params={"dim": 12},
+            )
+        ]
+    )
+    scheduled = Scheduled(iteration=0, proposal=proposal)
     state = {
         "run_id": "run-1",
-        "iteration": 0,
         "goal": goal,
-        "current": _proposal("p-rep", "mf_embedding_dim", dim=12),
-        "outcome": ExperimentOutcome(
-            repairs=[
-                RepairStep(
-                    params={"dim": 6},
-                    root_cause="offline_metrics: -20%",
-                    cause="implementation_defect",
-                    new_params={"dim": 12},
-                )
-            ]
-        ),
+        "finished": [Finished(scheduled=scheduled, proposal=proposal, outcome=outcome)],
     }
     Nodes(resources).learn(state)  # type: ignore[arg-type]
     cards = resources.store.list(where={"world": "tiny"})

@@ -38,7 +38,8 @@ def test_embedded_graph_with_your_own_checkpointer(tmp_path: Path) -> None:
     graph.invoke({"goal_text": "raise watch time"}, config, interrupt_before=["experiment"])
     state = graph.get_state(config)
     assert state.next == ("experiment",)  # the experiment subgraph, before it develops
-    assert state.values["current"].target_metric == "watch_time"
+    [scheduled] = state.values["wave"]  # the wave of experiments about to run
+    assert scheduled.proposal.target_metric == "watch_time"
     assert state.values["run_id"] == "embedded-1"
 
 

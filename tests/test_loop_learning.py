@@ -34,6 +34,9 @@ STAGES = [
 
 
 def _settings(workspace: Path, iterations: int, seed: int = 3, **overrides: Any):
+    # one experiment at a time: each test is about what one outcome teaches the next
+    # experiment (experiments side by side are tested in test_loop_concurrency.py)
+    overrides.setdefault("concurrency", {"max_in_flight": 1})
     return load_settings(
         world=overrides.pop("world", "tiny"),
         iterations=iterations,

@@ -8,7 +8,7 @@ from typing import Any
 
 from agentx.graph.nodes import Nodes
 from agentx.graph.resources import Resources
-from agentx.graph.state import ExperimentOutcome
+from agentx.graph.state import ExperimentOutcome, Finished, Scheduled
 from agentx.graph.tracelog import read_trace
 from agentx.models import Decision, Proposal, Verdict
 from agentx.research.catalog import load_catalog
@@ -91,12 +91,12 @@ def test_learn_ships_a_kept_change_through_the_target(tmp_path: Path, tiny_targe
         world_name="tiny",
     )
     verdict = Verdict(experiment_id="e-ship", decision=Decision.KEEP)
+    outcome = ExperimentOutcome(patch=patch, verdict=verdict)
+    scheduled = Scheduled(iteration=0, proposal=proposal)
     state = {
         "run_id": "run-ship",
-        "iteration": 0,
         "goal": None,
-        "current": proposal,
-        "outcome": ExperimentOutcome(patch=patch, verdict=verdict),
+        "finished": [Finished(scheduled=scheduled, proposal=proposal, outcome=outcome)],
     }
     from agentx.agents.brainstorm.intake import parse_goal
 

@@ -7,7 +7,8 @@
   verdict;
 - the experiment subgraph: the developing agent, then (a verified change) the evaluation
   agent, then the outcome handed to the run;
-- the loop: goal intake, the brainstorm agent, the experiment, learn (ship, record, card),
+- the loop: goal intake, the brainstorm agent and the scheduler (repeated until the wave
+  is full), the wave's experiments side by side (``Send``), learn (ship, record, card),
   harness evolution.
 
 Each subgraph has its own state (:mod:`agentx.graph.state`) and is a node of the graph
@@ -22,10 +23,11 @@ from typing import Any, Literal
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.types import Checkpointer
+from langgraph.types import Checkpointer, Send
 
+from agentx.agents.evaluation.capacity import layer_slots, wave_salt
 from agentx.agents.evaluation.review import needs_review
-from agentx.graph.context import ContextBoundNodes, ResourcePool, RunContext
+from agentx.graph.context import CONTEXT_KEY, ContextBoundNodes, ResourcePool, RunContext
 from agentx.graph.nodes import (
     ABANDON,
     BRAINSTORM,
@@ -43,12 +45,14 @@ from agentx.graph.nodes import (
     LEARN,
     REPAIR,
     REVIEW,
+    SCHEDULE,
     STAGE,
     VERDICT,
     VERIFY,
     VETO,
     Nodes,
     offline_repair,
+    room_for_another,
 )
 from agentx.graph.resources import Resources
 from agentx.graph.state import (
@@ -61,6 +65,7 @@ from agentx.graph.state import (
     LoopInput,
     LoopOutput,
     LoopState,
+    Scheduled,
 )
 from agentx.models import ExperimentStatus, FailureKind, RootCause
 from agentx.settings import Settings, load_settings
@@ -150,21 +155,59 @@ def after_develop(state: ExperimentState) -> Literal["evaluation_agent", "conclu
 
 
 # ---------------------------------------------------------------------- loop
-def after_brainstorm_agent(state: LoopState) -> Literal["experiment", "__end__"]:
-    """Run the admitted proposal; nothing admissible left ends the run."""
-    return EXPERIMENT if state.get("current") is not None and not state.get("exhausted") else END
+def experiment_input(state: LoopState, item: Scheduled) -> dict[str, Any]:
+    """What one experiment of the wave is sent: the run's keys it reads and its own."""
+    return {
+        CONTEXT_KEY: state.get(CONTEXT_KEY),
+        "run_id": state.get("run_id"),
+        "goal": state.get("goal"),
+        "origin": state.get("origin"),
+        "avoid": state.get("avoid") or {},
+        "iteration": item.iteration,
+        "current": item.proposal,
+        "plan": item.plan,
+        "slot": item.slot,
+        "scheduled": item,
+    }
+
+
+def make_after_schedule(resources_or_pool: Resources | ResourcePool):
+    """Another proposal while the wave has room, budget and traffic for one more; else the
+    wave's experiments, each on its own slice of the traffic, fanned out side by side;
+    nothing left: the end."""
+    pool = ResourcePool.of(resources_or_pool)
+
+    def after_schedule(state: LoopState) -> str | list[Send]:
+        resources = pool.for_state(state)
+        wave = state.get("wave") or []
+        budget = state.get("iterations") or resources.settings.iterations
+        room = budget - spent(state) - len(wave)
+        if not wave:
+            return END
+        closed = state.get("exhausted") or state.get("wave_closed") or room <= 0
+        if not closed and room_for_another(resources, state):
+            return BRAINSTORM_AGENT
+        salt = wave_salt(str(state.get("run_id")), wave[0].iteration)
+        slots = layer_slots(salt, len(wave))
+        return [
+            Send(EXPERIMENT, experiment_input(state, item.model_copy(update={"slot": slot})))
+            for item, slot in zip(wave, slots, strict=True)
+        ]
+
+    return after_schedule
 
 
 def make_after_learn(resources_or_pool: Resources | ResourcePool):
-    """An SGPO step every ``evolution.every`` experiments; then the next one, or the end."""
+    """An SGPO step for every ``evolution.every`` experiments recorded; then the next wave,
+    or the end."""
     pool = ResourcePool.of(resources_or_pool)
 
     def after_learn(state: LoopState) -> Literal["evolve_harness", "brainstorm_agent", "__end__"]:
         evolution = pool.for_state(state).settings.evolution
         if state.get("stopped"):
             return END  # the circuit breaker tripped
-        done = state.get("iteration", 0)
-        if evolution.enabled and done % evolution.every == 0:
+        owed = len(state.get("experiments") or []) // evolution.every
+        if evolution.enabled and len(state.get("evolutions") or []) < owed:
             return EVOLVE
         return next_or_end(pool)(state)  # type: ignore[return-value]
 
@@ -285,10 +328,13 @@ def build_builder(resources: Resources | ResourcePool) -> StateGraph:
         BRAINSTORM_AGENT, brainstorm_builder(resources, nodes).compile(name=BRAINSTORM_AGENT)
     )
     graph.add_node(EXPERIMENT, experiment_builder(resources, nodes).compile(name=EXPERIMENT))
-    _add_nodes(graph, nodes, LEARN, EVOLVE, INTAKE)
+    _add_nodes(graph, nodes, SCHEDULE, LEARN, EVOLVE, INTAKE)
     graph.add_edge(START, INTAKE)
     graph.add_edge(INTAKE, BRAINSTORM_AGENT)
-    graph.add_conditional_edges(BRAINSTORM_AGENT, after_brainstorm_agent)
+    graph.add_edge(BRAINSTORM_AGENT, SCHEDULE)
+    graph.add_conditional_edges(
+        SCHEDULE, make_after_schedule(resources), [BRAINSTORM_AGENT, EXPERIMENT, END]
+    )
     graph.add_edge(EXPERIMENT, LEARN)
     graph.add_conditional_edges(LEARN, make_after_learn(resources))
     graph.add_conditional_edges(EVOLVE, next_or_end(resources))

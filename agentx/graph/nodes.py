@@ -18,6 +18,7 @@ from agentx.agents.brainstorm.evidence import EvidenceBundle
 from agentx.agents.brainstorm.intake import parse_goal
 from agentx.agents.brainstorm.llm import IdeaDraft, goal_from_draft, llm_goal, llm_ideas
 from agentx.agents.brainstorm.policy import combo_key
+from agentx.agents.evaluation.capacity import fits, noise_estimate
 from agentx.agents.evaluation.cumulative import breaches, check_against_origin, origin_commit
 from agentx.agents.evaluation.extend import plan_follow_up
 from agentx.agents.evaluation.policy import EvaluationPolicy
@@ -37,10 +38,12 @@ from agentx.graph.state import (
     EvaluateState,
     ExperimentOutcome,
     ExperimentState,
+    Finished,
     LoopState,
     Queued,
     QueueReason,
     RepairStep,
+    Scheduled,
     add_counts,
     fresh_experiment,
     union,
@@ -56,9 +59,10 @@ from agentx.models import (
     Rollout,
     RootCause,
     TraceEvent,
+    TrafficSlot,
     stable_id,
 )
-from agentx.settings import RolloutStage
+from agentx.settings import RolloutStage, Settings
 from agentx.target.contract import TargetError
 from agentx.workspace import git
 
@@ -76,6 +80,7 @@ VETO = "veto"
 REVIEW = "guardrail_review"
 VERDICT = "verdict"
 CONCLUDE = "conclude"
+SCHEDULE = "schedule"
 LEARN = "learn"
 EVOLVE = "evolve_harness"
 # the subgraphs, as nodes of the graph above them
@@ -115,6 +120,62 @@ def _experiment_id(state: Any) -> str:
 def stages_of(resources: Resources, state: Any) -> list[RolloutStage]:
     """The current experiment's rollout stages: its follow-up plan, else the run's stages."""
     return state.get("plan") or resources.settings.stages
+
+
+def max_in_flight(settings: Settings) -> int:
+    """Experiments a wave may hold: K when autonomous; one when a human answers the gates
+    (they are asked, and answered, one experiment at a time)."""
+    return settings.concurrency.max_in_flight if settings.autonomous else 1
+
+
+def wave_capacity(
+    resources: Resources, state: Any, wave: list[Scheduled], newcomers: int = 0
+) -> str | None:
+    """Why ``wave`` (plus ``newcomers`` not yet known, which ask nothing of the traffic)
+    cannot run side by side, or None: too many, a follow-up sized for the whole traffic
+    among others, no noise measured yet, or one experiment's final stage left below
+    ``concurrency.min_power`` for its expected effect."""
+    settings = resources.settings
+    size = len(wave) + newcomers
+    if size <= 1:
+        return None
+    if size > max_in_flight(settings):
+        return f"at most {max_in_flight(settings)} experiments in flight"
+    if any(w.needs_all_traffic for w in wave):
+        return "a follow-up sized for the whole traffic runs alone"
+    harness = resources.harness.get("evaluation") or load_harness("evaluation")
+    policy = EvaluationPolicy.from_harness(harness)
+    stages = settings.stages
+    estimate = noise_estimate(
+        state.get("experiments") or [], settings.north_star, stages[-1].name, settings.alpha
+    )
+    if estimate is None:
+        return "no final stage measured yet to size traffic from"
+    floor = policy.min_interesting_effect
+    effects = [max(abs(w.proposal.expected_size), floor) for w in wave] + [0.0] * newcomers
+    alpha = policy.final_alpha(settings.alpha, len(stages))
+    if not fits(effects, estimate, min_power=settings.concurrency.min_power, alpha=alpha):
+        return (
+            f"{size} experiments side by side would leave one below "
+            f"{settings.concurrency.min_power:.0%} power for its expected effect"
+        )
+    return None
+
+
+def room_for_another(resources: Resources, state: Any) -> bool:
+    """Whether one more experiment could join the wave: checked before brainstorming one (a
+    model call in LLM mode); the newcomer's own needs are checked once it is known."""
+    wave = list(state.get("wave") or [])
+    return wave_capacity(resources, state, wave, newcomers=1) is None
+
+
+def in_flight_keys(state: Any) -> dict[str, str]:
+    """The combinations of the wave's experiments, as avoid entries."""
+    items = state.get("wave") or []
+    return {
+        combo_key(item.proposal.technique, item.proposal.params): f"in flight ({item.iteration})"
+        for item in items
+    }
 
 
 def offline_repair(resources: Resources, state: DevelopState) -> Proposal | None:
@@ -210,6 +271,7 @@ class Nodes:
                 f"{owed.proposal.params}"
             )
             self._log(state, _event(BRAINSTORM, message, data={"queue": owed.reason.value}))
+            retest = owed.reason == QueueReason.RETEST
             return {
                 **fresh,
                 "queue": queue,
@@ -217,7 +279,10 @@ class Nodes:
                 "exhausted": False,
                 "plan": owed.stages,
                 "follow_up_of": owed.parent if follow_up else None,
+                "retest_of": owed.parent if retest else None,
+                "retests": owed.retests,
                 "queue_reason": owed.reason,
+                "owed": owed,
                 "funnel": add_counts(state.get("funnel"), {"follow_ups": int(follow_up)}),
             }
         r, goal = self.r, state["goal"]
@@ -259,10 +324,15 @@ class Nodes:
                 workspace_id=r.workspace_id,
             )
 
-        batch, avoid = propose(state.get("avoid"), drafts)
+        # experiments in flight (or waiting for traffic) are not proposed a second time;
+        # the run's avoid set does not keep them (an infrastructure failure leaves none)
+        in_flight = in_flight_keys(state)
+        run_avoid = dict(state.get("avoid") or {})
+        batch, avoid = propose({**run_avoid, **in_flight}, drafts)
         if drafts is not None and not any(p.admitted for p in batch):
             notes.append(_event(BRAINSTORM, "no model idea was admissible; offline policy used"))
             batch, avoid = propose(avoid, None)
+        avoid = {k: v for k, v in avoid.items() if k not in in_flight or k in run_avoid}
         admitted = [p for p in batch if p.admitted]
         new_ideas = [p.id for p in batch if p.id not in set(state.get("ideas", []))]
         admitted_new = sum(p.admitted for p in batch if p.id in new_ideas)
@@ -401,6 +471,7 @@ class Nodes:
             self.r.settings,
             final=index == len(stages) - 1,
             policy=self.evaluation_policy,
+            slot=state.get("slot"),
         )
         rollout.stages.append(result)
         north = next((e for e in result.effects if e.metric == self.r.settings.north_star), None)
@@ -516,17 +587,28 @@ class Nodes:
 
     def conclude(self, state: ExperimentState) -> dict[str, Any]:
         """Hand the experiment's outcome to the run (what learn records and ships)."""
-        return {
-            "outcome": ExperimentOutcome(
-                patch=state.get("patch"),
-                verifications=state.get("verifications") or [],
-                repairs=state.get("repairs") or [],
-                control_arm=state.get("control_arm"),
-                treatment_arm=state.get("treatment_arm"),
-                rollout=state.get("rollout"),
-                verdict=state.get("verdict"),
-            )
-        }
+        outcome = ExperimentOutcome(
+            patch=state.get("patch"),
+            verifications=state.get("verifications") or [],
+            repairs=state.get("repairs") or [],
+            control_arm=state.get("control_arm"),
+            treatment_arm=state.get("treatment_arm"),
+            rollout=state.get("rollout"),
+            verdict=state.get("verdict"),
+        )
+        scheduled = state.get("scheduled") or Scheduled(
+            iteration=state.get("iteration", 0),
+            proposal=state["current"],
+            plan=state.get("plan"),
+            slot=state.get("slot"),
+        )
+        finished = Finished(
+            scheduled=scheduled,
+            proposal=state["current"],
+            avoid=state.get("avoid") or {},
+            outcome=outcome,
+        )
+        return {"finished": [finished]}
 
     def _check_cumulative(self, state: EvaluateState, verdict: Any) -> None:
         """Check a KEEP with every change kept so far against the origin; a breach blocks it.
@@ -561,19 +643,124 @@ class Nodes:
                 + (f" ({problem})" if problem else "")
             )
 
+    # ------------------------------------------------------------------ schedule
+    def schedule(self, state: LoopState) -> dict[str, Any]:
+        """Put the proposal brainstorm picked into the wave of experiments that will run side
+        by side, or close the wave without it when its traffic would be too small.
+
+        A wave holds at most ``concurrency.max_in_flight`` experiments (one when a human
+        answers gates: they are asked one at a time). A new experiment must leave every
+        experiment of the wave the power it would have had alone (see
+        :mod:`agentx.agents.evaluation.capacity`); a follow-up sized for the whole traffic
+        runs alone. One that does not fit is not run on stale knowledge later: an owed one
+        goes back to the head of the queue, a new idea back to the pool (brainstorm proposes
+        it again after the wave if it is still the best).
+        """
+        wave = list(state.get("wave") or [])
+        current = state.get("current")
+        update: dict[str, Any] = {**fresh_experiment(), "wave": wave}
+        if current is None or state.get("exhausted"):
+            return update
+        iteration = state.get("iteration", 0)
+        item = Scheduled(
+            iteration=iteration,
+            proposal=current,
+            plan=state.get("plan"),
+            follow_up_of=state.get("follow_up_of"),
+            queue_reason=state.get("queue_reason"),
+            retest_of=state.get("retest_of"),
+            retests=state.get("retests") or 0,
+        )
+        why = self._why_wait(state, wave, item)
+        if why is None:
+            wave.append(item)
+            update["iteration"] = iteration + 1
+            return update
+        update["wave_closed"] = True
+        owed = state.get("owed")
+        if owed is not None:
+            update["queue"] = [owed, *(state.get("queue") or [])]
+            if owed.reason == QueueReason.FOLLOW_UP:
+                update["funnel"] = add_counts(state.get("funnel"), {"follow_ups": -1})
+            later = "back to the head of the queue"
+        else:
+            later = "proposed again after this wave if still the best"
+        message = f"{current.technique} {current.params} waits: {why}; {later}"
+        self._log(state, _event(SCHEDULE, message))
+        return update
+
+    def _why_wait(self, state: LoopState, wave: list[Scheduled], item: Scheduled) -> str | None:
+        """Why ``item`` cannot join ``wave`` now (None: it can)."""
+        return wave_capacity(self.r, state, [*wave, item])
+
     # ------------------------------------------------------------------ learn
     def learn(self, state: LoopState) -> dict[str, Any]:
-        """Ship a kept change, record the experiment, and learn what its outcome teaches.
+        """Record the wave's experiments in the order they were scheduled, ship what they
+        kept, and learn what each outcome teaches (see :meth:`_learn_one`).
+
+        Merging is serialised here: the first KEEP of a wave ships; a later KEEP of the same
+        wave was measured against a baseline that no longer is the baseline, so it does not
+        ship on stale evidence: it is re-tested on the new baseline (verified again in a
+        fresh worktree, then A/B tested) up to ``concurrency.max_retests`` times.
+        """
+        finished = sorted(state.get("finished") or [], key=lambda f: f.scheduled.iteration)
+        run: dict[str, Any] = dict(state)
+        records: list[ExperimentRecord] = []
+        shipped_in_wave = False
+        for item in finished:
+            scheduled = item.scheduled
+            view = {
+                **run,
+                "current": item.proposal,
+                "iteration": scheduled.iteration,
+                "plan": scheduled.plan,
+                "follow_up_of": scheduled.follow_up_of,
+                "queue_reason": scheduled.queue_reason,
+                "retest_of": scheduled.retest_of,
+                "retests": scheduled.retests,
+                "avoid": {**(run.get("avoid") or {}), **item.avoid},
+            }
+            update, shipped = self._learn_one(
+                view, item.outcome, scheduled.slot, stale=shipped_in_wave
+            )
+            shipped_in_wave = shipped_in_wave or shipped
+            recorded = update.pop("experiments")
+            records.extend(recorded)
+            run.update(update)
+            run["avoid"] = view["avoid"]
+            run["experiments"] = [*(run.get("experiments") or []), *recorded]
+        keys = ("queue", "funnel", "infra_streak", "follow_ups", "stopped")
+        out: dict[str, Any] = {key: run.get(key) for key in keys if key in run}
+        out.update(
+            experiments=records,
+            avoid=run.get("avoid") or {},
+            wave=[],
+            wave_closed=False,
+            finished=None,
+        )
+        return out
+
+    def _learn_one(
+        self,
+        state: dict[str, Any],
+        outcome: ExperimentOutcome,
+        slot: TrafficSlot | None,
+        *,
+        stale: bool,
+    ) -> tuple[dict[str, Any], bool]:
+        """Ship a kept change, record the experiment, and learn what its outcome teaches;
+        the run's update and whether it shipped.
 
         - a measured outcome or a change wrong at its value: a knowledge card (the avoid set
           and the beliefs read it);
         - an infrastructure failure (model server down, sandbox crash): no card and no avoid
           entry; the experiment is queued to be retried once, does not count in the budget,
           and ``max_infra_failures`` of them in a row stop the run with one clear line;
-        - an EXTEND verdict: a follow-up with a final stage sized by power is queued.
+        - an EXTEND verdict: a follow-up with a final stage sized by power is queued;
+        - a KEEP on ``stale`` evidence (another KEEP of its wave shipped first): recorded
+          stale, not shipped, and re-tested on the new baseline.
         """
         r = self.r
-        outcome = state.get("outcome") or ExperimentOutcome()
         proposal, patch, verdict = state["current"], outcome.patch, outcome.verdict
         experiment_id = _experiment_id(state)
         verifications = outcome.verifications
@@ -586,7 +773,14 @@ class Nodes:
         else:
             status, cause = status_of(verdict), verdict.root_cause
         shipped = None
-        if verdict is not None and verdict.decision == Decision.KEEP and patch is not None:
+        kept = verdict is not None and verdict.decision == Decision.KEEP and patch is not None
+        if kept and stale:
+            status = ExperimentStatus.STALE
+            verdict.caveats.append(
+                "not shipped: another KEEP of its wave changed the baseline first; "
+                "its evidence is re-tested on the new baseline"
+            )
+        elif kept:
             message = f"Keep {proposal.technique} ({experiment_id})"
             shipped = r.target.ship(Path(patch.worktree), message)  # through the contract
         cards = self._repaired_away_cards(state, outcome, experiment_id)
@@ -623,6 +817,8 @@ class Nodes:
             root_cause=recorded_cause,
             cause=cause,
             follow_up_of=state.get("follow_up_of"),
+            retest_of=state.get("retest_of"),
+            traffic=slot,
             arms={
                 name: arm.model_dump(mode="json")
                 for name, arm in (
@@ -643,10 +839,7 @@ class Nodes:
             "launched": int(rollout is not None),
             "kept": int(status == ExperimentStatus.KEPT),
         }
-        update: dict[str, Any] = {
-            "experiments": [record],
-            "iteration": state.get("iteration", 0) + 1,
-        }
+        update: dict[str, Any] = {"experiments": [record]}
         queue = list(state.get("queue") or [])
         if status == ExperimentStatus.DEFERRED:
             streak = state.get("infra_streak", 0) + 1
@@ -671,6 +864,24 @@ class Nodes:
                 events.append(_event(LEARN, line, state, stopped=True))
         else:
             update["infra_streak"] = 0
+        if status == ExperimentStatus.STALE:
+            retests = state.get("retests") or 0
+            if retests < r.settings.concurrency.max_retests:
+                queue.insert(
+                    0,
+                    Queued(
+                        proposal=proposal,
+                        reason=QueueReason.RETEST,
+                        parent=experiment_id,
+                        stages=state.get("plan"),
+                        retests=retests + 1,
+                    ),
+                )
+                counts["retests"] = 1
+                events.append(_event(LEARN, "re-test queued on the new baseline", state))
+            else:
+                message = f"stale after {retests} re-test(s): not shipped"
+                events.append(_event(LEARN, message, state))
         follow_up = self._follow_up(state, verdict, experiment_id)
         if follow_up is not None:
             queued, message = follow_up
@@ -681,7 +892,7 @@ class Nodes:
         update["queue"] = queue
         update["funnel"] = add_counts(state.get("funnel"), counts)
         self._log(state, *events)
-        return update
+        return update, shipped is not None
 
     def _follow_up(
         self, state: LoopState, verdict: Any, experiment_id: str

@@ -2,9 +2,12 @@
 
 - **Run** (:class:`LoopState`): the goal, the budget, the funnel, the queue, the avoid set,
   the experiments recorded, the harness versions. Lives as long as the run.
-- **Next experiment** (:class:`NextExperiment`): the proposal brainstorm picked and the
-  outcome the experiment subgraph hands back; from brainstorm to learn. Brainstorm resets
-  every key of it with :func:`fresh_experiment`, built from the schema so no key is forgotten.
+- **Next experiment** (:class:`NextExperiment`): the proposal brainstorm picked, until the
+  scheduler puts it into the wave. Brainstorm resets every key of it with
+  :func:`fresh_experiment`, built from the schema so no key is forgotten.
+- **Wave** (:class:`Scheduled`, :class:`Finished`): the experiments in flight together, each
+  with its iteration and traffic slot, and what each handed back; from the scheduler to learn,
+  which records them in the order they were scheduled and empties both.
 - **Experiment** (:class:`ExperimentState`, :class:`DevelopState`, :class:`EvaluateState`):
   the worktree's patch, the verifications, the repairs, the arms, the rollout, the verdict.
   They live in the experiment subgraph's own checkpoint namespace: a new experiment starts
@@ -37,6 +40,7 @@ from agentx.models import (
     Patch,
     Proposal,
     Rollout,
+    TrafficSlot,
     Verdict,
     Verification,
 )
@@ -44,9 +48,10 @@ from agentx.settings import RolloutStage
 from agentx.target.models import ArmHandle
 
 FUNNEL_KEYS = ("ideas", "admitted", "implemented", "launched", "kept")
-# Counted beside the funnel: ideas admission turned down, EXTEND follow-ups run, and
-# experiments deferred because the infrastructure failed (not counted in the budget).
-SIDE_COUNTS = ("rejected", "follow_ups", "deferred")
+# Counted beside the funnel: ideas admission turned down, EXTEND follow-ups run, experiments
+# deferred because the infrastructure failed (not counted in the budget), and KEEPs re-tested
+# because another KEEP of their wave shipped first.
+SIDE_COUNTS = ("rejected", "follow_ups", "deferred", "retests")
 
 
 class QueueReason(StrEnum):
@@ -54,6 +59,7 @@ class QueueReason(StrEnum):
 
     FOLLOW_UP = "follow_up"  # an EXTEND verdict: the same change with more traffic or time
     RETRY = "retry"  # the infrastructure failed: the same change, tried again later
+    RETEST = "retest"  # a KEEP whose baseline another KEEP changed before it could ship
 
 
 class Queued(BaseModel):
@@ -65,6 +71,7 @@ class Queued(BaseModel):
     stages: list[RolloutStage] | None = Field(
         None, description="Rollout stages of the experiment; None = the run's stages."
     )
+    retests: int = Field(0, ge=0, description="Re-tests of this change so far (stale KEEPs).")
 
 
 class RepairStep(BaseModel):
@@ -100,6 +107,44 @@ class ExperimentOutcome(BaseModel):
         return [step for step in self.repairs if step.new_params is not None]
 
 
+class Scheduled(BaseModel):
+    """An experiment put into the current wave: which iteration it is, what it tests, why
+    it was owed (if it was), and the slice of traffic it runs on."""
+
+    iteration: int = Field(ge=0, description="Its index in the run (its id derives from it).")
+    proposal: Proposal
+    plan: list[RolloutStage] | None = Field(None, description="Its own stages (a follow-up).")
+    follow_up_of: str | None = None
+    queue_reason: QueueReason | None = None
+    retest_of: str | None = None
+    retests: int = 0
+    slot: TrafficSlot | None = Field(None, description="Its traffic range; None: all traffic.")
+
+    @property
+    def needs_all_traffic(self) -> bool:
+        """A follow-up was sized by power for the whole traffic: it runs alone."""
+        return self.queue_reason == QueueReason.FOLLOW_UP
+
+
+class Finished(BaseModel):
+    """What one experiment of a wave hands back to learn."""
+
+    scheduled: Scheduled
+    proposal: Proposal = Field(description="The change as it ended (a repair may retune it).")
+    avoid: dict[str, str] = Field(
+        default_factory=dict, description="The run's avoid set as the experiment left it."
+    )
+    outcome: ExperimentOutcome
+
+
+def gather(left: list[Finished] | None, right: list[Finished] | None) -> list[Finished]:
+    """Experiments of a wave finish side by side: their results add up; learn writes
+    ``None`` once it has recorded them, which empties the channel for the next wave."""
+    if right is None:
+        return []
+    return [*(left or []), *right]
+
+
 def add_counts(left: dict[str, int] | None, right: dict[str, int] | None) -> dict[str, int]:
     """Add counters key by key."""
     out = dict(left or {})
@@ -128,7 +173,9 @@ class NextExperiment(TypedDict, total=False):
     plan: list[RolloutStage] | None
     follow_up_of: str | None
     queue_reason: QueueReason | None
-    outcome: ExperimentOutcome | None
+    retest_of: str | None
+    retests: int | None
+    owed: Queued | None  # the queue entry it came from (put back if it must wait)
 
 
 def fresh_experiment() -> dict[str, Any]:
@@ -156,14 +203,18 @@ class BrainstormState(NextExperiment, total=False):
     stopped: str | None
     origin: str
     harness_versions: dict[str, int]
+    wave: list[Scheduled]  # in flight (read: brainstorm does not propose them twice)
+    wave_closed: bool  # a proposal did not fit: the wave runs as it is
 
 
 class LoopState(BrainstormState, total=False):
-    """The run (checkpointed after each node): brainstorm's keys plus what learn and
-    harness evolution accumulate. Only loop-level nodes write the reducer channels."""
+    """The run (checkpointed after each node): brainstorm's keys plus what the scheduler,
+    learn and harness evolution keep. The experiments of a wave write ``finished`` side by
+    side (a reducer); loop-level nodes alone write the other reducer channels."""
 
     experiments: Annotated[list[ExperimentRecord], operator.add]
     evolutions: Annotated[list[EvolutionStep], operator.add]
+    finished: Annotated[list[Finished], gather]
 
 
 class LoopOutput(TypedDict, total=False):
@@ -179,7 +230,7 @@ class LoopOutput(TypedDict, total=False):
 
 
 class ExperimentInput(TypedDict, total=False):
-    """What the experiment subgraph reads from the run."""
+    """What the experiment subgraph is sent by the scheduler (or given in Studio)."""
 
     context: RunContext
 
@@ -190,6 +241,8 @@ class ExperimentInput(TypedDict, total=False):
     plan: list[RolloutStage] | None
     avoid: dict[str, str]
     origin: str
+    slot: TrafficSlot | None
+    scheduled: Scheduled | None
 
 
 class DevelopState(TypedDict, total=False):
@@ -217,6 +270,7 @@ class EvaluateState(TypedDict, total=False):
     current: Proposal | None
     plan: list[RolloutStage] | None
     origin: str
+    slot: TrafficSlot | None
     patch: Patch | None
     control_arm: ArmHandle | None
     treatment_arm: ArmHandle | None
@@ -227,12 +281,11 @@ class EvaluateState(TypedDict, total=False):
 class ExperimentState(ExperimentInput, DevelopState, EvaluateState, total=False):
     """One experiment's own state (its subgraph's checkpoint namespace)."""
 
-    outcome: ExperimentOutcome | None
+    finished: list[Finished]
 
 
 class ExperimentOutput(TypedDict, total=False):
-    """What the experiment subgraph writes back to the run."""
+    """What the experiment subgraph writes back to the run: its result, which the wave's
+    other experiments add to theirs (``finished`` has a reducer in the run)."""
 
-    current: Proposal | None
-    avoid: dict[str, str]
-    outcome: ExperimentOutcome | None
+    finished: list[Finished]

@@ -14,6 +14,7 @@ its index there, and :func:`read_trace` keeps the first copy.
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,9 @@ from langgraph.config import get_config, get_stream_writer
 from agentx.models import TraceEvent
 
 STREAM_KEY = "trace"
+
+
+_APPEND = threading.Lock()  # experiments of a wave log side by side
 
 
 def trace_path(workspace: Path, run_id: str) -> Path:
@@ -54,7 +58,7 @@ def emit(workspace: Path, run_id: str, events: list[TraceEvent]) -> None:
         row: dict[str, Any] = event.model_dump(mode="json")
         row["key"] = f"{task}#{index}" if task else None
         lines.append(json.dumps(row, sort_keys=True))
-    with path.open("a", encoding="utf-8") as log:
+    with _APPEND, path.open("a", encoding="utf-8") as log:  # whole lines, one writer at a time
         log.write("\n".join(lines) + "\n")
     try:
         writer = get_stream_writer()

@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import tempfile
+import threading
 import time
 import tomllib
 import weakref
@@ -125,6 +127,11 @@ METRICS = [
 ]
 
 
+# Live rollouts kept between stages (each holds two arm processes): enough for a wave of 8
+# experiments side by side; the oldest is closed first (a later stage of it replays).
+MAX_LIVE = 8
+
+
 def template_path() -> Path:
     """The recommender template shipped inside the package."""
     return Path(str(resources.files("agentx.sandbox").joinpath("template")))
@@ -166,7 +173,12 @@ class SandboxTarget:
         self._world: SandboxWorld | None = None
         # Where the time of the last simulated timeline went (benchmarks read it).
         self.last_timing: dict[str, float] = {}
-        self._live: _LiveRollout | None = None  # the rollout whose arms are still running
+        # Rollouts whose arms are still running, by (roles, phases run): experiments of a
+        # wave collect their stages side by side, each continuing its own timeline.
+        self._live: dict[tuple[Any, ...], _LiveRollout] = {}
+        self._live_lock = threading.Lock()
+        self._truth_locks: dict[str, threading.Lock] = {}
+        weakref.finalize(self, _close_all, self._live)
 
     # ------------------------------------------------------------------ setup
     @classmethod
@@ -462,14 +474,21 @@ class SandboxTarget:
         if snapshot.exists() and content_hash(snapshot) == key:
             return snapshot
         if snapshot.exists():
-            shutil.rmtree(snapshot)  # a tampered or half-written snapshot is rebuilt
-        staging = snapshot.with_name(f".{key}.tmp")
+            shutil.rmtree(snapshot, ignore_errors=True)  # tampered or half-written: rebuilt
+        # a staging directory of its own: experiments launched side by side (threads, or
+        # workers sharing the sandbox) may freeze the same baseline at the same moment
+        staging = snapshot.with_name(f".{key}.{os.getpid()}.{threading.get_ident()}.tmp")
         shutil.rmtree(staging, ignore_errors=True)
         shutil.copytree(workdir, staging, ignore=shutil.ignore_patterns(*_SKIP))
         if content_hash(staging) != key:
             shutil.rmtree(staging, ignore_errors=True)
             raise TargetError(f"{workdir} changed while it was being launched")
-        staging.replace(snapshot)
+        try:
+            staging.replace(snapshot)
+        except OSError:  # another launch put the same content there first
+            shutil.rmtree(staging, ignore_errors=True)
+            if not (snapshot.exists() and content_hash(snapshot) == key):
+                raise
         return snapshot
 
     def _verified(self, arm: ArmHandle) -> Path:
@@ -570,19 +589,21 @@ class SandboxTarget:
         return timeline.result
 
     def _continue_rollout(self, snapshots: dict[int, Path], phases: list[Phase]) -> TimelineResult:
-        """The rollout's timeline through its last phase, continuing the live one if it has
+        """The rollout's timeline through its last phase, continuing its live one if it has
         run exactly the earlier phases (the usual case: stages collected in order), else
-        replaying them from the start; both give the same numbers."""
+        replaying them from the start; both give the same numbers.
+
+        Each rollout has its own live timeline (experiments of a wave run side by side); at
+        most ``MAX_LIVE`` are kept, the oldest closed first.
+        """
         started = time.perf_counter()
         roles = tuple(path.name for path in snapshots.values())
         keys = [_phase_key(phase) for phase in phases]
-        live = self._live
-        if live is None or live.roles != roles or live.phases != keys[:-1]:
-            self._close_live()
+        with self._live_lock:
+            live = self._live.pop((roles, tuple(keys[:-1])), None)
+        if live is None:
             timeline, stack = self._start(snapshots, phases[0].seed)
             live = _LiveRollout(roles=roles, phases=[], timeline=timeline, stack=stack, seconds=0.0)
-            self._live = live
-            weakref.finalize(self, stack.close)
             todo = phases
         else:
             todo = phases[-1:]
@@ -591,17 +612,26 @@ class SandboxTarget:
                 live.timeline.run_phase(phase)
                 live.phases.append(_phase_key(phase))
         except BaseException:
-            self._close_live()
+            live.stack.close()
             raise
         live.seconds += time.perf_counter() - started
         self._record_timing(live.timeline.result, live.seconds)
+        with self._live_lock:
+            self._live[(roles, tuple(live.phases))] = live
+            evicted = list(self._live)[:-MAX_LIVE] if len(self._live) > MAX_LIVE else []
+            closing = [self._live.pop(key) for key in evicted]
+        for old in closing:
+            old.stack.close()
         return live.timeline.result
 
-    def _close_live(self) -> None:
-        """Stop the arm processes of a rollout kept alive between stages."""
-        if self._live is not None:
-            self._live.stack.close()
-            self._live = None
+    def _close_live(self, snapshot: str | None = None) -> None:
+        """Stop the arm processes of live rollouts: those treating with ``snapshot``, or
+        all of them."""
+        with self._live_lock:
+            keys = [k for k, live in self._live.items() if snapshot in (None, *live.roles[1:])]
+            closing = [self._live.pop(key) for key in keys]
+        for live in closing:
+            live.stack.close()
 
     def _record_timing(self, result: TimelineResult, total: float) -> None:
         """Where the wall time of the timeline went (the arms work side by side, so their
@@ -635,7 +665,7 @@ class SandboxTarget:
     def rollback(self, arm: ArmHandle) -> None:
         """Stop serving an arm. Snapshots are content-addressed and kept as a cache."""
         arm.ok = False
-        self._close_live()
+        self._close_live(Path(arm.artefact).name if arm.artefact else None)
 
     # ------------------------------------------------------------------ truth
     def truth_of(self, workdir: Path) -> dict[str, float]:
@@ -648,11 +678,21 @@ class SandboxTarget:
 
     def _truth_record(self, workdir: Path) -> dict[str, Any]:
         key = content_hash(workdir)
+        # a ground truth is asked once the rollout treating with this code is over
+        self._close_live(key)
         entry = self.root / "truth" / f"{key}.json"
         record = cache.read_json(entry)  # None when absent or altered since it was sealed
         if record is not None and record.get("key") == _truth_key(key):
             return record
-        self._close_live()  # a ground truth is asked once a rollout is over
+        with self._live_lock:
+            lock = self._truth_locks.setdefault(key, threading.Lock())
+        with lock:  # experiments side by side may ask for the same truth (the baseline's)
+            record = cache.read_json(entry)
+            if record is not None and record.get("key") == _truth_key(key):
+                return record
+            return self._compute_truth(workdir, key, entry)
+
+    def _compute_truth(self, workdir: Path, key: str, entry: Path) -> dict[str, Any]:
         arm = self.launch("truth", workdir)
         snapshot = self._verified(arm) if arm.ok else None
         if snapshot is None:
@@ -694,6 +734,13 @@ class _LiveRollout:
     timeline: Timeline
     stack: ExitStack  # closes the arm processes
     seconds: float  # wall time spent in this rollout's collects so far
+
+
+def _close_all(live: dict[tuple[Any, ...], _LiveRollout]) -> None:
+    """Stop every live rollout's arm processes (the target is going away)."""
+    for rollout in list(live.values()):
+        rollout.stack.close()
+    live.clear()
 
 
 def _phase_key(phase: Phase) -> tuple[str, int, int]:

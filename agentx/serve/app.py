@@ -19,10 +19,13 @@ from collections.abc import AsyncIterator
 from contextlib import ExitStack, asynccontextmanager
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, HTTPException, Request
 from langchain_core.runnables import Runnable
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import Send
 from langserve import add_routes
+from langserve.serialization import WellKnownLCSerializer
 from pydantic import BaseModel, ValidationError
 
 from agentx.graph.builder import build_graph
@@ -40,6 +43,23 @@ from agentx.workspace.lock import WorkspaceLock
 LOOP_PATH = "/loop"
 RECURSION_LIMIT = 10_000
 
+
+
+class LoopSerializer(WellKnownLCSerializer):
+    """LangServe's serializer, plus LangGraph's ``Send``: the scheduler fans a wave of
+    experiments out with ``Send`` objects, which ``stream_events`` reports as the routing
+    step's output and orjson cannot encode on its own."""
+
+    def dumps(self, obj: Any) -> bytes:
+        return orjson.dumps(obj, default=_encode)
+
+
+def _encode(obj: Any) -> Any:
+    if isinstance(obj, Send):
+        return {"send": obj.node, "arg": obj.arg}
+    if isinstance(obj, BaseModel):
+        return obj.model_dump(mode="json")
+    raise TypeError(f"Type is not JSON serializable: {type(obj).__name__}")
 
 def run_config_modifier(
     settings: Settings, request_model: type[BaseModel], graph: CompiledStateGraph | None = None
@@ -197,6 +217,7 @@ def create_app(
             runnable,
             path=LOOP_PATH,
             per_req_config_modifier=run_config_modifier(settings, request_model, graph),
+            serializer=LoopSerializer(),
             enabled_endpoints=[
                 "invoke",
                 "batch",

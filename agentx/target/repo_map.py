@@ -6,6 +6,7 @@ import ast
 from pathlib import Path
 
 from agentx.target.models import FileInfo, SymbolInfo
+from agentx.workspace import syntax
 
 
 def _symbols(tree: ast.Module) -> list[SymbolInfo]:
@@ -30,7 +31,7 @@ def map_repository(root: Path, pattern: str = "**/*.py") -> list[FileInfo]:
         if any(part.startswith(".") for part in path.relative_to(root).parts):
             continue
         try:
-            tree = ast.parse(path.read_text())
+            tree = syntax.parse(path.read_text())
         except (SyntaxError, UnicodeDecodeError):
             files.append(FileInfo(path=str(path.relative_to(root))))
             continue
@@ -41,7 +42,7 @@ def map_repository(root: Path, pattern: str = "**/*.py") -> list[FileInfo]:
 def registry_keys(path: Path, registry: str) -> list[str]:
     """String keys of a module-level dict literal named ``registry`` (e.g. ``FEATURES``)."""
     try:
-        tree = ast.parse(path.read_text())
+        tree = syntax.parse(path.read_text())
     except (OSError, SyntaxError):
         return []
     for node in tree.body:

@@ -27,8 +27,17 @@ def ship_git_worktree(repo: Path, workdir: Path, message: str) -> ShipResult:
     """Merge the branch checked out in ``workdir`` into ``repo``'s baseline, once.
 
     Idempotent: a change whose commit the baseline already contains (a run resumed after
-    the merge but before its checkpoint) is not merged again.
+    the merge but before its checkpoint) is not merged again; nor is one whose worktree is
+    gone (removed after it shipped) when the baseline has its merge ``message``.
+
+    Raises:
+        git.GitError: the worktree is gone and the baseline never took the change.
     """
+    if not workdir.is_dir():
+        subjects = git.git(repo, "log", "--format=%s").splitlines()
+        if message in subjects:
+            return ShipResult(revision=git.head(repo), shipped=False)
+        raise git.GitError(f"the worktree {workdir} is gone and {message!r} was never merged")
     branch = git.git(workdir, "rev-parse", "--abbrev-ref", "HEAD").strip()
     change = git.head(workdir)
     if git.is_ancestor(repo, change):

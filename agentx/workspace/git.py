@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,18 +21,29 @@ class GitError(RuntimeError):
     """A git command failed; the message holds git's own explanation."""
 
 
+# One git command at a time in this process: experiments of a wave add and remove worktrees
+# and branches of the same repository side by side, and git's own lock files
+# (index.lock, packed-refs.lock) make a concurrent second command fail rather than wait.
+_LOCK = threading.RLock()
+
+
 def git(repo: Path, *args: str, check: bool = True) -> str:
     """Run ``git args`` in ``repo`` and return stdout."""
-    result = subprocess.run(
+    with _LOCK:
+        result = _run(repo, args)
+    if check and result.returncode != 0:
+        raise GitError(f"git {' '.join(args)} failed: {result.stderr.strip()}")
+    return result.stdout
+
+
+def _run(repo: Path, args: tuple[str, ...]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         ["git", *_IDENTITY, *args],
         cwd=repo,
         capture_output=True,
         text=True,
         env={"GIT_TERMINAL_PROMPT": "0", "PATH": "/usr/bin:/bin:/usr/local/bin"},
     )
-    if check and result.returncode != 0:
-        raise GitError(f"git {' '.join(args)} failed: {result.stderr.strip()}")
-    return result.stdout
 
 
 def init_repository(path: Path, message: str) -> str:

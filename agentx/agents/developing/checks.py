@@ -11,10 +11,10 @@ verifies.
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 from agentx.models import CheckResult, FailureKind, RootCause, Verification
+from agentx.workspace import syntax
 from agentx.workspace.process import Outcome, run_confined
 
 # Pipeline order, in which checks are reported and a root cause is looked for; a failed
@@ -85,7 +85,7 @@ def syntax_check(
         if not name.endswith(".py") or not (root / name).is_file():
             continue
         try:
-            ast.parse((root / name).read_text(), filename=name)
+            syntax.parse((root / name).read_text(), filename=name)
         except SyntaxError as error:
             where = f"{name}:{error.lineno}:{error.offset or 0}"
             code = (error.text or "").rstrip()

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from agentx.workspace import syntax
 from agentx.workspace.edits import EditError, read_inside
 
 #: A class longer than this many lines is shown method by method.
@@ -53,7 +54,7 @@ class Span(BaseModel):
 def _python_spans(path: str, text: str) -> list[Span]:
     lines = text.splitlines()
     try:
-        tree = ast.parse(text)
+        tree = syntax.parse(text)
     except SyntaxError:
         return _text_spans(path, text)
     ranges: list[tuple[int, int, str]] = []

@@ -41,7 +41,7 @@ class FollowUpPlan(BaseModel):
         )
 
 
-def _sd(effect: MetricEffect, alpha: float) -> float:
+def effect_sd(effect: MetricEffect, alpha: float) -> float:
     """Per-user standard deviation implied by the estimate's interval (after CUPED)."""
     z = float(stats.norm.isf(alpha / 2.0))
     se_relative = (effect.ci_high - effect.ci_low) / (2.0 * z)
@@ -73,7 +73,7 @@ def plan_follow_up(
         return None, "no north-star estimate to size a follow-up from"
     final = stages[-1]
     try:
-        sd = _sd(effect, ci_alpha)
+        sd = effect_sd(effect, ci_alpha)
         target = max(abs(effect.relative), min_effect)
         n_required = required_n_per_arm(
             target * abs(effect.control_mean), sd, alpha=alpha, power=settings.power

@@ -21,7 +21,14 @@ from agentx.agents.evaluation.analysis import (
 from agentx.agents.evaluation.exchange import estimate_exchange, trade_moderate, was_traded
 from agentx.agents.evaluation.policy import EvaluationPolicy, load_policy
 from agentx.agents.evaluation.readout import arm_sizes, metric_array, pre_array, readout_defect
-from agentx.models import GuardrailResult, Rollout, RootCause, StageResult, stable_id
+from agentx.models import (
+    GuardrailResult,
+    Rollout,
+    RootCause,
+    StageResult,
+    TrafficSlot,
+    stable_id,
+)
 from agentx.settings import RolloutStage, Settings
 from agentx.stats import StatsError, assign_arms, cuped_adjust, msprt_test, srm_check
 from agentx.target.contract import StageTraffic, Target
@@ -37,33 +44,55 @@ def stage_seed(seed: int, experiment_id: str, stage: str) -> int:
     return int(stable_id(seed, experiment_id, stage, length=8), 16)
 
 
-def stage_assignment(users: np.ndarray, experiment_id: str, share: float) -> np.ndarray:
+def stage_assignment(
+    users: np.ndarray, experiment_id: str, share: float, slot: TrafficSlot | None = None
+) -> np.ndarray:
     """Arms of ``users`` at a stage with ``share`` of traffic in each arm.
 
     Control takes the buckets just below the middle and treatment those just above it, so
     when a later stage widens the shares both ranges grow outward: every canary user keeps
     their arm in the ramp and at full traffic (no user switches arms between stages).
+
+    Alone (``slot`` None) the experiment hashes users with its own salt over all buckets.
+    Beside others it hashes with its wave's salt and stays inside its own bucket range,
+    ``share`` being a share of the range: experiments of one wave never share a user.
     """
-    width = round(share * N_BUCKETS)
+    if slot is None:
+        width = round(share * N_BUCKETS)
+        return assign_arms(
+            users,
+            salt=experiment_id,
+            treatment_share=share,
+            control_share=share,
+            bucket_offset=N_BUCKETS // 2 - width,
+            n_buckets=N_BUCKETS,
+        )
+    half = slot.width // 2
+    width = max(1, min(round(share * slot.width), half))
+    arm_share = width / slot.n_buckets
     return assign_arms(
         users,
-        salt=experiment_id,
-        treatment_share=share,
-        control_share=share,
-        bucket_offset=N_BUCKETS // 2 - width,
-        n_buckets=N_BUCKETS,
+        salt=slot.salt,
+        treatment_share=arm_share,
+        control_share=arm_share,
+        bucket_offset=slot.offset + half - width,
+        n_buckets=slot.n_buckets,
     )
 
 
 def earlier_stages(
-    users: np.ndarray, stage: RolloutStage, experiment_id: str, settings: Settings
+    users: np.ndarray,
+    stage: RolloutStage,
+    experiment_id: str,
+    settings: Settings,
+    slot: TrafficSlot | None = None,
 ) -> list[StageTraffic]:
     """The stages of this rollout that precede ``stage`` in time, as the target replays them."""
     names = [s.name for s in settings.stages]
     index = names.index(stage.name) if stage.name in names else 0
     return [
         StageTraffic(
-            assignment=stage_assignment(users, experiment_id, before.treatment_share),
+            assignment=stage_assignment(users, experiment_id, before.treatment_share, slot),
             days=before.days,
             seed=stage_seed(settings.seed, experiment_id, before.name),
         )
@@ -81,8 +110,10 @@ def run_stage(
     final: bool,
     *,
     policy: EvaluationPolicy | None = None,
+    slot: TrafficSlot | None = None,
 ) -> StageResult:
-    """Run ``stage`` and decide: continue, halt (veto), stop early, or complete.
+    """Run ``stage`` (inside ``slot``, the experiment's traffic range when it runs beside
+    others) and decide: continue, halt (veto), stop early, or complete.
 
     Never raises for a failing target or a bad readout: every failure becomes a halt whose
     reason starts with one of the prefixes in :mod:`agentx.agents.evaluation.reasons`.
@@ -91,14 +122,14 @@ def run_stage(
     base = {"stage": stage.name, "treatment_share": stage.treatment_share, "days": stage.days}
     try:
         users = target.user_ids()
-        assignment = stage_assignment(users, experiment_id, stage.treatment_share)
+        assignment = stage_assignment(users, experiment_id, stage.treatment_share, slot)
         readout = target.collect(
             control,
             treatment,
             assignment,
             days=stage.days,
             seed=stage_seed(settings.seed, experiment_id, stage.name),
-            earlier=earlier_stages(users, stage, experiment_id, settings),
+            earlier=earlier_stages(users, stage, experiment_id, settings, slot),
         )
         specs = target.describe().metrics
     except Exception as error:  # any failure of a user's target is recorded, not raised

@@ -1,0 +1,240 @@
+"""Experiments in flight side by side (issue 16): traffic layers, waiting for sample,
+serialised merging, reproducibility and kill -9 resume at K = 4, through the real graph on
+the tiny world (real sandbox, git worktrees, Chroma memory, SQLite checkpoints)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from processes import kill_during_second_experiment
+
+from agentx.agents.evaluation.capacity import NoiseEstimate, fits, layer_slots, wave_salt
+from agentx.agents.evaluation.rollout import stage_assignment
+from agentx.graph.context import ResourcePool, bind
+from agentx.graph.nodes import Nodes
+from agentx.graph.resources import build_resources
+from agentx.graph.state import ExperimentOutcome, Finished, QueueReason, Scheduled
+from agentx.memory.store import open_store
+from agentx.models import (
+    Decision,
+    ExperimentRecord,
+    ExperimentStatus,
+    Goal,
+    Proposal,
+    Verdict,
+)
+from agentx.report.workspace import load_run
+from agentx.runner import run_loop
+from agentx.settings import load_settings
+from agentx.summary import RunSummary
+from agentx.workspace import git
+
+STAGES = [
+    {"name": "canary", "treatment_share": 0.05, "days": 2},
+    {"name": "full", "treatment_share": 0.5, "days": 7},
+]
+ITERATIONS = 6
+
+
+def _settings(workspace: Path, **overrides: Any):
+    return load_settings(
+        world="tiny",
+        iterations=ITERATIONS,
+        seed=3,
+        workspace=workspace,
+        evolution={"enabled": False},
+        stages=STAGES,
+        concurrency={"max_in_flight": 4},
+        **overrides,
+    )
+
+
+def _decisions(summary: RunSummary) -> list[tuple[Any, ...]]:
+    return [
+        (e.iteration, e.technique, e.params, e.status, e.measured_effect, e.traffic_share)
+        for e in summary.experiments
+    ]
+
+
+def _comparable(summary: RunSummary) -> dict[str, Any]:
+    """The summary without the origin commit's hash (each workspace commits its own)."""
+    dump = summary.model_dump()
+    if dump.get("cumulative"):
+        dump["cumulative"].pop("origin")
+    return dump
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunSummary, Path]:
+    workspace = tmp_path_factory.mktemp("k4") / "ws"
+    return run_loop(_settings(workspace)), workspace
+
+
+def _records(workspace: Path) -> list[ExperimentRecord]:
+    """The run's ledger, read back from its checkpoints as `agentx report` reads it."""
+    return load_run(_settings(workspace)).values["experiments"]
+
+
+# ---------------------------------------------------------------------- traffic layers
+@pytest.mark.parametrize("k", [2, 3, 4, 8])
+def test_a_wave_splits_users_into_disjoint_slices_that_keep_their_arms(k: int) -> None:
+    users = np.arange(20_000)
+    enrolled = []
+    for index, slot in enumerate(layer_slots(wave_salt("run", 7), k)):
+        previous = None
+        for share in (0.05, 0.2, 0.5):
+            arms = stage_assignment(users, f"experiment-{index}", share, slot)
+            if previous is not None:  # a wider stage keeps every earlier user in their arm
+                before = previous >= 0
+                assert np.array_equal(arms[before], previous[before])
+            previous = arms
+        control, treatment = int((previous == 0).sum()), int((previous == 1).sum())
+        assert abs(control - treatment) < 0.1 * control  # each slice has its own control
+        enrolled.append(set(np.flatnonzero(previous >= 0).tolist()))
+    for one, other in combinations(enrolled, 2):
+        assert not one & other
+    assert sum(map(len, enrolled)) > 0.95 * users.size  # the layer's traffic is used
+
+
+def test_an_experiment_waits_rather_than_run_underpowered() -> None:
+    """Side by side, each experiment must keep the power it would have alone; one that
+    could not reach it even alone does not hold the others back."""
+    noise = NoiseEstimate(sd_relative=0.8, users_per_arm=50_000, experiment_id="e")
+    rule = {"min_power": 0.8, "alpha": 0.05}
+    assert fits([0.03] * 4, noise, **rule)  # +3% is detectable on a quarter of the users
+    assert not fits([0.03] * 8, noise, **rule)  # ... not on an eighth: it waits
+    assert fits([0.005] * 8, noise, **rule)  # hopeless even alone: waiting would not help
+    assert not fits([0.03, 0.03], None, **rule)  # no noise measured yet: one at a time
+    assert fits([0.03], None, **rule)
+
+
+# ---------------------------------------------------------------------- the loop at K = 4
+def test_concurrent_experiments_never_share_a_user(
+    uninterrupted: tuple[RunSummary, Path],
+) -> None:
+    summary, workspace = uninterrupted
+    settings = _settings(workspace)
+    users = build_resources(settings).target.user_ids()
+    waves: dict[str, list[ExperimentRecord]] = {}
+    for record in _records(workspace):
+        if record.traffic is not None:
+            waves.setdefault(record.traffic.salt, []).append(record)
+    assert any(len(wave) >= 2 for wave in waves.values()), "no experiments ran side by side"
+    for wave in waves.values():
+        enrolled = []
+        for record in wave:
+            final = record.rollout.stages[-1]
+            arms = stage_assignment(users, record.id, final.treatment_share, record.traffic)
+            north = next(e for e in final.effects if e.metric == settings.north_star)
+            # the readout counted exactly the users of the experiment's own slice
+            assert (north.n_control, north.n_treatment) == (
+                int((arms == 0).sum()),
+                int((arms == 1).sum()),
+            )
+            enrolled.append(set(np.flatnonzero(arms >= 0).tolist()))
+        for one, other in combinations(enrolled, 2):
+            assert not one & other
+
+
+def test_the_same_seed_and_k_give_the_same_run(
+    uninterrupted: tuple[RunSummary, Path], tmp_path: Path
+) -> None:
+    first, _ = uninterrupted
+    second = run_loop(_settings(tmp_path / "ws", checkpointer="memory"))
+    assert len(first.experiments) == ITERATIONS
+    assert _comparable(first) == _comparable(second)
+    assert any(line.traffic_share < 1.0 for line in first.experiments)
+
+
+def test_a_kill_during_a_wave_resumes_with_nothing_lost_or_duplicated(
+    uninterrupted: tuple[RunSummary, Path], tmp_path: Path
+) -> None:
+    workspace = tmp_path / "ws"
+    env = {
+        **os.environ,
+        "AGENTX_STAGES": '[{"name": "canary", "treatment_share": 0.05, "days": 2}, '
+        '{"name": "full", "treatment_share": 0.5, "days": 7}]',
+        "AGENTX_EVOLUTION__ENABLED": "false",
+        "AGENTX_CONCURRENCY__MAX_IN_FLIGHT": "4",
+    }
+    command = [
+        *(sys.executable, "-m", "agentx.cli.app", "run", "--world", "tiny"),
+        *("--iterations", str(ITERATIONS), "--seed", "3", "--workspace", str(workspace)),
+    ]
+    kill_during_second_experiment(command, env=env, after_s=3.0)
+    resumed = run_loop(_settings(workspace), resume=True)
+    ids = [e.id for e in resumed.experiments]
+    assert len(ids) == ITERATIONS and len(set(ids)) == ITERATIONS
+    assert _decisions(resumed) == _decisions(uninterrupted[0])
+    store = open_store(workspace, _settings(workspace).memory, _settings(workspace).embeddings)
+    cards = store.list()
+    assert len({card.id for card in cards}) == len(cards)
+    recorded = {r.card_id for r in _records(workspace) if r.card_id}
+    assert recorded <= {card.id for card in cards}
+
+
+# ---------------------------------------------------------------------- serialised merging
+def test_a_second_keep_of_a_wave_is_retested_not_merged_on_stale_evidence(
+    tmp_path: Path,
+) -> None:
+    """Two KEEPs finish in one wave: the first ships, the second was measured against a
+    baseline that no longer is the baseline, so it is queued for a re-test (a fresh
+    worktree on the new baseline, then a new A/B), never merged on stale evidence; learn
+    run again (a resume) merges nothing twice."""
+    settings = _settings(tmp_path / "ws", checkpointer="memory")
+    resources = build_resources(settings)
+    developer, repo = resources.developer, resources.target.repo_path
+    catalog = resources.catalog
+    finished = []
+    for iteration, technique in enumerate(("recency_feature", "creator_affinity")):
+        proposal = Proposal(
+            id=f"p{iteration}",
+            technique=technique,
+            lever=catalog[technique].lever,
+            params=catalog[technique].default_params(),
+            hypothesis="test",
+            target_metric="watch_time",
+        )
+        patch, check = developer.implement(proposal, 1)
+        assert check.passed, check.detail
+        verdict = Verdict(experiment_id=f"e{iteration}", decision=Decision.KEEP)
+        finished.append(
+            Finished(
+                scheduled=Scheduled(iteration=iteration, proposal=proposal),
+                proposal=proposal,
+                outcome=ExperimentOutcome(patch=patch, verdict=verdict),
+            )
+        )
+    state = {
+        "run_id": "wave",
+        "goal": Goal(text="raise watch time", objective="watch_time"),
+        "funnel": {},
+        "queue": [],
+        "experiments": [],
+        "finished": finished,
+        "wave": [f.scheduled for f in finished],
+    }
+    learn = bind(ResourcePool.of(resources), Nodes(resources).learn, wants_config=False)
+    before = git.head(repo)
+    update = learn(state, {})
+    first, second = update["experiments"]
+    assert first.status == ExperimentStatus.KEPT and second.status == ExperimentStatus.STALE
+    shipped = git.subjects(repo, before, "HEAD")
+    assert [line for line in shipped if line.startswith("Keep")] == [
+        f"Keep recency_feature ({first.id})"
+    ]
+    assert not any("creator_affinity" in line for line in shipped)
+    [retest] = update["queue"]
+    assert retest.reason == QueueReason.RETEST and retest.parent == second.id
+    assert retest.proposal.technique == "creator_affinity" and retest.retests == 1
+    assert update["funnel"]["kept"] == 1 and update["funnel"]["retests"] == 1
+    assert update["wave"] == [] and update["finished"] is None
+    after = git.head(repo)
+    learn(state, {})  # learn re-run after a crash between the merge and its checkpoint
+    assert git.head(repo) == after
