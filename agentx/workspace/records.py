@@ -46,6 +46,7 @@ RUN_DEFINING = (
     "guardrails",
     "north_star",
     "evolution",
+    "concurrency",
     "llm.model",
     "llm.structured_method",
     "memory.chroma_url",
