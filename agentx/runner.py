@@ -37,6 +37,7 @@ from agentx.workspace.records import (
     check_writable,
     load_run_settings,
     run_defining,
+    run_sandbox_path,
     save_run_settings,
     with_values,
 )
@@ -278,7 +279,9 @@ def _run_locked(
     if on_start:
         on_start(plan)
     checkpointer = checkpointer or InMemorySaver(serde=serializer())
-    resources = resources or build_resources(settings)
+    # a resumed run opens the sandbox it started in (a served run's may not be the default)
+    sandbox = run_sandbox_path(settings.workspace, run_id) if resume else None
+    resources = resources or build_resources(settings, sandbox_root=sandbox)
     graph = build_graph(settings, checkpointer=checkpointer, resources=resources)
     config = run_config(settings, run_id, resources.world_name)  # LangSmith name, tags, metadata
 
