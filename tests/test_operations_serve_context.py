@@ -83,6 +83,7 @@ def test_each_run_chooses_its_seed_and_gets_its_own_sandbox(served: tuple[str, P
         record = load_run_record(workspace, run_id)  # its settings, as `agentx run` keeps them
         assert record is not None and record.sandbox == f"sandboxes/tiny-seed{seed}"
         assert record.settings["seed"] == seed and record.settings["iterations"] == 1
+        assert record.settings["checkpointer"] == "sqlite"
     status = _agentx("status", "--workspace", str(workspace), "--json")
     assert status.returncode == 0, status.stderr
     rows = {row["run_id"]: row for row in json.loads(status.stdout)["runs"]}

@@ -11,7 +11,7 @@ Why each record exists:
 - **Checkpointer** (also ``workspace.json``): runs checkpointed in Postgres are not in the
   workspace; a reader with other settings is told where they are instead of "no checkpoint".
 - **Run settings** (``run-settings/RUN.json``): ``--resume`` restores the settings the run
-  started with (world, seed, budget, stages...) and opens the sandbox it
+  started with (world, seed, budget, stages, checkpointer...) and opens the sandbox it
   started in, so a resumed run is the same run. Runs started through ``agentx serve`` are
   recorded the same way, with the world and seed their request chose.
 
@@ -44,6 +44,7 @@ RUN_DEFINING = (
     "max_repair_attempts",
     "alpha",
     "autonomous",
+    "checkpointer",
     "stages",
     "guardrails",
     "north_star",
