@@ -62,10 +62,10 @@ def run_config_modifier(
 
     The order matters: a refused request (422) must leave no trace in ``runs.json``
     (LangServe calls this before it validates the input, so the input is checked here).
-    The run id is the caller's ``configurable.thread_id`` — read from the request body,
-    since LangServe drops keys the graph's config schema does not list — or a fresh
-    ``api-...`` id; an id already used in the workspace is refused (409), since its
-    checkpoints would mix with the new run's. A request with an ``answer`` continues the
+    The run id is the caller's ``configurable.thread_id`` (a declared configurable field, so
+    LangServe passes it on; :mod:`agentx.serve.context`) or a fresh ``api-...`` id; an id
+    already used in the workspace is refused (409), since its checkpoints would mix with
+    the new run's. A request with an ``answer`` continues the
     run its ``thread_id`` names, which must be waiting at a gate that takes the answer.
     """
     check = check_context or make_context_check(settings)
@@ -77,10 +77,6 @@ def run_config_modifier(
         }
         body = await request.json() if request is not None else {}
         answer, checked, explicit = None, None, None
-        if isinstance(body, dict) and "input" in body:  # invoke and stream
-            asked = (body.get("config") or {}).get("configurable") or {}
-            if isinstance(asked, dict) and asked.get("thread_id"):
-                configurable["thread_id"] = str(asked["thread_id"])
         raw_input = _request_input(body, configurable.get("thread_id"))
         if raw_input is not None:
             try:
