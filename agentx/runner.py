@@ -37,6 +37,7 @@ from agentx.workspace.records import (
     check_writable,
     load_run_settings,
     run_defining,
+    run_sandbox_path,
     save_run_settings,
     with_values,
 )
@@ -119,6 +120,11 @@ def restore_run_settings(
         raise RunError(
             f"cannot resume {run_id} with different settings: {'; '.join(conflicts)}; "
             "drop them to resume as started, or start a new run without --resume"
+        )
+    if stored.get("checkpointer") == "postgres" and settings.postgres.dsn is None:
+        raise RunError(
+            f"{run_id} is checkpointed in PostgreSQL: set AGENTX_CHECKPOINTER=postgres and "
+            "AGENTX_POSTGRES__DSN to the server it ran against to resume it"
         )
     try:
         return Settings.model_validate(with_values(settings.model_dump(), stored))
@@ -219,8 +225,10 @@ def run_loop(
     with WorkspaceLock(settings.workspace):
         try:
             # Opened before the run is registered: a dead checkpoint server refuses the
-            # run in one line and leaves no run without checkpoints behind.
-            with checkpointer_session(settings) as checkpointer:
+            # run in one line and leaves no run without checkpoints behind. A resumed run
+            # opens the checkpointer it was started with (its own settings).
+            where = _resumed_settings(settings, origins) if resume else settings
+            with checkpointer_session(where) as checkpointer:
                 return _run_locked(
                     settings, resume, origins, on_start, on_node, on_trace, on_experiment,
                     resources, answer, on_gate, checkpointer,
@@ -241,6 +249,12 @@ def run_loop(
                 "the run stopped at its last checkpoint: free space, then "
                 f"`{resume_command(settings)}`"
             ) from None
+
+
+def _resumed_settings(settings: Settings, origins: Origins | None) -> Settings:
+    """The settings the workspace's last run resumes with (``settings`` when none)."""
+    runs = _known_runs(settings)
+    return restore_run_settings(settings, runs[-1], origins) if runs else settings
 
 
 def _check_model(settings: Settings) -> None:
@@ -278,7 +292,9 @@ def _run_locked(
     if on_start:
         on_start(plan)
     checkpointer = checkpointer or InMemorySaver(serde=serializer())
-    resources = resources or build_resources(settings)
+    # a resumed run opens the sandbox it started in (a served run's may not be the default)
+    sandbox = run_sandbox_path(settings.workspace, run_id) if resume else None
+    resources = resources or build_resources(settings, sandbox_root=sandbox)
     graph = build_graph(settings, checkpointer=checkpointer, resources=resources)
     config = run_config(settings, run_id, resources.world_name)  # LangSmith name, tags, metadata
 
@@ -341,6 +357,15 @@ def pending_gate_of(settings: Settings, run_id: str | None = None) -> PendingGat
     if not runs:
         raise RunError(f"no runs in {settings.workspace}; start one with `agentx run`")
     run_id = run_id or runs[-1]
+    stored = load_run_settings(settings.workspace, run_id) or {}
+    kind = stored.get("checkpointer")
+    if kind in ("sqlite", "postgres") and kind != settings.checkpointer:  # kept elsewhere
+        how = f"AGENTX_CHECKPOINTER={kind}" + (
+            " and AGENTX_POSTGRES__DSN" if kind == "postgres" else ""
+        )
+        raise RunError(
+            f"{run_id} is checkpointed in {kind}, not {settings.checkpointer}: set {how}"
+        )
     try:
         with checkpointer_session(settings, read_only=True) as checkpointer:
             if checkpointer is None:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
+from llm_stub import JsonHandler, base_url, stub_server
 from pydantic import BaseModel, Field, SecretStr
 
 from agentx.llm.budget import counter_for, forget_tokenizers
@@ -65,47 +64,31 @@ class OpenAIStub:
         self.script: list[tuple[int, dict[str, Any]]] = []
         self.delay_s = 0.0  # each chat reply waits this long (a slow server)
         self.tokenizer = False  # serve llama-cpp-python's /extras/tokenize (a word a token)
+        self.server: ThreadingHTTPServer | None = None  # set while the fixture serves
         stub = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", 0))
-                body = json.loads(self.rfile.read(length) or b"{}")
-                if self.path == "/extras/tokenize" and stub.tokenizer:
-                    self._send(200, {"tokens": list(range(len(str(body["input"]).split())))})
-                    return
-                if not self.path.startswith("/v1/"):  # other tokenizer routes: not served
-                    self._send(404, {"detail": "Not Found"})
-                    return
-                stub.paths.append(self.path)
+        class Handler(JsonHandler):
+            def answer(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+                if path == "/extras/tokenize" and stub.tokenizer:
+                    return 200, {"tokens": list(range(len(str(body["input"]).split())))}
+                if not path.startswith("/v1/"):  # other tokenizer routes: not served
+                    return 404, {"detail": "Not Found"}
+                stub.paths.append(path)
                 stub.requests.append(body)
                 if stub.delay_s:
                     time.sleep(stub.delay_s)
-                if self.path.rstrip("/") != "/v1/chat/completions":
-                    status, reply = http_error(404, f"no route {self.path}")
-                elif stub.script:
-                    status, reply = stub.script.pop(0) if len(stub.script) > 1 else stub.script[0]
-                else:
-                    status, reply = http_error(500, "stub has no scripted reply")
-                self._send(status, reply)
+                if path.rstrip("/") != "/v1/chat/completions":
+                    return http_error(404, f"no route {path}")
+                if stub.script:
+                    return stub.script.pop(0) if len(stub.script) > 1 else stub.script[0]
+                return http_error(500, "stub has no scripted reply")
 
-            def _send(self, status: int, reply: dict[str, Any]) -> None:
-                data = json.dumps(reply).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+        self.handler = Handler
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        assert self.server is not None
+        return base_url(self.server)
 
     def reply(self, *replies: dict[str, Any] | tuple[int, dict[str, Any]]) -> None:
         self.script = [r if isinstance(r, tuple) else (200, r) for r in replies]
@@ -118,14 +101,9 @@ def stub(monkeypatch: pytest.MonkeyPatch) -> Iterator[OpenAIStub]:
     monkeypatch.delenv("OPENAI_API_BASE", raising=False)
     forget_negotiated_methods()  # a port may be reused by the next test's stub
     forget_tokenizers()
-    server = OpenAIStub()
-    server.thread.start()
-    try:
-        yield server
-    finally:
-        server.server.shutdown()
-        server.server.server_close()
-        server.thread.join(timeout=5)
+    stub = OpenAIStub()
+    with stub_server(stub.handler) as stub.server:
+        yield stub
 
 
 def settings_for(stub: OpenAIStub, **overrides: Any) -> LLMSettings:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import threading
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import numpy as np
@@ -14,6 +11,7 @@ from chromadb.utils.embedding_functions import (
     config_to_embedding_function,
     known_embedding_functions,
 )
+from llm_stub import JsonHandler, base_url, stub_server
 from pydantic import SecretStr
 
 from agentx.memory import embedding as embedding_module
@@ -124,47 +122,24 @@ def test_openai_compatible_embeddings_against_a_stub(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     seen: list[tuple[str, dict[str, Any], str | None]] = []
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            seen.append((self.path, body, self.headers.get("Authorization")))
-            inputs = body["input"]
+    class Handler(JsonHandler):
+        def answer(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+            seen.append((path, body, self.headers.get("Authorization")))
             data = [
                 {"object": "embedding", "index": i, "embedding": [float(len(text)), 1.0, 0.0]}
-                for i, text in enumerate(inputs)
+                for i, text in enumerate(body["input"])
             ]
-            reply = json.dumps(
-                {
-                    "object": "list",
-                    "data": data,
-                    "model": body["model"],
-                    "usage": {"prompt_tokens": 1, "total_tokens": 1},
-                }
-            ).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(reply)))
-            self.end_headers()
-            self.wfile.write(reply)
+            usage = {"prompt_tokens": 1, "total_tokens": 1}
+            return 200, {"object": "list", "data": data, "model": body["model"], "usage": usage}
 
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
+    with stub_server(Handler) as server:
         settings = EmbeddingSettings(
             provider="openai",
             model="nomic-embed",
-            base_url=f"http://127.0.0.1:{server.server_address[1]}/v1",
+            base_url=base_url(server),
             api_key=SecretStr("sk-stub"),
         )
         vectors = make_embedding_function(settings)(["ab", "abcd"])
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
     assert [list(v) for v in vectors] == [[2.0, 1.0, 0.0], [4.0, 1.0, 0.0]]
     path, body, auth = seen[0]
     assert path == "/v1/embeddings"

@@ -4,18 +4,16 @@ configured structured-output method the way llama.cpp's server does (HTTP 500)."
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from llm_stub import JsonHandler, base_url, stub_server
 
 AGENTX = [sys.executable, "-m", "agentx.cli.app"]
 
@@ -27,37 +25,20 @@ def _env(**extra: str) -> dict[str, str]:
     return {**clean, "NO_PROXY": "127.0.0.1,localhost", **extra}
 
 
-class RefusesJsonSchema(BaseHTTPRequestHandler):
+class RefusesJsonSchema(JsonHandler):
     """``/v1/chat/completions`` answering 500 to ``response_format`` json_schema requests."""
 
     bodies: list[dict[str, Any]] = []
 
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+    def answer(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         RefusesJsonSchema.bodies.append(body)
-        reply = {"error": {"message": "json_schema response_format is not supported"}}
-        data = json.dumps(reply).encode()
-        self.send_response(500)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+        return 500, {"error": {"message": "json_schema response_format is not supported"}}
 
 
 @pytest.fixture
 def refusing_server() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), RefusesJsonSchema)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with stub_server(RefusesJsonSchema) as server:
+        yield base_url(server)
 
 
 def _closed_port() -> int:

@@ -120,6 +120,24 @@ def test_killed_cli_run_resumes_embedded_from_postgres(postgres_dsn: str, tmp_pa
     assert _schemas(postgres_dsn)[schema] == ["run-1"]
     assert not (workspace / "checkpoints.sqlite").exists()
 
+    # Resumed without the Postgres settings, the run would be looked for in SQLite (and
+    # "finish" with no experiments): refused in one line, nothing written.
+    clean = {k: v for k, v in _env(postgres_dsn).items() if not k.startswith("AGENTX_")}
+    resume = ["run", "--workspace", str(workspace), "--resume"]
+    for command, env, needle in (
+        (resume, clean, "run-1 is checkpointed in PostgreSQL: set AGENTX_CHECKPOINTER=postgres"),
+        (resume, {**clean, "AGENTX_CHECKPOINTER": "sqlite"}, "checkpointer 'sqlite'"),
+        (["gate", "show", "--workspace", str(workspace)], clean, "checkpointed in postgres"),
+    ):
+        refused = subprocess.run(
+            [*AGENTX, *command], env=env, capture_output=True, text=True, timeout=300
+        )
+        lines = [line for line in (refused.stdout + refused.stderr).splitlines() if line.strip()]
+        assert refused.returncode == 2 and len(lines) == 1, lines
+        assert needle in lines[0], lines[0]
+        assert not (workspace / "checkpoints.sqlite").exists()
+    assert _schemas(postgres_dsn)[schema] == ["run-1"]
+
     settings = load_settings(
         world="tiny", iterations=2, seed=3, workspace=workspace,
         checkpointer="postgres", postgres={"dsn": postgres_dsn},
@@ -132,7 +150,6 @@ def test_killed_cli_run_resumes_embedded_from_postgres(postgres_dsn: str, tmp_pa
     state = load_run(settings)  # the report's reader
     assert state.finished and [e.id for e in state.values["experiments"]] == ids
 
-    clean = {k: v for k, v in _env(postgres_dsn).items() if not k.startswith("AGENTX_")}
     status = subprocess.run(  # read without the Postgres settings: told where the runs are
         [*AGENTX, "status", "--workspace", str(workspace)],
         env=clean, capture_output=True, text=True, timeout=300,

@@ -112,7 +112,7 @@ def export(
 def _publish(settings: Settings, uri: str, runs: list[str]) -> None:
     """Publish each run (from its checkpoint) to MLflow, with its report."""
     from agentx.report import load_run, render_report
-    from agentx.report.workspace import world_of
+    from agentx.report.workspace import run_settings, world_of
     from agentx.summary import summarise_run
     from agentx.tracking.mlflow_log import publish_run
 
@@ -121,8 +121,9 @@ def _publish(settings: Settings, uri: str, runs: list[str]) -> None:
     )
     for run_id in runs:
         state = load_run(settings, run_id)
-        world = world_of(settings.workspace)
-        summary = summarise_run(state.values, world, settings.seed, settings.north_star)
+        ran = run_settings(settings, run_id)
+        world = world_of(settings.workspace, run_id)
+        summary = summarise_run(state.values, world, ran.seed, ran.north_star)
         mlflow_id = publish_run(
             settings,
             run_id,

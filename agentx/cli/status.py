@@ -24,11 +24,15 @@ SettingsOption = Annotated[Path | None, typer.Option("--settings", help="TOML se
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 
 
-def _run_row(state: Any) -> dict[str, Any]:
+def _run_row(state: Any, settings: Any) -> dict[str, Any]:
+    from agentx.report.workspace import run_settings, world_of
+
     records = state.values.get("experiments", [])
     funnel = state.values.get("funnel", {})
     return {
         "run_id": state.run_id,
+        "world": world_of(settings.workspace, state.run_id),
+        "seed": run_settings(settings, state.run_id).seed,
         "status": state.status,
         "experiments": len(records),
         "kept": sum(r.status.value == "kept" for r in records),
@@ -43,7 +47,7 @@ def _readable_run(settings: Any, run_id: str) -> dict[str, Any]:
     from agentx.report.workspace import CheckpointsUnavailable, ReportError, load_run
 
     try:
-        return _run_row(load_run(settings, run_id))
+        return _run_row(load_run(settings, run_id), settings)
     except CheckpointsUnavailable:
         raise
     except ReportError:
@@ -111,11 +115,12 @@ def status(
         f"memory {report['memory_cards']} card(s) in {report['memory']}",
         highlight=False,
     )
-    table = Table("run", "status", "experiments", "kept", "vetoed", "funnel")
+    table = Table("run", "world", "status", "experiments", "kept", "vetoed", "funnel")
     for row in runs:
         funnel = " → ".join(f"{k} {v}" for k, v in row["funnel"].items())
+        world = f"{row['world']} seed {row['seed']}" if "seed" in row else "?"
         table.add_row(
-            row["run_id"], row["status"], str(row["experiments"]), str(row["kept"]),
+            row["run_id"], world, row["status"], str(row["experiments"]), str(row["kept"]),
             str(row["vetoed"]), funnel,
         )  # fmt: skip
     out.print(table)

@@ -61,7 +61,14 @@ class RunContext(BaseModel):
 
 
 class ContextError(ValueError):
-    """A run's context cannot be served (an invalid value, or a fixed target's other world)."""
+    """A run's context cannot be served (an invalid value, or a fixed target's other world).
+
+    ``problems`` lists the invalid values one a line (``seed: Input should be ...``).
+    """
+
+    def __init__(self, message: str, problems: list[str] | None = None):
+        super().__init__(message)
+        self.problems = problems or []
 
 
 def effective_settings(base: Settings, context: RunContext | None) -> Settings:
@@ -76,7 +83,12 @@ def effective_settings(base: Settings, context: RunContext | None) -> Settings:
     try:
         return Settings.model_validate({**base.model_dump(), **overrides})
     except ValidationError as error:
-        raise ContextError(f"invalid run context {overrides}: {error}") from None
+        problems = [
+            f"{'.'.join(str(p) for p in item['loc']) or '(context)'}: "
+            + str(item["msg"]).removeprefix("Value error, ")
+            for item in error.errors()
+        ]
+        raise ContextError(f"invalid run context: {'; '.join(problems)}", problems) from None
 
 
 def _from_config() -> RunContext | None:
@@ -168,11 +180,10 @@ class ResourcePool:
         from agentx.graph.resources import build_resources
 
         build = self._build or build_resources
-        base = (settings.world, settings.seed) == (self.settings.world, self.settings.seed)
         shared = next(iter(self._by_world.values()), None)
         return build(
             settings,
-            sandbox_root=None if base else sandbox_root(settings),
+            sandbox_root=run_sandbox(self.settings, settings),
             store=shared.store if shared is not None else None,
         )
 
@@ -186,6 +197,18 @@ def sandbox_root(settings: Settings) -> Path:
     """Where a run of another world or seed than the workspace's default keeps its sandbox."""
     world = Path(str(settings.world)).stem
     return settings.workspace / "sandboxes" / f"{world}-seed{settings.seed}"
+
+
+def run_sandbox(base: Settings, settings: Settings) -> Path | None:
+    """The sandbox of a run with ``settings`` in a graph over ``base``: None (the default,
+    ``<workspace>/sandbox``) for the base world and seed, else :func:`sandbox_root`.
+
+    A run records it (``run-settings/``), so a resume, which builds its resources from the
+    run's own settings, opens the sandbox the run started in.
+    """
+    if (settings.world, settings.seed) == (base.world, base.seed):
+        return None
+    return sandbox_root(settings)
 
 
 def bind(pool: ResourcePool, node: Callable[..., Any], wants_config: bool):

@@ -19,7 +19,7 @@ from agentx.llm.factory import make_chat_model
 from agentx.memory.store import KnowledgeStore, open_store
 from agentx.research.catalog import Technique, load_catalog
 from agentx.sandbox.target import SandboxTarget
-from agentx.sandbox.world import load_world
+from agentx.sandbox.world import WorldParams, load_world
 from agentx.settings import Settings
 from agentx.target.contract import Target, TargetError
 from agentx.target.models import DataReport
@@ -74,6 +74,20 @@ def isolation_policy(settings: Settings) -> isolation.IsolationPolicy:
     )
 
 
+def check_stages_fit(settings: Settings, world: WorldParams) -> None:
+    """Refuse rollout stages longer than ``world`` simulates, before any sandbox is built.
+
+    Raises:
+        TargetError: names the stages and the world's horizon.
+    """
+    too_long = [s.name for s in settings.stages if s.days > world.horizon_days]
+    if too_long:
+        raise TargetError(
+            f"rollout stage(s) {', '.join(too_long)} last longer than world {world.name!r} "
+            f"simulates ({world.horizon_days} days): shorten them or raise horizon_days"
+        )
+
+
 def build_resources(
     settings: Settings,
     target: Target | None = None,
@@ -95,12 +109,7 @@ def build_resources(
     isolation.configure(isolation_policy(settings))
     if target is None:
         world = load_world(settings.world)
-        too_long = [s.name for s in settings.stages if s.days > world.horizon_days]
-        if too_long:
-            raise TargetError(
-                f"rollout stage(s) {', '.join(too_long)} last longer than world {world.name!r} "
-                f"simulates ({world.horizon_days} days): shorten them or raise horizon_days"
-            )
+        check_stages_fit(settings, world)
         root = sandbox_root or settings.workspace / "sandbox"
         target = SandboxTarget.create(root, world, settings.seed)
         world_name, horizon_days = world.name, world.horizon_days

@@ -22,7 +22,7 @@ from agentx.report.history import decision_levels, history_rows, read_trajectori
 from agentx.report.levels import fmt_p, fmt_pct, level_text
 from agentx.report.paper import PAPER_FUNNEL, PAPER_NOTE
 from agentx.report.view import DECISION_COLORS, ExperimentView, cumulative, experiment_view
-from agentx.report.workspace import RunState, harness_versions, world_of
+from agentx.report.workspace import RunState, harness_versions, run_settings, world_of
 from agentx.settings import Settings
 from agentx.summary import evolution_line, summarise_run
 
@@ -137,6 +137,7 @@ def _score(value: float | None) -> str:
 
 def report_context(state: RunState, settings: Settings) -> dict[str, Any]:
     """Everything the template shows, as plain values (the template escapes them)."""
+    settings = run_settings(settings, state.run_id)  # its world, seed, stages...
     values = state.values
     north_star = settings.north_star
     levels = decision_levels(settings)
@@ -144,7 +145,7 @@ def report_context(state: RunState, settings: Settings) -> dict[str, Any]:
         experiment_view(record, north_star, levels, state.run_id)
         for record in values.get("experiments", [])
     ]
-    world = world_of(settings.workspace)
+    world = world_of(settings.workspace, state.run_id)
     summary = summarise_run(values, world, settings.seed, north_star)
     points = cumulative(views)
     final = points[-1] if points else None

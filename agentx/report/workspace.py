@@ -11,14 +11,20 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agentx.evolution.store import HarnessStore
 from agentx.graph.builder import build_graph
 from agentx.graph.checkpoint import checkpointer_session
 from agentx.graph.postgres import CheckpointerError
 from agentx.settings import Settings
-from agentx.workspace.records import read_identity
+from agentx.workspace.records import (
+    WorkspaceRecordError,
+    load_run_settings,
+    read_identity,
+    run_sandbox_path,
+    with_values,
+)
 
 
 class ReportError(RuntimeError):
@@ -71,9 +77,33 @@ def list_runs(workspace: Path) -> list[str]:
     return runs
 
 
-def world_of(workspace: Path) -> str:
-    """The world the workspace's sandbox was built from (``?`` when unknown)."""
-    marker = Path(workspace) / "sandbox" / "data" / "world.json"
+def run_settings(settings: Settings, run_id: str) -> Settings:
+    """The settings ``run_id`` ran with: its recorded run-defining values (world, seed,
+    stages...) over ``settings``, so a report shows the run as it ran, whichever interface
+    started it. The reader's own checkpointer is kept (it is how the run is read); a run
+    without a record, or whose record no longer validates, is shown with ``settings``.
+    """
+    try:
+        stored = load_run_settings(settings.workspace, run_id) or {}
+    except WorkspaceRecordError:
+        return settings
+    stored = {key: value for key, value in stored.items() if key != "checkpointer"}
+    try:
+        return Settings.model_validate(with_values(settings.model_dump(), stored))
+    except ValidationError:
+        return settings
+
+
+def world_of(workspace: Path, run_id: str | None = None) -> str:
+    """The world the workspace's sandbox (or ``run_id``'s own) was built from (``?`` when
+    unknown)."""
+    sandbox = None
+    if run_id is not None:
+        try:
+            sandbox = run_sandbox_path(workspace, run_id)
+        except WorkspaceRecordError:
+            sandbox = None
+    marker = (sandbox or Path(workspace) / "sandbox") / "data" / "world.json"
     try:
         data = json.loads(marker.read_text())
         world = data.get("world", data)  # {"world": params, "simulator": hash}, or bare params

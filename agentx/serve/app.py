@@ -5,10 +5,12 @@ first human gate when not autonomous: the output's ``status`` then says ``waitin
 gate X`` and ``waiting_at`` shows it; a request with ``answer`` and the same
 ``thread_id`` continues it) on the workspace the run settings name. The run id is the
 request's ``configurable.thread_id`` (a fresh ``api-...`` id when the caller names
-none); it is registered in the workspace's ``runs.json`` and checkpointed like a CLI run
-(unless ``checkpointer = "none"``), so ``agentx status`` and ``agentx report`` show
-served runs too. Knowledge cards land in the
-workspace's memory, so later runs — from any interface — retrieve them.
+none); its ``configurable`` may also choose the run's world, seed, budget and policy
+values (:mod:`agentx.serve.context`). The run is registered in the workspace's
+``runs.json`` with its settings (as ``agentx run`` records them) and checkpointed like a
+CLI run (unless ``checkpointer = "none"``), so ``agentx status``, ``agentx report`` and
+``agentx run --resume`` read served runs too. Knowledge cards land in the workspace's
+memory, so later runs — from any interface — retrieve them.
 """
 
 from __future__ import annotations
@@ -30,19 +32,26 @@ from pydantic import BaseModel, ValidationError
 
 from agentx.graph.builder import build_graph
 from agentx.graph.checkpoint import open_async_checkpointer
+from agentx.graph.context import effective_settings, run_sandbox
 from agentx.graph.gates import GATES, GateAnswerError, parse_answer
 from agentx.graph.resources import Resources, build_resources
 from agentx.runner import RunError, register_run, waiting_gate
+from agentx.serve.context import ContextCheck, make_context_check
 from agentx.serve.gated import gated_runnable, served_output_model
 from agentx.serve.middleware import ApiKeyMiddleware, RunGate
-from agentx.serve.requests import describe_validation, make_request_model, new_thread_id
+from agentx.serve.requests import (
+    BadRequest,
+    describe_validation,
+    make_request_model,
+    new_thread_id,
+)
 from agentx.serve.settings import API_KEY_HEADER, ServeSettings, load_serve_settings
 from agentx.settings import Settings, load_settings
 from agentx.workspace.lock import WorkspaceLock
+from agentx.workspace.records import save_run_settings
 
 LOOP_PATH = "/loop"
 RECURSION_LIMIT = 10_000
-
 
 
 class LoopSerializer(WellKnownLCSerializer):
@@ -61,48 +70,98 @@ def _encode(obj: Any) -> Any:
         return obj.model_dump(mode="json")
     raise TypeError(f"Type is not JSON serializable: {type(obj).__name__}")
 
+
 def run_config_modifier(
-    settings: Settings, request_model: type[BaseModel], graph: CompiledStateGraph | None = None
+    settings: Settings,
+    request_model: type[BaseModel],
+    graph: CompiledStateGraph | None = None,
+    check_context: ContextCheck | None = None,
 ):
-    """Per request: validate the input first, then give the run its id and register it.
+    """Per request: validate the input and the run's context first, then give the run its
+    id, record its settings and register it.
 
     The order matters: a refused request (422) must leave no trace in ``runs.json``
     (LangServe calls this before it validates the input, so the input is checked here).
-    The run id is the caller's ``configurable.thread_id`` — read from the request body,
-    since LangServe drops keys the graph's config schema does not list — or a fresh
-    ``api-...`` id; an id already used in the workspace is refused (409), since its
-    checkpoints would mix with the new run's. A request with an ``answer`` continues the
+    The run id is the caller's ``configurable.thread_id`` (a declared configurable field, so
+    LangServe passes it on; :mod:`agentx.serve.context`) or a fresh ``api-...`` id; an id
+    already used in the workspace is refused (409), since its checkpoints would mix with
+    the new run's. A request with an ``answer`` continues the
     run its ``thread_id`` names, which must be waiting at a gate that takes the answer.
     """
+    check = check_context or make_context_check(settings)
 
     async def with_thread_id(config: dict[str, Any], request: Request) -> dict[str, Any]:
-        configurable = dict(config.get("configurable") or {})
+        # unset context fields arrive as None (LangServe fills the declared ones)
+        configurable = {
+            k: v for k, v in (config.get("configurable") or {}).items() if v is not None
+        }
         body = await request.json() if request is not None else {}
-        answer = None
-        if isinstance(body, dict) and "input" in body:  # invoke and stream (batch is checked)
+        answer, checked, explicit = None, None, None
+        raw_input = _request_input(body, configurable.get("thread_id"))
+        if raw_input is not None:
             try:
-                checked = request_model.model_validate(body["input"])
+                checked = request_model.model_validate(raw_input)
             except ValidationError as error:
+                where = "input." if "input" in body else "inputs[]."
                 raise HTTPException(
-                    status_code=422, detail="; ".join(describe_validation(error, "input."))
+                    status_code=422, detail="; ".join(describe_validation(error, where))
                 ) from None
             answer = getattr(checked, "answer", None) or None
-            asked = (body.get("config") or {}).get("configurable") or {}
-            if isinstance(asked, dict) and asked.get("thread_id"):
-                configurable["thread_id"] = str(asked["thread_id"])
+            explicit = raw_input.get("iterations") if isinstance(raw_input, dict) else None
         if answer is not None:
             await _check_answer(settings, graph, configurable.get("thread_id"), answer)
             return {**config, "configurable": configurable}
+        try:  # the run gate checked it already; this covers callers that bypass it
+            context = check(configurable, explicit)
+        except BadRequest as error:
+            raise HTTPException(status_code=error.status_code, detail=str(error)) from None
         configurable.setdefault("thread_id", new_thread_id())
+        run_id = str(configurable["thread_id"])
+        run_settings = _run_settings(settings, context, checked)
         try:
-            register_run(settings, str(configurable["thread_id"]))
+            register_run(settings, run_id)
         except RunError as error:
             raise HTTPException(
                 status_code=409, detail=f"{error}; omit configurable.thread_id for a fresh one"
             ) from None
+        save_run_settings(
+            settings.workspace, run_id, run_settings, run_sandbox(settings, run_settings)
+        )
         return {**config, "configurable": configurable}
 
     return with_thread_id
+
+
+def _request_input(body: Any, thread_id: Any) -> Any:
+    """The loop input of this run: an invoke or stream body's ``input``, or the batch input
+    whose config names ``thread_id`` (the run gate gave each batch input its own)."""
+    if not isinstance(body, dict):
+        return None
+    if "input" in body:
+        return body["input"]
+    inputs, configs = body.get("inputs"), body.get("config")
+    if thread_id is None or not isinstance(inputs, list) or not isinstance(configs, list):
+        return None
+    for request_input, item in zip(inputs, configs, strict=False):
+        if (
+            isinstance(item, dict)
+            and (item.get("configurable") or {}).get("thread_id") == thread_id
+        ):
+            return request_input
+    return None
+
+
+def _run_settings(settings: Settings, context: Any, checked: BaseModel | None) -> Settings:
+    """The settings a served run runs with: the server's, its context's values, and the
+    goal and budget of its input (what ``agentx run`` records for a CLI run)."""
+    run_settings = effective_settings(settings, context)
+    update: dict[str, Any] = {}
+    if checked is not None:
+        update["goal"] = getattr(checked, "goal_text", settings.goal)
+        update["iterations"] = getattr(checked, "iterations", settings.iterations)
+    if context is not None and context.iterations is not None:
+        update["iterations"] = context.iterations
+    return run_settings.model_copy(update=update)
 
 
 async def _check_answer(
@@ -180,6 +239,7 @@ def create_app(
     serve = serve or load_serve_settings()
     resources = resources or build_resources(settings)
     runnable, request_model, graph = loop_runnable(resources)
+    check_context = make_context_check(settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -216,7 +276,9 @@ def create_app(
             app,
             runnable,
             path=LOOP_PATH,
-            per_req_config_modifier=run_config_modifier(settings, request_model, graph),
+            per_req_config_modifier=run_config_modifier(
+                settings, request_model, graph, check_context
+            ),
             serializer=LoopSerializer(),
             enabled_endpoints=[
                 "invoke",
@@ -230,7 +292,9 @@ def create_app(
                 "playground",
             ],
         )
-    app.add_middleware(RunGate, prefix=LOOP_PATH, request_model=request_model)
+    app.add_middleware(
+        RunGate, prefix=LOOP_PATH, request_model=request_model, check_context=check_context
+    )
     if serve.api_key is not None:
         app.add_middleware(ApiKeyMiddleware, api_key=serve.api_key.get_secret_value())
     return app

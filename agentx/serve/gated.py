@@ -5,14 +5,22 @@ the runnable, so a graph alone can neither take ``Command(resume=...)`` nor say 
 stopped at an interrupt (``invoke`` simply returned after 1.3 s looking finished). This
 runnable takes the request (``answer`` empty: start; a ``HumanResponse``: resume the
 caller's ``thread_id``), runs the graph as a child run (so ``stream_events`` still shows
-every node), and returns the run's output plus ``status`` and ``waiting_at``.
+every node), and returns the run's output plus ``status`` and ``waiting_at``. It declares
+the run-context fields as configurable, so a request can choose its run's world, seed and
+budget (:mod:`agentx.serve.context`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
+from langchain_core.runnables import (
+    ConfigurableFieldSpec,
+    Runnable,
+    RunnableConfig,
+    RunnableLambda,
+)
+from langchain_core.runnables.utils import get_unique_config_specs
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command
 from pydantic import BaseModel, Field, create_model
@@ -20,6 +28,7 @@ from pydantic import BaseModel, Field, create_model
 from agentx.graph.gates import GATES, PendingGate, parse_answer
 from agentx.graph.state import LoopOutput
 from agentx.runner import waiting_gate
+from agentx.serve.context import context_specs
 
 FINISHED = "finished"
 
@@ -50,14 +59,28 @@ def _output(values: dict[str, Any], waiting: PendingGate | None) -> dict[str, An
     return result
 
 
-def _graph_input(request: dict[str, Any], waiting: PendingGate | None) -> Any:
+def _graph_input(
+    request: dict[str, Any], waiting: PendingGate | None, config: RunnableConfig
+) -> Any:
     answer = request.get("answer") or None
-    if answer is None:
-        return {"goal_text": request.get("goal_text"), "iterations": request.get("iterations")}
+    if answer is None:  # a budget in the run's context wins over the input's default
+        iterations = (config.get("configurable") or {}).get("iterations")
+        return {
+            "goal_text": request.get("goal_text"),
+            "iterations": iterations or request.get("iterations"),
+        }
     if waiting is None:  # the request check refuses this first; kept for direct callers
         raise ValueError("the run is not waiting at a gate; send no answer to start one")
     parsed = parse_answer(GATES[waiting.gate], answer)
     return Command(resume=parsed.model_dump(exclude_none=True))
+
+
+class ServedLoop(RunnableLambda):
+    """A runnable lambda whose configurable fields include the run context's."""
+
+    @property
+    def config_specs(self) -> list[ConfigurableFieldSpec]:
+        return get_unique_config_specs([*super().config_specs, *context_specs()])
 
 
 def gated_runnable(graph: CompiledStateGraph) -> Runnable:
@@ -66,15 +89,15 @@ def gated_runnable(graph: CompiledStateGraph) -> Runnable:
     async def arun(request: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
         thread = str(config.get("configurable", {}).get("thread_id"))
         waiting = waiting_gate(thread, await graph.aget_state(config))
-        await graph.ainvoke(_graph_input(request, waiting), config)
+        await graph.ainvoke(_graph_input(request, waiting, config), config)
         snapshot = await graph.aget_state(config)
         return _output(dict(snapshot.values), waiting_gate(thread, snapshot))
 
     def run(request: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
         thread = str(config.get("configurable", {}).get("thread_id"))
         waiting = waiting_gate(thread, graph.get_state(config))
-        graph.invoke(_graph_input(request, waiting), config)
+        graph.invoke(_graph_input(request, waiting, config), config)
         snapshot = graph.get_state(config)
         return _output(dict(snapshot.values), waiting_gate(thread, snapshot))
 
-    return RunnableLambda(run, afunc=arun, name="agentx_loop")
+    return ServedLoop(run, afunc=arun, name="agentx_loop")

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs
 
 from pydantic import BaseModel
 
-from agentx.serve.requests import BadRequest, check_batch_body
+from agentx.serve.requests import BadRequest, check_batch_body, check_run_body
 from agentx.serve.settings import API_KEY_HEADER
 
 Scope = dict[str, Any]
@@ -93,17 +93,26 @@ class ApiKeyMiddleware:
 
 
 class RunGate:
-    """One run at a time, and ``/batch`` bodies checked before LangServe sees them.
+    """One run at a time, and run bodies checked before LangServe sees them: ``/batch``
+    bodies, and every run's context in ``config.configurable`` (LangServe would refuse a
+    wrong type with its own list of errors, and run a bad value into a traceback).
 
     Runs share the workspace's sandbox repository (a kept change is merged into it),
     so two concurrent runs would race on git and measure against a moving baseline.
     Requests wait their turn; the lock is held until the response is fully sent.
     """
 
-    def __init__(self, app: ASGIApp, prefix: str, request_model: type[BaseModel]):
+    def __init__(
+        self,
+        app: ASGIApp,
+        prefix: str,
+        request_model: type[BaseModel],
+        check_context: Callable[[Any, Any], Any] | None = None,
+    ):
         self.app = app
         self._prefix = prefix.rstrip("/")
         self._model = request_model
+        self._check = check_context or (lambda _configurable, _iterations: None)
         self._lock = asyncio.Lock()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -112,19 +121,24 @@ class RunGate:
         if scope["type"] != "http" or scope["method"] != "POST" or endpoint not in RUN_ENDPOINTS:
             await self.app(scope, receive, send)
             return
-        if endpoint == "/batch":
-            raw = await _read_body(receive)
-            try:
-                body = check_batch_body(json.loads(raw or b"null"), self._model)
-            except json.JSONDecodeError as error:
+        payload = await _read_body(receive)
+        try:
+            body = json.loads(payload or b"null")
+        except json.JSONDecodeError as error:
+            if endpoint == "/batch":
                 await send_error(send, 400, f"the body is not valid JSON: {error}")
                 return
-            except BadRequest as error:
-                await send_error(send, error.status_code, str(error))
-                return
-            payload = json.dumps(body).encode()
-            receive = _replay(payload, receive)
-            scope = _with_content_length(scope, len(payload))
+            body = None  # LangServe answers it
+        try:
+            if endpoint == "/batch":
+                payload = json.dumps(check_batch_body(body, self._model, self._check)).encode()
+            else:
+                check_run_body(body, self._check)
+        except BadRequest as error:
+            await send_error(send, error.status_code, str(error))
+            return
+        receive = _replay(payload, receive)
+        scope = _with_content_length(scope, len(payload))
         async with self._lock:
             await self.app(scope, receive, send)
 

@@ -10,7 +10,7 @@ graph. ``/batch`` is not validated by LangServe (a malformed body answers 500), 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -91,11 +91,35 @@ def new_thread_id() -> str:
     return f"api-{uuid.uuid4().hex[:12]}"
 
 
-def check_batch_body(body: Any, request_model: type[BaseModel]) -> dict[str, Any]:
+def _explicit_iterations(request_input: Any) -> Any:
+    return request_input.get("iterations") if isinstance(request_input, dict) else None
+
+
+def check_run_body(body: Any, check_context: Callable[[Any, Any], Any]) -> None:
+    """Check the run context an invoke or stream body's ``config.configurable`` names.
+
+    A body that is not an object is left to LangServe, which refuses it itself.
+
+    Raises:
+        BadRequest: a context value the server cannot run (see :mod:`agentx.serve.context`).
+    """
+    if not isinstance(body, dict):
+        return
+    config = body.get("config")
+    if isinstance(config, dict):
+        check_context(config.get("configurable"), _explicit_iterations(body.get("input")))
+
+
+def check_batch_body(
+    body: Any,
+    request_model: type[BaseModel],
+    check_context: Callable[[Any, Any], Any] | None = None,
+) -> dict[str, Any]:
     """Validate a ``/batch`` body and give each input its own config and run id.
 
     Returns the body to pass on: ``config`` becomes one config per input, each with a
-    distinct ``configurable.thread_id``, so two inputs never share experiment ids.
+    distinct ``configurable.thread_id``, so two inputs never share experiment ids; each
+    input's run context is checked with ``check_context``.
 
     Raises:
         BadRequest: the body is malformed; the message says what to send instead.
@@ -130,10 +154,15 @@ def check_batch_body(body: Any, request_model: type[BaseModel]) -> dict[str, Any
     else:
         raise BadRequest("'config' must be an object or a list of objects, one per input")
     seen: set[str] = set()
-    for item in configs:
+    for index, (item, request_input) in enumerate(zip(configs, inputs, strict=True)):
         configurable = item.setdefault("configurable", {})
         if not isinstance(configurable, dict):
             raise BadRequest("'config.configurable' must be an object")
+        if check_context is not None:
+            try:
+                check_context(configurable, _explicit_iterations(request_input))
+            except BadRequest as error:
+                raise BadRequest(f"inputs[{index}]: {error}") from None
         thread_id = str(configurable.setdefault("thread_id", new_thread_id()))
         if thread_id in seen:
             raise BadRequest(f"thread_id {thread_id!r} is used twice in one batch")

@@ -11,7 +11,9 @@ Why each record exists:
 - **Checkpointer** (also ``workspace.json``): runs checkpointed in Postgres are not in the
   workspace; a reader with other settings is told where they are instead of "no checkpoint".
 - **Run settings** (``run-settings/RUN.json``): ``--resume`` restores the settings the run
-  started with (world, seed, budget, stages...), so a resumed run is the same run.
+  started with (world, seed, budget, stages, checkpointer...) and opens the sandbox it
+  started in, so a resumed run is the same run. Runs started through ``agentx serve`` are
+  recorded the same way, with the world and seed their request chose.
 
 Writes are atomic (a temporary file renamed over the old one).
 """
@@ -42,6 +44,7 @@ RUN_DEFINING = (
     "max_repair_attempts",
     "alpha",
     "autonomous",
+    "checkpointer",
     "stages",
     "guardrails",
     "north_star",
@@ -82,6 +85,11 @@ class RunSettingsRecord(BaseModel):
 
     run_id: str
     settings: dict[str, Any]
+    sandbox: str | None = Field(
+        None,
+        description="The run's sandbox, relative to the workspace, when not the default "
+        "``sandbox`` (a served run of another world or seed: ``sandboxes/tiny-seed3``).",
+    )
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -155,23 +163,42 @@ def run_defining(settings: BaseModel) -> dict[str, Any]:
     return values
 
 
-def save_run_settings(workspace: Path, run_id: str, settings: BaseModel) -> None:
-    """Store the settings ``run_id`` starts with."""
-    record = RunSettingsRecord(run_id=run_id, settings=run_defining(settings))
+def save_run_settings(
+    workspace: Path, run_id: str, settings: BaseModel, sandbox: Path | None = None
+) -> None:
+    """Store the settings ``run_id`` starts with (and its sandbox when not the default)."""
+    where = None
+    if sandbox is not None:
+        where = Path(sandbox).resolve().relative_to(Path(workspace).resolve()).as_posix()
+    record = RunSettingsRecord(run_id=run_id, settings=run_defining(settings), sandbox=where)
     _write_atomic(
         Path(workspace) / RUN_SETTINGS_DIR / f"{run_id}.json", record.model_dump_json(indent=2)
     )
 
 
-def load_run_settings(workspace: Path, run_id: str) -> dict[str, Any] | None:
-    """The stored run-defining settings of ``run_id`` (None for runs from before they were kept)."""
+def load_run_record(workspace: Path, run_id: str) -> RunSettingsRecord | None:
+    """The stored record of ``run_id`` (None for runs from before records were kept)."""
     path = Path(workspace) / RUN_SETTINGS_DIR / f"{run_id}.json"
     if not path.is_file():
         return None
     try:
-        return RunSettingsRecord.model_validate_json(path.read_text()).settings
+        return RunSettingsRecord.model_validate_json(path.read_text())
     except (OSError, ValidationError) as error:
         raise WorkspaceRecordError(f"cannot read {path}: {error}") from None
+
+
+def load_run_settings(workspace: Path, run_id: str) -> dict[str, Any] | None:
+    """The stored run-defining settings of ``run_id`` (None for runs from before they were kept)."""
+    record = load_run_record(workspace, run_id)
+    return record.settings if record is not None else None
+
+
+def run_sandbox_path(workspace: Path, run_id: str) -> Path | None:
+    """Where ``run_id``'s sandbox is when it is not the default ``<workspace>/sandbox``."""
+    record = load_run_record(workspace, run_id)
+    if record is None or record.sandbox is None:
+        return None
+    return Path(workspace) / record.sandbox
 
 
 def with_values(current: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
