@@ -192,6 +192,7 @@ def test_a_short_llm_loop_and_evolve_finish_and_record_every_fallback(
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
     request: pytest.FixtureRequest,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     caplog.set_level(logging.WARNING, logger="agentx.llm.structured")
     settings = load_settings(
@@ -217,8 +218,9 @@ def test_a_short_llm_loop_and_evolve_finish_and_record_every_fallback(
     assert usage.calls > 0 and usage.reported == usage.calls - usage.failed
     assert usage.prompt_tokens > 0 and usage.completion_tokens > 0
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:  # shown by `make test-llm`, whatever the capture mode
-        reporter.write_line("\n" + _usage_table(tally, len(summary.experiments)))
+    if reporter is not None:  # shown by `make test-llm` (capture is suspended to show it)
+        with capsys.disabled():
+            reporter.write_line("\n" + _usage_table(tally, len(summary.experiments)))
     # Every fallback the model calls logged is in the trace (intake, brainstorm, the
     # apply check of each attempt).
     text = "\n".join(event.message for event in trace)
