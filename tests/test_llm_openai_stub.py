@@ -464,9 +464,15 @@ def test_the_servers_usage_is_tallied_per_decision(stub: OpenAIStub) -> None:
     assert (plan.prompt_tokens, plan.completion_tokens) == (270, 18)
     assert (idea.prompt_tokens, idea.completion_tokens) == (90, 4)
     usage = tally.by_decision()
-    assert usage["Plan"] == CallUsage(calls=2, reported=2, prompt_tokens=270, completion_tokens=18)
-    assert usage["Idea"] == CallUsage(calls=1, reported=1, prompt_tokens=90, completion_tokens=4)
-    assert tally.total() == CallUsage(calls=3, reported=3, prompt_tokens=360, completion_tokens=22)
+    assert usage["Plan"] == CallUsage(
+        calls=2, reported=2, prompt_tokens=270, completion_tokens=18, largest_prompt=150
+    )
+    assert usage["Idea"] == CallUsage(
+        calls=1, reported=1, prompt_tokens=90, completion_tokens=4, largest_prompt=90
+    )
+    assert tally.total() == CallUsage(
+        calls=3, reported=3, prompt_tokens=360, completion_tokens=22, largest_prompt=150
+    )
     assert tally.total().per(2)["prompt_tokens"] == 180
     assert current_tally() is None  # the scope ended with the block
 
@@ -495,7 +501,9 @@ def test_failed_requests_and_replies_without_usage_are_tallied_honestly(
     counted = count_messages(ask(), counter_for(model))
     assert result.prompt_tokens == counted and result.completion_tokens == 0
     assert tally.by_decision() == {
-        "Plan": CallUsage(calls=2, failed=1, reported=0, prompt_tokens=counted)
+        "Plan": CallUsage(
+            calls=2, failed=1, reported=0, prompt_tokens=counted, largest_prompt=counted
+        )
     }
 
 

@@ -32,17 +32,22 @@ class CallUsage(BaseModel):
     reported: int = Field(0, description="Replies whose tokens the server reported.")
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    largest_prompt: int = Field(0, description="The most prompt tokens of one request.")
 
     def add(self, other: CallUsage) -> None:
-        """Add ``other``'s counts to this one."""
+        """Add ``other``'s counts to this one (the largest prompt is the larger one)."""
         for name in type(self).model_fields:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
+            if name == "largest_prompt":
+                self.largest_prompt = max(self.largest_prompt, other.largest_prompt)
+            else:
+                setattr(self, name, getattr(self, name) + getattr(other, name))
 
     def per(self, n: int) -> dict[str, float]:
         """Each count divided by ``n`` (e.g. per experiment); ``n`` must be positive."""
         if n <= 0:
             raise ValueError("divide by a positive count")
-        return {name: getattr(self, name) / n for name in type(self).model_fields}
+        fields = [name for name in type(self).model_fields if name != "largest_prompt"]
+        return {name: getattr(self, name) / n for name in fields}
 
 
 class UsageTally:
@@ -68,6 +73,7 @@ class UsageTally:
             reported=int(reported),
             prompt_tokens=max(0, prompt_tokens),
             completion_tokens=max(0, completion_tokens),
+            largest_prompt=max(0, prompt_tokens),
         )
         with self._lock:
             self._by_decision.setdefault(decision, CallUsage()).add(one)
