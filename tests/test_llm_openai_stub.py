@@ -531,3 +531,36 @@ def test_without_a_tally_in_scope_nothing_is_recorded_and_scopes_do_not_mix(
         thread.join(timeout=30)
     assert sorted(t.total().calls for t in tallies) == [1, 3]
     assert sorted(t.total().prompt_tokens for t in tallies) == [10, 30]
+
+
+def test_a_refused_reask_shape_is_remembered_for_the_endpoint(stub: OpenAIStub) -> None:
+    """After one refusal, later re-asks to the same server go compact at once: no failed
+    request per re-ask (llama-cpp-python refuses every re-ask with the tool call)."""
+    stub.reply(
+        completion(tool_args='{"lever": "diversity", "size": -1}'),  # off-schema: re-asked
+        http_error(500, "7 validation errors: literal_error ('body', 'messages', 2)"),
+        completion(tool_args='{"lever": "diversity", "size": 0.3}'),
+        completion(tool_args='{"lever": "recency", "size": -2}'),  # the next decision
+        completion(tool_args='{"lever": "recency", "size": 0.2}'),
+    )
+    model = make_chat_model(settings_for(stub))
+    assert model is not None
+    first = invoke_structured(model, ask(), Plan, reasks=1, transport_retries=1, sleep=lambda s: 0)
+    assert first.ok and first.attempts == 3
+    second = invoke_structured(model, ask(), Plan, reasks=1)
+    assert second.ok and second.value == Plan(lever="recency", size=0.2)
+    assert second.attempts == 2 and len(stub.requests) == 5
+    assert [f.action for f in second.fallbacks] == ["reask", "compact"]
+    assert [m["role"] for m in stub.requests[4]["messages"]] == ["system", "user", "user"]
+    assert (
+        "size: Input should be greater than or equal to 0"
+        in stub.requests[4]["messages"][-1]["content"]
+    )
+    forget_negotiated_methods()  # a reconfigured server gets the full re-ask again
+    stub.reply(
+        completion(tool_args='{"lever": "x", "size": -1}'),
+        completion(tool_args='{"lever": "x", "size": 0.1}'),
+    )
+    third = invoke_structured(model, ask(), Plan, reasks=1)
+    assert third.ok and [f.action for f in third.fallbacks] == ["reask"]
+    assert [m["role"] for m in stub.requests[-1]["messages"]][2:4] == ["assistant", "tool"]

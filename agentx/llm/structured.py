@@ -16,7 +16,9 @@ raises for a failed call or bad output. Each failure is classified
   once (the original prompt plus the latest complaint); otherwise the call is given up;
 - a malformed reply, or one the caller's ``check`` finds wrong (semantic validation against
   the catalog, the schema of the target, the repository), is shown to the model with the
-  JSON schema and asked again ``reasks`` times;
+  JSON schema and asked again ``reasks`` times; a server that refuses a re-ask carrying
+  the model's tool call gets the prompt and the complaint alone, then and for every later
+  re-ask to that endpoint;
 - a refused key or unknown model is given up at once.
 
 It works with models that support tool calling (``ChatOpenAI`` and friends) through
@@ -334,6 +336,10 @@ def _split_output(output: Any, schema: type[T]) -> tuple[BaseMessage | None, T |
 
 #: (model class, endpoint, model name, requested method) -> the method the server accepted.
 _NEGOTIATED: dict[tuple[str, str, str, str], Method] = {}
+#: Endpoints that refused a re-ask carrying the model's tool call (llama-cpp-python
+#: rejects the assistant message langchain-openai sends with ``content: null``): their
+#: re-asks are sent compact from then on, instead of paying a failed request each time.
+_COMPACT_REASKS: set[tuple[str, str, str, str]] = set()
 
 
 def _endpoint_key(model: BaseChatModel, method: str) -> tuple[str, str, str, str]:
@@ -345,6 +351,7 @@ def _endpoint_key(model: BaseChatModel, method: str) -> tuple[str, str, str, str
 def forget_negotiated_methods() -> None:
     """Forget which methods servers accepted (a server was reconfigured; tests)."""
     _NEGOTIATED.clear()
+    _COMPACT_REASKS.clear()
 
 
 # -- entry point -----------------------------------------------------------------------
@@ -544,6 +551,7 @@ def invoke_structured(
                     # The server may refuse the re-ask's shape (tool-call history), not the
                     # method: the prompt and the complaint alone first.
                     call.note(FailureKind.METHOD_REJECTED, "compact", detail)
+                    _COMPACT_REASKS.add(_endpoint_key(call.model, ""))
                     conversation = _compact(base, conversation)
                     streak = 0
                     continue
@@ -581,3 +589,10 @@ def invoke_structured(
         reasked += 1
         call.note(FailureKind.MALFORMED, "reask", f"{problem} ({reasked}/{reasks})")
         conversation.extend(_feedback(reply, problem, schema, call.method))
+        if _endpoint_key(model, "") in _COMPACT_REASKS:
+            call.note(
+                FailureKind.METHOD_REJECTED,
+                "compact",
+                "this server refused a re-ask carrying the reply earlier: sent compact",
+            )
+            conversation = _compact(base, conversation)
