@@ -41,7 +41,7 @@ $(LLM_STAMP): $(STAMP)
 	touch $(LLM_STAMP)
 
 test-llm: $(LLM_STAMP) bwrap
-	OMP_WAIT_POLICY=PASSIVE $(BIN)/pytest -n0 --llm-server tests/test_llm_real_server.py
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/pytest -n0 --llm-server --durations=0 tests/test_llm_real_server.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

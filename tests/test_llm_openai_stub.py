@@ -12,10 +12,11 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from llm_stub import JsonHandler, base_url, stub_server
 from pydantic import BaseModel, Field, SecretStr
 
-from agentx.llm.budget import counter_for, forget_tokenizers
+from agentx.llm.budget import count_messages, counter_for, forget_tokenizers
 from agentx.llm.errors import FailureKind
 from agentx.llm.factory import LLMConfigError, make_chat_model
 from agentx.llm.structured import forget_negotiated_methods, invoke_structured
+from agentx.llm.usage import CallUsage, UsageTally, current_tally, tally_usage
 from agentx.settings import LLMSettings
 
 
@@ -407,3 +408,140 @@ def test_a_reask_whose_shape_is_refused_is_sent_compact(stub: OpenAIStub) -> Non
     assert result.ok and result.method == "function_calling"
     assert [f.action for f in result.fallbacks] == ["reask", "compact"]
     assert [m["role"] for m in stub.requests[2]["messages"]] == ["system", "user", "user"]
+
+
+# -- usage: requests and tokens per decision (agentx/llm/usage.py) -----------------------
+
+
+class Idea(BaseModel):
+    """A second decision kind, tallied apart from Plan."""
+
+    technique: str
+
+
+def with_usage(body: dict[str, Any], prompt: int, completion_tokens: int) -> dict[str, Any]:
+    """``body`` with the server-reported token usage set."""
+    total = prompt + completion_tokens
+    usage = {"prompt_tokens": prompt, "completion_tokens": completion_tokens, "total_tokens": total}
+    return {**body, "usage": usage}
+
+
+def test_the_servers_usage_is_tallied_per_decision(stub: OpenAIStub) -> None:
+    stub.reply(
+        with_usage(completion(tool_args='{"lever": "diversity", "size": '), 120, 7),  # re-asked
+        with_usage(completion(tool_args='{"lever": "diversity", "size": 0.1}'), 150, 11),
+        with_usage(completion(tool_args='{"technique": "mmr"}', tool_name="Idea"), 90, 4),
+    )
+    model = make_chat_model(settings_for(stub))
+    assert model is not None
+    with tally_usage() as tally:
+        plan = invoke_structured(model, ask(), Plan, reasks=1)
+        idea = invoke_structured(model, ask(), Idea)
+    assert plan.ok and idea.ok, (plan.error, idea.error)
+    assert (plan.prompt_tokens, plan.completion_tokens) == (270, 18)
+    assert (idea.prompt_tokens, idea.completion_tokens) == (90, 4)
+    usage = tally.by_decision()
+    assert usage["Plan"] == CallUsage(
+        calls=2, reported=2, prompt_tokens=270, completion_tokens=18, largest_prompt=150
+    )
+    assert usage["Idea"] == CallUsage(
+        calls=1, reported=1, prompt_tokens=90, completion_tokens=4, largest_prompt=90
+    )
+    assert tally.total() == CallUsage(
+        calls=3, reported=3, prompt_tokens=360, completion_tokens=22, largest_prompt=150
+    )
+    assert tally.total().per(2)["prompt_tokens"] == 180
+    assert current_tally() is None  # the scope ended with the block
+
+
+def test_failed_requests_and_replies_without_usage_are_tallied_honestly(
+    stub: OpenAIStub,
+) -> None:
+    """A request with no reply is a failed call without tokens; a reply without a usage
+    block has its prompt counted by the call's counter and no completion tokens."""
+    no_usage = completion(tool_args='{"lever": "x", "size": 0.2}')
+    del no_usage["usage"]
+    stub.reply(http_error(503, "loading model"), no_usage)
+    model = make_chat_model(settings_for(stub))
+    assert model is not None
+    with tally_usage() as tally:
+        result = invoke_structured(
+            model,
+            ask(),
+            Plan,
+            transport_retries=1,
+            sleep=lambda s: None,
+            budget_tokens=10_000,
+            counter=counter_for(model),
+        )
+    assert result.ok and result.attempts == 2
+    counted = count_messages(ask(), counter_for(model))
+    assert result.prompt_tokens == counted and result.completion_tokens == 0
+    assert tally.by_decision() == {
+        "Plan": CallUsage(
+            calls=2, failed=1, reported=0, prompt_tokens=counted, largest_prompt=counted
+        )
+    }
+
+
+def test_without_a_tally_in_scope_nothing_is_recorded_and_scopes_do_not_mix(
+    stub: OpenAIStub,
+) -> None:
+    stub.reply(completion(tool_args='{"lever": "x", "size": 0.2}'))  # usage 10 + 5
+    model = make_chat_model(settings_for(stub))
+    assert model is not None
+    assert invoke_structured(model, ask(), Plan).ok  # no tally: nothing to record into
+    # Imported here: the module's imports are being reshaped on another branch.
+    import contextvars
+    import threading
+
+    tallies: list[UsageTally] = []
+
+    def one_run(calls: int) -> None:
+        with tally_usage() as tally:
+            for _ in range(calls):
+                invoke_structured(model, ask(), Plan)
+        tallies.append(tally)
+
+    threads = [
+        threading.Thread(target=contextvars.copy_context().run, args=(one_run, n)) for n in (1, 3)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(t.total().calls for t in tallies) == [1, 3]
+    assert sorted(t.total().prompt_tokens for t in tallies) == [10, 30]
+
+
+def test_a_refused_reask_shape_is_remembered_for_the_endpoint(stub: OpenAIStub) -> None:
+    """After one refusal, later re-asks to the same server go compact at once: no failed
+    request per re-ask (llama-cpp-python refuses every re-ask with the tool call)."""
+    stub.reply(
+        completion(tool_args='{"lever": "diversity", "size": -1}'),  # off-schema: re-asked
+        http_error(500, "7 validation errors: literal_error ('body', 'messages', 2)"),
+        completion(tool_args='{"lever": "diversity", "size": 0.3}'),
+        completion(tool_args='{"lever": "recency", "size": -2}'),  # the next decision
+        completion(tool_args='{"lever": "recency", "size": 0.2}'),
+    )
+    model = make_chat_model(settings_for(stub))
+    assert model is not None
+    first = invoke_structured(model, ask(), Plan, reasks=1, transport_retries=1, sleep=lambda s: 0)
+    assert first.ok and first.attempts == 3
+    second = invoke_structured(model, ask(), Plan, reasks=1)
+    assert second.ok and second.value == Plan(lever="recency", size=0.2)
+    assert second.attempts == 2 and len(stub.requests) == 5
+    assert [f.action for f in second.fallbacks] == ["reask", "compact"]
+    assert [m["role"] for m in stub.requests[4]["messages"]] == ["system", "user", "user"]
+    assert (
+        "size: Input should be greater than or equal to 0"
+        in stub.requests[4]["messages"][-1]["content"]
+    )
+    forget_negotiated_methods()  # a reconfigured server gets the full re-ask again
+    stub.reply(
+        completion(tool_args='{"lever": "x", "size": -1}'),
+        completion(tool_args='{"lever": "x", "size": 0.1}'),
+    )
+    third = invoke_structured(model, ask(), Plan, reasks=1)
+    assert third.ok and [f.action for f in third.fallbacks] == ["reask"]
+    assert [m["role"] for m in stub.requests[-1]["messages"]][2:4] == ["assistant", "tool"]

@@ -17,7 +17,6 @@ import importlib.util
 import json
 import logging
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -26,13 +25,14 @@ from pathlib import Path
 import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 from pydantic import BaseModel, Field
-from servers import background_server
+from servers import background_server, free_port
 
 from agentx.graph.resources import build_resources
 from agentx.llm.budget import counter_for
 from agentx.llm.errors import FailureKind
 from agentx.llm.factory import make_chat_model
 from agentx.llm.structured import forget_negotiated_methods, invoke_structured
+from agentx.llm.usage import UsageTally, tally_usage
 from agentx.models import ExperimentRecord, RootCause, TraceEvent
 from agentx.runner import run_loop
 from agentx.settings import LLMSettings, load_settings
@@ -42,12 +42,6 @@ pytestmark = pytest.mark.llm_server
 #: The server's context window (SmolLM2 was trained with 8k).
 N_CTX = 8192
 MODEL = "smollm2-135m"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _gguf() -> str:
@@ -60,7 +54,7 @@ def _gguf() -> str:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``python -m llama_cpp.server`` on a free loopback port; yields its /v1 base URL."""
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("llm-server") / "server.log"
     command = [
         sys.executable, "-m", "llama_cpp.server",
@@ -149,7 +143,7 @@ def test_a_context_overflow_is_recognised_and_not_retried(server: str) -> None:
 
 
 def test_transport_failures_are_transient_and_retried(server: str) -> None:
-    closed = f"http://127.0.0.1:{_free_port()}/v1"
+    closed = f"http://127.0.0.1:{free_port()}/v1"
     model = make_chat_model(LLMSettings(**_llm(closed)))  # type: ignore[arg-type]
     assert model is not None
     waits: list[float] = []
@@ -174,8 +168,31 @@ def _fallback_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
     ]
 
 
+def _usage_table(tally: UsageTally, experiments: int) -> str:
+    """The measured requests and tokens, by decision and per experiment (printed by
+    ``make test-llm``; docs/llm.md quotes it)."""
+    lines = [f"LLM usage against {MODEL} ({experiments} experiment(s)):"]
+    rows = [*tally.by_decision().items(), ("all", tally.total())]
+    for name, usage in rows:
+        lines.append(
+            f"  {name:<16} calls {usage.calls:>3} (failed {usage.failed}, usage reported "
+            f"{usage.reported})  prompt {usage.prompt_tokens:>7,}  "
+            f"completion {usage.completion_tokens:>6,}"
+        )
+    per = tally.total().per(experiments)
+    lines.append(
+        f"  per experiment   calls {per['calls']:.1f}  prompt {per['prompt_tokens']:,.0f}  "
+        f"completion {per['completion_tokens']:,.0f}  (goal intake included)"
+    )
+    return "\n".join(lines)
+
+
 def test_a_short_llm_loop_and_evolve_finish_and_record_every_fallback(
-    server: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    server: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    request: pytest.FixtureRequest,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     caplog.set_level(logging.WARNING, logger="agentx.llm.structured")
     settings = load_settings(
@@ -191,15 +208,29 @@ def test_a_short_llm_loop_and_evolve_finish_and_record_every_fallback(
     trace: list[TraceEvent] = []
     records: list[ExperimentRecord] = []
     resources = build_resources(settings)
-    summary = run_loop(
-        settings, resources=resources, on_trace=trace.append, on_experiment=records.append
-    )
+    with tally_usage() as tally:
+        summary = run_loop(
+            settings, resources=resources, on_trace=trace.append, on_experiment=records.append
+        )
     assert summary.experiments, "the loop finished no experiment"
+    # Every request was counted, with the tokens llama.cpp reported in its usage block.
+    usage = tally.total()
+    assert usage.calls > 0 and usage.reported == usage.calls - usage.failed
+    assert usage.prompt_tokens > 0 and usage.completion_tokens > 0
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:  # shown by `make test-llm` (capture is suspended to show it)
+        with capsys.disabled():
+            reporter.write_line("\n" + _usage_table(tally, len(summary.experiments)))
     # Every fallback the model calls logged is in the trace (intake, brainstorm, the
     # apply check of each attempt).
     text = "\n".join(event.message for event in trace)
-    missing = [line for line in _fallback_lines(caplog) if line not in text]
+    lines = _fallback_lines(caplog)
+    missing = [line for line in lines if line not in text]
     assert not missing, f"fallbacks missing from the trace: {missing[:5]}"
+    # llama-cpp-python refuses a re-ask carrying the model's tool call: once, then the
+    # refusal is remembered and later re-asks go compact without a failed request.
+    refused = [line for line in lines if "compact" in line and "validation error" in line]
+    assert len(refused) <= 1, refused
     # No infrastructure failure becomes a memory card.
     infra = [r for r in records if r.cause == RootCause.INFRASTRUCTURE]
     assert all(r.card_id is None for r in infra)

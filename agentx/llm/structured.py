@@ -16,7 +16,9 @@ raises for a failed call or bad output. Each failure is classified
   once (the original prompt plus the latest complaint); otherwise the call is given up;
 - a malformed reply, or one the caller's ``check`` finds wrong (semantic validation against
   the catalog, the schema of the target, the repository), is shown to the model with the
-  JSON schema and asked again ``reasks`` times;
+  JSON schema and asked again ``reasks`` times; a server that refuses a re-ask carrying
+  the model's tool call gets the prompt and the complaint alone, then and for every later
+  re-ask to that endpoint;
 - a refused key or unknown model is given up at once.
 
 It works with models that support tool calling (``ChatOpenAI`` and friends) through
@@ -48,6 +50,7 @@ from agentx.llm.budget import (
     schema_tokens,
 )
 from agentx.llm.errors import FailureKind, Fallback, classify, server_message, status_of
+from agentx.llm.usage import current_tally
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +83,8 @@ class StructuredResult(BaseModel, Generic[T]):
         fallbacks: every retry, method switch, compaction and re-ask, in order.
         prompt_tokens: prompt tokens of all requests (the server's usage when reported,
             else counted).
+        completion_tokens: completion tokens of all replies, as the server reported them
+            (0 when it reports none).
         budget: how the prompt was fitted to the token budget (set by
             :func:`agentx.llm.ask.ask`).
     """
@@ -93,6 +98,7 @@ class StructuredResult(BaseModel, Generic[T]):
     method: str | None = None
     fallbacks: list[Fallback] = Field(default_factory=list)
     prompt_tokens: int = 0
+    completion_tokens: int = 0
     budget: BudgetReport | None = None
 
     @property
@@ -330,6 +336,10 @@ def _split_output(output: Any, schema: type[T]) -> tuple[BaseMessage | None, T |
 
 #: (model class, endpoint, model name, requested method) -> the method the server accepted.
 _NEGOTIATED: dict[tuple[str, str, str, str], Method] = {}
+#: Endpoints that refused a re-ask carrying the model's tool call (llama-cpp-python
+#: rejects the assistant message langchain-openai sends with ``content: null``): their
+#: re-asks are sent compact from then on, instead of paying a failed request each time.
+_COMPACT_REASKS: set[tuple[str, str, str, str]] = set()
 
 
 def _endpoint_key(model: BaseChatModel, method: str) -> tuple[str, str, str, str]:
@@ -341,6 +351,7 @@ def _endpoint_key(model: BaseChatModel, method: str) -> tuple[str, str, str, str
 def forget_negotiated_methods() -> None:
     """Forget which methods servers accepted (a server was reconfigured; tests)."""
     _NEGOTIATED.clear()
+    _COMPACT_REASKS.clear()
 
 
 # -- entry point -----------------------------------------------------------------------
@@ -370,6 +381,28 @@ class _Call:
         self.raw_outputs: list[str] = []
         self.attempts = 0
         self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.tally = current_tally()
+
+    def count_request(self, reply: BaseMessage | None, counted: int | None) -> None:
+        """Add one reply's tokens (the server's usage, else ``counted`` for the prompt)
+        to this call and to the tally in scope."""
+        reported = _usage_tokens(reply)
+        prompt, completion = reported or (counted or 0, 0)
+        self.prompt_tokens += prompt
+        self.completion_tokens += completion
+        if self.tally is not None:
+            self.tally.record(
+                self.schema.__name__,
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+                reported=reported is not None,
+            )
+
+    def count_failed_request(self) -> None:
+        """A request that got no reply: a call in the tally, without tokens."""
+        if self.tally is not None:
+            self.tally.record(self.schema.__name__, failed=True)
 
     def note(self, kind: FailureKind, action: str, detail: str, to: str | None = None) -> None:
         fallback = Fallback(
@@ -402,13 +435,20 @@ class _Call:
             method=self.method,
             fallbacks=self.fallbacks,
             prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
         )
 
 
-def _input_tokens(reply: BaseMessage | None) -> int | None:
+def _usage_tokens(reply: BaseMessage | None) -> tuple[int, int] | None:
+    """(prompt, completion) tokens from the response's ``usage``, when the server
+    reported them (langchain-openai puts them in ``usage_metadata``)."""
     usage = getattr(reply, "usage_metadata", None) or {}
-    tokens = usage.get("input_tokens") if isinstance(usage, dict) else None
-    return int(tokens) if isinstance(tokens, int) and tokens > 0 else None
+    if not isinstance(usage, dict):
+        return None
+    prompt, completion = usage.get("input_tokens"), usage.get("output_tokens")
+    if not isinstance(prompt, int) or prompt <= 0:
+        return None
+    return prompt, completion if isinstance(completion, int) and completion > 0 else 0
 
 
 def _compact(base: list[BaseMessage], conversation: list[BaseMessage]) -> list[BaseMessage]:
@@ -490,6 +530,7 @@ def invoke_structured(
         try:
             output = call.runnable.invoke(conversation, config=config)
         except Exception as error:  # every failure is classified below, none is swallowed
+            call.count_failed_request()
             kind = classify(error, call.method)
             detail = f"{type(error).__name__}: {server_message(error)}"
             if kind is FailureKind.TRANSIENT and streak < transport_retries:
@@ -510,6 +551,7 @@ def invoke_structured(
                     # The server may refuse the re-ask's shape (tool-call history), not the
                     # method: the prompt and the complaint alone first.
                     call.note(FailureKind.METHOD_REJECTED, "compact", detail)
+                    _COMPACT_REASKS.add(_endpoint_key(call.model, ""))
                     conversation = _compact(base, conversation)
                     streak = 0
                     continue
@@ -531,10 +573,10 @@ def invoke_structured(
         streak = 0
         reply, value, problem = _split_output(output, schema)
         call.raw_outputs.append(_raw_text(reply))
-        counted = _input_tokens(reply)
-        if counted is None and counter is not None:
+        counted = None
+        if _usage_tokens(reply) is None and counter is not None:
             counted = count_messages(conversation, counter)
-        call.prompt_tokens += counted or 0
+        call.count_request(reply, counted)
         if value is not None and check is not None:
             problem = check(value)
             value = None if problem else value
@@ -547,3 +589,10 @@ def invoke_structured(
         reasked += 1
         call.note(FailureKind.MALFORMED, "reask", f"{problem} ({reasked}/{reasks})")
         conversation.extend(_feedback(reply, problem, schema, call.method))
+        if _endpoint_key(model, "") in _COMPACT_REASKS:
+            call.note(
+                FailureKind.METHOD_REJECTED,
+                "compact",
+                "this server refused a re-ask carrying the reply earlier: sent compact",
+            )
+            conversation = _compact(base, conversation)
