@@ -204,6 +204,7 @@ def test_a_live_rollout_gives_what_a_replay_gives(tiny_target: SandboxTarget) ->
     live = tiny_target.collect(
         control, treatment, everyone, days=2, seed=22, earlier=[StageTraffic(canary, 2, 21)]
     )
+
     def running(target: SandboxTarget) -> bool:
         """Whether a live rollout treats with ``treatment``'s code."""
         snapshot = Path(treatment.artefact).name

@@ -122,6 +122,17 @@ def stages_of(resources: Resources, state: Any) -> list[RolloutStage]:
     return state.get("plan") or resources.settings.stages
 
 
+def _owe(state: Any, reason: QueueReason, parent: str, retests: int = 0) -> Queued:
+    """The current change owed again (a retry, a re-test) with the same stages."""
+    return Queued(
+        proposal=state["current"],
+        reason=reason,
+        parent=parent,
+        stages=state.get("plan"),
+        retests=retests,
+    )
+
+
 def max_in_flight(settings: Settings) -> int:
     """Experiments a wave may hold: K when autonomous; one when a human answers the gates
     (they are asked, and answered, one experiment at a time)."""
@@ -846,14 +857,7 @@ class Nodes:
             update["infra_streak"] = streak
             counts["deferred"] = 1
             if state.get("queue_reason") != QueueReason.RETRY:
-                queue.append(
-                    Queued(
-                        proposal=proposal,
-                        reason=QueueReason.RETRY,
-                        parent=experiment_id,
-                        stages=state.get("plan"),
-                    )
-                )
+                queue.append(_owe(state, QueueReason.RETRY, experiment_id))
             if streak >= r.settings.max_infra_failures:
                 line = (
                     f"circuit breaker: {streak} infrastructure failures in a row "
@@ -867,16 +871,7 @@ class Nodes:
         if status == ExperimentStatus.STALE:
             retests = state.get("retests") or 0
             if retests < r.settings.concurrency.max_retests:
-                queue.insert(
-                    0,
-                    Queued(
-                        proposal=proposal,
-                        reason=QueueReason.RETEST,
-                        parent=experiment_id,
-                        stages=state.get("plan"),
-                        retests=retests + 1,
-                    ),
-                )
+                queue.insert(0, _owe(state, QueueReason.RETEST, experiment_id, retests + 1))
                 counts["retests"] = 1
                 events.append(_event(LEARN, "re-test queued on the new baseline", state))
             else:
