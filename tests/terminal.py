@@ -60,6 +60,8 @@ class Terminal:
             time.sleep(0.1)
             finished, status = os.waitpid(self.pid, os.WNOHANG)
         if finished == 0:  # still running: a test must never hang on it
+            os.kill(self.pid, signal.SIGUSR1)  # agentx run dumps its threads' stacks first
+            self.read_until("\0never\0", timeout=3)
             os.kill(self.pid, signal.SIGKILL)
             _, status = os.waitpid(self.pid, 0)
         self.reaped = True

@@ -58,6 +58,8 @@ def interrupted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path
     try:
         assert terminal.read_until("experiment 1/2"), terminal.text[-2000:]
         assert terminal.read_until("verify"), terminal.text[-2000:]  # a node of experiment 1
+        os.kill(terminal.pid, signal.SIGUSR1)  # "is it stuck?": every thread's stack, run goes on
+        assert terminal.read_until("most recent call first"), terminal.text[-2000:]
         os.kill(terminal.pid, signal.SIGINT)
         code = terminal.wait()
     finally:
@@ -71,9 +73,19 @@ def test_progress_shows_experiment_and_node_and_ctrl_c_prints_the_resume_command
     workspace, text, code = interrupted
     assert "starting run-1: world tiny, seed 3, 2 experiment(s)" in text
     assert "experiment 1/2" in text and "develop" in text  # the live progress lines
-    assert code == 130
+    assert code == 130, text[-6000:]  # killed instead: the stacks it dumped on SIGUSR1
     flat = " ".join(text.split())  # the terminal may wrap the line
     assert f"Resume with: agentx run --workspace '{workspace}' --resume" in flat
+
+
+def test_sigusr1_prints_every_threads_stack_and_the_run_goes_on(
+    interrupted: tuple[Path, str, int],
+) -> None:
+    _, text, code = interrupted
+    assert "most recent call first" in text
+    dump = text[text.index("most recent call first") :]
+    assert "/agentx/" in dump  # the run's own frames (the node it was in)
+    assert code == 130  # still running after the dump: stopped by the Ctrl-C that followed
 
 
 def test_resume_restores_the_runs_settings_and_refuses_a_contradicting_flag(

@@ -7,6 +7,7 @@ matplotlib) load only when that command runs.
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import signal
 import sys
@@ -195,6 +196,9 @@ def run(
     # Python then installs no KeyboardInterrupt handler): Ctrl-C must still stop the run at
     # a checkpoint and print the resume command.
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    # A run that seems stuck: `kill -USR1 <pid>` prints every thread's stack on stderr
+    # (experiments of a wave run in threads) and the run goes on.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         with progress:
             summary = run_loop(
