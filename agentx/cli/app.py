@@ -8,6 +8,7 @@ matplotlib) load only when that command runs.
 from __future__ import annotations
 
 import faulthandler
+import io
 import json
 import signal
 import sys
@@ -198,7 +199,10 @@ def run(
     signal.signal(signal.SIGINT, signal.default_int_handler)
     # A run that seems stuck: `kill -USR1 <pid>` prints every thread's stack on stderr
     # (experiments of a wave run in threads) and the run goes on.
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    try:
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
+    except (io.UnsupportedOperation, ValueError):  # stderr is not a file (run embedded)
+        pass
     try:
         with progress:
             summary = run_loop(
