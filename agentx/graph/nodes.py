@@ -133,6 +133,12 @@ def _owe(state: Any, reason: QueueReason, parent: str, retests: int = 0) -> Queu
     )
 
 
+def evaluation_policy_of(resources: Resources) -> EvaluationPolicy:
+    """The Evaluation Agent's policy from the run's active harness (it may evolve mid-run)."""
+    harness = resources.harness.get("evaluation") or load_harness("evaluation")
+    return EvaluationPolicy.from_harness(harness)
+
+
 def max_in_flight(settings: Settings) -> int:
     """Experiments a wave may hold: K when autonomous; one when a human answers the gates
     (they are asked, and answered, one experiment at a time)."""
@@ -154,8 +160,7 @@ def wave_capacity(
         return f"at most {max_in_flight(settings)} experiments in flight"
     if any(w.needs_all_traffic for w in wave):
         return "a follow-up sized for the whole traffic runs alone"
-    harness = resources.harness.get("evaluation") or load_harness("evaluation")
-    policy = EvaluationPolicy.from_harness(harness)
+    policy = evaluation_policy_of(resources)
     stages = settings.stages
     estimate = noise_estimate(
         state.get("experiments") or [], settings.north_star, stages[-1].name, settings.alpha
@@ -220,8 +225,7 @@ class Nodes:
     @property
     def evaluation_policy(self) -> EvaluationPolicy:
         """The Evaluation Agent's policy from its active harness (it may evolve mid-run)."""
-        harness = self.r.harness.get("evaluation") or load_harness("evaluation")
-        return EvaluationPolicy.from_harness(harness)
+        return evaluation_policy_of(self.r)
 
     # ------------------------------------------------------------------ brainstorm
     def intake(self, state: BrainstormState, config: RunnableConfig) -> dict[str, Any]:
@@ -682,7 +686,7 @@ class Nodes:
             retest_of=state.get("retest_of"),
             retests=state.get("retests") or 0,
         )
-        why = self._why_wait(state, wave, item)
+        why = wave_capacity(self.r, state, [*wave, item])
         if why is None:
             wave.append(item)
             update["iteration"] = iteration + 1
@@ -699,10 +703,6 @@ class Nodes:
         message = f"{current.technique} {current.params} waits: {why}; {later}"
         self._log(state, _event(SCHEDULE, message))
         return update
-
-    def _why_wait(self, state: LoopState, wave: list[Scheduled], item: Scheduled) -> str | None:
-        """Why ``item`` cannot join ``wave`` now (None: it can)."""
-        return wave_capacity(self.r, state, [*wave, item])
 
     # ------------------------------------------------------------------ learn
     def learn(self, state: LoopState) -> dict[str, Any]:
