@@ -85,6 +85,21 @@ def true_lift(settings: Settings, north_star: str) -> float:
     return after / before - 1.0
 
 
+def busy_cpu_seconds() -> float:
+    """CPU seconds the whole machine spent busy so far (``/proc/stat``, all cores).
+
+    Over a run, busy seconds / wall seconds (``cores_busy``) say how much of the machine
+    the run used: a K = 1 run that already keeps 1.2 of 2 cores busy can gain at most
+    2 / 1.2 from K. Machine-wide because the arms' CPU cannot be counted per process tree
+    (a confined arm's sandbox is killed, not waited for, so its rusage never reaches us);
+    it therefore includes whatever else the machine runs: read it on a quiet machine.
+    """
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    ticks = [int(value) for value in fields]
+    idle = ticks[3] + ticks[4]  # idle and iowait
+    return (sum(ticks) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def counted(summary: RunSummary) -> int:
     """Experiments that count in the budget (an infrastructure deferral does not)."""
     return sum(line.status != "deferred" for line in summary.experiments)
@@ -100,9 +115,11 @@ def run_k(args: argparse.Namespace, root: Path, k: int) -> dict[str, Any]:
     """One loop run at ``K = k``; its measurements."""
     settings = _settings(root / f"k{k}", args, k, args.seed)
     build_resources(settings)  # the sandbox (world, repository, logs) before the clock
+    cpu_before = busy_cpu_seconds()
     started = time.perf_counter()
     summary = run_loop(settings)
     wall = time.perf_counter() - started
+    cpu = busy_cpu_seconds() - cpu_before
     lift = true_lift(settings, settings.north_star)
     n = counted(summary)
     return {
@@ -111,6 +128,8 @@ def run_k(args: argparse.Namespace, root: Path, k: int) -> dict[str, Any]:
         "experiments": n,
         "experiments_per_hour": round(n / wall * 3600.0, 1),
         "largest_wave": largest_wave(summary),
+        "busy_cpu_s": round(cpu, 1),
+        "cores_busy": round(cpu / wall, 2),
         "kept": summary.funnel.get("kept", 0),
         "retests": summary.funnel.get("retests", 0),
         "true_lift": round(lift, 6),
@@ -138,6 +157,7 @@ def run_two_workers(args: argparse.Namespace, root: Path) -> dict[str, Any]:
             "AGENTX_CHECKPOINTER": "postgres",
             "AGENTX_POSTGRES__DSN": dsn,
         }
+        cpu_before = busy_cpu_seconds()
         started = time.perf_counter()
         workers = [
             subprocess.Popen(
@@ -155,6 +175,7 @@ def run_two_workers(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         ]
         outputs = [worker.communicate() for worker in workers]
         wall = time.perf_counter() - started
+        cpu = busy_cpu_seconds() - cpu_before
     for worker, (_, stderr) in zip(workers, outputs, strict=True):
         if worker.returncode != 0:
             raise SystemExit(f"a worker failed: {stderr.strip().splitlines()[-1:]}")
@@ -164,13 +185,15 @@ def run_two_workers(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         "wall_s": round(wall, 1),
         "experiments": n,
         "experiments_per_hour": round(n / wall * 3600.0, 1),
+        "busy_cpu_s": round(cpu, 1),
+        "cores_busy": round(cpu / wall, 2),
     }
 
 
 def print_table(rows: list[dict[str, Any]], workers: dict[str, Any] | None) -> None:
     table = Table(title="Experiments in flight (K)")
     for column in ("K", "wall s", "experiments", "exp/hour", "speed-up", "largest wave",
-                   "kept", "true lift", "lift/hour"):  # fmt: skip
+                   "cores busy", "kept", "true lift", "lift/hour"):  # fmt: skip
         table.add_column(column, justify="right")
     base = next((r["experiments_per_hour"] for r in rows if r["k"] == 1), None)
     for r in rows:
@@ -178,13 +201,15 @@ def print_table(rows: list[dict[str, Any]], workers: dict[str, Any] | None) -> N
         table.add_row(
             str(r["k"]), f"{r['wall_s']:.0f}", str(r["experiments"]),
             f"{r['experiments_per_hour']:.0f}", speedup, str(r["largest_wave"]),
-            str(r["kept"]), f"{r['true_lift']:+.2%}", f"{r['true_lift_per_hour']:+.2%}",
+            f"{r['cores_busy']:.2f}", str(r["kept"]), f"{r['true_lift']:+.2%}",
+            f"{r['true_lift_per_hour']:+.2%}",
         )  # fmt: skip
     if workers:
         speedup = f"{workers['experiments_per_hour'] / base:.2f}x" if base else "-"
         table.add_row(
             "2 workers x 4", f"{workers['wall_s']:.0f}", str(workers["experiments"]),
-            f"{workers['experiments_per_hour']:.0f}", speedup, "", "", "", "",
+            f"{workers['experiments_per_hour']:.0f}", speedup, "",
+            f"{workers['cores_busy']:.2f}", "", "", "",
         )  # fmt: skip
     Console().print(table)
 

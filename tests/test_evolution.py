@@ -362,3 +362,36 @@ def test_cumulative_guardrail_harm_counts_as_guardrail_harm(settings) -> None:
     }
     assert found["guardrail_harm"].evidence == ["e0"]
     assert found["repeated_harm"].evidence == ["e1"]
+
+
+def test_the_evaluation_replay_reads_the_traffic_the_experiment_had(settings, tiny_target) -> None:
+    """An experiment that ran beside others (a traffic slot) is replayed on its own users,
+    and the stages it already ran are read back, not simulated again: a replay step costs
+    file reads, not rollouts (tens of seconds each on the default world)."""
+    from agentx.agents.evaluation.capacity import layer_slots
+    from agentx.agents.evaluation.policy import load_policy
+    from agentx.agents.evaluation.rollout import run_rollout
+    from agentx.evolution.replay import replay_evaluation
+
+    control = tiny_target.launch("control", tiny_target.repo_path)
+    treatment = tiny_target.launch("treatment", tiny_target.repo_path)
+    slot = layer_slots("wave-salt", 2)[1]
+    run_settings = settings.model_copy(update={"seed": 0, "autonomous": True})
+    rollout = run_rollout(
+        tiny_target, control, treatment, "e0", run_settings, rollback=False, slot=slot
+    )
+    tiny_target.rollback(treatment)
+    record = make_record(0, "recency_feature", ExperimentStatus.DISCARDED, measured=0.0, true=0.0)
+    record = record.model_copy(
+        update={
+            "rollout": rollout,
+            "traffic": slot,
+            "arms": {"control": control.model_dump(), "treatment": treatment.model_dump()},
+        }
+    )
+    tiny_target.last_timing = {}
+    score = replay_evaluation(
+        load_policy(), [make_run([record])], load_rubric("evaluation"), tiny_target, settings
+    )
+    assert score.tasks == 1
+    assert tiny_target.last_timing == {}  # every stage was read back

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +76,7 @@ def test_online_readout_is_reproducible(tiny_target: SandboxTarget) -> None:
     users = tiny_target.user_ids()
     assignment = (users % 2).astype(np.int64)
     first = tiny_target.collect(control, treatment, assignment, days=3, seed=4)
+    shutil.rmtree(tiny_target.root / "readouts")  # simulate it again, not read it back
     second = tiny_target.collect(control, treatment, assignment, days=3, seed=4)
     for name in ("watch_time", "clicks", "active_days"):
         assert np.array_equal(first.metrics["control"][name], second.metrics["control"][name])
@@ -211,6 +214,7 @@ def test_a_live_rollout_gives_what_a_replay_gives(tiny_target: SandboxTarget) ->
         return any(snapshot in live.roles[1:] for live in target._live.values())
 
     assert running(tiny_target)  # the arms kept running between the stages
+    shutil.rmtree(tiny_target.root / "readouts")  # the resumed process must simulate
     resumed = SandboxTarget(tiny_target.root, tiny_target.world_params, tiny_target.seed)
     replayed = resumed.collect(
         control, treatment, everyone, days=2, seed=22, earlier=[StageTraffic(canary, 2, 21)]
@@ -220,3 +224,69 @@ def test_a_live_rollout_gives_what_a_replay_gives(tiny_target: SandboxTarget) ->
     tiny_target.rollback(treatment)
     resumed.rollback(treatment)
     assert not running(tiny_target) and not running(resumed)
+
+
+def test_a_collected_stage_is_read_back_not_simulated_again(tiny_target: SandboxTarget) -> None:
+    """Replays of recorded traffic (harness evolution) read the stage they already ran: the
+    same arrays bit for bit, no arm process started; an altered entry is simulated again."""
+    control = tiny_target.launch("control", tiny_target.repo_path)
+    treatment = tiny_target.launch("treatment", tiny_target.repo_path)
+    users = tiny_target.user_ids()
+    canary = np.where(users % 10 < 3, (users % 2).astype(np.int64), -1)
+    everyone = (users % 2).astype(np.int64)
+    earlier = [StageTraffic(canary, 2, 31)]
+    first = tiny_target.collect(control, treatment, everyone, days=2, seed=32, earlier=earlier)
+    tiny_target.rollback(treatment)  # its arm processes stop: a re-simulation would restart them
+    treatment = tiny_target.launch("treatment", tiny_target.repo_path)  # the same snapshot
+    tiny_target.last_timing = {}
+    control_b = control.model_copy(update={"name": "base"})
+    again = tiny_target.collect(control_b, treatment, everyone, days=2, seed=32, earlier=earlier)
+    assert tiny_target.last_timing == {}  # nothing was simulated
+    assert again.arms == ["base", "treatment"]
+    for old, new in (("control", "base"), ("treatment", "treatment")):
+        assert np.array_equal(first.users[old], again.users[new])
+        assert first.metrics[old].keys() == again.metrics[new].keys()
+        for name, values in first.metrics[old].items():
+            assert np.array_equal(values, again.metrics[new][name]), name
+            assert np.array_equal(first.pre[old][name], again.pre[new][name]), name
+    for entry in (tiny_target.root / "readouts").glob("*.npz"):
+        entry.write_bytes(entry.read_bytes()[:-10] + bytes(10))  # altered behind our back
+    rerun = tiny_target.collect(control, treatment, everyone, days=2, seed=32, earlier=earlier)
+    assert tiny_target.last_timing  # simulated again, to the same numbers
+    assert np.array_equal(
+        first.metrics["treatment"]["watch_time"], rerun.metrics["treatment"]["watch_time"]
+    )
+    tiny_target.rollback(treatment)
+
+
+def test_the_readout_cache_keeps_under_its_budget(tmp_path: Path) -> None:
+    """Least recently used entries go first; an entry leaves with its checksum."""
+    from agentx.sandbox import cache, readouts
+
+    for index, name in enumerate(("old", "middle", "new")):
+        staging = tmp_path / f"{name}.tmp"
+        staging.write_bytes(bytes(1000))
+        cache.seal(staging, tmp_path / f"{name}.npz")
+        os.utime(tmp_path / f"{name}.npz", (index, index))
+    readouts.evict(tmp_path, budget=2500)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "middle.npz",
+        "middle.npz.sha256",
+        "new.npz",
+        "new.npz.sha256",
+    ]
+
+
+def test_the_system_description_follows_the_baselines_files(tiny_target: SandboxTarget) -> None:
+    """Built once per state of the repository (every stage asks for it), rebuilt as soon as
+    a file changes: a module added to the baseline appears in the map."""
+    first = tiny_target.describe()
+    assert tiny_target.describe() is first  # not mapped again
+    added = tiny_target.repo_path / "recsys" / "extra_channel.py"
+    try:
+        added.write_text("def extra_channel():\n    return 1\n")
+        mapped = {info.path: info for info in tiny_target.describe().files}
+        assert [s.name for s in mapped["recsys/extra_channel.py"].symbols] == ["extra_channel"]
+    finally:
+        added.unlink()
+    assert "recsys/extra_channel.py" not in {info.path for info in tiny_target.describe().files}

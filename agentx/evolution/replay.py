@@ -225,6 +225,7 @@ def replay_evaluation(
                 run_settings,
                 policy=policy,
                 rollback=False,
+                slot=record.traffic,
             )
             verdict = decide(
                 rollout,

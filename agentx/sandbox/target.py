@@ -20,6 +20,7 @@ verified on read) and re-hashes snapshots on use.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -39,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from agentx.models import CheckResult
-from agentx.sandbox import cache, model_checks, pytest_report
+from agentx.sandbox import cache, model_checks, pytest_report, readouts
 from agentx.sandbox.analysis import analyse_log
 from agentx.sandbox.arms import ArmFailure, ArmProcess
 from agentx.sandbox.logs import write_data_dir
@@ -137,13 +138,33 @@ def template_path() -> Path:
     return Path(str(resources.files("agentx.sandbox").joinpath("template")))
 
 
+@functools.cache
 def simulator_version() -> str:
-    """Hash of the code that generates the world's data: logs made by older code are stale."""
+    """Hash of the code that generates the world's data: logs made by older code are stale.
+
+    Computed once per process: it is part of every cache key, and the code a process
+    simulates with is the code it imported."""
     digest = hashlib.sha256()
     package = Path(__file__).parent
     for name in ("world.py", "population.py", "simulator.py", "logs.py", "online.py", "arms.py"):
         digest.update((package / name).read_bytes())
     return digest.hexdigest()[:16]
+
+
+def _files_fingerprint(root: Path) -> str:
+    """Cheap identity of a repository's files (paths, sizes, modification times; not git's
+    own files): changes whenever a file is edited, added or removed."""
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if any(part in _SKIP for part in rel.parts):
+            continue
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        digest.update(f"{rel}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
+    return digest.hexdigest()
 
 
 def content_hash(root: Path) -> str:
@@ -178,6 +199,7 @@ class SandboxTarget:
         self._live: dict[tuple[Any, ...], _LiveRollout] = {}
         self._live_lock = threading.Lock()
         self._truth_locks: dict[str, threading.Lock] = {}
+        self._description: tuple[str, SystemDescription] | None = None  # see describe()
         weakref.finalize(self, _close_all, self._live)
 
     # ------------------------------------------------------------------ setup
@@ -252,7 +274,21 @@ class SandboxTarget:
 
     # ------------------------------------------------------------------ knowledge
     def describe(self) -> SystemDescription:
-        """Architecture doc, repository map, config keys, features, data schema, metrics."""
+        """Architecture doc, repository map, config keys, features, data schema, metrics.
+
+        Built once per state of the baseline's files (name, size, modification time): every
+        stage, verdict and verification asks for it, and mapping the repository parses every
+        module (a tenth of a wave's main-process time before). Callers must not mutate it.
+        """
+        fingerprint = _files_fingerprint(self.repo_path)
+        cached = self._description
+        if cached is not None and cached[0] == fingerprint:
+            return cached[1]
+        description = self._describe()
+        self._description = (fingerprint, description)
+        return description
+
+    def _describe(self) -> SystemDescription:
         repo = self.repo_path
         arch = repo / "docs" / "ARCHITECTURE.md"
         config_file = repo / "config.toml"
@@ -531,8 +567,13 @@ class SandboxTarget:
             except TargetError as error:
                 errors[arm.name] = str(error)
         if not errors:
+            names = [control.name, treatment.name]
+            roles = {CONTROL: snapshots[control.name], 1: snapshots[treatment.name]}
+            entry = self._readout_entry(roles, phases)
+            cached = readouts.load(entry, names, days)
+            if cached is not None:
+                return cached
             try:
-                roles = {CONTROL: snapshots[control.name], 1: snapshots[treatment.name]}
                 result = self._continue_rollout(roles, phases)
             except ArmFailure as error:
                 failed = treatment.name if f"arm {treatment.name}" in str(error) else control.name
@@ -554,9 +595,24 @@ class SandboxTarget:
             users[arm.name] = members
             metrics[arm.name] = per_user_metrics(window.sums, members)
             before[arm.name] = per_user_metrics(pre.sums, members)
-        return OnlineReadout(
+        readout = OnlineReadout(
             arms=[control.name, treatment.name], users=users, metrics=metrics, pre=before, days=days
         )
+        try:
+            readouts.store(entry, readout)
+        except OSError:  # a full or read-only disk costs the next replay time, nothing else
+            pass
+        return readout
+
+    def _readout_entry(self, roles: dict[int, Path], phases: list[Phase]) -> Path:
+        """Where the readout of this rollout's last phase is cached (see readouts.py)."""
+        key = readouts.readout_key(
+            [path.name for path in roles.values()],
+            [_phase_key(phase) for phase in phases],
+            self.seed,
+            simulator_version(),
+        )
+        return self.root / "readouts" / f"{key}.npz"
 
     def _start(self, snapshots: dict[int, Path], pre_seed: int) -> tuple[Timeline, ExitStack]:
         """Start one arm process per role (training side by side) and run the pre-period."""
@@ -682,13 +738,13 @@ class SandboxTarget:
         self._close_live(key)
         entry = self.root / "truth" / f"{key}.json"
         record = cache.read_json(entry)  # None when absent or altered since it was sealed
-        if record is not None and record.get("key") == _truth_key(key):
+        if record is not None and record.get("key") == _truth_key(key, self.seed):
             return record
         with self._live_lock:
             lock = self._truth_locks.setdefault(key, threading.Lock())
         with lock:  # experiments side by side may ask for the same truth (the baseline's)
             record = cache.read_json(entry)
-            if record is not None and record.get("key") == _truth_key(key):
+            if record is not None and record.get("key") == _truth_key(key, self.seed):
                 return record
             return self._compute_truth(workdir, key, entry)
 
@@ -706,7 +762,7 @@ class SandboxTarget:
         released = self.world.released_items(self.world.online_start_day + self.horizon)
         window = result.phases[0]
         record = {
-            "key": _truth_key(key),
+            "key": _truth_key(key, self.seed),
             "metrics": population_metrics(window, released),
             "daily_watch": window.daily_watch,
         }
@@ -749,9 +805,10 @@ def _phase_key(phase: Phase) -> tuple[str, int, int]:
     return digest.hexdigest(), int(phase.days), int(phase.seed)
 
 
-def _truth_key(content: str) -> str:
-    """What a cached ground truth depends on: the code, the simulator and the seed."""
-    return f"{content}:{simulator_version()}:{TRUTH_SEED}"
+def _truth_key(content: str, seed: int) -> str:
+    """What a cached ground truth depends on: the code, the arm's training seed, the
+    simulator and the truth's draws."""
+    return f"{content}:{seed}:{simulator_version()}:{TRUTH_SEED}"
 
 
 def _synthetic_feedback(users: np.ndarray, slates: np.ndarray, day: int) -> dict[str, np.ndarray]:

@@ -311,10 +311,12 @@ def run_rollout(
     *,
     policy: EvaluationPolicy | None = None,
     rollback: bool = True,
+    slot: TrafficSlot | None = None,
 ) -> Rollout:
     """Every stage in order, as the loop runs them without human gates: stop at the first
     halt (rolling the treatment back unless ``rollback`` is False, as a replay of recorded
-    traffic wants), early stop, or completion.
+    traffic wants), early stop, or completion. ``slot`` is the traffic range of an
+    experiment that ran beside others (its replay must assign the same users).
 
     For benchmarks, tests and reports; the graph runs the same stages one node at a time.
     """
@@ -323,8 +325,9 @@ def run_rollout(
     for index, stage in enumerate(settings.stages):
         final = index == len(settings.stages) - 1
         result = run_stage(
-            target, control, treatment, stage, experiment_id, settings, final, policy=policy
-        )
+            target, control, treatment, stage, experiment_id, settings, final,
+            policy=policy, slot=slot,
+        )  # fmt: skip
         rollout.stages.append(result)
         if result.decision == "halt":
             rollout.halted_at, rollout.halt_reason = stage.name, result.reason
