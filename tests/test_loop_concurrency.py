@@ -14,7 +14,13 @@ import numpy as np
 import pytest
 from processes import kill_during_second_experiment
 
-from agentx.agents.evaluation.capacity import NoiseEstimate, fits, layer_slots, wave_salt
+from agentx.agents.evaluation.capacity import (
+    NoiseEstimate,
+    fits,
+    layer_slots,
+    noise_estimate,
+    wave_salt,
+)
 from agentx.agents.evaluation.rollout import stage_assignment
 from agentx.graph.context import ResourcePool, bind
 from agentx.graph.nodes import Nodes
@@ -26,13 +32,17 @@ from agentx.models import (
     ExperimentRecord,
     ExperimentStatus,
     Goal,
+    MetricEffect,
     Proposal,
+    Rollout,
+    StageResult,
     Verdict,
 )
 from agentx.report.workspace import load_run
 from agentx.runner import run_loop
-from agentx.settings import load_settings
+from agentx.settings import RolloutStage, load_settings
 from agentx.summary import RunSummary
+from agentx.target.models import MetricNoise
 from agentx.workspace import git
 
 STAGES = [
@@ -105,13 +115,61 @@ def test_a_wave_splits_users_into_disjoint_slices_that_keep_their_arms(k: int) -
 def test_an_experiment_waits_rather_than_run_underpowered() -> None:
     """Side by side, each experiment must keep the power it would have alone; one that
     could not reach it even alone does not hold the others back."""
-    noise = NoiseEstimate(sd_relative=0.8, users_per_arm=50_000, experiment_id="e")
+    noise = NoiseEstimate(sd_relative=0.8, users_per_arm=50_000, source="e")
     rule = {"min_power": 0.8, "alpha": 0.05}
     assert fits([0.03] * 4, noise, **rule)  # +3% is detectable on a quarter of the users
     assert not fits([0.03] * 8, noise, **rule)  # ... not on an eighth: it waits
     assert fits([0.005] * 8, noise, **rule)  # hopeless even alone: waiting would not help
     assert not fits([0.03, 0.03], None, **rule)  # no noise measured yet: one at a time
     assert fits([0.03], None, **rule)
+
+
+def test_before_any_final_stage_the_logged_noise_sizes_the_traffic() -> None:
+    """The data report's between-user noise of the north star stands in until the run has
+    measured a final stage (then the measurement wins); a target reporting none keeps the
+    first wave to one experiment."""
+    final = RolloutStage(name="full", treatment_share=0.5, days=14)
+    logged = MetricNoise(sd_relative=1.2, users=40_000, days=10)
+    prior = noise_estimate([], "watch_time", final, 0.05, logged=logged)
+    assert prior == NoiseEstimate(sd_relative=1.2, users_per_arm=20_000, source="logs")
+    assert noise_estimate([], "watch_time", final, 0.05) is None
+    measured = _record_with_final_stage(sd=0.8, n_per_arm=20_000)
+    estimate = noise_estimate([measured], "watch_time", final, 0.05, logged=logged)
+    assert estimate is not None and estimate.source == measured.id
+    assert estimate.sd_relative == pytest.approx(0.8, rel=1e-3)
+
+
+def _record_with_final_stage(sd: float, n_per_arm: int) -> ExperimentRecord:
+    """A record whose final stage measured the north star with per-user sd ``sd`` (relative
+    to a control mean of 1)."""
+    half_width = 1.959963984540054 * sd * (2.0 / n_per_arm) ** 0.5
+    effect = MetricEffect(
+        metric="watch_time",
+        control_mean=1.0,
+        treatment_mean=1.0,
+        absolute=0.0,
+        relative=0.0,
+        ci_low=-half_width,
+        ci_high=half_width,
+        p_value=1.0,
+        method="welch",
+        n_control=n_per_arm,
+        n_treatment=n_per_arm,
+    )
+    stage = StageResult(
+        stage="full", treatment_share=0.5, days=14, srm_p_value=1.0, srm_ok=True, effects=[effect]
+    )
+    proposal = Proposal(
+        id="p", technique="t", lever="x", hypothesis="h", target_metric="watch_time",
+        expected_size=0.01,
+    )  # fmt: skip
+    return ExperimentRecord(
+        id="e-measured",
+        iteration=0,
+        proposal=proposal,
+        rollout=Rollout(experiment_id="e-measured", stages=[stage]),
+        status=ExperimentStatus.DISCARDED,
+    )
 
 
 # ---------------------------------------------------------------------- the loop at K = 4
@@ -150,6 +208,8 @@ def test_the_same_seed_and_k_give_the_same_run(
     assert len(first.experiments) == ITERATIONS
     assert _comparable(first) == _comparable(second)
     assert any(line.traffic_share < 1.0 for line in first.experiments)
+    # the first wave ran side by side, sized from the logged noise before any measurement
+    assert first.experiments[0].traffic_share < 1.0
 
 
 def test_a_kill_during_a_wave_resumes_with_nothing_lost_or_duplicated(

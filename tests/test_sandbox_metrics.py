@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from sklearn.metrics import ndcg_score
 
 from agentx.sandbox.analysis import fit_position_bias, gini
@@ -48,6 +49,14 @@ def test_data_report_and_offline_metrics(tiny_target: SandboxTarget) -> None:
     assert report.position_ctr[0] > report.position_ctr[-1]  # logs carry position bias
     assert 0 < report.tail_impression_share < 1
     assert any("position-bias" in finding for finding in report.findings)
+    # between-user noise of the north star over the logged window, every user counted
+    world = tiny_target.world_params
+    noise = report.metric_noise["watch_time"]
+    assert (noise.users, noise.days) == (world.n_users, world.log_days)
+    watch = np.bincount(
+        tiny_target.world.log.user, tiny_target.world.log.watch_time, minlength=world.n_users
+    )
+    assert noise.sd_relative == pytest.approx(watch.std(ddof=1) / watch.mean())
     offline = tiny_target.evaluate_offline(tiny_target.repo_path)
     assert 0 < offline.ndcg_at_k <= 1 and 0 < offline.recall_at_k <= 1
     assert offline.latency_ms > 0

@@ -163,10 +163,14 @@ def wave_capacity(
     policy = evaluation_policy_of(resources)
     stages = settings.stages
     estimate = noise_estimate(
-        state.get("experiments") or [], settings.north_star, stages[-1].name, settings.alpha
+        state.get("experiments") or [],
+        settings.north_star,
+        stages[-1],
+        settings.alpha,
+        logged=resources.data_report().metric_noise.get(settings.north_star),
     )
     if estimate is None:
-        return "no final stage measured yet to size traffic from"
+        return "no final stage measured yet, nor a logged noise, to size traffic from"
     floor = policy.min_interesting_effect
     effects = [max(abs(w.proposal.expected_size), floor) for w in wave] + [0.0] * newcomers
     alpha = policy.final_alpha(settings.alpha, len(stages))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from agentx.sandbox.logs import InteractionLog
-from agentx.target.models import DataReport
+from agentx.target.models import DataReport, MetricNoise
 
 
 def gini(values: np.ndarray) -> float:
@@ -79,7 +79,30 @@ def analyse_log(
         position_bias_eta=eta,
         segment_mix=segments,
         findings=findings,
+        metric_noise=metric_noise(log, n_users),
     )
+
+
+def metric_noise(log: InteractionLog, n_users: int) -> dict[str, MetricNoise]:
+    """Per-user sums of the logged window's sum metrics (every user, inactive ones at 0):
+    their sd over their mean. Without CUPED and over the log's window, which is no longer
+    than an experiment's final stage, this overstates a final stage's noise: traffic sized
+    with it errs towards fewer experiments side by side."""
+    if log.day.size == 0 or n_users < 2:
+        return {}
+    days = int(log.day.max()) - int(log.day.min()) + 1
+    sums = {
+        "watch_time": np.bincount(log.user, weights=log.watch_time, minlength=n_users),
+        "clicks": np.bincount(log.user, weights=log.click, minlength=n_users),
+        "impressions": np.bincount(log.user, minlength=n_users).astype(np.float64),
+    }
+    noise = {}
+    for name, values in sums.items():
+        mean = float(values.mean())
+        sd = float(values.std(ddof=1))
+        if mean > 0.0 and sd > 0.0:
+            noise[name] = MetricNoise(sd_relative=sd / mean, users=n_users, days=days)
+    return noise
 
 
 def segment_mix(

@@ -53,6 +53,15 @@ class SystemDescription(BaseModel):
     latency_budget_ms: float | None = None
 
 
+class MetricNoise(BaseModel):
+    """How much a per-user metric varies between users over a window of the logs: what an
+    experimentation platform knows before the first experiment, to size traffic with."""
+
+    sd_relative: float = Field(gt=0.0, description="Per-user sd of the window's sum over its mean.")
+    users: int = Field(gt=0, description="Users the sums cover (inactive ones count as 0).")
+    days: int = Field(gt=0, description="Days of the window.")
+
+
 class DataReport(BaseModel):
     """First-look statistics of the interaction logs."""
 
@@ -73,6 +82,11 @@ class DataReport(BaseModel):
         description="Share of logged users per observable segment (new, heavy, focused, broad).",
     )
     findings: list[str] = Field(default_factory=list, description="Plain-language signals.")
+    metric_noise: dict[str, MetricNoise] = Field(
+        default_factory=dict,
+        description="Between-user noise of per-user metrics over the logged window, by metric "
+        "(sizes concurrent experiments before the run has measured a final stage).",
+    )
 
 
 class OfflineMetrics(BaseModel):

@@ -6,8 +6,10 @@ so each has fewer users than it would alone. Traffic, not compute, is what they 
 experiment is only worth running beside others if its final stage keeps enough power for
 the effect it expects. The noise comes from the run's own measurements (the per-user
 standard deviation implied by the last completed final stage's interval, after CUPED), so
-the rule needs no knowledge of the target; until one final stage has been measured the wave
-holds a single experiment.
+the rule needs little knowledge of the target. Until one final stage has been measured, the
+between-user noise the target's data report gives for the north star over its logged window
+stands in (an overstatement: no CUPED, a window no longer than a final stage); a target
+that reports none keeps the first wave to a single experiment.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from pydantic import BaseModel, Field
 
 from agentx.agents.evaluation.extend import effect_sd
 from agentx.models import ExperimentRecord, TrafficSlot, stable_id
+from agentx.settings import RolloutStage
 from agentx.stats import StatsError
 from agentx.stats.power import power_two_sample
+from agentx.target.models import MetricNoise
 
 N_BUCKETS = 1000
 
@@ -30,14 +34,31 @@ class NoiseEstimate(BaseModel):
 
     sd_relative: float = Field(gt=0.0, description="Per-user sd over the control mean.")
     users_per_arm: float = Field(gt=0.0, description="Users per arm with all the traffic.")
-    experiment_id: str = Field(description="The experiment it was measured in.")
+    source: str = Field(description="The experiment it was measured in, or 'logs'.")
 
 
 def noise_estimate(
+    records: Sequence[ExperimentRecord],
+    north_star: str,
+    final_stage: RolloutStage,
+    alpha: float,
+    logged: MetricNoise | None = None,
+) -> NoiseEstimate | None:
+    """The latest completed final stage's noise, scaled to the whole traffic; before any,
+    the ``logged`` noise of the north star (its users split as the final stage splits them);
+    None when neither exists."""
+    measured = _measured(records, north_star, final_stage.name, alpha)
+    if measured is not None or logged is None:
+        return measured
+    users = logged.users * final_stage.treatment_share  # users per arm (control is as big)
+    if users <= 0.0:
+        return None
+    return NoiseEstimate(sd_relative=logged.sd_relative, users_per_arm=users, source="logs")
+
+
+def _measured(
     records: Sequence[ExperimentRecord], north_star: str, final_stage: str, alpha: float
 ) -> NoiseEstimate | None:
-    """The latest completed final stage's noise, scaled to the whole traffic (None: the run
-    has not completed a final stage yet)."""
     for record in reversed(records):
         rollout = record.rollout
         if rollout is None or not rollout.stages or rollout.stages[-1].stage != final_stage:
@@ -52,7 +73,7 @@ def noise_estimate(
             continue
         share = record.traffic.share if record.traffic is not None else 1.0
         users = (effect.n_control + effect.n_treatment) / 2.0 / share
-        return NoiseEstimate(sd_relative=sd, users_per_arm=users, experiment_id=record.id)
+        return NoiseEstimate(sd_relative=sd, users_per_arm=users, source=record.id)
     return None
 
 
