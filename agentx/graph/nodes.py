@@ -46,6 +46,7 @@ from agentx.graph.state import (
     Scheduled,
     add_counts,
     fresh_experiment,
+    parent_if,
     union,
 )
 from agentx.graph.tracelog import emit
@@ -131,6 +132,11 @@ def _owe(state: Any, reason: QueueReason, parent: str, retests: int = 0) -> Queu
         stages=state.get("plan"),
         retests=retests,
     )
+
+
+def _owed(state: Any) -> Queued | None:
+    """The queue entry the current experiment was owed as (None: a new idea)."""
+    return state.get("owed")
 
 
 def evaluation_policy_of(resources: Resources) -> EvaluationPolicy:
@@ -290,17 +296,11 @@ class Nodes:
                 f"{owed.proposal.params}"
             )
             self._log(state, _event(BRAINSTORM, message, data={"queue": owed.reason.value}))
-            retest = owed.reason == QueueReason.RETEST
             return {
                 **fresh,
                 "queue": queue,
                 "current": owed.proposal,
                 "exhausted": False,
-                "plan": owed.stages,
-                "follow_up_of": owed.parent if follow_up else None,
-                "retest_of": owed.parent if retest else None,
-                "retests": owed.retests,
-                "queue_reason": owed.reason,
                 "owed": owed,
                 "funnel": add_counts(state.get("funnel"), {"follow_ups": int(follow_up)}),
             }
@@ -618,7 +618,7 @@ class Nodes:
         scheduled = state.get("scheduled") or Scheduled(
             iteration=state.get("iteration", 0),
             proposal=state["current"],
-            plan=state.get("plan"),
+            owed=None,  # the subgraph run on its own (Studio): nothing was owed
             slot=state.get("slot"),
         )
         finished = Finished(
@@ -681,15 +681,7 @@ class Nodes:
         if current is None or state.get("exhausted"):
             return update
         iteration = state.get("iteration", 0)
-        item = Scheduled(
-            iteration=iteration,
-            proposal=current,
-            plan=state.get("plan"),
-            follow_up_of=state.get("follow_up_of"),
-            queue_reason=state.get("queue_reason"),
-            retest_of=state.get("retest_of"),
-            retests=state.get("retests") or 0,
-        )
+        item = Scheduled(iteration=iteration, proposal=current, owed=_owed(state))
         why = wave_capacity(self.r, state, [*wave, item])
         if why is None:
             wave.append(item)
@@ -728,11 +720,8 @@ class Nodes:
                 **run,
                 "current": item.proposal,
                 "iteration": scheduled.iteration,
+                "owed": scheduled.owed,
                 "plan": scheduled.plan,
-                "follow_up_of": scheduled.follow_up_of,
-                "queue_reason": scheduled.queue_reason,
-                "retest_of": scheduled.retest_of,
-                "retests": scheduled.retests,
                 "avoid": {**(run.get("avoid") or {}), **item.avoid},
             }
             update, shipped = self._learn_one(
@@ -831,8 +820,8 @@ class Nodes:
             card_id=card.id if card else None,
             root_cause=recorded_cause,
             cause=cause,
-            follow_up_of=state.get("follow_up_of"),
-            retest_of=state.get("retest_of"),
+            follow_up_of=parent_if(_owed(state), QueueReason.FOLLOW_UP),
+            retest_of=parent_if(_owed(state), QueueReason.RETEST),
             traffic=slot,
             arms={
                 name: arm.model_dump(mode="json")
@@ -860,7 +849,7 @@ class Nodes:
             streak = state.get("infra_streak", 0) + 1
             update["infra_streak"] = streak
             counts["deferred"] = 1
-            if state.get("queue_reason") != QueueReason.RETRY:
+            if parent_if(_owed(state), QueueReason.RETRY) is None:
                 queue.append(_owe(state, QueueReason.RETRY, experiment_id))
             if streak >= r.settings.max_infra_failures:
                 line = (
@@ -873,7 +862,8 @@ class Nodes:
         else:
             update["infra_streak"] = 0
         if status == ExperimentStatus.STALE:
-            retests = state.get("retests") or 0
+            owed = _owed(state)
+            retests = owed.retests if owed is not None else 0
             if retests < r.settings.concurrency.max_retests:
                 queue.insert(0, _owe(state, QueueReason.RETEST, experiment_id, retests + 1))
                 counts["retests"] = 1
@@ -904,7 +894,7 @@ class Nodes:
         settings = self.r.settings
         if verdict is None or verdict.decision != Decision.EXTEND or not settings.extend.enabled:
             return None
-        if state.get("follow_up_of"):
+        if parent_if(_owed(state), QueueReason.FOLLOW_UP):
             return None, "inconclusive again after a follow-up: no further follow-up"
         if state.get("follow_ups", 0) >= settings.extend.max_follow_ups:
             return None, f"no follow-up: the budget of {settings.extend.max_follow_ups} is spent"

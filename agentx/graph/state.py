@@ -108,22 +108,29 @@ class ExperimentOutcome(BaseModel):
 
 
 class Scheduled(BaseModel):
-    """An experiment put into the current wave: which iteration it is, what it tests, why
-    it was owed (if it was), and the slice of traffic it runs on."""
+    """An experiment put into the current wave: which iteration it is, what it tests, the
+    queue entry it was owed as (if it was) and the slice of traffic it runs on. Its stages
+    and what it follows up or re-tests all derive from ``owed``."""
 
     iteration: int = Field(ge=0, description="Its index in the run (its id derives from it).")
     proposal: Proposal
-    plan: list[RolloutStage] | None = Field(None, description="Its own stages (a follow-up).")
-    follow_up_of: str | None = None
-    queue_reason: QueueReason | None = None
-    retest_of: str | None = None
-    retests: int = 0
+    owed: Queued | None = Field(None, description="The queue entry it came from (None: new).")
     slot: TrafficSlot | None = Field(None, description="Its traffic range; None: all traffic.")
+
+    @property
+    def plan(self) -> list[RolloutStage] | None:
+        """Its own stages (a follow-up's), None for the run's."""
+        return self.owed.stages if self.owed is not None else None
 
     @property
     def needs_all_traffic(self) -> bool:
         """A follow-up was sized by power for the whole traffic: it runs alone."""
-        return self.queue_reason == QueueReason.FOLLOW_UP
+        return parent_if(self.owed, QueueReason.FOLLOW_UP) is not None
+
+
+def parent_if(owed: Queued | None, reason: QueueReason) -> str | None:
+    """The experiment an owed one continues, when it was owed for ``reason``."""
+    return owed.parent if owed is not None and owed.reason == reason else None
 
 
 class Finished(BaseModel):
@@ -170,11 +177,6 @@ class NextExperiment(TypedDict, total=False):
     recorded by learn. Brainstorm starts each one from :func:`fresh_experiment`."""
 
     current: Proposal | None
-    plan: list[RolloutStage] | None
-    follow_up_of: str | None
-    queue_reason: QueueReason | None
-    retest_of: str | None
-    retests: int | None
     owed: Queued | None  # the queue entry it came from (put back if it must wait)
 
 
