@@ -7,14 +7,18 @@ import copy
 from pathlib import Path
 
 import pytest
+from trajectories import make_record
 
 from agentx.agents.evaluation.policy import EvaluationPolicy
 from agentx.evolution.outcomes import keep_utility
 from agentx.evolution.replay import replay_evaluation
 from agentx.evolution.rubric import load_rubric
 from agentx.evolution.store import HarnessStore
+from agentx.graph.builder import make_after_learn
+from agentx.graph.diagram import loop_mermaid
 from agentx.graph.resources import build_resources
 from agentx.harness import load_harness
+from agentx.models import ExperimentStatus
 from agentx.runner import run_loop
 from agentx.settings import load_settings
 
@@ -23,7 +27,12 @@ from agentx.settings import load_settings
 def evolved_run(tmp_path_factory: pytest.TempPathFactory):
     workspace = tmp_path_factory.mktemp("evolving") / "ws"
     settings = load_settings(
-        world="tiny", iterations=4, seed=0, workspace=workspace, evolution={"every": 2}
+        world="tiny",
+        iterations=4,
+        seed=0,
+        workspace=workspace,
+        evolution={"every": 2},
+        concurrency={"max_in_flight": 1},  # the cadence, one experiment at a time
     )
     return settings, run_loop(settings)
 
@@ -42,6 +51,18 @@ def test_one_step_every_n_experiments_agents_in_turn(evolved_run) -> None:
     for step in summary.evolutions:
         if step.outcome in ("kept", "rolled_back"):
             assert step.old_score is not None and step.new_score is not None
+
+
+def test_every_step_a_wave_made_due_is_taken(evolved_run) -> None:
+    """A wave of four experiments at ``every = 2`` owes two steps: the loop takes both
+    before the next wave (after the step it asks again), not one."""
+    settings, summary = evolved_run
+    after = make_after_learn(build_resources(settings))
+    records = [make_record(i, "recency_feature", ExperimentStatus.DISCARDED) for i in range(4)]
+    state = {"experiments": records, "iterations": 8, "evolutions": summary.evolutions[:1]}
+    assert after(state) == "evolve_harness"
+    assert after({**state, "evolutions": summary.evolutions[:2]}) == "brainstorm_agent"
+    assert "evolve_harness -.-> evolve_harness" in loop_mermaid()  # wired: asked again
 
 
 def test_the_run_is_archived_with_its_arms(evolved_run) -> None:

@@ -36,7 +36,11 @@ RUN = "run-1"
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("report-ws")
-    run_loop(load_settings(world="tiny", iterations=3, seed=0, workspace=path))
+    # one at a time: this run's three experiments include an SGPO step that reaches a replay
+    settings = load_settings(
+        world="tiny", iterations=3, seed=0, workspace=path, concurrency={"max_in_flight": 1}
+    )
+    run_loop(settings)
     return path
 
 

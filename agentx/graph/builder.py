@@ -337,7 +337,7 @@ def build_builder(resources: Resources | ResourcePool) -> StateGraph:
     )
     graph.add_edge(EXPERIMENT, LEARN)
     graph.add_conditional_edges(LEARN, make_after_learn(resources))
-    graph.add_conditional_edges(EVOLVE, next_or_end(resources))
+    graph.add_conditional_edges(EVOLVE, make_after_learn(resources))  # steps owed by a wave
     return graph
 
 
