@@ -218,6 +218,13 @@ class ExtendSettings(BaseModel):
         ge=1.0,
         description="Least growth of the final stage's user-days that is worth a follow-up.",
     )
+    min_power: float = Field(
+        0.5,
+        ge=0.0,
+        lt=1.0,
+        description="Least power the largest follow-up must reach for its target effect; "
+        "below it the follow-up would spend an experiment on a likely inconclusive answer.",
+    )
 
 
 class CumulativeSettings(BaseModel):

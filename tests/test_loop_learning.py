@@ -120,7 +120,9 @@ def _records(settings, resources: Resources, run_id: str):
 def test_extend_is_followed_up_with_a_longer_final_stage(tmp_path: Path) -> None:
     """Point 2: an inconclusive result is re-run with a final stage sized by power."""
     # seed 3: the first one is EXTEND; a 10-day cap keeps the follow-up short.
-    settings = _settings(tmp_path, iterations=2, seed=3, extend={"max_days": 10})
+    # min_power 0: tiny's 2,000 users cannot power it; the mechanism is what is tested here.
+    extend = {"max_days": 10, "min_power": 0.0}
+    settings = _settings(tmp_path, iterations=2, seed=3, extend=extend)
     resources = _narrow(build_resources(settings), "freshness_channel")
     summary = run_loop(settings, resources=resources)
     first, second = summary.experiments
@@ -133,6 +135,21 @@ def test_extend_is_followed_up_with_a_longer_final_stage(tmp_path: Path) -> None
     assert final.stage == "full"
     assert final.treatment_share * final.days > 0.5 * 7  # more user-days than the first run
     assert final.days <= 10
+
+
+def test_a_follow_up_that_could_not_decide_is_not_run(tmp_path: Path) -> None:
+    """The same inconclusive result, but the largest final stage the horizon allows would
+    reach less than ``extend.min_power``: the experiment goes to a new idea instead, and the
+    run says why."""
+    settings = _settings(tmp_path, iterations=2, seed=3, extend={"max_days": 10})
+    resources = _narrow(build_resources(settings), "freshness_channel")
+    summary = run_loop(settings, resources=resources)
+    first, second = summary.experiments
+    assert first.decision == "EXTEND"
+    assert second.follow_up_of is None
+    assert summary.funnel.get("follow_ups", 0) == 0
+    trace = (settings.workspace / "traces" / f"{summary.run_id}.jsonl").read_text()
+    assert "below extend.min_power 50%" in trace
 
 
 @pytest.mark.parametrize(

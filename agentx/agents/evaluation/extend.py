@@ -103,6 +103,12 @@ def plan_follow_up(
         )
     except StatsError:
         power = float("nan")
+    if power < settings.min_power:  # NaN (unsizable) passes: the stage was sized above
+        return None, (
+            f"more traffic cannot decide within the budget: the largest final stage "
+            f"({share:.0%} for {days} days, ~{n_planned} users per arm) reaches {power:.0%} "
+            f"power for {target:+.2%}, below extend.min_power {settings.min_power:.0%}"
+        )
     planned = [
         *stages[:-1],
         RolloutStage(name=final.name, treatment_share=share, days=days),
