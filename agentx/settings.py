@@ -256,7 +256,15 @@ class ConcurrencySettings(BaseModel):
         lt=1.0,
         description="Power an experiment's final stage must keep for its expected effect under "
         "the traffic split; one that would fall below it waits for a smaller wave (unless "
-        "even the whole traffic could not reach it: then waiting would not help).",
+        "even the whole traffic could not reach it: then power_kept applies).",
+    )
+    power_kept: float = Field(
+        0.5,
+        gt=0.0,
+        le=1.0,
+        description="Share of the power it would have alone that an experiment which cannot "
+        "reach min_power even alone must keep beside others (splitting traffic four ways "
+        "takes a small effect from ~20% power to ~9%).",
     )
     max_retests: int = Field(
         1,

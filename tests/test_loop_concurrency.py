@@ -23,7 +23,7 @@ from agentx.agents.evaluation.capacity import (
 )
 from agentx.agents.evaluation.rollout import stage_assignment
 from agentx.graph.context import ResourcePool, bind
-from agentx.graph.nodes import Nodes
+from agentx.graph.nodes import Nodes, in_flight_keys
 from agentx.graph.resources import build_resources
 from agentx.graph.state import ExperimentOutcome, Finished, QueueReason, Scheduled
 from agentx.memory.store import open_store
@@ -39,6 +39,7 @@ from agentx.models import (
     Verdict,
 )
 from agentx.report.workspace import load_run
+from agentx.research.catalog import load_catalog
 from agentx.runner import run_loop
 from agentx.settings import RolloutStage, load_settings
 from agentx.summary import RunSummary
@@ -116,10 +117,13 @@ def test_an_experiment_waits_rather_than_run_underpowered() -> None:
     """Side by side, each experiment must keep the power it would have alone; one that
     could not reach it even alone does not hold the others back."""
     noise = NoiseEstimate(sd_relative=0.8, users_per_arm=50_000, source="e")
-    rule = {"min_power": 0.8, "alpha": 0.05}
+    rule = {"min_power": 0.8, "alpha": 0.05, "power_kept": 0.5}
     assert fits([0.03] * 4, noise, **rule)  # +3% is detectable on a quarter of the users
     assert not fits([0.03] * 8, noise, **rule)  # ... not on an eighth: it waits
-    assert fits([0.005] * 8, noise, **rule)  # hopeless even alone: waiting would not help
+    # +0.5% has ~17% power alone: it may lose half of it (two-way), not more (eight-way)
+    assert fits([0.005] * 2, noise, **rule)
+    assert not fits([0.005] * 8, noise, **rule)
+    assert fits([0.001] * 8, noise, **rule)  # next to no power even alone: little to lose
     assert not fits([0.03, 0.03], None, **rule)  # no noise measured yet: one at a time
     assert fits([0.03], None, **rule)
 
@@ -198,6 +202,30 @@ def test_concurrent_experiments_never_share_a_user(
             enrolled.append(set(np.flatnonzero(arms >= 0).tolist()))
         for one, other in combinations(enrolled, 2):
             assert not one & other
+
+
+def test_a_wave_tests_one_value_per_technique(uninterrupted: tuple[RunSummary, Path]) -> None:
+    """A technique's next value follows from its last outcome, unknown while one of its
+    values is in flight: brainstorm does not put a second value of it into the wave."""
+    _, workspace = uninterrupted
+    waves: dict[str, list[str]] = {}
+    for record in _records(workspace):
+        if record.traffic is not None:
+            waves.setdefault(record.traffic.salt, []).append(record.proposal.technique)
+    assert waves and all(len(set(names)) == len(names) for names in waves.values()), waves
+    catalog = load_catalog()
+    wave = [
+        Scheduled(
+            iteration=0,
+            proposal=Proposal(
+                id="p", technique="ips_debiasing", lever="x", hypothesis="h",
+                target_metric="watch_time", expected_size=0.01, params={"max_weight": 10.0},
+            ),
+        )
+    ]  # fmt: skip
+    keys = in_flight_keys({"wave": wave}, catalog)
+    values = catalog["ips_debiasing"].params[0].values
+    assert {f"ips_debiasing:{{\"max_weight\": {v}}}" for v in values} <= set(keys)
 
 
 def test_the_same_seed_and_k_give_the_same_run(

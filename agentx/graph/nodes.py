@@ -5,6 +5,7 @@ already done) so a run resumed from its last checkpoint loses and duplicates not
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,7 @@ from agentx.models import (
     TrafficSlot,
     stable_id,
 )
+from agentx.research.catalog import Technique
 from agentx.settings import RolloutStage, Settings
 from agentx.target.contract import TargetError
 from agentx.workspace import git
@@ -180,10 +182,13 @@ def wave_capacity(
     floor = policy.min_interesting_effect
     effects = [max(abs(w.proposal.expected_size), floor) for w in wave] + [0.0] * newcomers
     alpha = policy.final_alpha(settings.alpha, len(stages))
-    if not fits(effects, estimate, min_power=settings.concurrency.min_power, alpha=alpha):
+    rule = settings.concurrency
+    if not fits(
+        effects, estimate, min_power=rule.min_power, alpha=alpha, power_kept=rule.power_kept
+    ):
         return (
-            f"{size} experiments side by side would leave one below "
-            f"{settings.concurrency.min_power:.0%} power for its expected effect"
+            f"{size} experiments side by side would leave one below {rule.min_power:.0%} "
+            f"power for its expected effect, or below {rule.power_kept:.0%} of its power alone"
         )
     return None
 
@@ -195,13 +200,19 @@ def room_for_another(resources: Resources, state: Any) -> bool:
     return wave_capacity(resources, state, wave, newcomers=1) is None
 
 
-def in_flight_keys(state: Any) -> dict[str, str]:
-    """The combinations of the wave's experiments, as avoid entries."""
-    items = state.get("wave") or []
-    return {
-        combo_key(item.proposal.technique, item.proposal.params): f"in flight ({item.iteration})"
-        for item in items
-    }
+def in_flight_keys(state: Any, catalog: dict[str, Technique]) -> dict[str, str]:
+    """Every parameter setting of the techniques the wave is testing, as avoid entries: a
+    technique's next value is chosen from its last outcome, which is not known while one of
+    its values is in flight, so a wave tests one value per technique."""
+    keys: dict[str, str] = {}
+    for item in state.get("wave") or []:
+        technique, why = item.proposal.technique, f"in flight ({item.iteration})"
+        keys[combo_key(technique, item.proposal.params)] = why
+        params = catalog[technique].params if technique in catalog else []
+        for values in itertools.product(*(p.values for p in params)):
+            settings = dict(zip((p.name for p in params), values, strict=True))
+            keys[combo_key(technique, settings)] = why
+    return keys
 
 
 def offline_repair(resources: Resources, state: DevelopState) -> Proposal | None:
@@ -345,7 +356,7 @@ class Nodes:
 
         # experiments in flight (or waiting for traffic) are not proposed a second time;
         # the run's avoid set does not keep them (an infrastructure failure leaves none)
-        in_flight = in_flight_keys(state)
+        in_flight = in_flight_keys(state, r.catalog)
         run_avoid = dict(state.get("avoid") or {})
         batch, avoid = propose({**run_avoid, **in_flight}, drafts)
         if drafts is not None and not any(p.admitted for p in batch):

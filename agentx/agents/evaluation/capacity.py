@@ -97,14 +97,17 @@ def fits(
     *,
     min_power: float,
     alpha: float,
+    power_kept: float,
 ) -> bool:
     """Whether experiments expecting ``effects`` can run side by side, each on an equal
-    slice of the traffic, without one of them falling below ``min_power`` where the whole
-    traffic would have reached it. One alone always fits; more need a noise estimate.
+    slice of the traffic. One alone always fits; more need a noise estimate, and then each
+    must keep ``min_power`` where the whole traffic would have reached it, else
+    ``power_kept`` of the power it would have alone.
 
-    An experiment that could not reach ``min_power`` even alone does not hold the others
-    back: waiting for traffic would not make it conclusive (its EXTEND follow-up, sized
-    by power, runs alone).
+    The second rule is what keeps small effects from being split into coin flips: on the
+    ``default`` world an expected +0.5% has about 20% power alone and 9% on a quarter of the
+    users. An experiment with next to no power even alone (power near alpha) loses little by
+    sharing and does not hold the others back.
     """
     if len(effects) <= 1:
         return True
@@ -113,7 +116,8 @@ def fits(
     share = 1.0 / len(effects)
     for effect in effects:
         alone = final_stage_power(estimate, effect, 1.0, alpha)
-        if alone >= min_power and final_stage_power(estimate, effect, share, alpha) < min_power:
+        needed = min_power if alone >= min_power else power_kept * alone
+        if final_stage_power(estimate, effect, share, alpha) < needed:
             return False
     return True
 
