@@ -81,6 +81,33 @@ def test_a_refused_request_is_not_registered_and_status_still_reads(
     assert [run["run_id"] for run in json.loads(status.stdout)["runs"]] == before
 
 
+def test_a_batch_naming_a_used_run_id_registers_none_of_its_runs(
+    served: tuple[str, Path, int],
+) -> None:
+    url, workspace, _ = served
+    runs = workspace / "runs.json"
+    before = json.loads(runs.read_text())
+    assert "team-a-1" in before  # run by the first test
+    configs = [
+        {"configurable": {"thread_id": "batch-new"}},
+        {"configurable": {"thread_id": "team-a-1"}},
+    ]
+    refused = httpx.post(
+        f"{url}/loop/batch", json={"inputs": [{}, {}], "config": configs}, timeout=60
+    )
+    assert refused.status_code == 409, refused.text
+    detail = refused.json()["detail"]
+    assert detail.startswith("inputs[1]: run id 'team-a-1' already exists") and "\n" not in detail
+    assert json.loads(runs.read_text()) == before  # 'batch-new' was not registered either
+    assert not (workspace / "run-settings" / "batch-new.json").exists()
+    status = subprocess.run(
+        [*AGENTX, "status", "--workspace", str(workspace), "--json"],
+        env=_env(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert status.returncode == 0, status.stderr
+    assert [run["run_id"] for run in json.loads(status.stdout)["runs"]] == before
+
+
 def test_the_server_holds_its_workspace(served: tuple[str, Path, int]) -> None:
     url, workspace, pid = served
     for command in (["run", "--world", "tiny"], ["serve", "--port", str(_free_port())]):

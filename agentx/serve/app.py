@@ -85,8 +85,9 @@ def run_config_modifier(
     The run id is the caller's ``configurable.thread_id`` (a declared configurable field, so
     LangServe passes it on; :mod:`agentx.serve.context`) or a fresh ``api-...`` id; an id
     already used in the workspace is refused (409), since its checkpoints would mix with
-    the new run's. A request with an ``answer`` continues the
-    run its ``thread_id`` names, which must be waiting at a gate that takes the answer.
+    the new run's (a batch's ids were all checked by the run gate before its first run is
+    registered here). A request with an ``answer`` continues the run its ``thread_id``
+    names, which must be waiting at a gate that takes the answer.
     """
     check = check_context or make_context_check(settings)
 
@@ -293,7 +294,11 @@ def create_app(
             ],
         )
     app.add_middleware(
-        RunGate, prefix=LOOP_PATH, request_model=request_model, check_context=check_context
+        RunGate,
+        prefix=LOOP_PATH,
+        request_model=request_model,
+        check_context=check_context,
+        registered=lambda: _registered(settings),
     )
     if serve.api_key is not None:
         app.add_middleware(ApiKeyMiddleware, api_key=serve.api_key.get_secret_value())

@@ -15,14 +15,19 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import parse_qs
 
 from pydantic import BaseModel
 
-from agentx.serve.requests import BadRequest, check_batch_body, check_run_body
+from agentx.serve.requests import (
+    BadRequest,
+    check_batch_body,
+    check_ids_unused,
+    check_run_body,
+)
 from agentx.serve.settings import API_KEY_HEADER
 
 Scope = dict[str, Any]
@@ -122,7 +127,8 @@ class RunGate:
     Every run route passes here: the plain ones, and LangServe's config-hash forms
     (``{prefix}/c/{hash}/invoke`` and so on), which are refused in one line, since their
     config would bypass the body checks (the app does not mount them; this keeps them
-    closed if a LangServe version or an embedding app does).
+    closed if a LangServe version or an embedding app does). A batch's run ids are
+    checked against the workspace's runs under the lock, before any of them is registered.
     """
 
     def __init__(
@@ -131,11 +137,13 @@ class RunGate:
         prefix: str,
         request_model: type[BaseModel],
         check_context: Callable[[Any, Any], Any] | None = None,
+        registered: Callable[[], Collection[str]] | None = None,
     ):
         self.app = app
         self._prefix = prefix.rstrip("/")
         self._model = request_model
         self._check = check_context or (lambda _configurable, _iterations: None)
+        self._registered = registered or (lambda: ())
         self._lock = asyncio.Lock()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -155,9 +163,11 @@ class RunGate:
                 await send_error(send, 400, f"the body is not valid JSON: {error}")
                 return
             body = None  # LangServe answers it
+        checked: dict[str, Any] | None = None
         try:
             if endpoint == "/batch":
-                payload = json.dumps(check_batch_body(body, self._model, self._check)).encode()
+                checked = check_batch_body(body, self._model, self._check)
+                payload = json.dumps(checked).encode()
             else:
                 check_run_body(body, self._check)
         except BadRequest as error:
@@ -165,7 +175,13 @@ class RunGate:
             return
         receive = _replay(payload, receive)
         scope = _with_content_length(scope, len(payload))
-        async with self._lock:
+        async with self._lock:  # runs register under the lock: the check below holds
+            if checked is not None:
+                try:
+                    check_ids_unused(checked["config"], self._registered())
+                except BadRequest as error:
+                    await send_error(send, error.status_code, str(error))
+                    return
             await self.app(scope, receive, send)
 
 
