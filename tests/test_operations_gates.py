@@ -135,9 +135,23 @@ def test_langserve_reports_the_gate_and_takes_the_answer(gated_server: str) -> N
         remote.invoke({"answer": {"type": "accept"}}, config={"configurable": {"thread_id": "x"}})
     assert unknown.value.response.status_code == 404
 
+    # an answer continues the run with its own world and seed (2): another seed is refused
+    other = {"configurable": {"thread_id": "gated-1", "world": "tiny", "seed": 5}}
+    with pytest.raises(httpx.HTTPStatusError) as conflict:
+        remote.invoke({"answer": {"type": "accept"}}, config=other)
+    response = conflict.value.response
+    assert response.status_code == 409, response.text
+    detail = response.json()["detail"]
+    assert "config.configurable.seed is 5 but the run's seed is 2" in detail, detail
+    assert "world" not in detail.split(": ", 1)[1] and "\n" not in detail  # tiny is its world
+    with pytest.raises(httpx.HTTPStatusError) as still:  # nothing was resumed
+        remote.invoke({"answer": {"type": "maybe"}}, config=config)
+    assert "proposal_admission not understood" in still.value.response.text
+
+    same = {"configurable": {"thread_id": "gated-1", "world": "tiny", "seed": 2, "iterations": 1}}
     output = paused
-    for _ in range(6):
-        output = remote.invoke({"answer": {"type": "accept", "reviewer": "api"}}, config=config)
+    for _ in range(6):  # the run's own values sent along are fine
+        output = remote.invoke({"answer": {"type": "accept", "reviewer": "api"}}, config=same)
         if output["status"] == "finished":
             break
         assert output["status"].startswith("waiting at gate ")

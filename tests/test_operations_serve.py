@@ -14,9 +14,12 @@ from pathlib import Path
 import httpx
 import pytest
 from langserve import RemoteRunnable
+from langserve.lzstring import LZString
 from servers import background_server
 
 AGENTX = [sys.executable, "-m", "agentx.cli.app"]
+KEY = "ops-key-1"
+AUTH = {"X-API-Key": KEY}
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -78,6 +81,33 @@ def test_a_refused_request_is_not_registered_and_status_still_reads(
     assert [run["run_id"] for run in json.loads(status.stdout)["runs"]] == before
 
 
+def test_a_batch_naming_a_used_run_id_registers_none_of_its_runs(
+    served: tuple[str, Path, int],
+) -> None:
+    url, workspace, _ = served
+    runs = workspace / "runs.json"
+    before = json.loads(runs.read_text())
+    assert "team-a-1" in before  # run by the first test
+    configs = [
+        {"configurable": {"thread_id": "batch-new"}},
+        {"configurable": {"thread_id": "team-a-1"}},
+    ]
+    refused = httpx.post(
+        f"{url}/loop/batch", json={"inputs": [{}, {}], "config": configs}, timeout=60
+    )
+    assert refused.status_code == 409, refused.text
+    detail = refused.json()["detail"]
+    assert detail.startswith("inputs[1]: run id 'team-a-1' already exists") and "\n" not in detail
+    assert json.loads(runs.read_text()) == before  # 'batch-new' was not registered either
+    assert not (workspace / "run-settings" / "batch-new.json").exists()
+    status = subprocess.run(
+        [*AGENTX, "status", "--workspace", str(workspace), "--json"],
+        env=_env(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert status.returncode == 0, status.stderr
+    assert [run["run_id"] for run in json.loads(status.stdout)["runs"]] == before
+
+
 def test_the_server_holds_its_workspace(served: tuple[str, Path, int]) -> None:
     url, workspace, pid = served
     for command in (["run", "--world", "tiny"], ["serve", "--port", str(_free_port())]):
@@ -101,3 +131,54 @@ def test_status_shows_a_registered_run_that_never_checkpointed(tmp_path: Path) -
     assert result.returncode == 0, result.stderr
     (run,) = json.loads(result.stdout)["runs"]
     assert run["run_id"] == "api-refused" and run["status"] == "not started (no checkpoint)"
+
+
+# ------------------------------------------------------- every route form is gated
+
+
+@pytest.fixture(scope="module")
+def behind_a_prefix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """``create_app()`` in the caller's own uvicorn, behind a proxy that strips ``/agentx``
+    (``--root-path``: every request's path then starts with it), with an API key."""
+    workspace = tmp_path_factory.mktemp("ops-serve-prefix") / "ws"
+    port = _free_port()
+    env = _env(AGENTX_WORLD="tiny", AGENTX_ITERATIONS="1", AGENTX_WORKSPACE=str(workspace),
+               AGENTX_SERVE_API_KEY=KEY)  # fmt: skip
+    command = [sys.executable, "-m", "uvicorn", "agentx.serve.app:create_app", "--factory",
+               "--root-path", "/agentx", "--host", "127.0.0.1", "--port", str(port),
+               "--log-level", "warning"]  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    log = workspace.parent / "server.log"
+    # the health probe stays open without the key under a root path too
+    with background_server(command, env, log, f"{url}/healthz", "uvicorn create_app"):
+        yield url, workspace
+
+
+def test_the_run_gate_holds_under_a_root_path(behind_a_prefix: tuple[str, Path]) -> None:
+    url, workspace = behind_a_prefix
+    assert httpx.get(f"{url}/loop/input_schema", timeout=10).status_code == 401  # key still asked
+    refused = httpx.post(  # the gate's own batch check answers, not LangServe's
+        f"{url}/loop/batch", json={"inputs": [{}], "extra": 1}, headers=AUTH, timeout=30
+    )
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["detail"] == "unknown keys ['extra']; send only inputs, config and kwargs"
+    assert not (workspace / "runs.json").exists()
+
+
+@pytest.mark.parametrize("endpoint", ["invoke", "batch", "stream", "stream_log", "stream_events"])
+def test_config_hash_routes_are_refused_in_one_line(
+    behind_a_prefix: tuple[str, Path], endpoint: str
+) -> None:
+    url, workspace = behind_a_prefix
+    config_hash = LZString.compressToEncodedURIComponent(
+        json.dumps({"configurable": {"seed": 3, "thread_id": "hashed"}})
+    )
+    body = {"inputs": [{}]} if endpoint == "batch" else {"input": {}}
+    response = httpx.post(
+        f"{url}/loop/c/{config_hash}/{endpoint}", json=body, headers=AUTH, timeout=30
+    )
+    assert response.status_code == 404, response.text
+    detail = response.json()["detail"]
+    assert detail.startswith("config-hash routes (/loop/c/{config_hash}/...) are not served")
+    assert "\n" not in detail
+    assert not (workspace / "runs.json").exists()  # nothing registered or run

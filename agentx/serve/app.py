@@ -32,11 +32,11 @@ from pydantic import BaseModel, ValidationError
 
 from agentx.graph.builder import build_graph
 from agentx.graph.checkpoint import open_async_checkpointer
-from agentx.graph.context import effective_settings, run_sandbox
+from agentx.graph.context import CONTEXT_KEY, effective_settings, run_sandbox
 from agentx.graph.gates import GATES, GateAnswerError, parse_answer
 from agentx.graph.resources import Resources, build_resources
 from agentx.runner import RunError, register_run, waiting_gate
-from agentx.serve.context import ContextCheck, make_context_check
+from agentx.serve.context import ContextCheck, context_conflicts, make_context_check
 from agentx.serve.gated import gated_runnable, served_output_model
 from agentx.serve.middleware import ApiKeyMiddleware, RunGate
 from agentx.serve.requests import (
@@ -48,7 +48,7 @@ from agentx.serve.requests import (
 from agentx.serve.settings import API_KEY_HEADER, ServeSettings, load_serve_settings
 from agentx.settings import Settings, load_settings
 from agentx.workspace.lock import WorkspaceLock
-from agentx.workspace.records import save_run_settings
+from agentx.workspace.records import load_run_record, save_run_settings
 
 LOOP_PATH = "/loop"
 RECURSION_LIMIT = 10_000
@@ -85,8 +85,10 @@ def run_config_modifier(
     The run id is the caller's ``configurable.thread_id`` (a declared configurable field, so
     LangServe passes it on; :mod:`agentx.serve.context`) or a fresh ``api-...`` id; an id
     already used in the workspace is refused (409), since its checkpoints would mix with
-    the new run's. A request with an ``answer`` continues the
-    run its ``thread_id`` names, which must be waiting at a gate that takes the answer.
+    the new run's (a batch's ids were all checked by the run gate before its first run is
+    registered here). A request with an ``answer`` continues the run its ``thread_id``
+    names, which must be waiting at a gate that takes the answer; context values sent
+    along must be the run's own (409 otherwise: the run keeps the context it started with).
     """
     check = check_context or make_context_check(settings)
 
@@ -109,7 +111,7 @@ def run_config_modifier(
             answer = getattr(checked, "answer", None) or None
             explicit = raw_input.get("iterations") if isinstance(raw_input, dict) else None
         if answer is not None:
-            await _check_answer(settings, graph, configurable.get("thread_id"), answer)
+            await _check_answer(settings, graph, configurable, answer)
             return {**config, "configurable": configurable}
         try:  # the run gate checked it already; this covers callers that bypass it
             context = check(configurable, explicit)
@@ -165,9 +167,15 @@ def _run_settings(settings: Settings, context: Any, checked: BaseModel | None) -
 
 
 async def _check_answer(
-    settings: Settings, graph: CompiledStateGraph | None, thread_id: Any, answer: Any
+    settings: Settings,
+    graph: CompiledStateGraph | None,
+    configurable: dict[str, Any],
+    answer: Any,
 ) -> None:
-    """Refuse (4xx, nothing resumed) an answer without a paused run or that its gate rejects."""
+    """Refuse (4xx, nothing resumed) an answer without a paused run, with a context other
+    than the run's own (the run continues with its own settings; a different world or
+    seed sent along would otherwise be silently ignored), or that its gate rejects."""
+    thread_id = configurable.get("thread_id")
     if not thread_id:
         raise HTTPException(
             status_code=422, detail="an answer needs the paused run's configurable.thread_id"
@@ -180,6 +188,15 @@ async def _check_answer(
     if waiting is None:
         raise HTTPException(
             status_code=409, detail=f"run {thread_id!r} is not waiting at a gate; nothing to answer"
+        )
+    record = load_run_record(settings.workspace, str(thread_id))
+    stored = record.settings if record is not None else state.values.get(CONTEXT_KEY)
+    conflicts = context_conflicts(configurable, stored)
+    if conflicts:
+        raise HTTPException(
+            status_code=409,
+            detail=f"run {thread_id!r} continues with its own settings: {'; '.join(conflicts)}; "
+            "send the run's values or none",
         )
     try:
         parse_answer(GATES[waiting.gate], answer)
@@ -293,7 +310,11 @@ def create_app(
             ],
         )
     app.add_middleware(
-        RunGate, prefix=LOOP_PATH, request_model=request_model, check_context=check_context
+        RunGate,
+        prefix=LOOP_PATH,
+        request_model=request_model,
+        check_context=check_context,
+        registered=lambda: _registered(settings),
     )
     if serve.api_key is not None:
         app.add_middleware(ApiKeyMiddleware, api_key=serve.api_key.get_secret_value())

@@ -78,6 +78,30 @@ def picked_context(configurable: Any) -> dict[str, Any]:
     }
 
 
+def context_conflicts(configurable: Any, stored: Any) -> list[str]:
+    """One line per context value of ``configurable`` that differs from a run's ``stored``
+    settings (its record's, or the context in its state); identical values are no conflict.
+
+    Why: a gate answer continues a paused run, which keeps the world, seed and budget it
+    started with; a request that also names other values must hear so, not be run quietly
+    with the stored ones. Values that are not valid at all are left to the context check.
+    """
+    if isinstance(stored, RunContext):
+        stored = stored.model_dump()
+    picked = picked_context(configurable)
+    if not picked or not isinstance(stored, Mapping):
+        return []
+    try:
+        asked = RunContext.model_validate(picked).overrides()
+    except ValidationError:
+        return []
+    return [
+        f"{WHERE}{name} is {value!r} but the run's {name} is {stored[name]!r}"
+        for name, value in asked.items()
+        if stored.get(name) is not None and stored[name] != value
+    ]
+
+
 def make_context_check(settings: Settings) -> ContextCheck:
     """A :data:`ContextCheck` against the server's base ``settings``."""
     shipped = set(shipped_worlds())

@@ -4,6 +4,10 @@ Both are plain ASGI (not FastAPI dependencies) because they must cover what a
 dependency cannot: the key gate sets a cookie so the playground, which a browser
 loads without custom headers, stays usable; the run gate holds its lock until a
 streamed response has been sent in full, and rewrites ``/batch`` bodies.
+
+Both match the path the app routes on (:func:`route_path`), not the raw ``path``: behind a
+proxy (``uvicorn --root-path``) or mounted in another app, ``path`` starts with the root
+path, and a gate that compared raw paths would let every run through unchecked.
 """
 
 from __future__ import annotations
@@ -11,14 +15,19 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import parse_qs
 
 from pydantic import BaseModel
 
-from agentx.serve.requests import BadRequest, check_batch_body, check_run_body
+from agentx.serve.requests import (
+    BadRequest,
+    check_batch_body,
+    check_ids_unused,
+    check_run_body,
+)
 from agentx.serve.settings import API_KEY_HEADER
 
 Scope = dict[str, Any]
@@ -30,6 +39,20 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 COOKIE = "agentx_api_key"
 OPEN_PATHS = frozenset({"/healthz"})
 RUN_ENDPOINTS = ("/invoke", "/batch", "/stream", "/stream_log", "/stream_events")
+CONFIG_HASH = "/c/"
+CONFIG_HASH_REFUSED = (
+    "config-hash routes ({prefix}/c/{{config_hash}}/...) are not served; send the config "
+    'in the request body instead: {{"input": ..., "config": {{"configurable": {{...}}}}}}'
+)
+
+
+def route_path(scope: Scope) -> str:
+    """The path the app routes on: ``path`` without the ``root_path`` a proxy or a parent
+    app put in front of it (what Starlette's router matches)."""
+    path, root = scope.get("path", ""), scope.get("root_path", "")
+    if root and path.startswith(root) and (len(path) == len(root) or path[len(root)] == "/"):
+        return path[len(root) :] or "/"
+    return path
 
 
 async def send_error(send: Send, status: int, detail: str) -> None:
@@ -57,7 +80,7 @@ class ApiKeyMiddleware:
         return candidate is not None and hmac.compare_digest(candidate.encode(), self._key)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        if scope["type"] != "http" or route_path(scope) in OPEN_PATHS:
             await self.app(scope, receive, send)
             return
         headers = {k.decode().lower(): v.decode() for k, v in scope.get("headers", [])}
@@ -69,7 +92,7 @@ class ApiKeyMiddleware:
             return
         query = parse_qs(scope.get("query_string", b"").decode())
         from_query = (query.get("api_key") or [None])[0]
-        if "/playground" in scope["path"] and self._valid(from_query):
+        if "/playground" in route_path(scope) and self._valid(from_query):
             await self.app(scope, receive, self._setting_cookie(send, scope))
             return
         detail = (
@@ -100,6 +123,12 @@ class RunGate:
     Runs share the workspace's sandbox repository (a kept change is merged into it),
     so two concurrent runs would race on git and measure against a moving baseline.
     Requests wait their turn; the lock is held until the response is fully sent.
+
+    Every run route passes here: the plain ones, and LangServe's config-hash forms
+    (``{prefix}/c/{hash}/invoke`` and so on), which are refused in one line, since their
+    config would bypass the body checks (the app does not mount them; this keeps them
+    closed if a LangServe version or an embedding app does). A batch's run ids are
+    checked against the workspace's runs under the lock, before any of them is registered.
     """
 
     def __init__(
@@ -108,17 +137,22 @@ class RunGate:
         prefix: str,
         request_model: type[BaseModel],
         check_context: Callable[[Any, Any], Any] | None = None,
+        registered: Callable[[], Collection[str]] | None = None,
     ):
         self.app = app
         self._prefix = prefix.rstrip("/")
         self._model = request_model
         self._check = check_context or (lambda _configurable, _iterations: None)
+        self._registered = registered or (lambda: ())
         self._lock = asyncio.Lock()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "")
+        path = route_path(scope) if scope["type"] == "http" else ""
         endpoint = path[len(self._prefix) :] if path.startswith(self._prefix + "/") else None
-        if scope["type"] != "http" or scope["method"] != "POST" or endpoint not in RUN_ENDPOINTS:
+        if endpoint is not None and endpoint.startswith(CONFIG_HASH):
+            await send_error(send, 404, CONFIG_HASH_REFUSED.format(prefix=self._prefix))
+            return
+        if endpoint is None or scope["method"] != "POST" or endpoint not in RUN_ENDPOINTS:
             await self.app(scope, receive, send)
             return
         payload = await _read_body(receive)
@@ -129,9 +163,11 @@ class RunGate:
                 await send_error(send, 400, f"the body is not valid JSON: {error}")
                 return
             body = None  # LangServe answers it
+        checked: dict[str, Any] | None = None
         try:
             if endpoint == "/batch":
-                payload = json.dumps(check_batch_body(body, self._model, self._check)).encode()
+                checked = check_batch_body(body, self._model, self._check)
+                payload = json.dumps(checked).encode()
             else:
                 check_run_body(body, self._check)
         except BadRequest as error:
@@ -139,7 +175,13 @@ class RunGate:
             return
         receive = _replay(payload, receive)
         scope = _with_content_length(scope, len(payload))
-        async with self._lock:
+        async with self._lock:  # runs register under the lock: the check below holds
+            if checked is not None:
+                try:
+                    check_ids_unused(checked["config"], self._registered())
+                except BadRequest as error:
+                    await send_error(send, error.status_code, str(error))
+                    return
             await self.app(scope, receive, send)
 
 

@@ -10,7 +10,7 @@ graph. ``/batch`` is not validated by LangServe (a malformed body answers 500), 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -168,6 +168,27 @@ def check_batch_body(
             raise BadRequest(f"thread_id {thread_id!r} is used twice in one batch")
         seen.add(thread_id)
     return {**body, "config": configs}
+
+
+def check_ids_unused(configs: Sequence[dict[str, Any]], registered: Collection[str]) -> None:
+    """Refuse a batch (409) naming a run id the workspace already has, before any of its
+    runs is registered: LangServe registers a batch's runs one config at a time, so a
+    refusal at the second would leave the first registered and never run.
+
+    Raises:
+        BadRequest: 409, naming every taken id and its input.
+    """
+    taken = [
+        f"inputs[{index}]: run id {thread_id!r}"
+        for index, config in enumerate(configs)
+        if (thread_id := str((config.get("configurable") or {}).get("thread_id"))) in registered
+    ]
+    if taken:
+        raise BadRequest(
+            f"{'; '.join(taken)} already exists in this workspace; nothing was started "
+            "(omit configurable.thread_id for a fresh one)",
+            status_code=409,
+        )
 
 
 def _copy_config(config: dict[str, Any]) -> dict[str, Any]:
