@@ -290,3 +290,17 @@ def test_the_system_description_follows_the_baselines_files(tiny_target: Sandbox
     finally:
         added.unlink()
     assert "recsys/extra_channel.py" not in {info.path for info in tiny_target.describe().files}
+
+
+def test_a_sealed_entry_that_is_not_a_readout_is_simulated_again(tmp_path: Path) -> None:
+    """An intact entry this code did not write (another version's layout) is discarded,
+    not read: the caller simulates the stage again."""
+    from agentx.sandbox import cache, readouts
+
+    staging = tmp_path / "other.tmp"
+    with staging.open("wb") as handle:
+        np.savez(handle, something=np.arange(3))
+    entry = tmp_path / "other.npz"
+    cache.seal(staging, entry)
+    assert readouts.load(entry, ["control", "treatment"], days=2) is None
+    assert not entry.exists()

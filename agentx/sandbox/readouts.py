@@ -57,17 +57,20 @@ def load(entry: Path, arms: Sequence[str], days: int) -> OnlineReadout | None:
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as stored:
             arrays = {name: stored[name] for name in stored.files}
-    except (OSError, ValueError):
+        users: dict[str, np.ndarray] = {}
+        metrics: dict[str, dict[str, np.ndarray]] = {}
+        pre: dict[str, dict[str, np.ndarray]] = {}
+        for role, arm in zip(_ROLES, arms, strict=True):
+            users[arm] = arrays[f"users/{role}"]
+            metrics[arm] = _section(arrays, f"metrics/{role}/")
+            pre[arm] = _section(arrays, f"pre/{role}/")
+    except (OSError, ValueError, KeyError):  # not a readout this code wrote: simulate again
         cache.discard(entry)
         return None
-    os.utime(entry)  # recently used: evicted last
-    users: dict[str, np.ndarray] = {}
-    metrics: dict[str, dict[str, np.ndarray]] = {}
-    pre: dict[str, dict[str, np.ndarray]] = {}
-    for role, arm in zip(_ROLES, arms, strict=True):
-        users[arm] = arrays[f"users/{role}"]
-        metrics[arm] = _section(arrays, f"metrics/{role}/")
-        pre[arm] = _section(arrays, f"pre/{role}/")
+    try:
+        os.utime(entry)  # recently used: evicted last
+    except OSError:  # a read-only workspace still reads its cache
+        pass
     return OnlineReadout(arms=list(arms), users=users, metrics=metrics, pre=pre, days=days)
 
 
