@@ -225,7 +225,7 @@ def test_a_wave_tests_one_value_per_technique(uninterrupted: tuple[RunSummary, P
     ]  # fmt: skip
     keys = in_flight_keys({"wave": wave}, catalog)
     values = catalog["ips_debiasing"].params[0].values
-    assert {f"ips_debiasing:{{\"max_weight\": {v}}}" for v in values} <= set(keys)
+    assert {f'ips_debiasing:{{"max_weight": {v}}}' for v in values} <= set(keys)
 
 
 def test_the_same_seed_and_k_give_the_same_run(

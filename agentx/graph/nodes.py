@@ -5,7 +5,6 @@ already done) so a run resumed from its last checkpoint loses and duplicates not
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 from typing import Any
 
@@ -208,10 +207,8 @@ def in_flight_keys(state: Any, catalog: dict[str, Technique]) -> dict[str, str]:
     for item in state.get("wave") or []:
         technique, why = item.proposal.technique, f"in flight ({item.iteration})"
         keys[combo_key(technique, item.proposal.params)] = why
-        params = catalog[technique].params if technique in catalog else []
-        for values in itertools.product(*(p.values for p in params)):
-            settings = dict(zip((p.name for p in params), values, strict=True))
-            keys[combo_key(technique, settings)] = why
+        settings = catalog[technique].parameter_settings() if technique in catalog else []
+        keys.update({combo_key(technique, setting): why for setting in settings})
     return keys
 
 

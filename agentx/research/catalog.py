@@ -8,6 +8,7 @@ langchain-community's document loaders so the same notes feed LLM prompts as doc
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import warnings
@@ -79,6 +80,15 @@ class Technique(BaseModel):
     def default_params(self) -> dict[str, Any]:
         """Each parameter's default (or first) value."""
         return {p.name: p.default if p.default is not None else p.values[0] for p in self.params}
+
+    def parameter_settings(self) -> list[dict[str, Any]]:
+        """Every parameter setting (the product of its parameters' values, in catalog
+        order); one empty setting for a technique without parameters."""
+        names = [p.name for p in self.params]
+        return [
+            dict(zip(names, values, strict=True))
+            for values in itertools.product(*(p.values for p in self.params))
+        ]
 
     def render_recipe(self, params: dict[str, Any]) -> list[Edit]:
         """The recipe's edits with ``{{name}}`` replaced by parameter values."""

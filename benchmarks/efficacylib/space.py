@@ -9,7 +9,6 @@ group (techniques that cannot combine, e.g. two embedding sizes, share a group).
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,13 +48,8 @@ class Option:
 
 def options_of(technique: Technique) -> list[Option]:
     """Every parameter setting of ``technique`` (the product of its parameters' values)."""
-    if not technique.params:
-        return [Option(technique.id, ())]
-    names = [p.name for p in technique.params]
-    values = [p.values for p in technique.params]
     return [
-        Option(technique.id, tuple(zip(names, combo, strict=True)))
-        for combo in itertools.product(*values)
+        Option(technique.id, tuple(setting.items())) for setting in technique.parameter_settings()
     ]
 
 
