@@ -4,11 +4,9 @@ callbacks. The CLI and embedded callers come through :func:`run_loop`."""
 from __future__ import annotations
 
 import errno
-import json
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from langgraph.checkpoint.memory import InMemorySaver
@@ -34,8 +32,10 @@ from agentx.workspace import isolation
 from agentx.workspace.lock import WorkspaceLock
 from agentx.workspace.records import (
     WorkspaceRecordError,
+    add_run_id,
     check_writable,
     load_run_settings,
+    read_run_ids,
     run_defining,
     run_sandbox_path,
     save_run_settings,
@@ -47,13 +47,11 @@ class RunError(RuntimeError):
     """A run cannot start or resume; the message says what to do."""
 
 
-def _runs_file(settings: Settings) -> Path:
-    return Path(settings.workspace) / "runs.json"
-
-
 def _known_runs(settings: Settings) -> list[str]:
-    path = _runs_file(settings)
-    return json.loads(path.read_text()) if path.exists() else []
+    try:
+        return read_run_ids(settings.workspace)
+    except WorkspaceRecordError as error:
+        raise RunError(str(error)) from None
 
 
 def new_run_id(settings: Settings) -> str:
@@ -65,16 +63,12 @@ def register_run(settings: Settings, run_id: str) -> None:
     """Add ``run_id`` to the workspace's ``runs.json`` (what status and report list).
 
     Raises:
-        RunError: the id is already taken (its checkpoints would mix with the new run's).
+        RunError: the id is already taken (its checkpoints would mix with the new run's),
+            or ``runs.json`` is unreadable.
     """
-    runs = _known_runs(settings)
-    if run_id in runs:
+    if run_id in _known_runs(settings):
         raise RunError(f"run id {run_id!r} already exists in {settings.workspace}")
-    path = _runs_file(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps([*runs, run_id]))
-    tmp.replace(path)
+    add_run_id(settings.workspace, run_id)
 
 
 @dataclass(frozen=True)

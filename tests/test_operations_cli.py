@@ -139,6 +139,23 @@ def test_a_locked_workspace_refuses_a_second_run_naming_the_holder(tmp_path: Pat
         pass
 
 
+@pytest.mark.parametrize("content", ['["run-1", ', '{"runs": ["run-1"]}'])
+def test_an_unreadable_runs_file_is_one_line_for_every_command_and_stays_as_it_was(
+    tmp_path: Path, content: str
+) -> None:
+    """A truncated or hand-edited ``runs.json`` must not become a traceback, nor be numbered
+    over by a new run (which would reuse run-1's checkpoints)."""
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    runs = workspace / "runs.json"
+    runs.write_text(content)
+    for command in (["status"], ["report"], ["run", "--world", "tiny"], ["run", "--resume"]):
+        line = one_error_line(agentx(*command, "--workspace", str(workspace)))
+        assert f"cannot read {runs}" in line, (command, line)
+    assert runs.read_text() == content
+    assert not (workspace / "run-settings").exists()
+
+
 # ---------------------------------------------------------------- 6: settings strictness
 
 

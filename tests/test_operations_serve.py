@@ -182,3 +182,33 @@ def test_config_hash_routes_are_refused_in_one_line(
     assert detail.startswith("config-hash routes (/loop/c/{config_hash}/...) are not served")
     assert "\n" not in detail
     assert not (workspace / "runs.json").exists()  # nothing registered or run
+
+
+def test_an_unreadable_runs_file_is_one_line_and_registers_nothing(
+    served: tuple[str, Path, int],
+) -> None:
+    """A hand-edited or truncated ``runs.json`` is the workspace's fault: every run route
+    answers 500 with the line naming the file, and nothing is registered over it."""
+    url, workspace, _ = served
+    runs = workspace / "runs.json"
+    good = runs.read_text()
+    runs.write_text('["team-a-1", ')  # truncated: a disk filled up mid-write by hand
+    try:
+        answers = [
+            httpx.post(f"{url}/loop/invoke", json={"input": {}}, timeout=60),
+            httpx.post(
+                f"{url}/loop/batch",
+                json={"inputs": [{}], "config": [{"configurable": {"thread_id": "b-1"}}]},
+                timeout=60,
+            ),
+        ]
+        for answer in answers:
+            assert answer.status_code == 500, answer.text
+            detail = answer.json()["detail"]
+            assert detail.startswith(f"cannot read {runs}: Invalid JSON"), detail
+            assert "\n" not in detail and "Traceback" not in answer.text
+        assert runs.read_text() == '["team-a-1", '  # not numbered over, not rewritten
+        assert not (workspace / "run-settings" / "b-1.json").exists()
+    finally:
+        runs.write_text(good)
+    assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200

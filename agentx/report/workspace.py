@@ -19,9 +19,11 @@ from agentx.graph.checkpoint import checkpointer_session
 from agentx.graph.postgres import CheckpointerError
 from agentx.settings import Settings
 from agentx.workspace.records import (
+    RUNS,
     WorkspaceRecordError,
     load_run_settings,
     read_identity,
+    read_run_ids,
     run_sandbox_path,
     with_values,
 )
@@ -62,19 +64,16 @@ class RunState(BaseModel):
 
 def list_runs(workspace: Path) -> list[str]:
     """Run ids of ``workspace`` in start order (from ``runs.json``)."""
-    path = Path(workspace) / "runs.json"
+    path = Path(workspace) / RUNS
     if not path.is_file():
         raise ReportError(
             f"no AgentX runs in {workspace} (no runs.json); "
             f"start one with `agentx run --workspace {workspace}`"
         )
     try:
-        runs = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise ReportError(f"cannot read {path}: {error}") from None
-    if not isinstance(runs, list) or not all(isinstance(r, str) for r in runs):
-        raise ReportError(f"{path} is not a list of run ids; was it edited by hand?")
-    return runs
+        return read_run_ids(workspace)
+    except WorkspaceRecordError as error:
+        raise ReportError(str(error)) from None
 
 
 def run_settings(settings: Settings, run_id: str) -> Settings:

@@ -15,7 +15,6 @@ memory, so later runs — from any interface — retrieve them.
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import AsyncIterator
 from contextlib import ExitStack, asynccontextmanager
@@ -48,7 +47,12 @@ from agentx.serve.requests import (
 from agentx.serve.settings import API_KEY_HEADER, ServeSettings, load_serve_settings
 from agentx.settings import Settings, load_settings
 from agentx.workspace.lock import WorkspaceLock
-from agentx.workspace.records import load_run_record, save_run_settings
+from agentx.workspace.records import (
+    WorkspaceRecordError,
+    load_run_record,
+    read_run_ids,
+    save_run_settings,
+)
 
 LOOP_PATH = "/loop"
 RECURSION_LIMIT = 10_000
@@ -120,6 +124,7 @@ def run_config_modifier(
         configurable.setdefault("thread_id", new_thread_id())
         run_id = str(configurable["thread_id"])
         run_settings = _run_settings(settings, context, checked)
+        _registered(settings)  # an unreadable runs.json is a 500 with its line, not a 409
         try:
             register_run(settings, run_id)
         except RunError as error:
@@ -205,8 +210,12 @@ async def _check_answer(
 
 
 def _registered(settings: Settings) -> list[str]:
-    path = settings.workspace / "runs.json"
-    return json.loads(path.read_text()) if path.is_file() else []
+    """The workspace's run ids; an unreadable ``runs.json`` is the server's fault (500)
+    with the one line that says which file and why, never a traceback."""
+    try:
+        return read_run_ids(settings.workspace)
+    except WorkspaceRecordError as error:
+        raise HTTPException(status_code=500, detail=str(error)) from None
 
 
 def _iterations_cap() -> int:
@@ -314,7 +323,7 @@ def create_app(
         prefix=LOOP_PATH,
         request_model=request_model,
         check_context=check_context,
-        registered=lambda: _registered(settings),
+        registered=lambda: read_run_ids(settings.workspace),
     )
     if serve.api_key is not None:
         app.add_middleware(ApiKeyMiddleware, api_key=serve.api_key.get_secret_value())

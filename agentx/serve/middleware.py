@@ -29,6 +29,7 @@ from agentx.serve.requests import (
     check_run_body,
 )
 from agentx.serve.settings import API_KEY_HEADER
+from agentx.workspace.records import WorkspaceRecordError
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -181,6 +182,9 @@ class RunGate:
                     check_ids_unused(checked["config"], self._registered())
                 except BadRequest as error:
                     await send_error(send, error.status_code, str(error))
+                    return
+                except WorkspaceRecordError as error:  # the workspace's fault, not the caller's
+                    await send_error(send, 500, str(error))
                     return
             await self.app(scope, receive, send)
 

@@ -21,15 +21,19 @@ Writes are atomic (a temporary file renamed over the old one).
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import uuid
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 IDENTITY = "workspace.json"
+#: The workspace's run ids in start order: what status, report, resume and serve list.
+RUNS = "runs.json"
+_RUN_IDS = TypeAdapter(list[str])
 RUN_SETTINGS_DIR = "run-settings"
 #: Least free space a run starts with: the sandbox, worktrees and checkpoints need room.
 MIN_FREE_BYTES = 64 * 1024 * 1024
@@ -133,6 +137,41 @@ def read_identity(workspace: Path) -> WorkspaceIdentity | None:
         return WorkspaceIdentity.model_validate_json(path.read_text())
     except (OSError, ValidationError) as error:
         raise WorkspaceRecordError(f"cannot read {path}: {error}") from None
+
+
+def read_run_ids(workspace: Path) -> list[str]:
+    """The workspace's run ids in start order (``[]`` before its first run).
+
+    Raises:
+        WorkspaceRecordError: ``runs.json`` cannot be read or is not a list of run ids
+            (edited by hand, a disk fault); readers, runs and the server then refuse in one
+            line instead of numbering a new run over the old ones.
+    """
+    path = Path(workspace) / RUNS
+    if not path.is_file():
+        return []
+    try:
+        return _RUN_IDS.validate_json(path.read_bytes())
+    except OSError as error:
+        reason = error.strerror or str(error)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        reason = f"{first['msg']}{f' at {where}' if where else ''}"
+    raise WorkspaceRecordError(
+        f"cannot read {path}: {reason}; it must be a JSON list of run ids (repair it by "
+        f"hand: each run's settings are in {RUN_SETTINGS_DIR}/)"
+    )
+
+
+def add_run_id(workspace: Path, run_id: str) -> None:
+    """Append ``run_id`` to ``runs.json`` atomically (callers hold the workspace lock).
+
+    Raises:
+        WorkspaceRecordError: ``runs.json`` is unreadable (see :func:`read_run_ids`).
+    """
+    runs = read_run_ids(workspace)
+    _write_atomic(Path(workspace) / RUNS, json.dumps([*runs, run_id]))
 
 
 def ensure_identity(workspace: Path) -> WorkspaceIdentity:
