@@ -179,9 +179,27 @@ def test_config_hash_routes_are_refused_in_one_line(
     )
     assert response.status_code == 404, response.text
     detail = response.json()["detail"]
-    assert detail.startswith("config-hash routes (/loop/c/{config_hash}/...) are not served")
+    assert detail.startswith("config-hash runs (/loop/c/{config_hash}/...) are not served")
     assert "\n" not in detail
     assert not (workspace / "runs.json").exists()  # nothing registered or run
+
+
+def test_the_playground_reads_schemas_through_config_hashes(
+    behind_a_prefix: tuple[str, Path],
+) -> None:
+    """The playground fetches ``/c/{hash}/input_schema`` once a configurable field is edited;
+    unmounted, it showed an error instead of the form."""
+    url, workspace = behind_a_prefix
+    config_hash = LZString.compressToEncodedURIComponent(
+        json.dumps({"configurable": {"world": "tiny", "seed": 3}})
+    )
+    for schema in ("input_schema", "output_schema", "config_schema"):
+        plain = httpx.get(f"{url}/loop/{schema}", headers=AUTH, timeout=30)
+        hashed = httpx.get(f"{url}/loop/c/{config_hash}/{schema}", headers=AUTH, timeout=30)
+        assert plain.status_code == hashed.status_code == 200, hashed.text
+        assert hashed.json() == plain.json()
+    assert httpx.get(f"{url}/loop/c/{config_hash}/input_schema", timeout=30).status_code == 401
+    assert not (workspace / "runs.json").exists()
 
 
 def test_an_unreadable_runs_file_is_one_line_and_registers_nothing(

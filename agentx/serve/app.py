@@ -316,6 +316,7 @@ def create_app(
                 "output_schema",
                 "config_schema",
                 "playground",
+                "config_hashes",  # the playground's schema reads; the run gate refuses runs
             ],
         )
     app.add_middleware(

@@ -41,8 +41,11 @@ COOKIE = "agentx_api_key"
 OPEN_PATHS = frozenset({"/healthz"})
 RUN_ENDPOINTS = ("/invoke", "/batch", "/stream", "/stream_log", "/stream_events")
 CONFIG_HASH = "/c/"
+#: The config-hash reads the playground makes when a configurable field is edited; the
+#: schemas do not depend on the config, and a read runs nothing.
+CONFIG_HASH_READS = frozenset({"input_schema", "output_schema", "config_schema"})
 CONFIG_HASH_REFUSED = (
-    "config-hash routes ({prefix}/c/{{config_hash}}/...) are not served; send the config "
+    "config-hash runs ({prefix}/c/{{config_hash}}/...) are not served; send the config "
     'in the request body instead: {{"input": ..., "config": {{"configurable": {{...}}}}}}'
 )
 
@@ -127,9 +130,10 @@ class RunGate:
 
     Every run route passes here: the plain ones, and LangServe's config-hash forms
     (``{prefix}/c/{hash}/invoke`` and so on), which are refused in one line, since their
-    config would bypass the body checks (the app does not mount them; this keeps them
-    closed if a LangServe version or an embedding app does). A batch's run ids are
-    checked against the workspace's runs under the lock, before any of them is registered.
+    config would bypass the body checks. Only the config-hash schema reads pass (the
+    playground fetches them when a configurable field is edited; they run nothing). A
+    batch's run ids are checked against the workspace's runs under the lock, before any of
+    them is registered.
     """
 
     def __init__(
@@ -151,7 +155,10 @@ class RunGate:
         path = route_path(scope) if scope["type"] == "http" else ""
         endpoint = path[len(self._prefix) :] if path.startswith(self._prefix + "/") else None
         if endpoint is not None and endpoint.startswith(CONFIG_HASH):
-            await send_error(send, 404, CONFIG_HASH_REFUSED.format(prefix=self._prefix))
+            if scope["method"] != "GET" or endpoint.rsplit("/", 1)[-1] not in CONFIG_HASH_READS:
+                await send_error(send, 404, CONFIG_HASH_REFUSED.format(prefix=self._prefix))
+                return
+            await self.app(scope, receive, send)
             return
         if endpoint is None or scope["method"] != "POST" or endpoint not in RUN_ENDPOINTS:
             await self.app(scope, receive, send)
