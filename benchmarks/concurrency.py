@@ -1,7 +1,7 @@
 """Experiments per hour and true lift per hour with K experiments in flight (issue 16).
 
-Usage: python benchmarks/concurrency.py [--world tiny] [--budget 12] [--seed 0]
-       [--ks 1 2 4 8] [--no-two-workers] [--workdir DIR]
+Usage: python benchmarks/concurrency.py [--world tiny] [--budget 12] [--seed 0] [--seeds 1]
+       [--ks 1 2 4 8] [--no-two-workers] [--workdir DIR] [--out FILE]
 
 For each K the real loop (``run_loop``: brainstorm, develop, verify, staged A/B, learn, SGPO
 as shipped) runs ``--budget`` experiments on a fresh workspace of ``--world`` with
@@ -13,6 +13,9 @@ Reported per K: wall time, experiments counted in the budget, experiments per ho
 largest wave, the true lift of the final shipped state against the origin (the simulator's
 ground truth over its horizon) and true lift per hour. The efficacy column is what K costs
 in learning: experiments of a wave are chosen before their neighbours' outcomes are known.
+With ``--seeds N`` every K runs seeds ``seed .. seed + N - 1``: throughput is the seeds'
+experiments over their summed wall time, the true lift their mean (with its spread, so a
+drop with K can be told from noise).
 
 Prints a table and writes ``benchmarks/results/concurrency.json`` with the keys
 ``experiments_per_hour`` {"1": x, ...}, ``two_workers``, ``true_lift_per_hour`` {...} and a
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -51,10 +55,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--world", default="tiny")
     parser.add_argument("--budget", type=int, default=12, help="Experiments per run.")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, default=1, help="Runs per K: seed, seed + 1, ...")
     parser.add_argument("--ks", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--no-two-workers", action="store_true")
     parser.add_argument("--workdir", type=Path, default=None, help="Keep workspaces here.")
-    return parser.parse_args(argv)
+    parser.add_argument("--out", type=Path, default=RESULTS, help="The results JSON.")
+    args = parser.parse_args(argv)
+    if args.seeds < 1 or args.budget < 1 or not args.ks or min(args.ks) < 1:
+        parser.error("--seeds, --budget and every K must be at least 1")
+    return args
 
 
 def _settings(workspace: Path, args: argparse.Namespace, k: int, seed: int) -> Settings:
@@ -111,29 +120,47 @@ def largest_wave(summary: RunSummary) -> int:
     return max((round(1.0 / share) for share in shares), default=0)
 
 
-def run_k(args: argparse.Namespace, root: Path, k: int) -> dict[str, Any]:
-    """One loop run at ``K = k``; its measurements."""
-    settings = _settings(root / f"k{k}", args, k, args.seed)
+def run_k(args: argparse.Namespace, root: Path, k: int, seed: int) -> dict[str, Any]:
+    """One loop run at ``K = k`` on ``seed``; its measurements."""
+    settings = _settings(root / f"k{k}-s{seed}", args, k, seed)
     build_resources(settings)  # the sandbox (world, repository, logs) before the clock
     cpu_before = busy_cpu_seconds()
     started = time.perf_counter()
     summary = run_loop(settings)
     wall = time.perf_counter() - started
     cpu = busy_cpu_seconds() - cpu_before
-    lift = true_lift(settings, settings.north_star)
-    n = counted(summary)
+    return {
+        "seed": seed,
+        "wall_s": round(wall, 1),
+        "experiments": counted(summary),
+        "largest_wave": largest_wave(summary),
+        "busy_cpu_s": round(cpu, 1),
+        "kept": summary.funnel.get("kept", 0),
+        "retests": summary.funnel.get("retests", 0),
+        "true_lift": round(true_lift(settings, settings.north_star), 6),
+    }
+
+
+def k_row(k: int, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One K over its seeds: throughput from summed experiments and wall time, the mean
+    true lift and its spread."""
+    wall = sum(run["wall_s"] for run in runs)
+    lifts = [run["true_lift"] for run in runs]
+    mean_lift = statistics.fmean(lifts)
     return {
         "k": k,
         "wall_s": round(wall, 1),
-        "experiments": n,
-        "experiments_per_hour": round(n / wall * 3600.0, 1),
-        "largest_wave": largest_wave(summary),
-        "busy_cpu_s": round(cpu, 1),
-        "cores_busy": round(cpu / wall, 2),
-        "kept": summary.funnel.get("kept", 0),
-        "retests": summary.funnel.get("retests", 0),
-        "true_lift": round(lift, 6),
-        "true_lift_per_hour": round(lift / wall * 3600.0, 6),
+        "experiments": sum(run["experiments"] for run in runs),
+        "experiments_per_hour": round(sum(run["experiments"] for run in runs) / wall * 3600, 1),
+        "largest_wave": max(run["largest_wave"] for run in runs),
+        "busy_cpu_s": round(sum(run["busy_cpu_s"] for run in runs), 1),
+        "cores_busy": round(sum(run["busy_cpu_s"] for run in runs) / wall, 2),
+        "kept": sum(run["kept"] for run in runs),
+        "retests": sum(run["retests"] for run in runs),
+        "true_lift": round(mean_lift, 6),
+        "true_lift_sd": round(statistics.stdev(lifts), 6) if len(lifts) > 1 else None,
+        "true_lift_per_hour": round(mean_lift / (wall / len(runs)) * 3600.0, 6),
+        "seeds": runs,
     }
 
 
@@ -190,6 +217,11 @@ def run_two_workers(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     }
 
 
+def _lift(row: dict[str, Any]) -> str:
+    spread = row["true_lift_sd"]
+    return f"{row['true_lift']:+.2%}" + (f" ± {spread:.2%}" if spread is not None else "")
+
+
 def print_table(rows: list[dict[str, Any]], workers: dict[str, Any] | None) -> None:
     table = Table(title="Experiments in flight (K)")
     for column in ("K", "wall s", "experiments", "exp/hour", "speed-up", "largest wave",
@@ -201,7 +233,7 @@ def print_table(rows: list[dict[str, Any]], workers: dict[str, Any] | None) -> N
         table.add_row(
             str(r["k"]), f"{r['wall_s']:.0f}", str(r["experiments"]),
             f"{r['experiments_per_hour']:.0f}", speedup, str(r["largest_wave"]),
-            f"{r['cores_busy']:.2f}", str(r["kept"]), f"{r['true_lift']:+.2%}",
+            f"{r['cores_busy']:.2f}", str(r["kept"]), _lift(r),
             f"{r['true_lift_per_hour']:+.2%}",
         )  # fmt: skip
     if workers:
@@ -222,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             root = args.workdir
             root.mkdir(parents=True, exist_ok=True)
-        rows = [run_k(args, root, k) for k in args.ks]
+        seeds = range(args.seed, args.seed + args.seeds)
+        rows = [k_row(k, [run_k(args, root, k, seed) for seed in seeds]) for k in args.ks]
         workers = None if args.no_two_workers else run_two_workers(args, root)
     print_table(rows, workers)
     result = {
@@ -233,14 +266,15 @@ def main(argv: list[str] | None = None) -> int:
             "world": args.world,
             "budget": args.budget,
             "seed": args.seed,
+            "seeds": args.seeds,
             "runs": rows,
             "two_workers": workers,
             "load_average": os.getloadavg(),
         },
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2))
-    print(f"wrote {RESULTS}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {args.out}")
     return 0
 
 
