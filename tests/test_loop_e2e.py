@@ -5,10 +5,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
 from processes import kill_during_second_experiment
 
 from agentx.memory.store import open_store
 from agentx.runner import run_loop
+from agentx.sandbox.target import SandboxTarget
 from agentx.settings import load_settings
 
 
@@ -16,9 +18,23 @@ def _settings(workspace: Path, iterations: int = 2):
     return load_settings(world="tiny", iterations=iterations, seed=3, workspace=workspace)
 
 
-def test_loop_runs_learns_and_is_reproducible(tmp_path: Path) -> None:
+def test_loop_runs_learns_and_is_reproducible(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prefetched: list[Path] = []
+    prefetch = SandboxTarget.prefetch_ground_truth
+
+    def recorded(target: SandboxTarget, workdir: Path) -> None:
+        prefetched.append(Path(workdir))
+        prefetch(target, workdir)
+
+    monkeypatch.setattr(SandboxTarget, "prefetch_ground_truth", recorded)
     first = run_loop(_settings(tmp_path / "a"))
     assert len(first.experiments) == 2
+    # every launched treatment's truth was started beside its rollout, not after it
+    launched = [e for e in first.experiments if e.status != "abandoned"]
+    assert launched and len(prefetched) == len(launched)
+    assert all(path.parent == tmp_path / "a" / "worktrees" for path in prefetched), prefetched
     assert first.funnel["ideas"] >= first.funnel["admitted"] >= first.funnel["implemented"]
     assert {e.id for e in first.experiments} == {e.id for e in first.experiments}
     settings = _settings(tmp_path / "a")

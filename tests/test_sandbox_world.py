@@ -6,13 +6,14 @@ import json
 import os
 import re
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from agentx.sandbox.online import SandboxWorld
-from agentx.sandbox.target import SandboxTarget
+from agentx.sandbox.target import SandboxTarget, content_hash
 from agentx.sandbox.world import WorldError, WorldParams, load_world, shipped_worlds
 from agentx.target.contract import StageTraffic
 from agentx.workspace import git
@@ -224,6 +225,36 @@ def test_a_live_rollout_gives_what_a_replay_gives(tiny_target: SandboxTarget) ->
     tiny_target.rollback(treatment)
     resumed.rollback(treatment)
     assert not running(tiny_target) and not running(resumed)
+
+
+def test_a_prefetched_truth_runs_beside_the_rollout_and_is_the_verdicts_truth(
+    tiny_target: SandboxTarget, tmp_path: Path
+) -> None:
+    """The truth started when the arms are up leaves the live rollout running, and the
+    verdict reads exactly what computing it then would give."""
+    workdir = tmp_path / "variant"
+    git.add_worktree(tiny_target.repo_path, workdir, f"prefetch-test/{tmp_path.name}")
+    config = workdir / "config.toml"
+    config.write_text(config.read_text() + "\n# a state whose truth is not cached yet\n")
+    control = tiny_target.launch("control", tiny_target.repo_path)
+    treatment = tiny_target.launch("treatment", workdir)
+    users = tiny_target.user_ids()
+    tiny_target.collect(control, treatment, (users % 2).astype(np.int64), days=2, seed=41)
+    entry = tiny_target.root / "truth" / f"{content_hash(workdir)}.json"
+    assert not entry.exists()
+
+    tiny_target.prefetch_ground_truth(workdir)
+    deadline = time.monotonic() + 600
+    while not entry.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert entry.exists(), "the prefetched truth never landed"
+    snapshot = Path(treatment.artefact).name
+    assert any(snapshot in live.roles[1:] for live in tiny_target._live.values())
+
+    prefetched = tiny_target.ground_truth(workdir)  # the verdict's call
+    assert not any(snapshot in live.roles[1:] for live in tiny_target._live.values())
+    entry.unlink()
+    assert tiny_target.truth_of(workdir) == prefetched.metrics  # computed again: identical
 
 
 def test_a_collected_stage_is_read_back_not_simulated_again(tiny_target: SandboxTarget) -> None:

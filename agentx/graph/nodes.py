@@ -65,7 +65,7 @@ from agentx.models import (
 )
 from agentx.research.catalog import Technique
 from agentx.settings import RolloutStage, Settings
-from agentx.target.contract import TargetError
+from agentx.target.contract import PrefetchesGroundTruth, TargetError
 from agentx.workspace import git
 
 INTAKE = "intake"
@@ -479,6 +479,8 @@ class Nodes:
         control = target.launch("control", target.repo_path)
         treatment = target.launch("treatment", Path(state["patch"].worktree))
         rollout = Rollout(experiment_id=_experiment_id(state))
+        if treatment.ok and isinstance(target, PrefetchesGroundTruth):
+            target.prefetch_ground_truth(Path(state["patch"].worktree))  # read by the verdict
         message = "arms up" if treatment.ok else f"treatment failed to start: {treatment.error}"
         self._log(state, _event(LAUNCH, message, state))
         return {"control_arm": control, "treatment_arm": treatment, "rollout": rollout}

@@ -737,10 +737,32 @@ class SandboxTarget:
         """Mean watch time per user on each day of the horizon, for ``workdir`` serving all."""
         return list(self._truth_record(workdir)["daily_watch"])
 
-    def _truth_record(self, workdir: Path) -> dict[str, Any]:
+    def prefetch_ground_truth(self, workdir: Path) -> None:
+        """Start ``workdir``'s truth in a background thread, beside its rollout.
+
+        The verdict's :meth:`ground_truth` then takes the same per-state lock and reads the
+        cached record, or waits for it: the numbers are the ones it would have computed.
+        A daemon thread, so an interrupted run does not wait for it at exit (the confined
+        arm dies with the process; the cache entry is sealed only when complete).
+        """
+        thread = threading.Thread(
+            target=self._prefetch_truth,
+            args=(Path(workdir),),
+            name=f"truth-{Path(workdir).name}",
+            daemon=True,
+        )
+        thread.start()
+
+    def _prefetch_truth(self, workdir: Path) -> None:
+        try:
+            self._truth_record(workdir, close_live=False)
+        except Exception:  # noqa: BLE001 - the verdict asks again and records why it failed
+            pass
+
+    def _truth_record(self, workdir: Path, close_live: bool = True) -> dict[str, Any]:
         key = content_hash(workdir)
-        # a ground truth is asked once the rollout treating with this code is over
-        self._close_live(key)
+        if close_live:  # asked by the verdict: the rollout treating with this code is over
+            self._close_live(key)
         entry = self.root / "truth" / f"{key}.json"
         record = cache.read_json(entry)  # None when absent or altered since it was sealed
         if record is not None and record.get("key") == _truth_key(key, self.seed):

@@ -115,3 +115,18 @@ class Target(Protocol):
     def user_ids(self) -> np.ndarray:
         """All user ids that online traffic can reach."""
         ...
+
+
+@runtime_checkable
+class PrefetchesGroundTruth(Protocol):
+    """Optional: a target whose ground truth is slow to compute and can start early.
+
+    Why: the sandbox's truth serves the whole population over the truth horizon, about a
+    minute of one core on ``default``, while the rollout it follows uses the other. Asked
+    when the treatment's arms are up, it runs beside the rollout instead of after it; the
+    verdict's :meth:`Target.ground_truth` then reads the same numbers (or waits for them).
+    """
+
+    def prefetch_ground_truth(self, workdir: Path) -> None:
+        """Start computing ``workdir``'s ground truth in the background; never raises."""
+        ...
