@@ -162,7 +162,7 @@ def _efficacylib():
 
 def test_scoring_counts_launches_against_the_original_and_misses_against_the_control() -> None:
     scoring, tr = _efficacylib()
-    trace = tr.RunTrace("random", "tiny", 0, 4, "/s/O")
+    trace = tr.RunTrace("random", "tiny", 0, 4, "/s/O", wall_s=12.0)
     trials = [
         # a true win, kept: a launch, not false; but it leaves the state harmful vs original
         tr.Trial(1, "a", "/s/O", "/s/A", accepted=True, launched=True, seconds=2.0),
@@ -189,7 +189,12 @@ def test_scoring_counts_launches_against_the_original_and_misses_against_the_con
     row = scoring.row([score], ceiling=0.2)
     assert row["to_50pct"] == 3 and row["to_90pct"] is None
     assert row["pct_of_ceiling"] == pytest.approx(0.5)
-    assert row["s_per_experiment"] == pytest.approx(3.0)  # median of 2, 4, 6, 1
+    # the run's wall over its experiments: trials of a wave finish together, so the time
+    # between two of them (2, 4, 6, 1 here) is not what one experiment costs
+    assert row["s_per_experiment"] == pytest.approx(3.0)
+    other = tr.RunTrace("random", "tiny", 1, 4, "/s/O", wall_s=40.0)
+    other.trials, other.shipped = trials, trace.shipped
+    assert scoring.row([score, scoring.score_run(other, truth)], 0.2)["s_per_experiment"] == 6.5
 
 
 def test_experiments_to_a_share_is_the_lower_median_over_seeds() -> None:

@@ -21,10 +21,10 @@ effect):
 * **experiments to X% of the ceiling**: the first experiment count after which the shipped
   state's true lift reaches X% of the ceiling's; per world the median over seeds (the lower
   median), null when fewer than half the seeds get there (or the ceiling is not positive).
-* **seconds per experiment**: the median wall time of one experiment, over every experiment
-  of every seed (for the loop, everything the loop does between two experiment records:
-  brainstorm, develop, verification, rollout, verdict with its ground truth, memory and
-  SGPO steps; for random and TPE, the staged A/B).
+* **seconds per experiment**: a run's wall time over its experiments, the median over seeds
+  (for the loop everything it does: brainstorm, develop, verification, rollout, verdict with
+  its ground truth, memory and SGPO steps; for random and TPE the staged A/Bs). Not the time
+  between two records: experiments of a wave run side by side and finish together.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def score_run(trace: RunTrace, judge: Judge) -> RunScore:
         false_keeps=false_keeps,
         missed_wins=missed,
         trajectory=trajectory,
-        experiment_seconds=[t.seconds for t in trace.trials],
+        experiment_seconds=[trace.wall_s / len(trace.trials)] if trace.trials else [],
         launches=launches,
     )
 
