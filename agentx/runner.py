@@ -47,6 +47,10 @@ class RunError(RuntimeError):
     """A run cannot start or resume; the message says what to do."""
 
 
+class RunIdTaken(RunError):
+    """The run id is already registered in the workspace (the caller chose a used one)."""
+
+
 def _known_runs(settings: Settings) -> list[str]:
     try:
         return read_run_ids(settings.workspace)
@@ -63,11 +67,11 @@ def register_run(settings: Settings, run_id: str) -> None:
     """Add ``run_id`` to the workspace's ``runs.json`` (what status and report list).
 
     Raises:
-        RunError: the id is already taken (its checkpoints would mix with the new run's),
-            or ``runs.json`` is unreadable.
+        RunIdTaken: the id is already taken (its checkpoints would mix with the new run's).
+        RunError: ``runs.json`` is unreadable.
     """
     if run_id in _known_runs(settings):
-        raise RunError(f"run id {run_id!r} already exists in {settings.workspace}")
+        raise RunIdTaken(f"run id {run_id!r} already exists in {settings.workspace}")
     add_run_id(settings.workspace, run_id)
 
 

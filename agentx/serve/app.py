@@ -34,7 +34,7 @@ from agentx.graph.checkpoint import open_async_checkpointer
 from agentx.graph.context import CONTEXT_KEY, effective_settings, run_sandbox
 from agentx.graph.gates import GATES, GateAnswerError, parse_answer
 from agentx.graph.resources import Resources, build_resources
-from agentx.runner import RunError, register_run, waiting_gate
+from agentx.runner import RunError, RunIdTaken, register_run, waiting_gate
 from agentx.serve.context import ContextCheck, context_conflicts, make_context_check
 from agentx.serve.gated import gated_runnable, served_output_model
 from agentx.serve.middleware import ApiKeyMiddleware, RunGate
@@ -124,13 +124,14 @@ def run_config_modifier(
         configurable.setdefault("thread_id", new_thread_id())
         run_id = str(configurable["thread_id"])
         run_settings = _run_settings(settings, context, checked)
-        _registered(settings)  # an unreadable runs.json is a 500 with its line, not a 409
         try:
             register_run(settings, run_id)
-        except RunError as error:
+        except RunIdTaken as error:
             raise HTTPException(
                 status_code=409, detail=f"{error}; omit configurable.thread_id for a fresh one"
             ) from None
+        except RunError as error:  # an unreadable runs.json: the workspace's fault, one line
+            raise HTTPException(status_code=500, detail=str(error)) from None
         save_run_settings(
             settings.workspace, run_id, run_settings, run_sandbox(settings, run_settings)
         )
