@@ -165,13 +165,13 @@ def test_scoring_counts_launches_against_the_original_and_misses_against_the_con
     trace = tr.RunTrace("random", "tiny", 0, 4, "/s/O", wall_s=12.0)
     trials = [
         # a true win, kept: a launch, not false; but it leaves the state harmful vs original
-        tr.Trial(1, "a", "/s/O", "/s/A", accepted=True, launched=True, seconds=2.0),
+        tr.Trial(1, "a", "/s/O", "/s/A", accepted=True, launched=True),
         # a true win against A, rejected: a missed win
-        tr.Trial(2, "b", "/s/A", "/s/B", seconds=4.0),
+        tr.Trial(2, "b", "/s/A", "/s/B"),
         # kept but truly neutral against A: a false keep, harmless vs the original
-        tr.Trial(3, "c", "/s/A", "/s/C", accepted=True, launched=True, seconds=6.0),
+        tr.Trial(3, "c", "/s/A", "/s/C", accepted=True, launched=True),
         # abandoned before any A/B: neither
-        tr.Trial(4, "d", None, None, seconds=1.0),
+        tr.Trial(4, "d", None, None),
     ]
     trace.trials = trials
     trace.shipped = ["/s/A", "/s/A", "/s/C", "/s/C"]

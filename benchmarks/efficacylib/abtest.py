@@ -4,7 +4,6 @@ stops and verdict as the loop's rollout and verdict nodes (``run_rollout`` runs 
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +23,6 @@ class ABResult:
     measured: float | None
     passed_guardrails: bool
     halted: str | None
-    seconds: float
 
     @property
     def keep(self) -> bool:
@@ -41,7 +39,6 @@ def staged_ab(
     policy: EvaluationPolicy,
 ) -> ABResult:
     """Launch both states as arms, run every stage, decide; arms are stopped afterwards."""
-    started = time.perf_counter()
     control_arm = target.launch("control", control)
     treatment_arm = target.launch("treatment", treatment)
     rollout = run_rollout(
@@ -62,5 +59,4 @@ def staged_ab(
         passed_guardrails=rollout.halted_at is None
         and verdict.root_cause != RootCause.GUARDRAIL_HARM,
         halted=rollout.halt_reason,
-        seconds=time.perf_counter() - started,
     )

@@ -72,19 +72,12 @@ def run_agentx(
     resources = build_resources(settings)
     original = states.adopt(resources.target.repo_path)
     records: list[ExperimentRecord] = []
-    stamps: list[float] = []
     started = time.perf_counter()
-
-    def on_experiment(record: ExperimentRecord) -> None:
-        records.append(record)
-        stamps.append(time.perf_counter() - started)
-
-    run_loop(settings, resources=resources, on_experiment=on_experiment)
+    run_loop(settings, resources=resources, on_experiment=records.append)
     wall = time.perf_counter() - started
     trace = RunTrace(strategy, world, seed, budget, str(original), wall_s=wall, notes=notes)
     current = original
-    previous = 0.0
-    for index, (record, stamp) in enumerate(zip(records, stamps, strict=True), start=1):
+    for index, record in enumerate(records, start=1):
         trial = Trial(
             index=index,
             label=f"{record.proposal.technique}{record.proposal.params or ''}",
@@ -94,11 +87,9 @@ def run_agentx(
             measured=record.verdict.north_star.relative
             if record.verdict and record.verdict.north_star
             else None,
-            seconds=stamp - previous,
             halted=record.rollout.halt_reason if record.rollout else record.root_cause,
             option_key=combo_key(record.proposal.technique, record.proposal.params),
         )
-        previous = stamp
         if record.rollout is not None and record.patch is not None and record.patch.diff:
             try:
                 treatment = states.with_diff(current, record.patch.diff)

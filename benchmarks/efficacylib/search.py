@@ -87,7 +87,6 @@ def random_search(
             launched=ab.keep,
             decision=ab.decision,
             measured=ab.measured,
-            seconds=ab.seconds,
             halted=ab.halted,
             option_key=option.key,
         )
@@ -152,7 +151,6 @@ def tpe_search(
                 accepted=eligible,
                 decision=ab.decision,
                 measured=ab.measured,
-                seconds=ab.seconds,
                 halted=ab.halted,
             )
         )

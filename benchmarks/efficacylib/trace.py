@@ -8,7 +8,7 @@ the ceiling, whose whole point is to search on it).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 
@@ -24,7 +24,6 @@ class Trial:
     launched: bool = False  # it became the shipped state
     decision: str | None = None
     measured: float | None = None
-    seconds: float = 0.0
     halted: str | None = None  # why the rollout halted, if it did
     option_key: str | None = None  # the catalog option tested, when it was a single one
 
@@ -64,5 +63,8 @@ class RunTrace:
     def load(cls, path: Path) -> RunTrace:
         """Read a trace written by :meth:`save`."""
         data = json.loads(path.read_text())
-        data["trials"] = [Trial(**t) for t in data["trials"]]
+        known = {f.name for f in fields(Trial)}  # traces of older versions kept trial seconds
+        data["trials"] = [
+            Trial(**{k: v for k, v in t.items() if k in known}) for t in data["trials"]
+        ]
         return cls(**data)
