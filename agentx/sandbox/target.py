@@ -756,7 +756,7 @@ class SandboxTarget:
     def _prefetch_truth(self, workdir: Path) -> None:
         try:
             self._truth_record(workdir, close_live=False)
-        except Exception:  # noqa: BLE001 - the verdict asks again and records why it failed
+        except Exception:  # the verdict asks again and records why it failed
             pass
 
     def _truth_record(self, workdir: Path, close_live: bool = True) -> dict[str, Any]:
