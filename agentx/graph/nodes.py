@@ -187,7 +187,8 @@ def wave_capacity(
     ):
         return (
             f"{size} experiments side by side would leave one below {rule.min_power:.0%} "
-            f"power for its expected effect, or below {rule.power_kept:.0%} of its power alone"
+            f"power for its expected effect, or (one underpowered even alone) below "
+            f"{rule.power_kept:.0%} of that power for the effect all the traffic detects"
         )
     return None
 
