@@ -882,7 +882,7 @@ class Nodes:
             else:
                 message = f"stale after {retests} re-test(s): not shipped"
                 events.append(_event(LEARN, message, state))
-        follow_up = self._follow_up(state, verdict, experiment_id)
+        follow_up = self._follow_up(state, verdict, experiment_id, slot)
         if follow_up is not None:
             queued, message = follow_up
             if queued is not None:
@@ -895,12 +895,13 @@ class Nodes:
         return update, shipped is not None
 
     def _follow_up(
-        self, state: LoopState, verdict: Any, experiment_id: str
+        self, state: LoopState, verdict: Any, experiment_id: str, slot: TrafficSlot | None
     ) -> tuple[Queued | None, str] | None:
         """The follow-up of an EXTEND verdict and a line saying why (None: not an EXTEND).
 
         One follow-up per idea (a follow-up is not followed up again), at most
-        ``extend.max_follow_ups`` per run.
+        ``extend.max_follow_ups`` per run. The follow-up runs alone, on all the traffic,
+        so an experiment measured on its ``slot`` of a wave is sized up by that share.
         """
         settings = self.r.settings
         if verdict is None or verdict.decision != Decision.EXTEND or not settings.extend.enabled:
@@ -919,6 +920,7 @@ class Nodes:
             ci_alpha=settings.alpha,
             min_effect=policy.min_interesting_effect,
             horizon_days=self.r.horizon_days,
+            traffic_share=slot.share if slot is not None else 1.0,
         )
         if plan is None:
             return None, f"no follow-up: {why}"

@@ -59,6 +59,7 @@ def plan_follow_up(
     ci_alpha: float,
     min_effect: float,
     horizon_days: int | None = None,
+    traffic_share: float = 1.0,
 ) -> tuple[FollowUpPlan | None, str]:
     """The follow-up's stages for an EXTEND verdict, or None and why there is none.
 
@@ -67,7 +68,12 @@ def plan_follow_up(
     ``min_effect`` (the smallest effect worth shipping). ``alpha`` is the level of the final
     test, ``ci_alpha`` the level of the intervals in ``verdict`` (the run's alpha);
     ``horizon_days`` the most days the target simulates over the whole rollout.
+    ``traffic_share`` is the share of the users the experiment had (its slice of a wave's
+    traffic layer): a follow-up runs alone on all of them, so its stages are sized for
+    ``1 / traffic_share`` times the users the verdict measured on.
     """
+    if not 0.0 < traffic_share <= 1.0:
+        return None, f"the follow-up cannot be sized: traffic share {traffic_share} not in (0, 1]"
     effect = verdict.north_star
     if effect is None or effect.n_control < 2 or effect.n_treatment < 2:
         return None, "no north-star estimate to size a follow-up from"
@@ -80,9 +86,11 @@ def plan_follow_up(
         )
     except (StatsError, ZeroDivisionError, ValueError) as error:
         return None, f"the follow-up cannot be sized: {error}"
-    n_now = min(effect.n_control, effect.n_treatment)
-    users = n_now / final.treatment_share  # the population the final stage drew from
-    factor = n_required / n_now  # user-days needed relative to the first run's final stage
+    # users per arm the same final stage gets alone (on all the traffic), and the population
+    # it draws from
+    n_now = min(effect.n_control, effect.n_treatment) / traffic_share
+    users = n_now / final.treatment_share
+    factor = n_required / n_now  # user-days needed relative to that final stage
     share = min(MAX_SHARE, max(final.treatment_share, final.treatment_share * factor))
     share = math.ceil(share * 100) / 100 if share < MAX_SHARE else MAX_SHARE
     # The horizon covers the whole rollout: the earlier stages' days come out of it.
@@ -90,7 +98,7 @@ def plan_follow_up(
     max_days = max(1, min(settings.max_days, room))
     days_needed = final.days * factor * final.treatment_share / share
     days = max(final.days, min(max_days, math.ceil(days_needed)))
-    gain = (share * days) / (final.treatment_share * final.days)
+    gain = (share * days) / (final.treatment_share * final.days * traffic_share)
     if gain < settings.min_gain:
         return None, (
             f"more traffic cannot decide within the budget: the largest final stage "
