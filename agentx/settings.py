@@ -262,10 +262,9 @@ class ConcurrencySettings(BaseModel):
         0.5,
         gt=0.0,
         le=1.0,
-        description="For an experiment that cannot reach min_power for its expected effect "
-        "even alone: the share of min_power it must keep beside others at the smallest effect "
-        "the whole traffic detects with min_power (0.5 allows two such experiments side by "
-        "side, 51% power, not three, 37%; 1.0 runs them alone).",
+        description="Share of the power it would have alone that an experiment which cannot "
+        "reach min_power even alone must keep beside others (splitting traffic four ways "
+        "takes a small effect from ~20% power to ~9%).",
     )
     max_retests: int = Field(
         1,

@@ -12,7 +12,6 @@ from statsmodels.stats.multitest import multipletests
 from agentx.stats import (
     StatsError,
     adjust_p_values,
-    detectable_effect,
     power_two_sample,
     required_n_per_arm,
     welch_effect,
@@ -85,26 +84,6 @@ def test_required_n_extremes() -> None:
     with pytest.raises(StatsError, match="needs more than"):
         required_n_per_arm(1e-9, 1.0)
     assert power_two_sample(0.1, 1.0, np.int64(100)) == power_two_sample(0.1, 1.0, 100)
-
-
-@pytest.mark.parametrize(("sd", "n", "power"), [(1.0, 17, 0.8), (0.8, 50_000, 0.8), (2.0, 5, 0.5)])
-def test_detectable_effect_is_where_the_power_curve_reaches_the_power(
-    sd: float, n: int, power: float
-) -> None:
-    effect = detectable_effect(sd, n, power=power)
-    assert _noncentral_t_power(effect / sd, n, 0.05) == pytest.approx(power, abs=1e-9)
-    # required_n_per_arm inverts it: n users detect it, one fewer do not
-    assert required_n_per_arm(effect * 1.000001, sd, power=power) <= n
-    assert power_two_sample(effect * 0.999, sd, n) < power
-
-
-def test_detectable_effect_bad_input() -> None:
-    with pytest.raises(StatsError, match="must exceed alpha"):
-        detectable_effect(1.0, 100, alpha=0.1, power=0.05)
-    with pytest.raises(StatsError, match="n_per_arm"):
-        detectable_effect(1.0, 1)
-    with pytest.raises(StatsError, match="sd"):
-        detectable_effect(0.0, 100)
 
 
 def test_required_n_bad_input() -> None:

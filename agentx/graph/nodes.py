@@ -187,8 +187,7 @@ def wave_capacity(
     ):
         return (
             f"{size} experiments side by side would leave one below {rule.min_power:.0%} "
-            f"power for its expected effect, or (one underpowered even alone) below "
-            f"{rule.power_kept:.0%} of that power for the effect all the traffic detects"
+            f"power for its expected effect, or below {rule.power_kept:.0%} of its power alone"
         )
     return None
 

@@ -11,7 +11,7 @@ from agentx.stats.corrections import CorrectionMethod, adjust_p_values
 from agentx.stats.cuped import CupedResult, cuped_adjust
 from agentx.stats.effects import EffectEstimate, ratio_effect, welch_effect
 from agentx.stats.errors import StatsError
-from agentx.stats.power import detectable_effect, power_two_sample, required_n_per_arm
+from agentx.stats.power import power_two_sample, required_n_per_arm
 from agentx.stats.sequential import (
     DEFAULT_MIN_N,
     SequentialResult,
@@ -38,7 +38,6 @@ __all__ = [
     "compare_metric",
     "cuped_adjust",
     "default_tau2",
-    "detectable_effect",
     "msprt_p_values",
     "msprt_test",
     "power_two_sample",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import optimize, stats
+from scipy import stats
 from statsmodels.stats.power import TTestIndPower
 
 from agentx.stats._validation import check_finite_number, check_probability
@@ -85,24 +85,3 @@ def required_n_per_arm(
         else:
             lo = mid
     return hi
-
-
-def detectable_effect(sd: float, n_per_arm: int, alpha: float = 0.05, power: float = 0.8) -> float:
-    """Smallest absolute effect a two-sided test at ``alpha`` detects with ``power``, given
-    ``n_per_arm`` users per arm and per-user standard deviation ``sd`` (the minimum
-    detectable effect): the root of :func:`power_two_sample` in the effect, which it grows
-    with. Raises StatsError as :func:`power_two_sample` does, or for ``power <= alpha``.
-    """
-    sd = check_finite_number(sd, "sd", positive=True)
-    alpha = check_probability(alpha, "alpha")
-    power = check_probability(power, "power")
-    if power <= alpha:
-        raise StatsError(f"power ({power}) must exceed alpha ({alpha})")
-    power_two_sample(sd, sd, n_per_arm, alpha)  # validates n_per_arm
-    n = int(n_per_arm)
-    z = float(stats.norm.isf(alpha / 2.0) + stats.norm.ppf(power))
-    hi = max(z, 1.0) * math.sqrt(2.0 / n)  # the normal approximation's d, then widened
-    while _power(hi, n, alpha) < power:
-        hi *= 2.0
-    d = optimize.brentq(lambda x: _power(x, n, alpha) - power, 0.0, hi, xtol=1e-12)
-    return float(d) * sd
