@@ -19,7 +19,8 @@ They are the same builders the loop compiles (:mod:`agentx.graph.builder`), so S
 what runs, and like the loop each takes a per-run context (world, seed, budget, policy
 values: :class:`agentx.graph.context.RunContext`). Like ``graphs/loop.py`` they are
 compiled without a checkpointer (the server brings its own) and read their base settings
-from ``AGENTX_*`` variables.
+from ``AGENTX_*`` variables. Their resources are built when this module loads (``evolve``
+needs them), and with them the server takes the workspace lock until it stops.
 """
 
 from functools import partial
@@ -33,7 +34,7 @@ from agentx.graph.builder import (
     evaluate_builder,
     experiment_builder,
 )
-from agentx.graph.context import ResourcePool
+from agentx.graph.context import STUDIO_HOLDER, ResourcePool
 from agentx.graph.resources import Resources
 from agentx.settings import load_settings
 
@@ -61,7 +62,8 @@ def stage_graph(
     return BUILDERS[stage](pool).compile(checkpointer=None, name=f"agentx_{stage}")
 
 
-_pool = ResourcePool(load_settings(), fixed=False)  # each run's context picks its world
+# each run's context picks its world; the server holds the workspace (see loop.py)
+_pool = ResourcePool(load_settings(), fixed=False, holder=STUDIO_HOLDER)
 brainstorm = stage_graph("brainstorm", _pool)
 develop = stage_graph("develop", _pool)
 experiment = stage_graph("experiment", _pool)

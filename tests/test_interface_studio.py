@@ -286,3 +286,21 @@ def test_one_loop_graph_runs_each_thread_with_its_own_world_and_seed(studio: Stu
     # each world and seed got a sandbox of its own, built when its run first needed it
     assert (studio.workspace / "sandboxes" / "tiny-seed5" / "repo").is_dir()
     assert (studio.workspace / "sandboxes" / "tiny_b-seed9" / "repo").is_dir()
+
+
+def test_the_server_holds_its_workspace_so_a_cli_run_there_is_refused(studio: Studio) -> None:
+    """Studio runs write the workspace's sandbox, memory and runs.json with no lock of their
+    own: the server holds the workspace lock from its graphs' first build until it stops,
+    so `agentx run` there is refused in one line naming it, and nothing of it is written."""
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("AGENTX_")}
+    runs = studio.workspace / "runs.json"
+    before = runs.read_text() if runs.exists() else None
+    refused = subprocess.run(
+        [sys.executable, "-m", "agentx.cli.app", "run", "--world", "tiny", "--iterations", "1",
+         "--workspace", str(studio.workspace)],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    lines = [line for line in (refused.stdout + refused.stderr).splitlines() if line.strip()]
+    assert refused.returncode == 2 and len(lines) == 1, lines
+    assert "in use by pid" in lines[0] and "AgentX Studio graphs" in lines[0]
+    assert (runs.read_text() if runs.exists() else None) == before

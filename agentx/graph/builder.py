@@ -347,6 +347,7 @@ def build_graph(
     resources: Resources | None = None,
     *,
     any_world: bool = False,
+    holder: str | None = None,
 ) -> CompiledStateGraph:
     """Compile the AgentX loop: one graph for every run; each run's context
     (:class:`~agentx.graph.context.RunContext`: world, seed, budget, policy values) picks
@@ -361,6 +362,9 @@ def build_graph(
             of their own world and seed only, unless ``any_world``.
         any_world: other worlds and seeds get sandboxes of their own even though
             ``resources`` were given (the LangServe app: its resources are the default's).
+        holder: the first run takes the workspace lock for the rest of the process, naming
+            this holder (Studio / LangGraph Server, which start runs with no lock of their
+            own; the CLI and ``run_loop`` take the lock around each run themselves).
 
     Example:
         >>> from agentx import build_graph, load_settings
@@ -372,5 +376,7 @@ def build_graph(
         ... )
     """
     settings = settings or (resources.settings if resources is not None else load_settings())
-    pool = ResourcePool(settings, resources, fixed=resources is not None and not any_world)
+    pool = ResourcePool(
+        settings, resources, fixed=resources is not None and not any_world, holder=holder
+    )
     return build_builder(pool).compile(checkpointer=checkpointer, name="agentx_loop")

@@ -120,6 +120,10 @@ def context_of(state: Any) -> RunContext | None:
 _CURRENT: ContextVar[Any] = ContextVar("agentx_resources", default=None)
 
 
+#: Who holds a workspace served by the Studio / LangGraph Server graphs (``graphs/``).
+STUDIO_HOLDER = "langgraph server (AgentX Studio graphs)"
+
+
 class ResourcePool:
     """Resources per run context, built when a run first needs them and then kept.
 
@@ -127,6 +131,8 @@ class ResourcePool:
     sandbox, the memory and the developer of their world and seed; another world or seed
     gets its own sandbox under ``<workspace>/sandboxes/`` (the base one stays at
     ``<workspace>/sandbox``, where earlier runs find it). Memory is one store per workspace.
+    With ``holder`` (the Studio / LangGraph Server graphs), building the first resources
+    takes the workspace lock for the rest of the process, naming ``holder``.
     """
 
     def __init__(
@@ -135,9 +141,12 @@ class ResourcePool:
         resources: Any = None,
         build: Callable[..., Any] | None = None,
         fixed: bool = True,
+        holder: str | None = None,
     ):
         self.settings = settings
         self._build = build
+        # a server's graphs (``graphs/``) hold the workspace from the first build on
+        self._holder = holder
         self._lock = threading.Lock()
         self._by_world: dict[tuple[str, int], Any] = {}
         # a caller's own resources (their target) serve their world and seed only
@@ -179,6 +188,10 @@ class ResourcePool:
     def _make(self, settings: Settings) -> Any:
         from agentx.graph.resources import build_resources
 
+        if self._holder is not None:
+            from agentx.workspace.lock import hold_for_process
+
+            hold_for_process(self.settings.workspace, self._holder)
         build = self._build or build_resources
         shared = next(iter(self._by_world.values()), None)
         return build(

@@ -2,9 +2,11 @@
 
 Why: two runs on one workspace merge into the same sandbox repository, share one
 checkpoint database and number their runs from the same ``runs.json``; the result was
-every merge applied twice and a leftover worktree. The CLI, the LangServe app and
-embedded :func:`agentx.run_loop` all take this lock, so a second writer is refused at
-once with one line naming the process that holds it.
+every merge applied twice and a leftover worktree. The CLI, the LangServe app,
+embedded :func:`agentx.run_loop` and the Studio / LangGraph Server graphs (``graphs/``,
+from their first run or build until the server stops: :func:`hold_for_process`) all take
+this lock, so a second writer is refused at once with one line naming the process that
+holds it.
 
 ``fcntl.flock`` is used rather than a lock-file-exists protocol because the kernel
 drops the lock when its holder dies (kill -9 included): a crashed run never leaves a
@@ -16,6 +18,7 @@ from __future__ import annotations
 import fcntl
 import os
 import sys
+import threading
 from pathlib import Path
 from types import TracebackType
 
@@ -105,3 +108,29 @@ class WorkspaceLock:
 def holder_of(workspace: Path) -> LockHolder | None:
     """The recorded holder of ``workspace``'s lock, if one is recorded (for ``status``)."""
     return _holder(Path(workspace) / LOCK_NAME)
+
+
+_PROCESS_HOLDS: dict[Path, WorkspaceLock] = {}
+_PROCESS_HOLDS_GUARD = threading.Lock()
+
+
+def hold_for_process(workspace: Path, command: str) -> None:
+    """Take ``workspace``'s lock until this process exits; a no-op when this process
+    already holds it this way.
+
+    For servers whose graphs build resources per run context (``langgraph dev``,
+    LangGraph Server): every run they serve writes to the workspace, and runs come and go
+    with no single place to take and drop the lock around. The kernel releases it when
+    the server stops (or dies).
+
+    Raises:
+        WorkspaceBusy: another process (a CLI run, ``agentx serve``) holds it.
+    """
+    key = Path(workspace).resolve()
+    with _PROCESS_HOLDS_GUARD:
+        if key in _PROCESS_HOLDS:
+            return
+        key.mkdir(parents=True, exist_ok=True)
+        lock = WorkspaceLock(key, command=command)
+        lock.acquire()
+        _PROCESS_HOLDS[key] = lock
