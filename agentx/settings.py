@@ -343,6 +343,13 @@ class Settings(BaseSettings):
         "crash) after which the run stops instead of burning ideas.",
     )
     alpha: float = Field(0.05, gt=0.0, lt=0.5, description="Significance level of A/B tests.")
+    ground_truth: bool = Field(
+        True,
+        description="Ask the target for each treatment's ground truth at its verdict (the "
+        "sandbox's oracle: the true effects in summaries and cards, SGPO's regret, false "
+        "keeps). A real target has none. Off, an experiment costs what it would cost there: "
+        "on the sandbox's default world the truth is over half of an experiment's CPU.",
+    )
     autonomous: bool = Field(True, description="Skip human gates (moderate breaches veto).")
     checkpointer: Literal["sqlite", "postgres", "memory", "none"] = Field(
         "sqlite",

@@ -1,7 +1,7 @@
 """Experiments per hour and true lift per hour with K experiments in flight (issue 16).
 
 Usage: python benchmarks/concurrency.py [--world tiny] [--budget 12] [--seed 0] [--seeds 1]
-       [--ks 1 2 4 8] [--no-two-workers] [--workdir DIR] [--out FILE]
+       [--ks 1 2 4 8] [--no-two-workers] [--no-truth] [--workdir DIR] [--out FILE]
 
 For each K the real loop (``run_loop``: brainstorm, develop, verify, staged A/B, learn, SGPO
 as shipped) runs ``--budget`` experiments on a fresh workspace of ``--world`` with
@@ -16,6 +16,12 @@ in learning: experiments of a wave are chosen before their neighbours' outcomes 
 With ``--seeds N`` every K runs seeds ``seed .. seed + N - 1``: throughput is the seeds'
 experiments over their summed wall time, the true lift their mean (with its spread, so a
 drop with K can be told from noise).
+
+``--no-truth`` runs the loop with ``ground_truth = false``: no verdict asks the simulator for
+its treatment's ground truth, as on a real target, which has no oracle. On ``default`` that
+truth (the treatment serving everyone for the pre-period and the 28-day horizon) is over half
+of an experiment's CPU and the same at every K, so it bounds what K can gain. The true lift
+of the final shipped state is still measured, after the clock stops.
 
 Prints a table and writes ``benchmarks/results/concurrency.json`` with the keys
 ``experiments_per_hour`` {"1": x, ...}, ``two_workers``, ``true_lift_per_hour`` {...} and a
@@ -58,6 +64,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, default=1, help="Runs per K: seed, seed + 1, ...")
     parser.add_argument("--ks", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--no-two-workers", action="store_true")
+    parser.add_argument(
+        "--no-truth", action="store_true", help="No ground truth at the verdicts (see above)."
+    )
     parser.add_argument("--workdir", type=Path, default=None, help="Keep workspaces here.")
     parser.add_argument("--out", type=Path, default=RESULTS, help="The results JSON.")
     args = parser.parse_args(argv)
@@ -73,6 +82,7 @@ def _settings(workspace: Path, args: argparse.Namespace, k: int, seed: int) -> S
         iterations=args.budget,
         workspace=workspace,
         concurrency={"max_in_flight": k},
+        ground_truth=not args.no_truth,
     )
 
 
@@ -170,7 +180,11 @@ def run_two_workers(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     from pg_server import postgres_cluster
     from servers import chroma_server
 
-    env = {**os.environ, "AGENTX_CONCURRENCY__MAX_IN_FLIGHT": "4"}
+    env = {
+        **os.environ,
+        "AGENTX_CONCURRENCY__MAX_IN_FLIGHT": "4",
+        "AGENTX_GROUND_TRUTH": "false" if args.no_truth else "true",
+    }
     workspaces = [root / "worker-a", root / "worker-b"]
     seeds = [args.seed, args.seed + 1]
     for workspace, seed in zip(workspaces, seeds, strict=True):
@@ -267,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
             "budget": args.budget,
             "seed": args.seed,
             "seeds": args.seeds,
+            "ground_truth": not args.no_truth,
             "runs": rows,
             "two_workers": workers,
             "load_average": os.getloadavg(),

@@ -46,3 +46,10 @@ def test_bad_flags_are_refused(bench, flags: list[str]) -> None:
     with pytest.raises(SystemExit) as refused:
         bench.parse_args(flags)
     assert refused.value.code == 2
+
+
+def test_no_truth_runs_the_loop_without_the_oracle(bench, tmp_path: Path) -> None:
+    with_truth = bench._settings(tmp_path / "a", bench.parse_args([]), 4, 0)
+    without = bench._settings(tmp_path / "b", bench.parse_args(["--no-truth"]), 4, 0)
+    assert with_truth.ground_truth and not without.ground_truth
+    assert without.concurrency.max_in_flight == 4

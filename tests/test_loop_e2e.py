@@ -67,3 +67,34 @@ def test_killed_run_resumes_without_loss_or_duplicates(tmp_path: Path) -> None:
     settings = _settings(workspace, iterations=3)
     store = open_store(settings.workspace, settings.memory, settings.embeddings)
     assert store.count() == 3
+
+
+def test_without_ground_truth_no_truth_is_computed_and_every_experiments_arms_stop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``ground_truth = false``: what an experiment costs on a real target, which has no
+    oracle. The verdict asks for no truth (none is started beside the rollout either), the
+    summary says none is known, and each experiment's arms are released at its verdict
+    (with the truth on, the truth request is what ends the sandbox's rollout)."""
+    asked: list[str] = []
+    released: dict[str, SandboxTarget] = {}
+    rollback = SandboxTarget.rollback
+
+    def truth_asked(target: SandboxTarget, workdir: Path) -> None:
+        asked.append(str(workdir))
+
+    def recorded_rollback(target: SandboxTarget, arm) -> None:
+        released[arm.artefact] = target
+        rollback(target, arm)
+
+    monkeypatch.setattr(SandboxTarget, "ground_truth", truth_asked)
+    monkeypatch.setattr(SandboxTarget, "prefetch_ground_truth", truth_asked)
+    monkeypatch.setattr(SandboxTarget, "rollback", recorded_rollback)
+    summary = run_loop(
+        load_settings(world="tiny", iterations=2, seed=3, workspace=tmp_path, ground_truth=False)
+    )
+    launched = [e for e in summary.experiments if e.status != "abandoned"]
+    assert launched and asked == []
+    assert all(e.true_effect is None for e in summary.experiments)
+    assert len(released) == len(launched)  # each treatment, whatever its verdict
+    assert all(not target._live for target in released.values())  # no arm left running

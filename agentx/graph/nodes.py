@@ -479,7 +479,11 @@ class Nodes:
         control = target.launch("control", target.repo_path)
         treatment = target.launch("treatment", Path(state["patch"].worktree))
         rollout = Rollout(experiment_id=_experiment_id(state))
-        if treatment.ok and isinstance(target, PrefetchesGroundTruth):
+        if (
+            treatment.ok
+            and self.r.settings.ground_truth
+            and isinstance(target, PrefetchesGroundTruth)
+        ):
             target.prefetch_ground_truth(Path(state["patch"].worktree))  # read by the verdict
         message = "arms up" if treatment.ok else f"treatment failed to start: {treatment.error}"
         self._log(state, _event(LAUNCH, message, state))
@@ -600,10 +604,17 @@ class Nodes:
             policy=self.evaluation_policy,
             direction=direction,
         )
-        try:
-            truth = self.r.target.ground_truth(Path(state["patch"].worktree))
-        except TargetError:
-            truth = None
+        truth = None
+        if settings.ground_truth:
+            try:  # asking for it also ends the sandbox's rollout (see SandboxTarget)
+                truth = self.r.target.ground_truth(Path(state["patch"].worktree))
+            except TargetError:
+                truth = None
+        else:  # the experiment is over: its arms stop serving and free what they hold
+            try:
+                self.r.target.rollback(state["treatment_arm"].model_copy())
+            except TargetError:
+                pass
         if truth is not None:
             verdict.true_effects = {k: round(v, 6) for k, v in truth.relative.items()}
         if verdict.decision == Decision.KEEP and settings.cumulative.enabled:
