@@ -1,9 +1,11 @@
 """Child-process entry point: one arm of an experiment, serving day by day in a closed loop.
 
 Run confined (see :mod:`agentx.sandbox.arms`) as
-``python -m agentx.sandbox.arm_server REPO DATA --seed S``. It imports the repository's own
-``recsys`` package, so a change under test runs its real code, trains on the historical
-logs, then answers the simulator over stdin/stdout (:mod:`agentx.sandbox.arm_protocol`):
+``python -m agentx.sandbox.arm_server REPO DATA --seed S [--load-model F | --save-model D]``.
+It imports the repository's own ``recsys`` package, so a change under test runs its real
+code, trains on the historical logs (or loads the model an earlier arm of the same snapshot
+trained and pickled: :mod:`agentx.sandbox.model_cache`), then answers the simulator over
+stdin/stdout (:mod:`agentx.sandbox.arm_protocol`):
 
 * ``serve`` (day, users) -> the slates and candidate counts ``Model.serve`` returns;
 * ``diagnose`` (day) -> the model's numeric diagnostics (:mod:`agentx.sandbox.model_checks`);
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import pickle
 import sys
 import time
 import traceback
@@ -42,7 +45,35 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("repo", type=Path)
     parser.add_argument("data", type=Path)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--load-model", type=Path, default=None, help="A pickled trained model.")
+    parser.add_argument("--save-model", type=Path, default=None, help="Pickle it into this dir.")
     return parser.parse_args(argv)
+
+
+def _load(path: Path) -> Any | None:
+    """The pickled model, or None (then the arm trains): a missing, truncated or foreign
+    file costs a training, never the arm."""
+    try:
+        with path.open("rb") as stream:
+            return pickle.load(stream)
+    except Exception:  # noqa: BLE001 - any failure to load means "train instead"
+        traceback.print_exc()
+        return None
+
+
+def _save(model: Any, directory: Path) -> bool:
+    """Pickle the freshly trained model into ``directory`` (before it serves: the state a
+    new arm starts from); False when it cannot be (an unpicklable object, a full disk)."""
+    partial = directory / "model.pkl.partial"
+    try:
+        with partial.open("wb") as stream:
+            pickle.dump(model, stream, protocol=5)
+        partial.replace(directory / "model.pkl")
+        return True
+    except Exception:  # noqa: BLE001 - the arm serves either way; only the cache misses
+        traceback.print_exc()
+        partial.unlink(missing_ok=True)
+        return False
 
 
 def _feedback(recsys: Any, arrays: dict[str, np.ndarray]) -> Any:
@@ -67,12 +98,18 @@ def serve_forever(args: argparse.Namespace, inbox: IO[bytes], outbox: IO[bytes])
     import recsys  # the repository under test
 
     started, cpu_started = time.perf_counter(), time.process_time()
-    model = recsys.train(args.data, seed=args.seed)
+    model = _load(args.load_model) if args.load_model is not None else None
+    loaded = model is not None
+    if model is None:
+        model = recsys.train(args.data, seed=args.seed)
+    saved = _save(model, args.save_model) if args.save_model is not None and not loaded else False
     write_message(
         outbox,
         "ready",
         train_seconds=time.perf_counter() - started,
         cpu_seconds=time.process_time() - cpu_started,
+        loaded=loaded,
+        saved=saved,
     )
     while True:
         header, arrays = read_message(inbox)

@@ -2,7 +2,9 @@
 
 :class:`ArmProcess` starts ``agentx.sandbox.arm_server`` for one repository snapshot under
 the same confinement as every other run of target code (:mod:`agentx.workspace.process`),
-then talks to it with :mod:`agentx.sandbox.arm_protocol`. Every reply is read with a
+then talks to it with :mod:`agentx.sandbox.arm_protocol`. Given a
+:class:`~agentx.sandbox.model_cache.ModelCache`, an arm of a snapshot trained before loads
+that model instead of training it again. Every reply is read with a
 deadline and checked (shape, range) before the simulator uses it; any failure of the arm
 (a crash, a timeout, a malformed reply) raises :class:`ArmFailure` with one line saying why,
 and the process group is killed, so nothing of a broken arm keeps running.
@@ -29,6 +31,7 @@ from agentx.sandbox.arm_protocol import (
     payload_size,
     write_message,
 )
+from agentx.sandbox.model_cache import MODEL_FILE, CachePlan, ModelCache
 from agentx.workspace.process import ConfinedCommand, confined_command, kill_group, signal_name
 
 TRAIN_TIMEOUT_S = 900.0
@@ -58,6 +61,8 @@ class ArmProcess:
         memory_mb: int = ARM_MEMORY_MB,
         train_timeout_s: float = TRAIN_TIMEOUT_S,
         request_timeout_s: float = REQUEST_TIMEOUT_S,
+        model_cache: ModelCache | None = None,
+        cache_key: str | None = None,
     ) -> None:
         self.name = name
         self.repo = Path(repo)
@@ -81,6 +86,10 @@ class ArmProcess:
         self._buffer = b""
         self._tick = 0.0
         self._pending: tuple[int, int] = (0, 0)
+        self._cache = model_cache if cache_key is not None else None
+        self._cache_key = cache_key
+        self._plan: CachePlan | None = None  # what this arm does about its model (cache)
+        self.loaded_model = False  # it loaded a cached model instead of training
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> ArmProcess:
@@ -99,21 +108,40 @@ class ArmProcess:
         """Start the process; it trains in the background until :meth:`wait_ready`.
 
         The snapshot and the data are visible read-only; the process may write only its own
-        scratch directory and talks to the simulator through its pipes.
+        scratch directory (and the cache's staging directory for its model) and talks to the
+        simulator through its pipes. An arm whose model another arm is training starts in
+        :meth:`wait_ready`, once that model can be loaded.
         """
+        if self._cache is not None and self._cache_key is not None:
+            self._plan = self._cache.plan(self._cache_key)
+            if self._plan.action == "wait":
+                return
+        self._start_process()
+
+    @property
+    def waiting_for_model(self) -> bool:
+        """Spawned, but waiting for another arm to train this arm's model (cache)."""
+        return self._plan is not None and self._plan.action == "wait"
+
+    def _start_process(self) -> None:
         self._base = Path(tempfile.mkdtemp(prefix="agentx-arm-"))
+        args = ["-m", "agentx.sandbox.arm_server", str(self.repo), str(self.data)]
+        args += ["--seed", str(self.seed)]
+        readable, writable = [self.data], []
+        plan = self._plan
+        if plan is not None and plan.path is not None:
+            if plan.action == "load":
+                args += ["--load-model", str(plan.path / MODEL_FILE)]
+                readable.append(plan.path)
+            else:
+                args += ["--save-model", str(plan.path)]
+                writable.append(plan.path)
         self._command = confined_command(
-            [
-                "-m",
-                "agentx.sandbox.arm_server",
-                str(self.repo),
-                str(self.data),
-                "--seed",
-                str(self.seed),
-            ],
+            args,
             self.repo,
             memory_mb=self.memory_mb,
-            readable=[self.data],
+            readable=readable,
+            allow_write=writable,
             cwd_writable=False,
         )
         self._stderr = open(self._base / "stderr.log", "wb")  # noqa: SIM115 - closed in close()
@@ -131,14 +159,38 @@ class ArmProcess:
 
     def wait_ready(self) -> None:
         """Wait until the process has trained; raises :class:`ArmFailure` if it did not."""
-        header, _ = self._receive(self.train_timeout_s, "training")
-        if header["op"] != "ready":
-            self._fail(f"expected 'ready', got {header['op']!r}")
+        plan = self._plan
+        if plan is not None and plan.action == "wait" and self._cache is not None:
+            assert plan.event is not None
+            plan.event.wait(self.train_timeout_s)
+            self._plan = self._cache.plan(plan.key)  # load it, or train (the trainer failed)
+            if self._plan.action == "wait":  # still training past the deadline: train too
+                self._plan = CachePlan("train", plan.key)
+            self._start_process()
+        try:
+            header, _ = self._receive(self.train_timeout_s, "training")
+            if header["op"] != "ready":
+                self._fail(f"expected 'ready', got {header['op']!r}")
+        except ArmFailure:
+            self._finish_plan(saved=False)
+            raise
         self.train_seconds = _seconds(header, "train_seconds")
         self.train_cpu_seconds = _seconds(header, "cpu_seconds")
+        self.loaded_model = header.get("loaded") is True
+        plan = self._plan
+        if plan is not None and plan.action == "load" and not self.loaded_model:
+            self._cache.discard(plan.key)  # type: ignore[union-attr]  # unreadable: retrained
+        self._finish_plan(saved=header.get("saved") is True)
+
+    def _finish_plan(self, saved: bool) -> None:
+        """Seal (or drop) what a training arm saved and wake the arms waiting for it."""
+        plan, self._plan = self._plan, None
+        if plan is not None and plan.action == "train" and self._cache is not None:
+            self._cache.finish(plan, saved)
 
     def close(self) -> None:
         """Ask the process to quit, then make sure it and its children are gone."""
+        self._finish_plan(saved=False)  # closed before it was ready: release its waiters
         process = self._process
         if process is not None:
             if process.poll() is None:

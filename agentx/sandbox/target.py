@@ -44,6 +44,7 @@ from agentx.sandbox import cache, model_checks, pytest_report, readouts
 from agentx.sandbox.analysis import analyse_log
 from agentx.sandbox.arms import ArmFailure, ArmProcess
 from agentx.sandbox.logs import write_data_dir
+from agentx.sandbox.model_cache import ModelCache
 from agentx.sandbox.online import (
     CONTROL,
     METRIC_DEFINITIONS,
@@ -205,6 +206,8 @@ class SandboxTarget:
         self._live_lock = threading.Lock()
         self._truth_locks: dict[str, threading.Lock] = {}
         self._description: tuple[str, SystemDescription] | None = None  # see describe()
+        # Trained models of snapshots: an arm of code trained before loads it (model_cache).
+        self.models = ModelCache(self.root / "models")
         weakref.finalize(self, _close_all, self._live)
 
     # ------------------------------------------------------------------ setup
@@ -347,7 +350,16 @@ class SandboxTarget:
         return self.world.user_ids
 
     # ------------------------------------------------------------------ running code
-    def _arm(self, name: str, repo: Path, data: Path, timeout_s: float | None = None) -> ArmProcess:
+    def _arm(
+        self,
+        name: str,
+        repo: Path,
+        data: Path,
+        timeout_s: float | None = None,
+        cache_key: str | None = None,
+    ) -> ArmProcess:
+        """An arm of ``repo``; with ``cache_key`` (only for content-addressed snapshots) it
+        loads the model an earlier arm of the same snapshot, data and seed trained."""
         params = self.world_params
         limits = {"train_timeout_s": timeout_s, "request_timeout_s": timeout_s} if timeout_s else {}
         return ArmProcess(
@@ -357,6 +369,8 @@ class SandboxTarget:
             seed=self.seed,
             slate_size=params.slate_size,
             n_items=params.n_items,
+            model_cache=self.models,
+            cache_key=cache_key,
             **limits,
         )
 
@@ -623,16 +637,24 @@ class SandboxTarget:
         """Start one arm process per role (training side by side) and run the pre-period."""
         names = {CONTROL: "control", 1: "treatment"}
         data = self.root / "data" / "full"
+        data_fingerprint = _files_fingerprint(data)
         stack = ExitStack()
         try:
             arms = {
-                key: self._arm(names.get(key, str(key)), path, data)
+                key: self._arm(
+                    names.get(key, str(key)),
+                    path,
+                    data,
+                    cache_key=ModelCache.key(path, data_fingerprint, self.seed),
+                )
                 for key, path in snapshots.items()
             }
             for arm in arms.values():  # one process per core
                 stack.callback(arm.close)
                 arm.spawn()
-            for arm in arms.values():
+            # arms that train come first: an arm waiting for another rollout's training of
+            # its model must never hold up a training that rollout may be waiting for
+            for arm in sorted(arms.values(), key=lambda arm: arm.waiting_for_model):
                 arm.wait_ready()
             return Timeline(self.world, arms, pre_seed), stack
         except BaseException:

@@ -1,0 +1,149 @@
+"""Arms of a snapshot trained before load its pickled model instead of training it again:
+they serve and learn exactly as a freshly trained arm; arms of one snapshot started together
+train once; a bad entry costs a training, never an arm; code under test cannot write
+another snapshot's model."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agentx.sandbox.arms import ArmProcess
+from agentx.sandbox.model_cache import MODEL_FILE, ModelCache
+from agentx.sandbox.target import SandboxTarget, _files_fingerprint
+from agentx.sandbox.world import WorldParams
+
+
+@pytest.fixture(scope="module")
+def target(tmp_path_factory: pytest.TempPathFactory, tiny_world: WorldParams) -> SandboxTarget:
+    return SandboxTarget.create(tmp_path_factory.mktemp("cache-sandbox"), tiny_world, seed=0)
+
+
+def _snapshot(target: SandboxTarget, workdir: Path) -> Path:
+    return Path(target.launch("arm", workdir).artefact)
+
+
+def _arm(target: SandboxTarget, snapshot: Path, cached: bool = True) -> ArmProcess:
+    data = target.root / "data" / "full"
+    key = ModelCache.key(snapshot, _files_fingerprint(data), target.seed) if cached else None
+    return target._arm("arm", snapshot, data, cache_key=key)
+
+
+def _day(target: SandboxTarget, arm: ArmProcess, day: int) -> np.ndarray:
+    """Serve half the users on ``day``, then learn from a day of clicks on the first slot."""
+    users = target.user_ids()[::2]
+    slates, _ = arm.serve(day, users)
+    n = users.size
+    arm.update(
+        {
+            "user": users.astype(np.int64),
+            "item": slates[:, 0].astype(np.int64),
+            "day": np.full(n, day, dtype=np.int64),
+            "position": np.zeros(n, dtype=np.int64),
+            "click": (users % 3 == 0).astype(np.int8),
+            "watch_time": (users % 3 == 0).astype(np.float64) * 30.0,
+        }
+    )
+    return slates
+
+
+def test_a_loaded_model_serves_and_learns_exactly_as_a_trained_one(
+    target: SandboxTarget,
+) -> None:
+    snapshot = _snapshot(target, target.repo_path)
+    day = target.world.online_start_day
+    with _arm(target, snapshot, cached=False) as fresh:
+        expected = [_day(target, fresh, day), _day(target, fresh, day + 1)]
+    with _arm(target, snapshot) as trainer:
+        assert not trainer.loaded_model
+        trained = [_day(target, trainer, day), _day(target, trainer, day + 1)]
+    sealed = [p for p in target.models.root.iterdir() if (p / MODEL_FILE).is_file()]
+    assert len(sealed) == 1  # the model as trained, before it served
+    with _arm(target, snapshot) as loader:
+        assert loader.loaded_model
+        served = [_day(target, loader, day), _day(target, loader, day + 1)]
+    for got in (trained, served):
+        assert all(np.array_equal(a, b) for a, b in zip(got, expected, strict=True))
+
+
+def test_arms_of_one_snapshot_started_together_train_once(
+    target: SandboxTarget, tmp_path: Path
+) -> None:
+    repo = tmp_path / "repo"
+    shutil.copytree(target.repo_path, repo, ignore=shutil.ignore_patterns(".git"))
+    (repo / "NOTES.md").write_text("another snapshot, another model\n")
+    snapshot = _snapshot(target, repo)
+    arms = [_arm(target, snapshot), _arm(target, snapshot), _arm(target, snapshot)]
+    try:
+        for arm in arms:
+            arm.spawn()
+        for arm in arms:
+            arm.wait_ready()
+        assert [arm.loaded_model for arm in arms] == [False, True, True]
+        day = target.world.online_start_day
+        first = arms[0].serve(day, target.user_ids())[0]
+        assert all(np.array_equal(arm.serve(day, target.user_ids())[0], first) for arm in arms)
+    finally:
+        for arm in arms:
+            arm.close()
+
+
+def test_an_unreadable_entry_costs_a_training_and_is_replaced(
+    target: SandboxTarget, tmp_path: Path
+) -> None:
+    repo = tmp_path / "repo"
+    shutil.copytree(target.repo_path, repo, ignore=shutil.ignore_patterns(".git"))
+    (repo / "NOTES.md").write_text("a snapshot whose cached model gets corrupted\n")
+    snapshot = _snapshot(target, repo)
+    with _arm(target, snapshot) as arm:
+        pass
+    entry = target.models.entry(arm._cache_key)  # type: ignore[arg-type]
+    (entry / MODEL_FILE).write_bytes(b"not a pickle")
+    with _arm(target, snapshot) as arm:
+        assert not arm.loaded_model  # it trained, and serves
+        assert arm.serve(target.world.online_start_day, target.user_ids())[0].shape[0] > 0
+    assert not entry.exists()
+    with _arm(target, snapshot) as arm:
+        assert not arm.loaded_model
+    with _arm(target, snapshot) as arm:
+        assert arm.loaded_model
+
+
+def test_code_under_test_cannot_write_another_snapshots_model(
+    target: SandboxTarget, tmp_path: Path
+) -> None:
+    """A treatment that tries to replace the control's cached model (so the control would
+    serve what the treatment wants) finds it read-only, like everything but its own staging
+    directory."""
+    control = _snapshot(target, target.repo_path)
+    with _arm(target, control):
+        pass
+    entries = [p for p in target.models.root.iterdir() if (p / MODEL_FILE).is_file()]
+    before = {p: (p / MODEL_FILE).read_bytes() for p in entries}
+    repo = tmp_path / "hostile"
+    shutil.copytree(target.repo_path, repo, ignore=shutil.ignore_patterns(".git"))
+    attempt = "try:\n    open({!r}, 'wb').write(b'owned')\nexcept Exception:\n    pass"
+    hostile = "\n".join(attempt.format(str(p / MODEL_FILE)) for p in entries)
+    init = repo / "recsys" / "__init__.py"
+    init.write_text(init.read_text() + "\n" + hostile + "\n")
+    with _arm(target, _snapshot(target, repo)) as arm:
+        assert not arm.loaded_model
+    assert {p: (p / MODEL_FILE).read_bytes() for p in entries} == before
+
+
+def test_entries_beyond_the_limit_go_least_recently_used_first(tmp_path: Path) -> None:
+    cache = ModelCache(tmp_path / "models", max_entries=2)
+    for key in ("a", "b", "c"):
+        plan = cache.plan(key)
+        assert plan.action == "train" and plan.path is not None
+        (plan.path / MODEL_FILE).write_bytes(key.encode())
+        cache.finish(plan, saved=True)
+        if key == "b":
+            assert cache.plan("a").action == "load"  # "a" used again: "b" is now the oldest
+    assert sorted(p.name for p in cache.root.iterdir()) == ["a", "c"]
+    plan = cache.plan("d")
+    cache.finish(plan, saved=False)  # nothing saved: nothing sealed, no staging left
+    assert sorted(p.name for p in cache.root.iterdir()) == ["a", "c"]
