@@ -26,6 +26,14 @@ def _snapshot(target: SandboxTarget, workdir: Path) -> Path:
     return Path(target.launch("arm", workdir).artefact)
 
 
+def _copy(target: SandboxTarget, tmp_path: Path, note: str) -> Path:
+    """The baseline's files with a note added: another snapshot, so another model key."""
+    repo = tmp_path / "repo"
+    shutil.copytree(target.repo_path, repo, ignore=shutil.ignore_patterns(".git"))
+    (repo / "NOTES.md").write_text(note + "\n")
+    return repo
+
+
 def _arm(target: SandboxTarget, snapshot: Path, cached: bool = True) -> ArmProcess:
     data = target.root / "data" / "full"
     key = ModelCache.key(snapshot, _files_fingerprint(data), target.seed) if cached else None
@@ -72,10 +80,7 @@ def test_a_loaded_model_serves_and_learns_exactly_as_a_trained_one(
 def test_arms_of_one_snapshot_started_together_train_once(
     target: SandboxTarget, tmp_path: Path
 ) -> None:
-    repo = tmp_path / "repo"
-    shutil.copytree(target.repo_path, repo, ignore=shutil.ignore_patterns(".git"))
-    (repo / "NOTES.md").write_text("another snapshot, another model\n")
-    snapshot = _snapshot(target, repo)
+    snapshot = _snapshot(target, _copy(target, tmp_path, "another snapshot, another model"))
     arms = [_arm(target, snapshot), _arm(target, snapshot), _arm(target, snapshot)]
     try:
         for arm in arms:
@@ -94,10 +99,7 @@ def test_arms_of_one_snapshot_started_together_train_once(
 def test_an_unreadable_entry_costs_a_training_and_is_replaced(
     target: SandboxTarget, tmp_path: Path
 ) -> None:
-    repo = tmp_path / "repo"
-    shutil.copytree(target.repo_path, repo, ignore=shutil.ignore_patterns(".git"))
-    (repo / "NOTES.md").write_text("a snapshot whose cached model gets corrupted\n")
-    snapshot = _snapshot(target, repo)
+    snapshot = _snapshot(target, _copy(target, tmp_path, "its cached model gets corrupted"))
     with _arm(target, snapshot) as arm:
         pass
     entry = target.models.entry(arm._cache_key)  # type: ignore[arg-type]
@@ -123,8 +125,7 @@ def test_code_under_test_cannot_write_another_snapshots_model(
         pass
     entries = [p for p in target.models.root.iterdir() if (p / MODEL_FILE).is_file()]
     before = {p: (p / MODEL_FILE).read_bytes() for p in entries}
-    repo = tmp_path / "hostile"
-    shutil.copytree(target.repo_path, repo, ignore=shutil.ignore_patterns(".git"))
+    repo = _copy(target, tmp_path, "a hostile treatment")
     attempt = "try:\n    open({!r}, 'wb').write(b'owned')\nexcept Exception:\n    pass"
     hostile = "\n".join(attempt.format(str(p / MODEL_FILE)) for p in entries)
     init = repo / "recsys" / "__init__.py"
