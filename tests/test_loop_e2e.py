@@ -75,7 +75,7 @@ def test_without_ground_truth_no_truth_is_computed_and_every_experiments_arms_st
     """``ground_truth = false``: what an experiment costs on a real target, which has no
     oracle. The verdict asks for no truth (none is started beside the rollout either), the
     summary says none is known, and each experiment's arms are released at its verdict
-    (with the truth on, the truth request is what ends the sandbox's rollout)."""
+    (which no longer leaves it to the sandbox's truth request to end the rollout)."""
     asked: list[str] = []
     released: dict[str, SandboxTarget] = {}
     rollback = SandboxTarget.rollback

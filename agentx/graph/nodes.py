@@ -606,15 +606,14 @@ class Nodes:
         )
         truth = None
         if settings.ground_truth:
-            try:  # asking for it also ends the sandbox's rollout (see SandboxTarget)
+            try:
                 truth = self.r.target.ground_truth(Path(state["patch"].worktree))
             except TargetError:
-                truth = None
-        else:  # the experiment is over: its arms stop serving and free what they hold
-            try:
-                self.r.target.rollback(state["treatment_arm"].model_copy())
-            except TargetError:
                 pass
+        try:  # the experiment is over: its arms stop serving and free what they hold
+            self.r.target.rollback(state["treatment_arm"].model_copy())
+        except TargetError:
+            pass
         if truth is not None:
             verdict.true_effects = {k: round(v, 6) for k, v in truth.relative.items()}
         if verdict.decision == Decision.KEEP and settings.cumulative.enabled:

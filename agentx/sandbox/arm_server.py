@@ -36,6 +36,7 @@ import numpy as np
 
 from agentx.sandbox import model_checks
 from agentx.sandbox.arm_protocol import read_message, write_message
+from agentx.sandbox.model_cache import MODEL_FILE
 
 LOG_FIELDS = ("user", "item", "day", "position", "click", "watch_time")
 
@@ -64,11 +65,11 @@ def _load(path: Path) -> Any | None:
 def _save(model: Any, directory: Path) -> bool:
     """Pickle the freshly trained model into ``directory`` (before it serves: the state a
     new arm starts from); False when it cannot be (an unpicklable object, a full disk)."""
-    partial = directory / "model.pkl.partial"
+    partial = directory / f"{MODEL_FILE}.partial"
     try:
         with partial.open("wb") as stream:
             pickle.dump(model, stream, protocol=5)
-        partial.replace(directory / "model.pkl")
+        partial.replace(directory / MODEL_FILE)
         return True
     except Exception:  # noqa: BLE001 - the arm serves either way; only the cache misses
         traceback.print_exc()
