@@ -250,21 +250,14 @@ class ConcurrencySettings(BaseModel):
         le=32,
         description="Most experiments in flight (K); 1 runs them one after another.",
     )
-    min_power: float = Field(
-        0.8,
-        gt=0.0,
-        lt=1.0,
-        description="Power an experiment's final stage must keep for its expected effect under "
-        "the traffic split; one that would fall below it waits for a smaller wave (unless "
-        "even the whole traffic could not reach it: then power_kept applies).",
-    )
     power_kept: float = Field(
-        0.5,
+        0.7,
         gt=0.0,
         le=1.0,
-        description="Share of the power it would have alone that an experiment which cannot "
-        "reach min_power even alone must keep beside others (splitting traffic four ways "
-        "takes a small effect from ~20% power to ~9%).",
+        description="Share of the detection (power weighted by effect size, for the effects "
+        "this target's changes have: the run's measured ones, shrunk by their noise, and the "
+        "proposals' expected ones) that each experiment of a wave must keep on its slice of "
+        "the users; a wave that would keep less waits for a smaller one.",
     )
     max_retests: int = Field(
         1,

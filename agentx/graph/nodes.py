@@ -18,7 +18,12 @@ from agentx.agents.brainstorm.evidence import EvidenceBundle
 from agentx.agents.brainstorm.intake import parse_goal
 from agentx.agents.brainstorm.llm import IdeaDraft, goal_from_draft, llm_goal, llm_ideas
 from agentx.agents.brainstorm.policy import combo_key
-from agentx.agents.evaluation.capacity import fits, noise_estimate
+from agentx.agents.evaluation.capacity import (
+    fits,
+    measured_effects,
+    noise_estimate,
+    plausible_effects,
+)
 from agentx.agents.evaluation.cumulative import breaches, check_against_origin, origin_commit
 from agentx.agents.evaluation.extend import plan_follow_up
 from agentx.agents.evaluation.policy import EvaluationPolicy
@@ -155,10 +160,11 @@ def max_in_flight(settings: Settings) -> int:
 def wave_capacity(
     resources: Resources, state: Any, wave: list[Scheduled], newcomers: int = 0
 ) -> str | None:
-    """Why ``wave`` (plus ``newcomers`` not yet known, which ask nothing of the traffic)
-    cannot run side by side, or None: too many, a follow-up sized for the whole traffic
-    among others, no noise measured yet, or one experiment's final stage left below
-    ``concurrency.min_power`` for its expected effect."""
+    """Why ``wave`` (plus ``newcomers`` not yet known) cannot run side by side, or None:
+    too many, a follow-up sized for the whole traffic among others, no noise measured yet,
+    or slices too small to keep ``concurrency.power_kept`` of the detection the experiments
+    would have alone, for the effects this target plausibly has (see
+    :mod:`agentx.agents.evaluation.capacity`)."""
     settings = resources.settings
     size = len(wave) + newcomers
     if size <= 1:
@@ -169,8 +175,9 @@ def wave_capacity(
         return "a follow-up sized for the whole traffic runs alone"
     policy = evaluation_policy_of(resources)
     stages = settings.stages
+    records = state.get("experiments") or []
     estimate = noise_estimate(
-        state.get("experiments") or [],
+        records,
         settings.north_star,
         stages[-1],
         settings.alpha,
@@ -179,15 +186,16 @@ def wave_capacity(
     if estimate is None:
         return "no final stage measured yet, nor a logged noise, to size traffic from"
     floor = policy.min_interesting_effect
-    effects = [max(abs(w.proposal.expected_size), floor) for w in wave] + [0.0] * newcomers
+    expected = [max(abs(w.proposal.expected_size), floor) for w in wave]
+    effects = plausible_effects(
+        measured_effects(records, settings.north_star, settings.alpha), expected
+    )
     alpha = policy.final_alpha(settings.alpha, len(stages))
-    rule = settings.concurrency
-    if not fits(
-        effects, estimate, min_power=rule.min_power, alpha=alpha, power_kept=rule.power_kept
-    ):
+    kept = settings.concurrency.power_kept
+    if not fits(size, effects, estimate, alpha=alpha, power_kept=kept):
         return (
-            f"{size} experiments side by side would leave one below {rule.min_power:.0%} "
-            f"power for its expected effect, or below {rule.power_kept:.0%} of its power alone"
+            f"{size} experiments side by side would keep less than {kept:.0%} of the "
+            "detection they would have alone, for the effects this target's changes have"
         )
     return None
 

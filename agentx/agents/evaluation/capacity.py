@@ -2,14 +2,24 @@
 them running underpowered.
 
 Experiments in flight together split the users (one traffic layer, disjoint bucket ranges),
-so each has fewer users than it would alone. Traffic, not compute, is what they share: an
-experiment is only worth running beside others if its final stage keeps enough power for
-the effect it expects. The noise comes from the run's own measurements (the per-user
-standard deviation implied by the last completed final stage's interval, after CUPED), so
-the rule needs little knowledge of the target. Until one final stage has been measured, the
-between-user noise the target's data report gives for the north star over its logged window
-stands in (an overstatement: no CUPED, a window no longer than a final stage); a target
-that reports none keeps the first wave to a single experiment.
+so each has fewer users than it would alone. Traffic, not compute, is what they share: a
+wave is only worth running if its experiments keep most of the detection power they would
+have alone, for the effects this target's changes actually have.
+
+Those effects are judged from the run's own measurements, not only from the proposals'
+expected sizes (research beliefs, often far from the truth): every experiment's deepest
+north-star estimate, shrunk toward zero by how noisy it was (empirical Bayes, with the
+spread of true effects fitted by maximum likelihood). On a target whose changes mostly move
+the north star by less than its noise, halving the traffic loses much of what could be
+found, so experiments run one at a time; where the effects stand well clear of the noise,
+a slice of the users keeps nearly all of it. Detection is weighted by effect size, as the
+lift a run ships is: losing the chance to see a negligible effect costs nothing.
+
+The noise comes from the run's own measurements too (the per-user standard deviation implied
+by the last completed final stage's interval, after CUPED). Until one final stage has been
+measured, the between-user noise the target's data report gives for the north star over its
+logged window stands in (an overstatement: no CUPED, a window no longer than a final stage);
+a target that reports none keeps the first wave to a single experiment.
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ import math
 from collections.abc import Sequence
 
 from pydantic import BaseModel, Field
+from scipy import optimize, stats
 
 from agentx.agents.evaluation.extend import effect_sd
 from agentx.models import ExperimentRecord, TrafficSlot, stable_id
@@ -91,35 +102,101 @@ def final_stage_power(
         return 0.0
 
 
+class MeasuredEffect(BaseModel):
+    """One experiment's north-star estimate at the deepest stage it reached."""
+
+    relative: float = Field(description="Measured relative effect.")
+    se: float = Field(gt=0.0, description="Its standard error (relative).")
+
+
+def measured_effects(
+    records: Sequence[ExperimentRecord], north_star: str, alpha: float
+) -> list[MeasuredEffect]:
+    """Every experiment's north-star estimate at its deepest stage (a canary-halted one too:
+    leaving out what a guard stopped early would hide the large effects). ``alpha`` is the
+    level of the recorded intervals (the run's)."""
+    z = float(stats.norm.isf(alpha / 2.0))
+    found: list[MeasuredEffect] = []
+    for record in records:
+        if record.rollout is None or not record.rollout.stages:
+            continue
+        stage = record.rollout.stages[-1]
+        effect = next((e for e in stage.effects if e.metric == north_star), None)
+        if effect is None or not math.isfinite(effect.relative):
+            continue
+        se = (effect.ci_high - effect.ci_low) / (2.0 * z)
+        if math.isfinite(se) and se > 0.0:
+            found.append(MeasuredEffect(relative=effect.relative, se=se))
+    return found
+
+
+def effect_spread(measured: Sequence[MeasuredEffect]) -> float:
+    """The standard deviation of true effects around no effect, by maximum likelihood: each
+    estimate is its true effect plus its own noise, true effects ~ N(0, spread^2)."""
+    if not measured:
+        return 0.0
+    values = [(m.relative**2, m.se**2) for m in measured]
+
+    def negative_log_likelihood(spread2: float) -> float:
+        return sum(math.log(spread2 + v) + y2 / (spread2 + v) for y2, v in values)
+
+    upper = max(y2 for y2, _ in values) + max(v for _, v in values)
+    best = optimize.minimize_scalar(negative_log_likelihood, bounds=(0.0, upper), method="bounded")
+    spread2 = float(best.x)
+    if negative_log_likelihood(0.0) <= negative_log_likelihood(spread2):
+        spread2 = 0.0  # the bounded search may stop short of the boundary
+    return math.sqrt(spread2)
+
+
+def plausible_effects(measured: Sequence[MeasuredEffect], expected: Sequence[float]) -> list[float]:
+    """The effects a wave should be judged on: the run's measured ones, each shrunk toward
+    zero by its noise (its posterior mean under the fitted spread), and the wave's own
+    expected sizes (what the proposals believe, the only evidence before any measurement)."""
+    spread2 = effect_spread(measured) ** 2
+    shrunk = [m.relative * spread2 / (spread2 + m.se**2) for m in measured]
+    return [*shrunk, *expected]
+
+
+def detection_kept(
+    effects: Sequence[float], estimate: NoiseEstimate, traffic_share: float, alpha: float
+) -> float:
+    """Share of its detection that a final stage keeps on ``traffic_share`` of the users,
+    over ``effects``: detection is power beyond the ``alpha`` a test has by chance alone,
+    weighted by effect size (sum |d| (power(d, share) - alpha) / the same with all of the
+    users); 0.0 when there is nothing to detect even with all of the users."""
+
+    def detection(share: float) -> float:
+        return sum(
+            abs(d) * max(final_stage_power(estimate, d, share, alpha) - alpha, 0.0) for d in effects
+        )
+
+    whole = detection(1.0)
+    return detection(traffic_share) / whole if whole > 0.0 else 0.0
+
+
 def fits(
+    size: int,
     effects: Sequence[float],
     estimate: NoiseEstimate | None,
     *,
-    min_power: float,
     alpha: float,
     power_kept: float,
 ) -> bool:
-    """Whether experiments expecting ``effects`` can run side by side, each on an equal
-    slice of the traffic. One alone always fits; more need a noise estimate, and then each
-    must keep ``min_power`` where the whole traffic would have reached it, else
-    ``power_kept`` of the power it would have alone.
+    """Whether ``size`` experiments can run side by side, each on an equal slice of the
+    traffic, keeping ``power_kept`` of the size-weighted detection they would have alone for
+    the ``effects`` this target plausibly has. One alone always fits; more need a noise
+    estimate and some effect that is not zero.
 
-    The second rule is what keeps small effects from being split into coin flips: on the
-    ``default`` world an expected +0.5% has about 20% power alone and 9% on a quarter of the
-    users. An experiment with next to no power even alone (power near alpha) loses little by
-    sharing and does not hold the others back.
+    Why not the power for each proposal's expected effect, as a ratio: an expected +0.5%
+    may have 6% power alone and 5.5% on a quarter of the users, "little lost" (it is mostly
+    the test's chance rejections), while the +15% change the beliefs undersold goes from a
+    sure find to a coin flip.
     """
-    if len(effects) <= 1:
+    if size <= 1:
         return True
-    if estimate is None:
+    if estimate is None or not any(effects):
         return False
-    share = 1.0 / len(effects)
-    for effect in effects:
-        alone = final_stage_power(estimate, effect, 1.0, alpha)
-        needed = min_power if alone >= min_power else power_kept * alone
-        if final_stage_power(estimate, effect, share, alpha) < needed:
-            return False
-    return True
+    return detection_kept(effects, estimate, 1.0 / size, alpha) >= power_kept
 
 
 def layer_slots(salt: str, n: int, n_buckets: int = N_BUCKETS) -> list[TrafficSlot | None]:
