@@ -15,10 +15,15 @@ import pytest
 from processes import kill_during_second_experiment
 
 from agentx.agents.evaluation.capacity import (
+    MeasuredEffect,
     NoiseEstimate,
+    detection_kept,
+    effect_spread,
     fits,
     layer_slots,
+    measured_effects,
     noise_estimate,
+    plausible_effects,
     wave_salt,
 )
 from agentx.agents.evaluation.rollout import stage_assignment
@@ -61,7 +66,9 @@ def _settings(workspace: Path, **overrides: Any):
         workspace=workspace,
         evolution={"enabled": False},
         stages=STAGES,
-        concurrency={"max_in_flight": 4},
+        # tiny's 2,000 users power next to nothing, so by the default rule its experiments
+        # would run one at a time (tested above): the waves' mechanics are what is tested here.
+        concurrency={"max_in_flight": 4, "power_kept": 0.1},
         **overrides,
     )
 
@@ -113,19 +120,70 @@ def test_a_wave_splits_users_into_disjoint_slices_that_keep_their_arms(k: int) -
     assert sum(map(len, enrolled)) > 0.95 * users.size  # the layer's traffic is used
 
 
-def test_an_experiment_waits_rather_than_run_underpowered() -> None:
-    """Side by side, each experiment must keep the power it would have alone; one that
-    could not reach it even alone does not hold the others back."""
-    noise = NoiseEstimate(sd_relative=0.8, users_per_arm=50_000, source="e")
-    rule = {"min_power": 0.8, "alpha": 0.05, "power_kept": 0.5}
-    assert fits([0.03] * 4, noise, **rule)  # +3% is detectable on a quarter of the users
-    assert not fits([0.03] * 8, noise, **rule)  # ... not on an eighth: it waits
-    # +0.5% has ~17% power alone: it may lose half of it (two-way), not more (eight-way)
-    assert fits([0.005] * 2, noise, **rule)
-    assert not fits([0.005] * 8, noise, **rule)
-    assert fits([0.001] * 8, noise, **rule)  # next to no power even alone: little to lose
-    assert not fits([0.03, 0.03], None, **rule)  # no noise measured yet: one at a time
-    assert fits([0.03], None, **rule)
+def _noise(se_whole_traffic: float) -> NoiseEstimate:
+    """A final stage whose north-star estimate has standard error ``se_whole_traffic``
+    (relative) with all of the users."""
+    users = 2.0 * (0.8 / se_whole_traffic) ** 2
+    return NoiseEstimate(sd_relative=0.8, users_per_arm=users, source="e")
+
+
+def _measured(*pairs: tuple[float, float]) -> list[MeasuredEffect]:
+    return [MeasuredEffect(relative=relative, se=se) for relative, se in pairs]
+
+
+def test_a_wave_forms_only_where_slices_keep_the_detection_of_the_effects_measured() -> None:
+    """Where the run has measured effects well clear of the noise, quarter slices keep
+    nearly all of the detection; where its effects are the size of the noise (a
+    low-traffic target), even halving the users loses too much, and experiments run one
+    at a time."""
+    rule = {"alpha": 0.05, "power_kept": 0.7}
+    clear = _measured((0.05, 0.005), (-0.04, 0.005), (0.03, 0.005), (0.0, 0.005))
+    effects = plausible_effects(clear, [0.01] * 4)
+    assert fits(4, effects, _noise(0.005), **rule)
+    assert not fits(32, effects, _noise(0.005), **rule)  # a 32nd of the users is too few
+    noisy = _measured((0.06, 0.033), (0.04, 0.033), (0.03, 0.033), (-0.03, 0.033), (0.0, 0.033))
+    effects = plausible_effects(noisy, [0.01] * 2)
+    assert not fits(2, effects, _noise(0.033), **rule)
+    assert fits(1, effects, _noise(0.033), **rule)  # one alone always fits
+
+
+def test_effects_near_the_noise_floor_do_not_pass_for_cheap_to_share() -> None:
+    """The rule this replaced compared each proposal's power alone with its power on a
+    slice: an expected +0.5% next to large noise has ~6% power either way, "nothing lost",
+    though most of it is the test's chance rejections. Detection beyond chance halves with
+    the users, so such a wave waits, however small its expected effects."""
+    noise = _noise(0.033)
+    assert detection_kept([0.005] * 4, noise, 0.25, 0.05) == pytest.approx(0.25, abs=0.03)
+    assert not fits(4, [0.005] * 4, noise, alpha=0.05, power_kept=0.5)
+    assert not fits(2, [0.0, 0.0], _noise(0.005), alpha=0.05, power_kept=0.5)  # nothing to see
+    assert not fits(2, [0.03, 0.03], None, alpha=0.05, power_kept=0.5)  # no noise known yet
+
+
+def test_the_spread_of_true_effects_is_fitted_from_noisy_estimates() -> None:
+    """Maximum likelihood recovers the spread of true effects under noise of varying size,
+    finds none in pure noise, and shrinks each estimate by its own noise."""
+    rng = np.random.default_rng(0)
+    ses = rng.choice([0.005, 0.01, 0.03], size=3000)
+    truths = rng.normal(0.0, 0.02, size=3000)
+    measured = _measured(*zip(truths + rng.normal(0.0, ses), ses, strict=True))
+    assert effect_spread(measured) == pytest.approx(0.02, rel=0.05)
+    noise_only = _measured(*((float(x), 0.01) for x in rng.normal(0.0, 0.01, size=3000)))
+    assert effect_spread(noise_only) < 0.002
+    assert effect_spread([]) == 0.0
+    precise, noisy = plausible_effects(_measured((0.04, 0.001), (0.04, 0.05)), [])
+    assert precise == pytest.approx(0.04, rel=0.01) and 0.0 < noisy < 0.02
+
+
+def test_measured_effects_read_each_experiments_deepest_stage() -> None:
+    """A canary-halted experiment counts (with its wide interval): leaving out what a
+    guard stopped early would hide the large effects."""
+    record = _record_with_final_stage(sd=0.8, n_per_arm=20_000)
+    [effect] = measured_effects([record], "watch_time", 0.05)
+    assert effect.se == pytest.approx(0.8 * (2.0 / 20_000) ** 0.5, rel=1e-6)
+    canary = record.model_copy(deep=True)
+    canary.rollout.stages[0].stage = "canary"
+    assert len(measured_effects([canary, record], "watch_time", 0.05)) == 2
+    assert measured_effects([record], "clicks", 0.05) == []
 
 
 def test_before_any_final_stage_the_logged_noise_sizes_the_traffic() -> None:
@@ -250,6 +308,7 @@ def test_a_kill_during_a_wave_resumes_with_nothing_lost_or_duplicated(
         '{"name": "full", "treatment_share": 0.5, "days": 7}]',
         "AGENTX_EVOLUTION__ENABLED": "false",
         "AGENTX_CONCURRENCY__MAX_IN_FLIGHT": "4",
+        "AGENTX_CONCURRENCY__POWER_KEPT": "0.1",
     }
     command = [
         *(sys.executable, "-m", "agentx.cli.app", "run", "--world", "tiny"),

@@ -37,6 +37,15 @@ def test_power_matches_noncentral_t(effect: float, sd: float, n: int) -> None:
     assert power_two_sample(effect, sd, n) == pytest.approx(expected, abs=1e-6)
 
 
+def test_power_far_past_certain_detection_is_one_not_nan() -> None:
+    """The noncentral t's tail underflows to nan for some designs with a noncentrality near
+    ten (statsmodels returns nan there); such a design detects its effect for sure."""
+    assert power_two_sample(0.049, 0.8, 51_200) == pytest.approx(1.0, abs=1e-9)
+    assert power_two_sample(0.01, 0.8, 12_800) == pytest.approx(
+        _noncentral_t_power(0.01 / 0.8, 12_800, 0.05), abs=1e-6
+    )
+
+
 def test_power_of_zero_effect_is_alpha() -> None:
     assert power_two_sample(0.0, 1.0, 100, alpha=0.1) == pytest.approx(0.1, abs=1e-9)
 

@@ -22,7 +22,18 @@ MAX_N_PER_ARM: int = 10**12
 
 
 def _power(d: float, n: int, alpha: float) -> float:
-    return float(TTestIndPower().power(effect_size=d, nobs1=n, alpha=alpha, ratio=1.0))
+    power = float(TTestIndPower().power(effect_size=d, nobs1=n, alpha=alpha, ratio=1.0))
+    if math.isnan(power):
+        # The noncentral t's tail underflows to nan for designs far past certain detection
+        # (noncentrality in the tens); there t is normal to many digits.
+        return _normal_power(d, n, alpha)
+    return power
+
+
+def _normal_power(d: float, n: int, alpha: float) -> float:
+    z = float(stats.norm.isf(alpha / 2.0))
+    shift = d * math.sqrt(n / 2.0)
+    return float(stats.norm.sf(z - shift) + stats.norm.cdf(-z - shift))
 
 
 def power_two_sample(effect_abs: float, sd: float, n_per_arm: int, alpha: float = 0.05) -> float:
