@@ -152,11 +152,13 @@ def test_effects_near_the_noise_floor_do_not_pass_for_cheap_to_share() -> None:
     slice: an expected +0.5% next to large noise has ~6% power either way, "nothing lost",
     though most of it is the test's chance rejections. Detection beyond chance halves with
     the users, so such a wave waits, however small its expected effects."""
-    noise = _noise(0.033)
-    assert detection_kept([0.005] * 4, noise, 0.25, 0.05) == pytest.approx(0.25, abs=0.03)
-    assert not fits(4, [0.005] * 4, noise, alpha=0.05, power_kept=0.5)
-    assert not fits(2, [0.0, 0.0], _noise(0.005), alpha=0.05, power_kept=0.5)  # nothing to see
-    assert not fits(2, [0.03, 0.03], None, alpha=0.05, power_kept=0.5)  # no noise known yet
+    noise, small = _noise(0.033), plausible_effects([], [0.005] * 4)
+    assert detection_kept(small, noise, 0.25, 0.05) == pytest.approx(0.25, abs=0.03)
+    assert not fits(4, small, noise, alpha=0.05, power_kept=0.5)
+    nothing = plausible_effects(_measured(*[(0.0, 0.005)] * 5), [0.0, 0.0])
+    assert not fits(2, nothing, _noise(0.005), alpha=0.05, power_kept=0.5)  # nothing to see
+    large = plausible_effects([], [0.03, 0.03])
+    assert not fits(2, large, None, alpha=0.05, power_kept=0.5)  # no noise known yet
 
 
 def test_the_spread_of_true_effects_is_fitted_from_noisy_estimates() -> None:
@@ -170,8 +172,15 @@ def test_the_spread_of_true_effects_is_fitted_from_noisy_estimates() -> None:
     noise_only = _measured(*((float(x), 0.01) for x in rng.normal(0.0, 0.01, size=3000)))
     assert effect_spread(noise_only) < 0.002
     assert effect_spread([]) == 0.0
-    precise, noisy = plausible_effects(_measured((0.04, 0.001), (0.04, 0.05)), [])
-    assert precise == pytest.approx(0.04, rel=0.01) and 0.0 < noisy < 0.02
+    # each measurement becomes its posterior: a precise one stays where it was measured, a
+    # noisy one is pulled toward zero and keeps a wide spread
+    effects = plausible_effects(_measured((0.04, 0.001), (0.04, 0.05)), [0.01])
+    precise, noisy = np.split(np.asarray(effects.values[:-1]), 2)
+    weights = np.asarray(effects.weights[: precise.size])
+    assert np.average(precise, weights=weights) == pytest.approx(0.04, rel=0.01)
+    assert 0.0 < np.average(noisy, weights=weights) < 0.02
+    assert np.ptp(noisy) > 10 * np.ptp(precise)
+    assert effects.values[-1] == 0.01 and effects.weights[-1] == 1.0
 
 
 def test_measured_effects_read_each_experiments_deepest_stage() -> None:

@@ -27,17 +27,18 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 from pydantic import BaseModel, Field
 from scipy import optimize, stats
 
 from agentx.agents.evaluation.extend import effect_sd
 from agentx.models import ExperimentRecord, TrafficSlot, stable_id
 from agentx.settings import RolloutStage
-from agentx.stats import StatsError
-from agentx.stats.power import power_two_sample
 from agentx.target.models import MetricNoise
 
 N_BUCKETS = 1000
+#: Gauss-Hermite nodes per measured effect's posterior (exact for polynomials of degree 31).
+QUADRATURE_NODES = 16
 
 
 class NoiseEstimate(BaseModel):
@@ -88,20 +89,6 @@ def _measured(
     return None
 
 
-def final_stage_power(
-    estimate: NoiseEstimate, effect: float, traffic_share: float, alpha: float
-) -> float:
-    """Power of the final stage to detect a relative ``effect`` with ``traffic_share`` of
-    the users (of those the estimate's experiment had with all of the traffic)."""
-    n = int(estimate.users_per_arm * traffic_share)
-    if n < 2 or effect == 0.0:
-        return 0.0
-    try:
-        return power_two_sample(effect, estimate.sd_relative, n, alpha)
-    except StatsError:
-        return 0.0
-
-
 class MeasuredEffect(BaseModel):
     """One experiment's north-star estimate at the deepest stage it reached."""
 
@@ -148,27 +135,57 @@ def effect_spread(measured: Sequence[MeasuredEffect]) -> float:
     return math.sqrt(spread2)
 
 
-def plausible_effects(measured: Sequence[MeasuredEffect], expected: Sequence[float]) -> list[float]:
-    """The effects a wave should be judged on: the run's measured ones, each shrunk toward
-    zero by its noise (its posterior mean under the fitted spread), and the wave's own
-    expected sizes (what the proposals believe, the only evidence before any measurement)."""
+class PlausibleEffects(BaseModel):
+    """A discrete distribution of the effects a wave's experiments may have."""
+
+    values: list[float] = Field(description="Relative effects.")
+    weights: list[float] = Field(description="Their weights (not normalised).")
+
+
+def plausible_effects(
+    measured: Sequence[MeasuredEffect], expected: Sequence[float]
+) -> PlausibleEffects:
+    """The effects a wave should be judged on: each measured effect's posterior under the
+    fitted spread (its estimate shrunk toward zero by its noise, with the uncertainty left;
+    a posterior mean alone would understate how far true effects spread, the more so the
+    noisier the measurement), by Gauss-Hermite quadrature; and the wave's own expected
+    sizes, each a point (what the proposals believe, the only evidence before any
+    measurement)."""
     spread2 = effect_spread(measured) ** 2
-    shrunk = [m.relative * spread2 / (spread2 + m.se**2) for m in measured]
-    return [*shrunk, *expected]
+    nodes, node_weights = np.polynomial.hermite_e.hermegauss(QUADRATURE_NODES)
+    node_weights = node_weights / node_weights.sum()
+    values: list[float] = []
+    weights: list[float] = []
+    for m in measured:
+        shrink = spread2 / (spread2 + m.se**2)
+        mean, sd = m.relative * shrink, math.sqrt(shrink) * m.se
+        values.extend((mean + sd * nodes).tolist())
+        weights.extend(node_weights.tolist())
+    values.extend(expected)
+    weights.extend([1.0] * len(expected))
+    return PlausibleEffects(values=values, weights=weights)
 
 
 def detection_kept(
-    effects: Sequence[float], estimate: NoiseEstimate, traffic_share: float, alpha: float
+    effects: PlausibleEffects, estimate: NoiseEstimate, traffic_share: float, alpha: float
 ) -> float:
-    """Share of its detection that a final stage keeps on ``traffic_share`` of the users,
-    over ``effects``: detection is power beyond the ``alpha`` a test has by chance alone,
-    weighted by effect size (sum |d| (power(d, share) - alpha) / the same with all of the
-    users); 0.0 when there is nothing to detect even with all of the users."""
+    """Share of its detection that a final stage keeps on ``traffic_share`` of the users:
+    detection is power beyond the ``alpha`` a test has by chance alone, weighted by effect
+    size, averaged over ``effects`` (sum w |d| (power(d, share) - alpha), over the same with
+    all of the users); 0.0 when there is nothing to detect even with all of the users.
+    Power is the two-sided z test's: at a final stage's hundreds of users per arm and more,
+    the t test's differs in the fourth digit."""
+    values = np.abs(np.asarray(effects.values, dtype=float))
+    weights = np.asarray(effects.weights, dtype=float)
+    z = float(stats.norm.isf(alpha / 2.0))
 
     def detection(share: float) -> float:
-        return sum(
-            abs(d) * max(final_stage_power(estimate, d, share, alpha) - alpha, 0.0) for d in effects
-        )
+        n = estimate.users_per_arm * share
+        if n < 2.0 or values.size == 0:
+            return 0.0
+        shift = values / (estimate.sd_relative * math.sqrt(2.0 / n))
+        power = stats.norm.sf(z - shift) + stats.norm.cdf(-z - shift)
+        return float(np.sum(weights * values * np.maximum(power - alpha, 0.0)))
 
     whole = detection(1.0)
     return detection(traffic_share) / whole if whole > 0.0 else 0.0
@@ -176,7 +193,7 @@ def detection_kept(
 
 def fits(
     size: int,
-    effects: Sequence[float],
+    effects: PlausibleEffects,
     estimate: NoiseEstimate | None,
     *,
     alpha: float,
@@ -194,7 +211,7 @@ def fits(
     """
     if size <= 1:
         return True
-    if estimate is None or not any(effects):
+    if estimate is None:
         return False
     return detection_kept(effects, estimate, 1.0 / size, alpha) >= power_kept
 
