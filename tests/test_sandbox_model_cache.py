@@ -13,6 +13,7 @@ import pytest
 
 from agentx.sandbox.arms import ArmProcess
 from agentx.sandbox.model_cache import MODEL_FILE, ModelCache
+from agentx.sandbox.online import Phase
 from agentx.sandbox.target import SandboxTarget, _files_fingerprint
 from agentx.sandbox.world import WorldParams
 
@@ -148,3 +149,77 @@ def test_entries_beyond_the_limit_go_least_recently_used_first(tmp_path: Path) -
     plan = cache.plan("d")
     cache.finish(plan, saved=False)  # nothing saved: nothing sealed, no staging left
     assert sorted(p.name for p in cache.root.iterdir()) == ["a", "c"]
+
+
+# ------------------------------------------------------------ training through the pre-period
+def _feedback(target: SandboxTarget, day: int) -> dict[str, np.ndarray]:
+    users = target.user_ids()[::3]
+    n = users.size
+    released = np.flatnonzero(target.world.population.item_release_day <= day)
+    return {
+        "user": users.astype(np.int64),
+        "item": released[users % released.size].astype(np.int64),
+        "day": np.full(n, day, dtype=np.int64),
+        "position": np.zeros(n, dtype=np.int64),
+        "click": (users % 2 == 0).astype(np.int8),
+        "watch_time": (users % 2 == 0).astype(np.float64) * 20.0,
+    }
+
+
+def test_a_deferred_arm_learns_the_held_feedback_exactly_as_one_that_waited(
+    target: SandboxTarget,
+) -> None:
+    """A treatment trains while the control serves the pre-period; the days of feedback it
+    is given meanwhile are held and replayed in order once it is ready, so it serves what
+    an arm that waited for its training and learned each day at once serves."""
+    snapshot = _snapshot(target, target.repo_path)
+    day = target.world.online_start_day
+    days = [_feedback(target, day), _feedback(target, day + 1)]
+    with _arm(target, snapshot, cached=False) as waited:
+        for rows in days:
+            waited.update(rows)
+        expected = waited.serve(day + 2, target.user_ids())[0]
+    deferred = _arm(target, snapshot, cached=False)
+    try:
+        deferred.spawn()
+        deferred.defer_readiness()
+        for rows in days:
+            deferred.begin_update(rows)
+            deferred.finish_update()
+        assert deferred.deferred  # nothing was sent: it may still be training
+        served = deferred.serve(day + 2, target.user_ids())[0]
+        assert not deferred.deferred
+    finally:
+        deferred.close()
+    assert np.array_equal(served, expected)
+
+
+def test_a_rollout_trains_its_treatment_through_the_pre_period_with_the_same_result(
+    target: SandboxTarget, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The treatment's training runs beside the control's pre-period (it serves no one
+    there), and the rollout's numbers are those of one that waited for it first."""
+    control = _snapshot(target, target.repo_path)
+    treatment = _snapshot(target, _copy(target, tmp_path, "a treatment"))
+    users = target.user_ids()
+    assignment = np.where(users % 2 == 0, 0, 1).astype(np.int64)
+    phases = [Phase(assignment=assignment, days=2, seed=11)]
+    deferred: list[str] = []
+    defer = ArmProcess.defer_readiness
+
+    def spy(arm: ArmProcess) -> None:
+        deferred.append(arm.name)
+        defer(arm)
+
+    monkeypatch.setattr(ArmProcess, "defer_readiness", spy)
+    overlapped = target._simulate({0: control, 1: treatment}, phases)
+    assert deferred == ["treatment"]
+    monkeypatch.setattr("agentx.sandbox.target._trains_through_pre_period", lambda *_: False)
+    waited = target._simulate({0: control, 1: treatment}, phases)
+    assert deferred == ["treatment"]  # not again
+    windows = zip([overlapped.pre, *overlapped.phases], [waited.pre, *waited.phases], strict=True)
+    for got, want in windows:
+        assert got.sums.keys() == want.sums.keys()
+        assert all(np.array_equal(got.sums[name], want.sums[name]) for name in want.sums)
+        assert np.array_equal(got.items_shown, want.items_shown)
+        assert got.daily_watch == want.daily_watch

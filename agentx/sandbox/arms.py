@@ -90,6 +90,8 @@ class ArmProcess:
         self._cache_key = cache_key
         self._plan: CachePlan | None = None  # what this arm does about its model (cache)
         self.loaded_model = False  # it loaded a cached model instead of training
+        # Feedback held back while the arm trains (see :meth:`defer_readiness`).
+        self._held_updates: list[dict[str, np.ndarray]] | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> ArmProcess:
@@ -182,6 +184,30 @@ class ArmProcess:
             self._cache.discard(plan.key)  # type: ignore[union-attr]  # unreadable: retrained
         self._finish_plan(saved=header.get("saved") is True)
 
+    def defer_readiness(self) -> None:
+        """Let the arm keep training while the caller goes on: feedback it is given
+        meanwhile is held and replayed, in order, by :meth:`catch_up`, so it ends in exactly
+        the state it would have reached waiting first. A rollout's treatment serves no one
+        in the pre-period, so it trains while the control serves it."""
+        if self._held_updates is None:
+            self._held_updates = []
+
+    @property
+    def deferred(self) -> bool:
+        """Still training, its feedback held (see :meth:`defer_readiness`)."""
+        return self._held_updates is not None
+
+    def catch_up(self) -> None:
+        """Wait for a deferred arm's training, then let it learn the held feedback in order;
+        nothing for an arm that is ready."""
+        held = self._held_updates
+        if held is None:
+            return
+        self._held_updates = None
+        self.wait_ready()
+        for rows in held:
+            self.update(rows)
+
     def _finish_plan(self, saved: bool) -> None:
         """Seal (or drop) what a training arm saved and wake the arms waiting for it."""
         plan, self._plan = self._plan, None
@@ -221,6 +247,7 @@ class ArmProcess:
 
     def begin_serve(self, day: int, users: np.ndarray) -> None:
         """Send a serve request; several arms then work side by side until :meth:`finish_serve`."""
+        self.catch_up()
         self._tick = time.perf_counter()
         self._pending = (day, int(users.size))
         self._send("serve", {"users": users.astype(np.int64)}, day=int(day), k=self.slate_size)
@@ -248,12 +275,18 @@ class ArmProcess:
         self.finish_update()
 
     def begin_update(self, rows: dict[str, np.ndarray]) -> None:
-        """Send one day of feedback; the arm learns while others do too."""
+        """Send one day of feedback; the arm learns while others do too (a deferred arm
+        holds it until :meth:`catch_up`)."""
+        if self._held_updates is not None:
+            self._held_updates.append(rows)
+            return
         self._tick = time.perf_counter()
         self._send("update", rows)
 
     def finish_update(self) -> None:
         """Wait until the arm has learned from the feedback sent by :meth:`begin_update`."""
+        if self._held_updates is not None:
+            return
         header, _ = self._receive(self.request_timeout_s, "learning from feedback")
         if header["op"] != "updated":
             self._fail(f"expected 'updated', got {header['op']!r}")
@@ -262,6 +295,7 @@ class ArmProcess:
 
     def diagnose(self, day: int, n_users: int) -> dict[str, np.ndarray]:
         """The trained model's weights, loss history and sampled scores, for the parent to judge."""
+        self.catch_up()
         self._send("diagnose", {}, day=int(day), n_users=int(n_users), n_items=self.n_items)
         header, arrays = self._receive(self.request_timeout_s, "reporting diagnostics")
         if header["op"] != "diagnosed":

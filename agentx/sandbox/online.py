@@ -171,6 +171,8 @@ class Timeline:
         if assignment.shape != (n_u,) or not np.isin(assignment, [NOT_ENROLLED, *self.arms]).all():
             raise ValueError("an assignment names a user count or an arm that does not exist")
         enrolled = assignment != NOT_ENROLLED
+        for arm in self.arms.values():  # an arm that trained through the pre-period
+            arm.catch_up()
         totals = WindowTotals.zeros(n_u, n_i)
         for _ in range(phase.days):
             draws = self.simulator.streams(phase.seed, self.replicate, self.day)

@@ -655,7 +655,10 @@ class SandboxTarget:
             # arms that train come first: an arm waiting for another rollout's training of
             # its model must never hold up a training that rollout may be waiting for
             for arm in sorted(arms.values(), key=lambda arm: arm.waiting_for_model):
-                arm.wait_ready()
+                if _trains_through_pre_period(arm, arms):
+                    arm.defer_readiness()
+                else:
+                    arm.wait_ready()
             return Timeline(self.world, arms, pre_seed), stack
         except BaseException:
             stack.close()
@@ -908,3 +911,13 @@ def _summary_line(result: ProcessResult) -> str:
 
 
 __all__ = ["METRICS", "METRIC_DEFINITIONS", "SandboxTarget", "content_hash", "template_path"]
+
+
+def _trains_through_pre_period(arm: ArmProcess, arms: dict[int, ArmProcess]) -> bool:
+    """Whether ``arm`` may go on training while the control serves the pre-period: not the
+    control itself, and only an arm that trains or loads its own model beside a control
+    that does too. An arm waiting for another rollout's training, or beside a control that
+    does, is made ready first, so no rollout's pre-period waits on another's (two rollouts
+    each waiting for a model the other seals only after its pre-period would deadlock)."""
+    control = arms[CONTROL]
+    return arm is not control and not arm.waiting_for_model and not control.waiting_for_model
