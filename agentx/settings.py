@@ -251,7 +251,7 @@ class ConcurrencySettings(BaseModel):
         description="Most experiments in flight (K); 1 runs them one after another.",
     )
     power_kept: float = Field(
-        0.7,
+        0.5,
         gt=0.0,
         le=1.0,
         description="Share of the detection (power weighted by effect size, for the effects "
