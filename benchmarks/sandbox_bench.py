@@ -8,8 +8,13 @@ Usage: python benchmarks/sandbox_bench.py [--world default] [--users N] [--out b
   time (the latter is what one core does, whatever else the machine runs);
 * **staged rollout**: pre-period, canary, ramp and full stage of an A/A experiment with the
   default stages, both arms serving and retraining day by day in their confined processes;
-  split into the arms' training (the slower arm), the time the simulator waited for the arms
-  to serve and to learn, the simulator's own share, and the rest (starting processes);
+  split into the time the rollout waited for its arms to be ready (start and training), the
+  time the simulator waited for the arms to serve and to learn, the simulator's own share,
+  and the rest;
+* **staged A/B rollout**: the same stages with a treatment that is a new snapshot (the
+  baseline with a note added, so it behaves the same): the control loads the model the A/A
+  rollout cached, the treatment trains its own while the control serves the pre-period, as
+  in an experiment of the loop;
 * **ground truth** of the baseline over the truth horizon, split the same way.
 
 ``--users N`` overrides the world's user count (everything else as in the world file), to
@@ -22,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -70,13 +76,16 @@ def simulator_throughput(world: SandboxWorld, days: int) -> dict[str, float]:
     }
 
 
-def aa_rollout(target: SandboxTarget, experiment: str) -> Iterator[tuple[str, OnlineReadout]]:
-    """Collect every default stage of an A/A rollout of the baseline, in order, as the
-    Evaluation Agent runs a rollout (the arms stay alive between stages)."""
+def aa_rollout(
+    target: SandboxTarget, experiment: str, treatment: Path | None = None
+) -> Iterator[tuple[str, OnlineReadout]]:
+    """Collect every default stage of an A/A rollout of the baseline (or an A/B one against
+    the ``treatment`` working copy), in order, as the Evaluation Agent runs a rollout (the
+    arms stay alive between stages)."""
     settings = load_settings(workspace=target.root / "unused")
     users = target.user_ids()
     control = target.launch("control", target.repo_path)
-    twin = target.launch("treatment", target.repo_path)
+    twin = target.launch("treatment", treatment or target.repo_path)
     for stage in settings.stages:
         yield (
             stage.name,
@@ -92,10 +101,20 @@ def aa_rollout(target: SandboxTarget, experiment: str) -> Iterator[tuple[str, On
     target.rollback(twin)
 
 
-def staged_rollout(target: SandboxTarget) -> dict[str, float]:
-    """Wall time of a whole A/A rollout and where it went."""
+def changed_copy(target: SandboxTarget, where: Path) -> Path:
+    """The baseline's files with a note added: a new snapshot (its arm trains its own
+    model) that serves exactly as the baseline does."""
+    shutil.copytree(target.repo_path, where, ignore=shutil.ignore_patterns(".git"))
+    (where / "NOTES.md").write_text("a change that changes no behaviour\n")
+    return where
+
+
+def staged_rollout(
+    target: SandboxTarget, treatment: Path | None = None, experiment: str = "bench"
+) -> dict[str, float]:
+    """Wall time of a whole A/A (or A/B) rollout and where it went."""
     started = time.perf_counter()
-    for stage, readout in aa_rollout(target, "bench"):
+    for stage, readout in aa_rollout(target, experiment, treatment):
         if readout.errors:  # a failed arm's stage would time nothing real
             raise SystemExit(f"stage {stage} failed: {readout.errors}")
     return {"s": time.perf_counter() - started, **target.last_timing}
@@ -127,6 +146,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         target = SandboxTarget.create(Path(tmp), params)
         rows.update({f"rollout_{k}": v for k, v in staged_rollout(target).items()})
+        treatment = changed_copy(target, Path(tmp) / "treatment")
+        ab = staged_rollout(target, treatment, experiment="bench-ab")
+        rows.update({f"rollout_ab_{k}": v for k, v in ab.items()})
         started = time.perf_counter()
         target.truth_of(target.repo_path)
         rows["ground_truth_s"] = time.perf_counter() - started

@@ -62,10 +62,12 @@ class TimelineResult:
     pre: WindowTotals
     phases: list[WindowTotals] = field(default_factory=list)
     arm_seconds: dict[str, dict[str, float]] = field(default_factory=dict)
-    # Wall time of the parent waiting for the arms ("serve", "update", all arms at once) and
-    # simulating ("simulate": visitors, sessions, logging rows), summed over the days run.
+    # Wall time of the parent waiting for the arms ("serve", "update", all arms at once; and
+    # "ready": for their training, and for a treatment that trained through the pre-period
+    # to learn the days it was held) and simulating ("simulate": visitors, sessions,
+    # logging rows), summed over the days run.
     wall_seconds: dict[str, float] = field(
-        default_factory=lambda: {"serve": 0.0, "update": 0.0, "simulate": 0.0}
+        default_factory=lambda: {"ready": 0.0, "serve": 0.0, "update": 0.0, "simulate": 0.0}
     )
     simulate_cpu_seconds: float = 0.0  # the parent's CPU time in "simulate"
 
@@ -171,8 +173,10 @@ class Timeline:
         if assignment.shape != (n_u,) or not np.isin(assignment, [NOT_ENROLLED, *self.arms]).all():
             raise ValueError("an assignment names a user count or an arm that does not exist")
         enrolled = assignment != NOT_ENROLLED
+        tick = time.perf_counter()
         for arm in self.arms.values():  # an arm that trained through the pre-period
             arm.catch_up()
+        self.result.wall_seconds["ready"] += time.perf_counter() - tick
         totals = WindowTotals.zeros(n_u, n_i)
         for _ in range(phase.days):
             draws = self.simulator.streams(phase.seed, self.replicate, self.day)

@@ -639,6 +639,7 @@ class SandboxTarget:
         data = self.root / "data" / "full"
         data_fingerprint = _files_fingerprint(data)
         stack = ExitStack()
+        started = time.perf_counter()
         try:
             arms = {
                 key: self._arm(
@@ -659,7 +660,10 @@ class SandboxTarget:
                     arm.defer_readiness()
                 else:
                     arm.wait_ready()
-            return Timeline(self.world, arms, pre_seed), stack
+            ready = time.perf_counter() - started
+            timeline = Timeline(self.world, arms, pre_seed)
+            timeline.result.wall_seconds["ready"] += ready
+            return timeline, stack
         except BaseException:
             stack.close()
             raise
@@ -720,19 +724,18 @@ class SandboxTarget:
             live.stack.close()
 
     def _record_timing(self, result: TimelineResult, total: float) -> None:
-        """Where the wall time of the timeline went (the arms work side by side, so their
-        training counts once, as the slower arm's, and serving and updating count as the
-        time the simulator waited for all arms)."""
+        """Where the wall time of the timeline went: waiting for the arms to be ready (their
+        start and training, as far as the rollout waited for it: a treatment trains through
+        the pre-period), for all arms to serve and to learn, and simulating."""
         arms = result.arm_seconds.values()
-        train = max((seconds["train"] for seconds in arms), default=0.0)
         wall = result.wall_seconds
         self.last_timing = {
             "total_s": total,
-            "arms_train_s": train,
+            "arms_train_s": wall["ready"],
             "arms_serve_s": wall["serve"],
             "arms_update_s": wall["update"],
             "simulator_s": wall["simulate"],
-            "other_s": total - train - sum(wall.values()),
+            "other_s": total - sum(wall.values()),
             # CPU seconds (independent of the machine's load): the slower arm's training, all
             # arms' serving and learning added up, the simulator's own work.
             "arms_train_cpu_s": max((seconds["train_cpu"] for seconds in arms), default=0.0),
