@@ -48,6 +48,7 @@ from rich.table import Table
 from agentx.agents.evaluation.cumulative import origin_commit
 from agentx.graph.resources import build_resources
 from agentx.runner import run_loop
+from agentx.sandbox.target import SandboxTarget
 from agentx.settings import Settings, load_settings
 from agentx.summary import RunSummary
 from agentx.workspace import git
@@ -87,8 +88,17 @@ def _settings(workspace: Path, args: argparse.Namespace, k: int, seed: int) -> S
 
 
 def true_lift(settings: Settings, north_star: str) -> float:
-    """Ground truth of the workspace's baseline now against its origin (relative)."""
+    """Ground truth of the workspace's baseline now against its origin (relative); then the
+    sandbox's cached models are removed (up to 1.6 GB a workspace on `default`: a sweep
+    over K, seeds and workers would fill the disk)."""
     target = build_resources(settings).target
+    try:
+        return _true_lift(target, settings, north_star)
+    finally:
+        target.models.clear()
+
+
+def _true_lift(target: SandboxTarget, settings: Settings, north_star: str) -> float:
     repo = target.repo_path
     origin = origin_commit(repo)
     if git.head(repo) == origin:
@@ -222,6 +232,8 @@ def run_two_workers(args: argparse.Namespace, root: Path) -> dict[str, Any]:
             raise SystemExit(f"a worker failed: {stderr.strip().splitlines()[-1:]}")
     summaries = [RunSummary.model_validate_json(stdout) for stdout, _ in outputs]
     n = sum(counted(summary) for summary in summaries)
+    for workspace, seed in zip(workspaces, seeds, strict=True):  # their disk (see true_lift)
+        build_resources(_settings(workspace, args, 4, seed)).target.models.clear()
     return {
         "wall_s": round(wall, 1),
         "experiments": n,

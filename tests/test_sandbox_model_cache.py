@@ -151,6 +151,21 @@ def test_entries_beyond_the_limit_go_least_recently_used_first(tmp_path: Path) -
     assert sorted(p.name for p in cache.root.iterdir()) == ["a", "c"]
 
 
+def test_clearing_removes_sealed_models_but_not_a_training_in_flight(tmp_path: Path) -> None:
+    """A workspace done with its sandbox frees the disk its models take (about 400 MB
+    each on `default`), without pulling the staging directory from under an arm that is
+    still training."""
+    cache = ModelCache(tmp_path / "models")
+    for key in ("a", "b"):
+        plan = cache.plan(key)
+        (plan.path / MODEL_FILE).write_bytes(key.encode())  # type: ignore[operator]
+        cache.finish(plan, saved=True)
+    training = cache.plan("c")
+    cache.clear()
+    assert cache.plan("a").action == "train" and cache.plan("b").action == "train"
+    assert training.path is not None and training.path.is_dir()
+
+
 # ------------------------------------------------------------ training through the pre-period
 def _feedback(target: SandboxTarget, day: int) -> dict[str, np.ndarray]:
     users = target.user_ids()[::3]

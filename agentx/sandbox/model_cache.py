@@ -111,6 +111,17 @@ class ModelCache:
                 event.set()
         self._evict()
 
+    def clear(self) -> None:
+        """Remove every sealed model (a workspace done with its sandbox frees its disk: a
+        `default` model is about 400 MB); trainings in flight keep their staging."""
+        with self._lock:
+            try:
+                entries = [p for p in self.root.iterdir() if p.is_dir() and p.suffix != ".tmp"]
+            except OSError:
+                return
+            for entry in entries:
+                shutil.rmtree(entry, ignore_errors=True)
+
     def discard(self, key: str) -> None:
         """Remove an entry an arm could not load (it trained instead)."""
         shutil.rmtree(self.entry(key), ignore_errors=True)
