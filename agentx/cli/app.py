@@ -7,13 +7,14 @@ matplotlib) load only when that command runs.
 
 from __future__ import annotations
 
-import faulthandler
-import io
 import json
 import signal
 import sys
+import threading
+import traceback
 from importlib.metadata import version as package_version
 from pathlib import Path
+from types import FrameType
 from typing import Annotated, Any
 
 import typer
@@ -45,6 +46,19 @@ app = typer.Typer(
 )
 sandbox_app = typer.Typer(help="Work with the bundled sandbox recommender.", no_args_is_help=True)
 app.add_typer(sandbox_app, name="sandbox")
+
+
+def _print_thread_stacks(signum: int, frame: FrameType | None) -> None:
+    """Every thread's stack on stderr, most recent call first. A Python-level handler,
+    not ``faulthandler``: its C-level dump of all threads reads thread states other threads
+    may be freeing, and crashed a run (SIGSEGV) whose pool threads were ending."""
+    names = {thread.ident: thread.name for thread in threading.enumerate()}
+    parts = []
+    for ident, stack in sys._current_frames().items():
+        parts.append(f"Thread {names.get(ident, ident)} (most recent call first):\n")
+        parts.extend(reversed(traceback.format_stack(stack)))
+    sys.stderr.write("".join(parts))
+    sys.stderr.flush()
 
 
 def _experiment_line(record: ExperimentRecord, north_star: str) -> str:
@@ -200,8 +214,8 @@ def run(
     # A run that seems stuck: `kill -USR1 <pid>` prints every thread's stack on stderr
     # (experiments of a wave run in threads) and the run goes on.
     try:
-        faulthandler.register(signal.SIGUSR1, all_threads=True)
-    except (io.UnsupportedOperation, ValueError):  # stderr is not a file (run embedded)
+        signal.signal(signal.SIGUSR1, _print_thread_stacks)
+    except ValueError:  # not the main thread (run embedded)
         pass
     try:
         with progress:
