@@ -26,14 +26,15 @@ def _power(d: float, n: int, alpha: float) -> float:
     if math.isnan(power):
         # The noncentral t's tail underflows to nan for designs far past certain detection
         # (noncentrality in the tens); there t is normal to many digits.
-        return _normal_power(d, n, alpha)
+        return float(normal_power(d * math.sqrt(n / 2.0), alpha))
     return power
 
 
-def _normal_power(d: float, n: int, alpha: float) -> float:
+def normal_power(shift: float | np.ndarray, alpha: float) -> float | np.ndarray:
+    """Power of the two-sided z test at ``alpha`` for a true effect ``shift`` standard
+    errors from zero (element-wise for an array): the t test's power at large samples."""
     z = float(stats.norm.isf(alpha / 2.0))
-    shift = d * math.sqrt(n / 2.0)
-    return float(stats.norm.sf(z - shift) + stats.norm.cdf(-z - shift))
+    return stats.norm.sf(z - shift) + stats.norm.cdf(-z - shift)
 
 
 def power_two_sample(effect_abs: float, sd: float, n_per_arm: int, alpha: float = 0.05) -> float:

@@ -29,11 +29,12 @@ from collections.abc import Sequence
 
 import numpy as np
 from pydantic import BaseModel, Field
-from scipy import optimize, stats
+from scipy import optimize
 
-from agentx.agents.evaluation.extend import effect_sd
+from agentx.agents.evaluation.extend import effect_sd, relative_se
 from agentx.models import ExperimentRecord, TrafficSlot, stable_id
 from agentx.settings import RolloutStage
+from agentx.stats.power import normal_power
 from agentx.target.models import MetricNoise
 
 N_BUCKETS = 1000
@@ -102,7 +103,6 @@ def measured_effects(
     """Every experiment's north-star estimate at its deepest stage (a canary-halted one too:
     leaving out what a guard stopped early would hide the large effects). ``alpha`` is the
     level of the recorded intervals (the run's)."""
-    z = float(stats.norm.isf(alpha / 2.0))
     found: list[MeasuredEffect] = []
     for record in records:
         if record.rollout is None or not record.rollout.stages:
@@ -111,7 +111,7 @@ def measured_effects(
         effect = next((e for e in stage.effects if e.metric == north_star), None)
         if effect is None or not math.isfinite(effect.relative):
             continue
-        se = (effect.ci_high - effect.ci_low) / (2.0 * z)
+        se = relative_se(effect, alpha)
         if math.isfinite(se) and se > 0.0:
             found.append(MeasuredEffect(relative=effect.relative, se=se))
     return found
@@ -177,14 +177,12 @@ def detection_kept(
     the t test's differs in the fourth digit."""
     values = np.abs(np.asarray(effects.values, dtype=float))
     weights = np.asarray(effects.weights, dtype=float)
-    z = float(stats.norm.isf(alpha / 2.0))
 
     def detection(share: float) -> float:
         n = estimate.users_per_arm * share
         if n < 2.0 or values.size == 0:
             return 0.0
-        shift = values / (estimate.sd_relative * math.sqrt(2.0 / n))
-        power = stats.norm.sf(z - shift) + stats.norm.cdf(-z - shift)
+        power = normal_power(values / (estimate.sd_relative * math.sqrt(2.0 / n)), alpha)
         return float(np.sum(weights * values * np.maximum(power - alpha, 0.0)))
 
     whole = detection(1.0)

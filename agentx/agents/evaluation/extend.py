@@ -41,11 +41,15 @@ class FollowUpPlan(BaseModel):
         )
 
 
+def relative_se(effect: MetricEffect, alpha: float) -> float:
+    """Standard error of the relative effect implied by its interval at level ``alpha``."""
+    z = float(stats.norm.isf(alpha / 2.0))
+    return (effect.ci_high - effect.ci_low) / (2.0 * z)
+
+
 def effect_sd(effect: MetricEffect, alpha: float) -> float:
     """Per-user standard deviation implied by the estimate's interval (after CUPED)."""
-    z = float(stats.norm.isf(alpha / 2.0))
-    se_relative = (effect.ci_high - effect.ci_low) / (2.0 * z)
-    se_absolute = se_relative * abs(effect.control_mean)
+    se_absolute = relative_se(effect, alpha) * abs(effect.control_mean)
     per_arm = math.sqrt(1.0 / effect.n_control + 1.0 / effect.n_treatment)
     return se_absolute / per_arm
 
