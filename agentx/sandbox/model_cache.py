@@ -115,11 +115,7 @@ class ModelCache:
         """Remove every sealed model (a workspace done with its sandbox frees its disk: a
         `default` model is about 400 MB); trainings in flight keep their staging."""
         with self._lock:
-            try:
-                entries = [p for p in self.root.iterdir() if p.is_dir() and p.suffix != ".tmp"]
-            except OSError:
-                return
-            for entry in entries:
+            for entry in self._sealed():
                 shutil.rmtree(entry, ignore_errors=True)
 
     def discard(self, key: str) -> None:
@@ -128,13 +124,17 @@ class ModelCache:
 
     def _evict(self) -> None:
         with self._lock:
-            try:
-                entries = [p for p in self.root.iterdir() if p.is_dir() and p.suffix != ".tmp"]
-            except OSError:
-                return
-            entries.sort(key=_mtime)
+            entries = sorted(self._sealed(), key=_mtime)
             for old in entries[: max(0, len(entries) - self.max_entries)]:
                 shutil.rmtree(old, ignore_errors=True)
+
+    def _sealed(self) -> list[Path]:
+        """The sealed entries (not the staging directories of trainings in flight); none
+        when the root cannot be read."""
+        try:
+            return [p for p in self.root.iterdir() if p.is_dir() and p.suffix != ".tmp"]
+        except OSError:
+            return []
 
 
 def _touch(path: Path) -> None:
