@@ -197,8 +197,10 @@ def run_two_workers(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     }
     workspaces = [root / "worker-a", root / "worker-b"]
     seeds = [args.seed, args.seed + 1]
-    for workspace, seed in zip(workspaces, seeds, strict=True):
-        build_resources(_settings(workspace, args, 4, seed))
+    targets = [  # each worker's sandbox, built before the clock
+        build_resources(_settings(workspace, args, 4, seed)).target
+        for workspace, seed in zip(workspaces, seeds, strict=True)
+    ]
     with ExitStack() as stack:
         dsn = stack.enter_context(postgres_cluster())
         chroma = stack.enter_context(chroma_server(root / "chroma", env))
@@ -232,8 +234,8 @@ def run_two_workers(args: argparse.Namespace, root: Path) -> dict[str, Any]:
             raise SystemExit(f"a worker failed: {stderr.strip().splitlines()[-1:]}")
     summaries = [RunSummary.model_validate_json(stdout) for stdout, _ in outputs]
     n = sum(counted(summary) for summary in summaries)
-    for workspace, seed in zip(workspaces, seeds, strict=True):  # their disk (see true_lift)
-        build_resources(_settings(workspace, args, 4, seed)).target.models.clear()
+    for target in targets:  # their disk (see true_lift)
+        target.models.clear()
     return {
         "wall_s": round(wall, 1),
         "experiments": n,
