@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import shlex
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,12 +24,14 @@ from agentx.graph.postgres import CONNECTION_ERRORS, CheckpointerError, failure
 from agentx.graph.resources import Resources, build_resources, isolation_policy
 from agentx.graph.tracelog import STREAM_KEY as TRACE_STREAM_KEY
 from agentx.llm.probe import LLMUnavailable, check_model
+from agentx.memory.store import MemoryStoreError
 from agentx.models import ExperimentRecord, TraceEvent
 from agentx.settings import Settings
 from agentx.settings_sources import Origins
 from agentx.summary import RunSummary, summarise_run
 from agentx.tracking.langsmith import run_config
 from agentx.workspace import isolation
+from agentx.workspace.git import GitError
 from agentx.workspace.lock import WorkspaceLock
 from agentx.workspace.records import (
     WorkspaceRecordError,
@@ -39,6 +42,7 @@ from agentx.workspace.records import (
     run_defining,
     run_sandbox_path,
     save_run_settings,
+    short_of_space,
     with_values,
 )
 
@@ -244,6 +248,16 @@ def run_loop(
                 raise
             raise RunError(
                 f"cannot write to workspace {settings.workspace}: {error.strerror or error}; "
+                "the run stopped at its last checkpoint: free space, then "
+                f"`{resume_command(settings)}`"
+            ) from None
+        except (GitError, MemoryStoreError, sqlite3.Error) as error:
+            free = short_of_space(settings.workspace)
+            if free is None:  # a fault of that component, not of the disk: its own line
+                raise
+            reason = " ".join(str(error).split())  # git's or SQLite's words, on one line
+            raise RunError(
+                f"workspace {settings.workspace} is full ({free // 1024} KiB free): {reason}; "
                 "the run stopped at its last checkpoint: free space, then "
                 f"`{resume_command(settings)}`"
             ) from None

@@ -238,3 +238,51 @@ def test_an_unwritable_workspace_is_one_line_and_nothing_is_written(
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:"), lines
     assert f"workspace {workspace}" in lines[0] and message in lines[0]
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap makes the small disk")
+def test_a_disk_filling_mid_run_is_one_line_and_the_resumed_run_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    """The disk fills after the first experiment is learned, whatever writes next fails (git,
+    Chroma's SQLite, the checkpointer, a file): one line that says how to go on, and the
+    resumed run ends exactly as an uninterrupted one."""
+    mount, out = tmp_path / "mnt", tmp_path / "out"
+    mount.mkdir()
+    out.mkdir()
+    workspace = mount / "ws"
+    run = " ".join([*AGENTX, "run", "--world", "tiny", "--iterations", "2"])
+    trace = workspace / "traces" / "run-1.jsonl"
+    script = f"""
+{run} --workspace {workspace} >{out}/first.out 2>{out}/first.err &
+pid=$!
+until grep -q '"node": "learn"' {trace} 2>/dev/null || ! kill -0 $pid 2>/dev/null; do
+  sleep 0.1
+done
+dd if=/dev/zero of={mount}/filler bs=64k 2>/dev/null
+wait $pid; echo $? >{out}/first.rc
+rm -f {mount}/filler
+{" ".join(AGENTX)} run --workspace {workspace} --resume --json >{out}/second.out 2>{out}/second.err
+echo $? >{out}/second.rc
+"""
+    subprocess.run(
+        ["bwrap", "--bind", "/", "/", "--size", str(96 * 1024 * 1024), "--tmpfs", str(mount),
+         "--dev", "/dev", "--proc", "/proc", "--", "sh", "-c", script],
+        env=_env(), capture_output=True, text=True, timeout=600, check=True,
+    )  # fmt: skip
+    first_err = (out / "first.err").read_text()
+    assert (out / "first.rc").read_text().strip() == "2", first_err[-3000:]
+    assert "Traceback" not in first_err, first_err[-3000:]
+    errors = [line for line in first_err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, first_err[-3000:]  # after the progress lines, one error line
+    assert f"`agentx run --workspace {workspace} --resume`" in errors[0]
+    assert "the run stopped at its last checkpoint: free space" in errors[0]
+    assert (out / "second.rc").read_text().strip() == "0", (out / "second.err").read_text()
+    resumed = json.loads((out / "second.out").read_text())
+    reference = agentx("run", "--world", "tiny", "--iterations", "2", "--workspace",
+                       str(tmp_path / "reference"), "--json")  # fmt: skip
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    expected = json.loads(reference.stdout)
+    assert len(resumed["experiments"]) == 2  # nothing lost, nothing run twice
+    assert resumed["experiments"] == expected["experiments"]
+    assert resumed["funnel"] == expected["funnel"]

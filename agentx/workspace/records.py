@@ -128,6 +128,19 @@ def check_writable(workspace: Path) -> None:
         )
 
 
+def short_of_space(workspace: Path) -> int | None:
+    """Free bytes when the workspace holds less than a run needs, else None.
+
+    A full disk surfaces mid-run as whatever wrote last failing (git, Chroma's SQLite, the
+    checkpointer), each in its own words; asking the disk itself tells them apart from a
+    real fault of that component without parsing their messages."""
+    try:
+        free = shutil.disk_usage(workspace).free
+    except OSError:
+        return None
+    return free if free < MIN_FREE_BYTES else None
+
+
 def read_identity(workspace: Path) -> WorkspaceIdentity | None:
     """``workspace.json`` if present (never creates it: readers must not write)."""
     path = Path(workspace) / IDENTITY
