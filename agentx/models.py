@@ -292,6 +292,16 @@ class TrafficSlot(BaseModel):
         """Fraction of all users the range holds."""
         return self.width / self.n_buckets
 
+    def arm_buckets(self, share: float) -> int:
+        """Buckets per arm of a stage with ``share`` of all users in each arm: as many as it
+        would have alone when they fit in half the range, else half the range. A canary's
+        few users fit in any slice; only stages larger than the slice give up users."""
+        return max(1, min(round(share * self.n_buckets), self.width // 2))
+
+    def kept(self, share: float) -> float:
+        """Fraction of the users a stage with ``share`` would have alone that it has here."""
+        return self.arm_buckets(share) / max(1, round(share * self.n_buckets))
+
 
 class Rollout(BaseModel):
     """A staged rollout and where it stopped."""

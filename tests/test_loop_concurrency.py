@@ -19,6 +19,7 @@ from agentx.agents.evaluation.capacity import (
     NoiseEstimate,
     detection_kept,
     effect_spread,
+    final_stage_kept,
     fits,
     layer_slots,
     measured_effects,
@@ -120,6 +121,34 @@ def test_a_wave_splits_users_into_disjoint_slices_that_keep_their_arms(k: int) -
     assert sum(map(len, enrolled)) > 0.95 * users.size  # the layer's traffic is used
 
 
+def test_a_stage_that_fits_in_its_slice_keeps_the_users_it_would_have_alone() -> None:
+    """Stage shares are shares of all users: a wave's slice caps them only where both arms
+    do not fit in it. A canary beside three others is as big as alone, a ramp of 20% per
+    arm is cut to the slice's halves, and the full stage to the slice."""
+    users = np.arange(40_000)
+    slot = layer_slots(wave_salt("run", 3), 4)[2]
+    for share, kept in ((0.05, 1.0), (0.2, 0.625), (0.5, 0.25)):
+        assert slot.kept(share) == pytest.approx(kept)
+        alone = int((stage_assignment(users, "experiment", share) == 1).sum())
+        beside = int((stage_assignment(users, "experiment", share, slot) == 1).sum())
+        assert beside == pytest.approx(kept * alone, rel=0.1)
+
+
+def test_stages_that_leave_traffic_spare_share_it_without_losing_detection() -> None:
+    """With a final stage of 20% of the users per arm, two experiments fit side by side
+    whole: no noise estimate is needed and nothing is lost, whatever the effects. Four
+    keep 62.5% of their final stage's users, and the detection rule decides."""
+    assert final_stage_kept(2, 0.2) == 1.0
+    assert final_stage_kept(4, 0.2) == pytest.approx(0.625)
+    assert final_stage_kept(2, 0.5) == pytest.approx(0.5)
+    noisy = plausible_effects([], [0.005, 0.005])
+    assert fits(2, noisy, None, final_share=0.2, alpha=0.05, power_kept=0.9)
+    assert not fits(2, noisy, None, final_share=0.5, alpha=0.05, power_kept=0.9)
+    clear = plausible_effects(_measured((0.05, 0.005), (-0.04, 0.005)), [0.01] * 4)
+    assert fits(4, clear, _noise(0.005), final_share=0.2, alpha=0.05, power_kept=0.9)
+    assert not fits(4, clear, _noise(0.005), final_share=0.5, alpha=0.05, power_kept=0.9)
+
+
 def _noise(se_whole_traffic: float) -> NoiseEstimate:
     """A final stage whose north-star estimate has standard error ``se_whole_traffic``
     (relative) with all of the users."""
@@ -136,7 +165,7 @@ def test_a_wave_forms_only_where_slices_keep_the_detection_of_the_effects_measur
     nearly all of the detection; where its effects are the size of the noise (a
     low-traffic target), even halving the users loses too much, and experiments run one
     at a time."""
-    rule = {"alpha": 0.05, "power_kept": 0.7}
+    rule = {"final_share": 0.5, "alpha": 0.05, "power_kept": 0.7}
     clear = _measured((0.05, 0.005), (-0.04, 0.005), (0.03, 0.005), (0.0, 0.005))
     effects = plausible_effects(clear, [0.01] * 4)
     assert fits(4, effects, _noise(0.005), **rule)
@@ -153,12 +182,13 @@ def test_effects_near_the_noise_floor_do_not_pass_for_cheap_to_share() -> None:
     though most of it is the test's chance rejections. Detection beyond chance halves with
     the users, so such a wave waits, however small its expected effects."""
     noise, small = _noise(0.033), plausible_effects([], [0.005] * 4)
+    half = {"final_share": 0.5, "alpha": 0.05, "power_kept": 0.5}
     assert detection_kept(small, noise, 0.25, 0.05) == pytest.approx(0.25, abs=0.03)
-    assert not fits(4, small, noise, alpha=0.05, power_kept=0.5)
+    assert not fits(4, small, noise, final_share=0.5, alpha=0.05, power_kept=0.5)
     nothing = plausible_effects(_measured(*[(0.0, 0.005)] * 5), [0.0, 0.0])
-    assert not fits(2, nothing, _noise(0.005), alpha=0.05, power_kept=0.5)  # nothing to see
+    assert not fits(2, nothing, _noise(0.005), **half)  # nothing to see
     large = plausible_effects([], [0.03, 0.03])
-    assert not fits(2, large, None, alpha=0.05, power_kept=0.5)  # no noise known yet
+    assert not fits(2, large, None, **half)  # no noise known yet
 
 
 def test_the_spread_of_true_effects_is_fitted_from_noisy_estimates() -> None:
@@ -210,9 +240,21 @@ def test_before_any_final_stage_the_logged_noise_sizes_the_traffic() -> None:
     assert estimate.sd_relative == pytest.approx(0.8, rel=1e-3)
 
 
-def _record_with_final_stage(sd: float, n_per_arm: int) -> ExperimentRecord:
-    """A record whose final stage measured the north star with per-user sd ``sd`` (relative
-    to a control mean of 1)."""
+def test_a_final_stage_its_slice_held_whole_is_not_scaled_up_to_all_the_traffic() -> None:
+    """The noise estimate scales a slice's measurement to the users the final stage has
+    alone: by the share of them its slice kept, not by the slice's share of all users."""
+    slot = layer_slots("wave", 2)[0]  # half the users
+    final = RolloutStage(name="full", treatment_share=0.2, days=14)
+    for share, users_alone in ((0.2, 5_000), (0.5, 10_000)):
+        record = _record_with_final_stage(sd=0.8, n_per_arm=5_000, share=share)
+        record.traffic = slot
+        estimate = noise_estimate([record], "watch_time", final, 0.05)
+        assert estimate is not None and estimate.users_per_arm == pytest.approx(users_alone)
+
+
+def _record_with_final_stage(sd: float, n_per_arm: int, share: float = 0.5) -> ExperimentRecord:
+    """A record whose final stage (``share`` of the users per arm) measured the north star
+    with per-user sd ``sd`` (relative to a control mean of 1)."""
     half_width = 1.959963984540054 * sd * (2.0 / n_per_arm) ** 0.5
     effect = MetricEffect(
         metric="watch_time",
@@ -228,8 +270,9 @@ def _record_with_final_stage(sd: float, n_per_arm: int) -> ExperimentRecord:
         n_treatment=n_per_arm,
     )
     stage = StageResult(
-        stage="full", treatment_share=0.5, days=14, srm_p_value=1.0, srm_ok=True, effects=[effect]
-    )
+        stage="full", treatment_share=share, days=14, srm_p_value=1.0, srm_ok=True,
+        effects=[effect],
+    )  # fmt: skip
     proposal = Proposal(
         id="p", technique="t", lever="x", hypothesis="h", target_metric="watch_time",
         expected_size=0.01,
@@ -269,6 +312,31 @@ def test_concurrent_experiments_never_share_a_user(
             enrolled.append(set(np.flatnonzero(arms >= 0).tolist()))
         for one, other in combinations(enrolled, 2):
             assert not one & other
+
+
+def test_a_final_stage_that_leaves_traffic_spare_runs_side_by_side_at_full_size(
+    tmp_path: Path,
+) -> None:
+    """With a final stage of 25% of the users per arm, two experiments fit in halves of the
+    layer whole: the loop runs them side by side at the shipped ``power_kept`` from the
+    first wave (before any noise is measured, which sharing the traffic would need), and
+    each final stage counts as many users as it would alone."""
+    stages = [STAGES[0], {"name": "full", "treatment_share": 0.25, "days": 5}]
+    settings = load_settings(
+        world="tiny", iterations=2, seed=5, workspace=tmp_path / "ws", stages=stages,
+        evolution={"enabled": False}, concurrency={"max_in_flight": 2},
+    )  # fmt: skip
+    run_loop(settings)
+    records = load_run(settings).values["experiments"]
+    assert len(records) == 2 and all(r.traffic is not None for r in records)
+    assert records[0].traffic.salt == records[1].traffic.salt  # one wave
+    users = build_resources(settings).target.user_ids()
+    for record in records:
+        final = record.rollout.stages[-1]
+        assert final.stage == "full"
+        north = next(e for e in final.effects if e.metric == settings.north_star)
+        alone = int((stage_assignment(users, record.id, 0.25) == 1).sum())
+        assert north.n_treatment == pytest.approx(alone, rel=0.15)
 
 
 def test_a_wave_tests_one_value_per_technique(uninterrupted: tuple[RunSummary, Path]) -> None:

@@ -19,6 +19,7 @@ from agentx.agents.brainstorm.intake import parse_goal
 from agentx.agents.brainstorm.llm import IdeaDraft, goal_from_draft, llm_goal, llm_ideas
 from agentx.agents.brainstorm.policy import combo_key
 from agentx.agents.evaluation.capacity import (
+    final_stage_kept,
     fits,
     measured_effects,
     noise_estimate,
@@ -173,8 +174,11 @@ def wave_capacity(
         return f"at most {max_in_flight(settings)} experiments in flight"
     if any(w.needs_all_traffic for w in wave):
         return "a follow-up sized for the whole traffic runs alone"
-    policy = evaluation_policy_of(resources)
     stages = settings.stages
+    final_share = stages[-1].treatment_share
+    if final_stage_kept(size, final_share) >= 1.0:
+        return None  # every slice holds the final stage whole: sharing costs no users
+    policy = evaluation_policy_of(resources)
     records = state.get("experiments") or []
     estimate = noise_estimate(
         records,
@@ -192,7 +196,7 @@ def wave_capacity(
     )
     alpha = policy.final_alpha(settings.alpha, len(stages))
     kept = settings.concurrency.power_kept
-    if not fits(size, effects, estimate, alpha=alpha, power_kept=kept):
+    if not fits(size, effects, estimate, final_share=final_share, alpha=alpha, power_kept=kept):
         return (
             f"{size} experiments side by side would keep less than {kept:.0%} of the "
             "detection they would have alone, for the effects this target's changes have"
@@ -918,7 +922,8 @@ class Nodes:
 
         One follow-up per idea (a follow-up is not followed up again), at most
         ``extend.max_follow_ups`` per run. The follow-up runs alone, on all the traffic,
-        so an experiment measured on its ``slot`` of a wave is sized up by that share.
+        so an experiment measured on its ``slot`` of a wave is sized up by the share of
+        its final stage's users the slot kept.
         """
         settings = self.r.settings
         if verdict is None or verdict.decision != Decision.EXTEND or not settings.extend.enabled:
@@ -937,7 +942,7 @@ class Nodes:
             ci_alpha=settings.alpha,
             min_effect=policy.min_interesting_effect,
             horizon_days=self.r.horizon_days,
-            traffic_share=slot.share if slot is not None else 1.0,
+            traffic_share=slot.kept(stages[-1].treatment_share) if slot is not None else 1.0,
         )
         if plan is None:
             return None, f"no follow-up: {why}"

@@ -84,8 +84,9 @@ def _measured(
         sd = effect_sd(effect, alpha) / abs(effect.control_mean)
         if not math.isfinite(sd) or sd <= 0.0:
             continue
-        share = record.traffic.share if record.traffic is not None else 1.0
-        users = (effect.n_control + effect.n_treatment) / 2.0 / share
+        stage = rollout.stages[-1]
+        kept = record.traffic.kept(stage.treatment_share) if record.traffic else 1.0
+        users = (effect.n_control + effect.n_treatment) / 2.0 / kept
         return NoiseEstimate(sd_relative=sd, users_per_arm=users, source=record.id)
     return None
 
@@ -189,29 +190,40 @@ def detection_kept(
     return detection(traffic_share) / whole if whole > 0.0 else 0.0
 
 
+def final_stage_kept(size: int, final_share: float, n_buckets: int = N_BUCKETS) -> float:
+    """Fraction of its users alone that a final stage with ``final_share`` of the users per
+    arm keeps in a wave of ``size`` (its slice of the layer; 1.0 when it fits whole)."""
+    slot = layer_slots("", size, n_buckets)[0] if size > 1 else None
+    return 1.0 if slot is None else slot.kept(final_share)
+
+
 def fits(
     size: int,
     effects: PlausibleEffects,
     estimate: NoiseEstimate | None,
     *,
+    final_share: float,
     alpha: float,
     power_kept: float,
 ) -> bool:
     """Whether ``size`` experiments can run side by side, each on an equal slice of the
     traffic, keeping ``power_kept`` of the size-weighted detection they would have alone for
-    the ``effects`` this target plausibly has. One alone always fits; more need a noise
-    estimate and some effect that is not zero.
+    the ``effects`` this target plausibly has. One alone always fits, and so does a wave
+    whose slices hold a final stage of ``final_share`` of the users per arm whole (stages
+    that leave traffic spare lose nothing by sharing it); otherwise a noise estimate and
+    some effect that is not zero are needed.
 
     Why not the power for each proposal's expected effect, as a ratio: an expected +0.5%
     may have 6% power alone and 5.5% on a quarter of the users, "little lost" (it is mostly
     the test's chance rejections), while the +15% change the beliefs undersold goes from a
     sure find to a coin flip.
     """
-    if size <= 1:
+    kept = final_stage_kept(size, final_share)
+    if kept >= 1.0:
         return True
     if estimate is None:
         return False
-    return detection_kept(effects, estimate, 1.0 / size, alpha) >= power_kept
+    return detection_kept(effects, estimate, kept, alpha) >= power_kept
 
 
 def layer_slots(salt: str, n: int, n_buckets: int = N_BUCKETS) -> list[TrafficSlot | None]:

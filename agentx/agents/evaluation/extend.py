@@ -72,9 +72,9 @@ def plan_follow_up(
     ``min_effect`` (the smallest effect worth shipping). ``alpha`` is the level of the final
     test, ``ci_alpha`` the level of the intervals in ``verdict`` (the run's alpha);
     ``horizon_days`` the most days the target simulates over the whole rollout.
-    ``traffic_share`` is the share of the users the experiment had (its slice of a wave's
-    traffic layer): a follow-up runs alone on all of them, so its stages are sized for
-    ``1 / traffic_share`` times the users the verdict measured on.
+    ``traffic_share`` is the fraction of its users alone that the final stage kept in its
+    slice of a wave's traffic layer (:meth:`TrafficSlot.kept`): a follow-up runs alone, so
+    its stages are sized for ``1 / traffic_share`` times the users the verdict measured on.
     """
     if not 0.0 < traffic_share <= 1.0:
         return None, f"the follow-up cannot be sized: traffic share {traffic_share} not in (0, 1]"

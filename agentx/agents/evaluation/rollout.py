@@ -54,8 +54,10 @@ def stage_assignment(
     their arm in the ramp and at full traffic (no user switches arms between stages).
 
     Alone (``slot`` None) the experiment hashes users with its own salt over all buckets.
-    Beside others it hashes with its wave's salt and stays inside its own bucket range,
-    ``share`` being a share of the range: experiments of one wave never share a user.
+    Beside others it hashes with its wave's salt and stays inside its own bucket range:
+    experiments of one wave never share a user. ``share`` stays a share of all users as
+    long as both arms fit in the range (a canary keeps its size in any slice), and is
+    capped at the range's halves beyond that (:meth:`TrafficSlot.arm_buckets`).
     """
     if slot is None:
         width = round(share * N_BUCKETS)
@@ -68,7 +70,7 @@ def stage_assignment(
             n_buckets=N_BUCKETS,
         )
     half = slot.width // 2
-    width = max(1, min(round(share * slot.width), half))
+    width = slot.arm_buckets(share)
     arm_share = width / slot.n_buckets
     return assign_arms(
         users,
