@@ -285,6 +285,26 @@ def test_the_next_value_follows_the_last_outcome(bundle) -> None:
         assert value_order(rotation, "temperature", silent) == [0.2, 0.1, 0.4]
 
 
+def test_no_value_beyond_one_that_did_worse_than_the_best(bundle) -> None:
+    """A strength's effect rises and falls once: after a gain at one value and a loss at the
+    next stronger one, the strongest is not tried (the `default` run of 2026-11-28 spent
+    three of twenty experiments that way); the same holds on the mild side."""
+    dims = bundle.catalog["mf_embedding_dim"]  # dim 12, 8, 6 (mild -> strong)
+    assert value_order(dims, "dim", []) == [12, 8, 6]
+    gain = _card("mf_embedding_dim", {"dim": 12}, "EXTEND", 0.0058, "no_significance")
+    loss = _card("mf_embedding_dim", {"dim": 8}, "DISCARD", -0.0116, "negative_effect")
+    assert value_order(dims, "dim", [gain]) == [8, 6]
+    assert value_order(dims, "dim", [gain, loss]) == [8]  # 6 lies beyond the worse 8
+    weights = bundle.catalog["ips_debiasing"]  # max_weight 5, 10, 20; default 10
+    flat = _card("ips_debiasing", {"max_weight": 10.0}, "DISCARD", -0.0004, "negative_effect")
+    kept = _card("ips_debiasing", {"max_weight": 5.0}, "KEEP", 0.0118)
+    assert value_order(weights, "max_weight", [flat]) == [5.0, 20.0]
+    assert value_order(weights, "max_weight", [flat, kept]) == [10.0]
+    # the mild side: the default lost, the stronger value gained; the mildest is not tried
+    stronger = _card("ips_debiasing", {"max_weight": 20.0}, "EXTEND", 0.004, "no_significance")
+    assert value_order(weights, "max_weight", [flat, stronger]) == [10.0]
+
+
 def test_memory_of_another_workspace_is_evidence_not_an_avoid_list(bundle, tiny_target) -> None:
     """A pre-filled or shared memory holds other repositories' outcomes.
 

@@ -144,6 +144,10 @@ def value_order(technique: Technique, name: str, cards: list[KnowledgeCard]) -> 
       at its best yet), then milder ones;
     - after a measured gain that was not kept (inconclusive), stronger first too; after a
       measured loss, milder first;
+    - beyond a measured value that did worse than the best one measured, on either side,
+      nothing is tried: a parameter's effect is taken to rise and fall once over its range
+      (the usual shape of a strength), so after +0.6% at 12 dimensions and -1.2% at 8, 6
+      would only spend an experiment on a value the trend already argues against;
     - without evidence: the default, then values by distance from it (mild side first).
     """
     param = next(p for p in technique.params if p.name == name)
@@ -170,6 +174,8 @@ def value_order(technique: Technique, name: str, cards: list[KnowledgeCard]) -> 
     kept = [i for i, c in measured if c.decision == "KEEP"]
     gains = [i for i, c in measured if c.decision != "KEEP" and c.effect > 0]
     losses = [i for i, c in measured if c.decision != "KEEP" and c.effect <= 0]
+    low, high = _unimodal_window(measured, kept)
+    cap = min(cap, high + 1)
     if kept:
         anchor, step = max(kept), 1
     elif gains:
@@ -184,4 +190,22 @@ def value_order(technique: Technique, name: str, cards: list[KnowledgeCard]) -> 
         return [values[i] for i in order if i < cap]
     ahead = list(range(anchor + step, len(values) if step > 0 else -1, step))
     behind = list(range(anchor - step, -1 if step > 0 else len(values), -step))
-    return [values[i] for i in [*ahead, *behind] if i < cap]
+    return [values[i] for i in [*ahead, *behind] if low <= i < cap]
+
+
+def _unimodal_window(measured: list[tuple[int, KnowledgeCard]], kept: list[int]) -> tuple[int, int]:
+    """The range of value indices worth trying, ``(low, high)`` inclusive: bounded on each
+    side of the best measured value (the strongest kept one, else the highest mean effect)
+    by the nearest measured value that did worse. Unbounded sides are ``-inf``/``+inf``
+    as ``-1``/a large index."""
+    effects: dict[int, list[float]] = {}
+    for i, card in measured:
+        effects.setdefault(i, []).append(card.effect)
+    if not effects:
+        return -1, 1 << 30
+    mean = {i: sum(v) / len(v) for i, v in effects.items()}
+    best = max(kept) if kept else max(mean, key=lambda i: (mean[i], -i))
+    worse = [i for i in mean if mean[i] < mean[best]]
+    high = min((i for i in worse if i > best), default=1 << 30)
+    low = max((i for i in worse if i < best), default=-1)
+    return low, high
