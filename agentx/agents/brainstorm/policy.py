@@ -196,8 +196,8 @@ def value_order(technique: Technique, name: str, cards: list[KnowledgeCard]) -> 
 def _unimodal_window(measured: list[tuple[int, KnowledgeCard]], kept: list[int]) -> tuple[int, int]:
     """The range of value indices worth trying, ``(low, high)`` inclusive: bounded on each
     side of the best measured value (the strongest kept one, else the highest mean effect)
-    by the nearest measured value that did worse. Unbounded sides are ``-inf``/``+inf``
-    as ``-1``/a large index."""
+    by the nearest measured value that did worse (``-1`` and a large index where no
+    measured value bounds a side)."""
     effects: dict[int, list[float]] = {}
     for i, card in measured:
         effects.setdefault(i, []).append(card.effect)
