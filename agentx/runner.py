@@ -246,21 +246,23 @@ def run_loop(
         except OSError as error:
             if error.errno not in _STORAGE_ERRNOS:
                 raise
-            raise RunError(
-                f"cannot write to workspace {settings.workspace}: {error.strerror or error}; "
-                "the run stopped at its last checkpoint: free space, then "
-                f"`{resume_command(settings)}`"
-            ) from None
+            problem = f"cannot write to workspace {settings.workspace}: {error.strerror or error}"
+            raise _stopped_for_storage(settings, problem) from None
         except (GitError, MemoryStoreError, sqlite3.Error) as error:
             free = short_of_space(settings.workspace)
             if free is None:  # a fault of that component, not of the disk: its own line
                 raise
             reason = " ".join(str(error).split())  # git's or SQLite's words, on one line
-            raise RunError(
-                f"workspace {settings.workspace} is full ({free // 1024} KiB free): {reason}; "
-                "the run stopped at its last checkpoint: free space, then "
-                f"`{resume_command(settings)}`"
-            ) from None
+            problem = f"workspace {settings.workspace} is full ({free // 1024} KiB free): {reason}"
+            raise _stopped_for_storage(settings, problem) from None
+
+
+def _stopped_for_storage(settings: Settings, problem: str) -> RunError:
+    """The one line of a run the workspace's storage stopped, with the way to go on."""
+    return RunError(
+        f"{problem}; the run stopped at its last checkpoint: free space, then "
+        f"`{resume_command(settings)}`"
+    )
 
 
 def _resumed_settings(settings: Settings, origins: Origins | None) -> Settings:
