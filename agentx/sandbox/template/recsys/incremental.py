@@ -15,6 +15,12 @@ so the update is incremental and costs O(one day of traffic):
   were last fully fitted (a new release) and got clicks today is re-solved against the
   updated user factors. Items known to the last full fit keep their factors, and the linear
   ranker keeps its weights, until the next ``train()``;
+* a new item's implicit negatives are the users this model served since the item's release
+  (who could have seen it), not every user it knows: counting users who never had the
+  chance shrinks the factors of items whose audience was small. A model that serves a 5%
+  arm of an A/B saw its new items as if 95% of the users had passed them over, so they
+  never reached its MF channel, and the arm read a change that relies on new items
+  (the freshness channel) as a loss that serving everyone would not have;
 * the log in ``ctx.dataset`` grows through an amortised buffer, and the ``ctx.memo`` cache is
   cleared, so memoised tables (e.g. of recipes' features) are rebuilt from the longer log.
 
@@ -39,6 +45,7 @@ from .timing import Laps
 # pages when they are written, so unused spare costs address space, not memory; 3x lets a
 # 14-day log take 42 more days before the one regrowth copy (a spike of ~1 s at 30M rows).
 LOG_SPARE = 3.0
+NEVER_SEEN = -(2**62)  # ``OnlineState.last_seen`` of a user the model never served
 
 
 @dataclass
@@ -47,6 +54,7 @@ class OnlineState:
 
     buffer: LogBuffer  # owns the rows of ``ctx.dataset.log``
     fitted_items: np.ndarray  # bool [n_items]: items with clicks at the last full ALS fit
+    last_seen: np.ndarray  # int64 [n_users]: last day the user was served (NEVER_SEEN if not)
 
     @classmethod
     def start(cls, ctx: FeatureContext) -> OnlineState:
@@ -54,7 +62,9 @@ class OnlineState:
         log = ctx.dataset.log
         buffer = LogBuffer(log, spare_rows=int(len(log) * LOG_SPARE))
         ctx.dataset = dataclasses.replace(ctx.dataset, log=buffer.log)
-        return cls(buffer=buffer, fitted_items=ctx.item_clicks > 0)
+        last_seen = np.full(ctx.dataset.meta.n_users, NEVER_SEEN, dtype=np.int64)
+        np.maximum.at(last_seen, log.user, log.day.astype(np.int64))
+        return cls(buffer=buffer, fitted_items=ctx.item_clicks > 0, last_seen=last_seen)
 
 
 def check_feedback(feedback: Interactions, dataset: Dataset) -> Interactions:
@@ -97,6 +107,7 @@ def apply_day(ctx: FeatureContext, state: OnlineState, day_log: Interactions) ->
     ctx.user_clicks = ctx.user_clicks + np.bincount(day_log.user, click, n_users)
     ctx.user_impressions = ctx.user_impressions + np.bincount(day_log.user, minlength=n_users)
     ctx.global_ctr = float(ctx.item_clicks.sum() / ctx.item_impressions.sum())
+    state.last_seen[day_log.user] = day
     lap("counts")
 
     ctx.clicks = ctx.clicks + click_matrix(day_log, n_users, n_items)
@@ -136,7 +147,30 @@ def _fold_in_day(ctx: FeatureContext, state: OnlineState, day_log: Interactions)
         user_factors[users] = solved.astype(user_factors.dtype)
     if items.size:
         item_factors = item_factors.copy()
-        clickers = ctx.clicks[:, items].T.tocsr()  # [new items, n_users]
-        solved = fold_in(clickers, user_factors, rc.mf_reg, rc.mf_alpha)
-        item_factors[items] = solved.astype(item_factors.dtype)
+        released = ctx.dataset.items.release_day[items]
+        days = np.unique(released)
+        grams = served_since(user_factors, state.last_seen, days)
+        for day, gram in zip(days, grams, strict=True):
+            group = items[released == day]
+            clickers = ctx.clicks[:, group].T.tocsr()  # [new items, n_users]
+            solved = fold_in(clickers, user_factors, rc.mf_reg, rc.mf_alpha, gram)
+            item_factors[group] = solved.astype(item_factors.dtype)
     return Factors(user=user_factors, item=item_factors)
+
+
+def served_since(factors: np.ndarray, last_seen: np.ndarray, days: np.ndarray) -> np.ndarray:
+    """``F^T F`` over the users last served on or after each of ``days`` (ascending), float64
+    [len(days), dim, dim]: the implicit negatives of items released on those days.
+
+    Users are split once by which of the days their last visit follows, each segment's
+    outer products summed, and the sums accumulated from the latest day back: one pass over
+    the users however many release days there are.
+    """
+    factors = np.asarray(factors, dtype=np.float64)
+    dim = factors.shape[1]
+    segment = np.searchsorted(days, last_seen, side="right") - 1  # -1: before every day
+    grams = np.zeros((days.size, dim, dim))
+    for index in np.unique(segment[segment >= 0]):
+        rows = factors[segment == index]
+        grams[index] = rows.T @ rows
+    return np.cumsum(grams[::-1], axis=0)[::-1]

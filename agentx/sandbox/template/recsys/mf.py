@@ -101,20 +101,30 @@ def fit_als(
     return Factors(user=user.astype(np.float32), item=item.astype(np.float32))
 
 
-def fold_in(counts: sp.csr_matrix, fixed: np.ndarray, reg: float, alpha: float) -> np.ndarray:
+def fold_in(
+    counts: sp.csr_matrix,
+    fixed: np.ndarray,
+    reg: float,
+    alpha: float,
+    negatives_gram: np.ndarray | None = None,
+) -> np.ndarray:
     """One ALS half-step for some rows only: ``counts`` [rows, n_other] against ``fixed``.
 
     This is how the model absorbs a day of feedback without a full refit: the rows of users
     with new clicks (their whole accumulated click rows) are re-solved against the fixed item
     factors, and likewise new items against the user factors. Each solve is exactly the one
-    :func:`fit_als` would make for that row given ``fixed``. Only the columns the rows touch
-    enter the sparse products, so the cost grows with the rows' clicks, not with the size of
-    the other side (200k users would otherwise mean a 200k x dim^2 table per item solve).
+    :func:`fit_als` would make for that row given ``fixed``, except that ``negatives_gram``
+    (``F^T F`` over the rows of ``fixed`` that count as implicit negatives, which must include
+    every row ``counts`` touches; all rows when None) can leave out rows that never had the
+    chance to interact (see recsys/incremental.py). Only the columns the rows touch enter the
+    sparse products, so the cost grows with the rows' clicks, not with the size of the other
+    side (200k users would otherwise mean a 200k x dim^2 table per item solve).
     Returns float64 [rows, dim].
     """
     fixed = np.asarray(fixed, dtype=np.float64)
     dim = fixed.shape[1]
-    gram = fixed.T @ fixed + reg * np.eye(dim)
+    negatives = fixed.T @ fixed if negatives_gram is None else negatives_gram
+    gram = negatives + reg * np.eye(dim)
     if counts.shape[0] == 0:
         return np.zeros((0, dim))
     if fixed.shape[0] > counts.nnz:  # e.g. new items vs 200k users: keep the touched columns

@@ -18,6 +18,8 @@ import pytest
 from recsys import Config, DataError, Model, interactions_from_arrays, train
 from recsys.data import Interactions, LogBuffer, load_dataset
 from recsys.history import pair_matrix, pairs_in
+from recsys.incremental import NEVER_SEEN, served_since
+from recsys.mf import fold_in
 from recsys.pipeline import split_log
 from recsys.rerank import SlateState, seen_filter
 
@@ -93,6 +95,47 @@ def test_new_items_get_factors_and_known_items_keep_theirs(updated, data_dir: Pa
     np.testing.assert_array_equal(before.ctx.factors.item[fitted], after.ctx.factors.item[fitted])
     refreshed = np.flatnonzero(np.any(before.ctx.factors.item != after.ctx.factors.item, axis=1))
     assert np.all(np.isin(refreshed, day["item"][day["click"] == 1]))  # only clicked ones move
+
+
+def test_a_new_items_negatives_are_the_users_served_since_its_release(
+    updated, data_dir: Path
+) -> None:
+    """Users the model did not serve since an item's release never had the chance to click
+    it, so they do not count against it: a model serving a small arm of an A/B would
+    otherwise see every new item as passed over by most users and shrink its factors."""
+    before, _ = updated
+    model = pickle.loads(pickle.dumps(before))  # a model that served only half the users
+    assert model.online is not None
+    half = np.arange(model.ctx.n_users) % 2 == 0
+    model.online.last_seen[~half] = NEVER_SEEN
+    day = _day_arrays(data_dir, LAST)
+    mine = {name: values[half[day["user"]]] for name, values in day.items()}
+    model.update(interactions_from_arrays(**mine))
+    clicked = np.unique(mine["item"][mine["click"] == 1])
+    new_items = clicked[~model.online.fitted_items[clicked]]
+    assert new_items.size > 0
+    item = int(new_items[0])
+    exposed = model.online.last_seen >= model.ctx.dataset.items.release_day[item]
+    assert np.array_equal(exposed, half)
+    rc = model.config.retrieval
+    clickers = model.ctx.clicks[:, [item]].T.tocsr()
+    user_factors = model.ctx.factors.user
+    served = user_factors[exposed].astype(np.float64)
+    expected = fold_in(clickers, user_factors, rc.mf_reg, rc.mf_alpha, served.T @ served)
+    everyone = fold_in(clickers, user_factors, rc.mf_reg, rc.mf_alpha)
+    np.testing.assert_allclose(model.ctx.factors.item[item], expected[0], rtol=1e-5, atol=1e-6)
+    assert np.linalg.norm(expected) > np.linalg.norm(everyone)  # fewer negatives
+
+
+def test_grams_of_the_users_served_since_each_day_match_a_direct_sum() -> None:
+    rng = np.random.default_rng(3)
+    factors = rng.normal(size=(50, 4)).astype(np.float32)
+    last_seen = rng.integers(0, 10, size=50)
+    last_seen[:3] = NEVER_SEEN
+    days = np.array([2, 5, 9])
+    for day, gram in zip(days, served_since(factors, last_seen, days), strict=True):
+        rows = factors[last_seen >= day].astype(np.float64)
+        np.testing.assert_allclose(gram, rows.T @ rows, rtol=1e-10)
 
 
 def test_empty_day_is_a_no_op(head_dir: Path, data_dir: Path, config: Config) -> None:
