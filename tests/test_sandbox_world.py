@@ -8,12 +8,11 @@ import re
 import shutil
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from agentx.sandbox.online import CONTROL, PRODUCTION, Phase, SandboxWorld, Timeline
+from agentx.sandbox.online import SandboxWorld
 from agentx.sandbox.target import SandboxTarget, content_hash
 from agentx.sandbox.world import WorldError, WorldParams, load_world, shipped_worlds
 from agentx.target.contract import StageTraffic
@@ -148,37 +147,6 @@ def test_stages_follow_each_other_in_time(tiny_target: SandboxTarget) -> None:
     assert np.array_equal(
         first.pre["control"]["watch_time"], later.pre["control"]["watch_time"][members]
     )
-
-
-def test_users_outside_a_stage_go_on_using_the_product(tiny_target: SandboxTarget) -> None:
-    """While a canary runs, production serves everyone else: their days happen (a user
-    whom a later stage enrols arrives changed by them), but only enrolled users count."""
-    snapshot = tiny_target._verified(tiny_target.launch("control", tiny_target.repo_path))
-    users = tiny_target.user_ids()
-    canary = np.where(users % 10 < 2, (users % 2).astype(np.int64), -1)
-    phase = Phase(canary, days=3, seed=4)
-    timeline, stack = tiny_target._start({CONTROL: snapshot, 1: snapshot}, [phase])
-    with stack:
-        assert PRODUCTION in timeline.arms
-        before = timeline.state.copy()
-        totals = timeline.run_phase(phase)
-    outside = canary == -1
-    watched = (timeline.state.watched != before.watched).any(axis=1)
-    assert watched[outside].mean() > 0.2  # they watched something during the canary
-    assert not totals.sums["watch_time"][outside].any()  # and are not counted
-    assert totals.sums["watch_time"][~outside].any()
-
-    # A timeline without a production arm cannot leave users out.
-    bare = SimpleNamespace(catch_up=lambda: None)
-    frozen = Timeline.__new__(Timeline)
-    frozen.arms, frozen.params, frozen.population = (
-        {CONTROL: bare},
-        timeline.params,
-        timeline.population,
-    )
-    frozen.days_run = 0
-    with pytest.raises(ValueError, match="production arm"):
-        frozen.run_phase(phase)
 
 
 def _broken_variant(target: SandboxTarget, tmp_path: Path, old: str, new: str) -> Path:

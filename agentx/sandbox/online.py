@@ -7,15 +7,15 @@ their arm's process, the sessions are played, and each arm receives the impressi
 own users, as a production recommender retrains on its own logs. Ground truth is the same
 timeline with one arm serving everyone for the whole horizon.
 
-Users outside a stage's traffic go on using the product, as they do while a real
-experiment runs: production (the control's code, with a model of its own that learns from
-their logs only) serves them, and they are not counted. So a user whom a later stage enrols
-arrives with the habits, watched items and satisfaction that the calendar gave them. An
-earlier version froze such users instead, which kept a canary cheap but biased the readout
-of changes whose effect depends on what users went through: ``freshness_channel(20)`` on
-``default`` read -4.4 % over the full stage with frozen users and -1.9 % with production
-serving them (docs/sandbox.md). The control and the treatment still learn from their own
-users only, so the two arms of the comparison learn from equally many.
+Users outside a stage's traffic are not simulated during that stage (they neither visit
+nor change): only the enrolled users' days are played, which keeps a canary cheap. Their
+state resumes when a later stage enrols them; the assignment is random, so both arms
+see the same mix of such users and the comparison stays fair. Both arms then know all
+that such a user did (the pre-period, which every arm learns from), as arms that read a
+shared history store would. Letting a production model serve them instead (measured on
+``default``, docs/sandbox.md) was worse: neither arm knew what production had shown them,
+so the control, whose code is production's, re-served what they had just watched, and
+every change that served something else read 2-4 points better than it was.
 """
 
 from __future__ import annotations
@@ -36,9 +36,6 @@ from agentx.sandbox.world import WorldParams
 NOT_ENROLLED = -1
 #: The arm that serves the pre-period (today's production code).
 CONTROL = 0
-#: Key of the production arm: it serves the users outside a stage's traffic, so its key is
-#: their assignment value.
-PRODUCTION = NOT_ENROLLED
 
 # name -> (numerator, denominator); per-user metrics have denominator None.
 METRIC_DEFINITIONS: dict[str, tuple[str, str | None]] = {
@@ -139,11 +136,9 @@ class Timeline:
     ``arms[CONTROL]`` serves everyone in the pre-period, which runs on construction (keyed
     by ``pre_seed``, the first stage's seed). Every arm learns from the whole pre-period
     (all models enter the experiment having seen the same logs), then only from its own
-    users. ``arms[PRODUCTION]`` (the control's code in a process of its own) serves the users
-    outside a phase's traffic; a phase that leaves users out needs it. Running the phases
-    one call at a time gives exactly what one call with all of them gives, so a target can
-    keep a timeline alive between the stages of a rollout instead of replaying the earlier
-    ones.
+    users. Running the phases one call at a time gives exactly what one call with all of
+    them gives, so a target can keep a timeline alive between the stages of a rollout
+    instead of replaying the earlier ones.
     """
 
     def __init__(
@@ -183,8 +178,6 @@ class Timeline:
         if assignment.shape != (n_u,) or not np.isin(assignment, [NOT_ENROLLED, *self.arms]).all():
             raise ValueError("an assignment names a user count or an arm that does not exist")
         enrolled = assignment != NOT_ENROLLED
-        if not enrolled.all() and PRODUCTION not in self.arms:
-            raise ValueError("a phase that leaves users out needs the production arm to serve them")
         tick = time.perf_counter()
         for arm in self.arms.values():  # an arm that trained through the pre-period
             arm.catch_up()
@@ -229,7 +222,8 @@ class Timeline:
         )
         wall = self.result.wall_seconds
         tick, cpu_tick = time.perf_counter(), time.process_time()
-        users = sim.visitors(state, day, draws)  # every assignment value names an arm
+        users = sim.visitors(state, day, draws)
+        users = users[assignment[users] != NOT_ENROLLED]
         served_by = assignment[users]
         k = params.slate_size
         slates = np.full((users.size, k), -1, dtype=np.int64)
@@ -330,7 +324,6 @@ __all__ = [
     "NOT_ENROLLED",
     "InteractionLog",
     "METRIC_DEFINITIONS",
-    "PRODUCTION",
     "Phase",
     "SandboxWorld",
     "Timeline",

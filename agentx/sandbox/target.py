@@ -48,8 +48,6 @@ from agentx.sandbox.model_cache import ModelCache
 from agentx.sandbox.online import (
     CONTROL,
     METRIC_DEFINITIONS,
-    NOT_ENROLLED,
-    PRODUCTION,
     Phase,
     SandboxWorld,
     Timeline,
@@ -635,13 +633,9 @@ class SandboxTarget:
         )
         return self.root / "readouts" / f"{key}.npz"
 
-    def _start(self, snapshots: dict[int, Path], phases: list[Phase]) -> tuple[Timeline, ExitStack]:
-        """Start one arm process per role (training side by side) and run the pre-period
-        (keyed by the first phase's seed). Phases that leave users out get a production arm,
-        the control's snapshot in a process of its own, to serve them."""
-        if any(_leaves_users_out(phase) for phase in phases):
-            snapshots = {**snapshots, PRODUCTION: snapshots[CONTROL]}
-        names = {CONTROL: "control", 1: "treatment", PRODUCTION: "production"}
+    def _start(self, snapshots: dict[int, Path], pre_seed: int) -> tuple[Timeline, ExitStack]:
+        """Start one arm process per role (training side by side) and run the pre-period."""
+        names = {CONTROL: "control", 1: "treatment"}
         data = self.root / "data" / "full"
         data_fingerprint = _files_fingerprint(data)
         stack = ExitStack()
@@ -667,7 +661,7 @@ class SandboxTarget:
                 else:
                     arm.wait_ready()
             ready = time.perf_counter() - started
-            timeline = Timeline(self.world, arms, phases[0].seed)
+            timeline = Timeline(self.world, arms, pre_seed)
             timeline.result.wall_seconds["ready"] += ready
             return timeline, stack
         except BaseException:
@@ -677,7 +671,7 @@ class SandboxTarget:
     def _simulate(self, snapshots: dict[int, Path], phases: list[Phase]) -> TimelineResult:
         """Run a whole timeline with fresh arm processes, then stop them."""
         started = time.perf_counter()
-        timeline, stack = self._start(snapshots, phases)
+        timeline, stack = self._start(snapshots, phases[0].seed)
         with stack:
             for phase in phases:
                 timeline.run_phase(phase)
@@ -697,12 +691,8 @@ class SandboxTarget:
         keys = [_phase_key(phase) for phase in phases]
         with self._live_lock:
             live = self._live.pop((roles, tuple(keys[:-1])), None)
-        if live is not None and PRODUCTION not in live.timeline.arms:
-            if _leaves_users_out(phases[-1]):  # production must have served from the start
-                live.stack.close()
-                live = None
         if live is None:
-            timeline, stack = self._start(snapshots, phases)
+            timeline, stack = self._start(snapshots, phases[0].seed)
             live = _LiveRollout(roles=roles, phases=[], timeline=timeline, stack=stack, seconds=0.0)
             todo = phases
         else:
@@ -862,11 +852,6 @@ def _close_all(live: dict[tuple[Any, ...], _LiveRollout]) -> None:
     for rollout in list(live.values()):
         rollout.stack.close()
     live.clear()
-
-
-def _leaves_users_out(phase: Phase) -> bool:
-    """Whether some users are outside the phase's traffic (production serves them)."""
-    return bool((np.asarray(phase.assignment) == NOT_ENROLLED).any())
 
 
 def _phase_key(phase: Phase) -> tuple[str, int, int]:
