@@ -210,8 +210,10 @@ def _kept_card(technique: str, params: dict[str, Any]) -> KnowledgeCard:
 def test_a_keep_that_breaks_a_guardrail_against_the_origin_is_not_merged(tmp_path: Path) -> None:
     """Point 4: earlier keeps plus this one are checked against the origin baseline; the
     breach blocks the merge and the summary reports the cumulative state."""
-    long_full = [STAGES[0], {**STAGES[1], "days": 14}]  # enough power for a KEEP on tiny
-    settings = _settings(tmp_path, iterations=1, stages=long_full)
+    # A long full stage and a lenient alpha: tiny's 2,000 users read the freshness channel's
+    # true +11% at p = 0.08, and this test is about what happens after a KEEP.
+    long_full = [STAGES[0], {**STAGES[1], "days": 14}]
+    settings = _settings(tmp_path, iterations=1, stages=long_full, alpha=0.2)
     resources = _narrow(build_resources(settings), "freshness_channel")
     repo = resources.target.repo_path
     origin = origin_commit(repo)
