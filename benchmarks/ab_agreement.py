@@ -15,7 +15,9 @@ readout two weeks of the full stage's users, so a novelty effect shows up as a g
 
 Prints a table and writes ``benchmarks/results/ab_agreement.json``:
 ``{"<world>": {"<option>": {"truth": r, "measured": [r, ...], "mean": r, "se_mean": r,
-"z": x}}}`` (r relative north-star effects; z = (mean - truth) / se_mean).
+"z": x, "mean_enrolled_earlier": r, "mean_enrolled_at_full": r}}}`` (r relative north-star
+effects; z = (mean - truth) / se_mean; the last two split the same readouts by whether
+their users were enrolled by an earlier stage or by the full stage).
 """
 
 from __future__ import annotations
@@ -24,8 +26,11 @@ import argparse
 import json
 import statistics
 import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from efficacylib.space import all_options, recipe
 from efficacylib.states import StateStore
 from rich.console import Console
@@ -37,7 +42,7 @@ from agentx.research.catalog import load_catalog
 from agentx.sandbox.target import SandboxTarget
 from agentx.sandbox.world import load_world
 from agentx.settings import load_settings
-from agentx.stats import compare_metric
+from agentx.stats import NOT_ENROLLED, compare_metric
 from agentx.workspace import isolation
 
 RESULTS = Path(__file__).resolve().parent / "results" / "ab_agreement.json"
@@ -54,28 +59,58 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+@dataclass(frozen=True)
+class FullStageReading:
+    """One full stage's relative north-star effect: all its users, and split by enrolment
+    (users already in an earlier stage, users the full stage enrolled)."""
+
+    everyone: float
+    enrolled_earlier: float | None
+    enrolled_at_full: float | None
+
+
 def full_stage_estimate(
     target: SandboxTarget, control: Path, treated: Path, experiment: str, seed: int
-) -> float:
+) -> FullStageReading:
     """The relative north-star effect one full stage reads (CUPED on the pre-period)."""
     settings = load_settings(workspace=target.root / "settings-unused", seed=seed)
     stage, users, north = settings.stages[-1], target.user_ids(), settings.north_star
     arms = (target.launch("control", control), target.launch("treatment", treated))
+    earlier = earlier_stages(users, stage, experiment, settings)
     try:
         readout = target.collect(
             *arms,
             stage_assignment(users, experiment, stage.treatment_share),
             days=stage.days,
             seed=stage_seed(seed, experiment, stage.name),
-            earlier=earlier_stages(users, stage, experiment, settings),
+            earlier=earlier,
         )
     finally:
         target.rollback(arms[1])  # stops the rollout's live arm processes
     if readout.errors:
         raise SystemExit(f"an arm failed: {readout.errors}")
-    c, t = readout.metrics["control"][north], readout.metrics["treatment"][north]
-    pre = readout.pre["control"][north], readout.pre["treatment"][north]
-    return float(compare_metric(c, t, *pre).relative)
+    before = np.zeros(users.size, dtype=bool)
+    for traffic in earlier:
+        before |= np.asarray(traffic.assignment) != NOT_ENROLLED
+
+    def effect(keep_control: np.ndarray, keep_treatment: np.ndarray) -> float | None:
+        if keep_control.sum() < 2 or keep_treatment.sum() < 2:
+            return None
+        c, t = readout.metrics["control"][north], readout.metrics["treatment"][north]
+        pre_c, pre_t = readout.pre["control"][north], readout.pre["treatment"][north]
+        estimate = compare_metric(
+            c[keep_control], t[keep_treatment], pre_c[keep_control], pre_t[keep_treatment]
+        )
+        return float(estimate.relative)
+
+    early = {arm: before[readout.users[arm]] for arm in ("control", "treatment")}
+    everyone = effect(np.ones_like(early["control"]), np.ones_like(early["treatment"]))
+    assert everyone is not None
+    return FullStageReading(
+        everyone=everyone,
+        enrolled_earlier=effect(early["control"], early["treatment"]),
+        enrolled_at_full=effect(~early["control"], ~early["treatment"]),
+    )
 
 
 def run(args: argparse.Namespace, root: Path) -> dict[str, dict]:
@@ -94,10 +129,11 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, dict]:
     results: dict[str, dict] = {}
     for label in args.options:
         treated = states.with_edits(original, recipe(catalog, options[label]))
-        measured = [
+        readings = [
             full_stage_estimate(target, original, treated, f"agree-{label}-{i}", args.seed)
             for i in range(args.runs)
         ]
+        measured = [reading.everyone for reading in readings]
         truth = target.ground_truth(treated).relative[settings.north_star]
         mean = statistics.fmean(measured)
         se = statistics.stdev(measured) / len(measured) ** 0.5 if len(measured) > 1 else None
@@ -107,15 +143,25 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, dict]:
             "mean": mean,
             "se_mean": se,
             "z": (mean - truth) / se if se else None,
+            # the same readouts split by when their users were enrolled: a gap between
+            # the two says the staging itself shapes the reading
+            "mean_enrolled_earlier": _mean_of(r.enrolled_earlier for r in readings),
+            "mean_enrolled_at_full": _mean_of(r.enrolled_at_full for r in readings),
         }
         print(f"  {label}: truth {truth:+.2%}, mean of {len(measured)} readouts {mean:+.2%}")
     return {world.name: results}
 
 
+def _mean_of(values: Iterable[float | None]) -> float | None:
+    present = [value for value in values if value is not None]
+    return statistics.fmean(present) if present else None
+
+
 def print_table(results: dict[str, dict]) -> None:
     for world, rows in results.items():
         table = Table(title=f"A/B full stage against ground truth, {world}")
-        for column in ("option", "truth", "mean measured", "se of mean", "z", "readouts"):
+        columns = ("option", "truth", "mean measured", "se of mean", "z", "readouts")
+        for column in (*columns, "enrolled earlier", "enrolled at full"):
             table.add_column(column, justify="left" if column == "option" else "right")
         for label, row in rows.items():
             se, z = row["se_mean"], row["z"]
@@ -126,8 +172,14 @@ def print_table(results: dict[str, dict]) -> None:
                 "–" if se is None else f"{se:.2%}",
                 "–" if z is None else f"{z:+.2f}",
                 " ".join(f"{m:+.2%}" for m in row["measured"]),
+                _percent(row.get("mean_enrolled_earlier")),
+                _percent(row.get("mean_enrolled_at_full")),
             )
         Console(width=150).print(table)
+
+
+def _percent(value: float | None) -> str:
+    return "–" if value is None else f"{value:+.2%}"
 
 
 def main(argv: list[str] | None = None) -> int:

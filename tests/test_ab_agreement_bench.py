@@ -1,0 +1,45 @@
+"""benchmarks/ab_agreement.py end to end on tiny: the staged readouts against the truth,
+split by when their users were enrolled, in the JSON shape other tools read."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    sys.path.insert(0, str(BENCHMARKS))  # its efficacylib helpers
+    spec = importlib.util.spec_from_file_location(
+        "ab_agreement_bench", BENCHMARKS / "ab_agreement.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    yield module
+    sys.path.remove(str(BENCHMARKS))
+
+
+def test_readouts_are_compared_with_the_truth_and_split_by_enrolment(
+    bench, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    results = tmp_path / "ab_agreement.json"
+    monkeypatch.setattr(bench, "RESULTS", results)
+    option = "freshness_channel(size=20)"
+    argv = ["--world", "tiny", "--runs", "2", "--options", option, "--workdir", str(tmp_path)]
+    assert bench.main(argv) == 0
+    row = json.loads(results.read_text())["tiny"][option]
+    assert row["truth"] > 0.05  # tiny's largest true win
+    assert len(row["measured"]) == 2 and len(set(row["measured"])) == 2  # own traffic each
+    assert row["mean"] == pytest.approx(sum(row["measured"]) / 2)
+    assert row["z"] == pytest.approx((row["mean"] - row["truth"]) / row["se_mean"])
+    early, late = row["mean_enrolled_earlier"], row["mean_enrolled_at_full"]
+    assert early is not None and late is not None
+    assert early != late and row["mean"] not in (early, late)
