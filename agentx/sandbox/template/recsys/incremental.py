@@ -162,15 +162,18 @@ def served_since(factors: np.ndarray, last_seen: np.ndarray, days: np.ndarray) -
     """``F^T F`` over the users last served on or after each of ``days`` (ascending), float64
     [len(days), dim, dim]: the implicit negatives of items released on those days.
 
-    Users are split once by which of the days their last visit follows, each segment's
-    outer products summed, and the sums accumulated from the latest day back: one pass over
-    the users however many release days there are.
+    Users are sorted once by which of the days their last visit follows (a stable sort, so
+    each segment keeps the users' order), each segment's outer products summed, and the sums
+    accumulated from the latest day back: one pass over the users however many release days
+    there are.
     """
-    factors = np.asarray(factors, dtype=np.float64)
     dim = factors.shape[1]
     segment = np.searchsorted(days, last_seen, side="right") - 1  # -1: before every day
+    order = np.argsort(segment, kind="stable")
+    bounds = np.searchsorted(segment[order], np.arange(days.size + 1))
+    ordered = np.asarray(factors, dtype=np.float64)[order]
     grams = np.zeros((days.size, dim, dim))
-    for index in np.unique(segment[segment >= 0]):
-        rows = factors[segment == index]
+    for index in range(days.size):
+        rows = ordered[bounds[index] : bounds[index + 1]]
         grams[index] = rows.T @ rows
     return np.cumsum(grams[::-1], axis=0)[::-1]
