@@ -3,28 +3,16 @@ split by when their users were enrolled, in the JSON shape other tools read."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
-
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+from benchmark_scripts import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, str(BENCHMARKS))  # its efficacylib helpers
-    spec = importlib.util.spec_from_file_location(
-        "ab_agreement_bench", BENCHMARKS / "ab_agreement.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.path.remove(str(BENCHMARKS))
+    return load_benchmark("ab_agreement")
 
 
 def test_readouts_are_compared_with_the_truth_and_split_by_enrolment(
