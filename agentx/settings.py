@@ -20,6 +20,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
@@ -376,6 +377,25 @@ class Settings(BaseSettings):
         if shares != sorted(shares):
             raise ValueError("rollout stages must not shrink treatment traffic")
         return stages
+
+    @model_validator(mode="after")
+    def _world_allocation(self) -> Settings:
+        """Unless stages are set, a world that declares its rollout shares (a population
+        sized for them) gets them, with the default stages' names and days. The field stays
+        unset, so a run that picks another world gets that world's shares."""
+        if "stages" in self.model_fields_set:
+            return self
+        from agentx.sandbox.world import declared_rollout_shares  # the world file, not a build
+
+        shares = declared_rollout_shares(self.world)
+        stages = _default_stages()
+        if shares is not None:
+            stages = [
+                stage.model_copy(update={"treatment_share": share})
+                for stage, share in zip(stages, shares, strict=True)
+            ]
+        object.__setattr__(self, "stages", stages)  # not a user's choice: stays unset
+        return self
 
     @field_validator("postgres")
     @classmethod

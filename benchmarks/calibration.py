@@ -65,9 +65,10 @@ def early_effect(target: SandboxTarget, path: Path, days: int) -> float:
     return sum(treated) / sum(base) - 1.0
 
 
-def power_1pct(target: SandboxTarget, seed: int = 0) -> dict[str, float]:
-    """Power of the full stage for a +1% north-star effect, from an A/A staged rollout."""
-    settings = load_settings(workspace=target.root / "settings-unused", seed=seed)
+def power_1pct(target: SandboxTarget, world: str, seed: int = 0) -> dict[str, float]:
+    """Power of the full stage for a +1% north-star effect, from an A/A staged rollout of
+    ``world``'s default stages (its own rollout shares, if it declares them)."""
+    settings = load_settings(workspace=target.root / "settings-unused", world=world, seed=seed)
     stage = settings.stages[-1]
     users = target.user_ids()
     experiment = f"calibration-aa-{seed}"
@@ -100,7 +101,7 @@ def power_1pct(target: SandboxTarget, seed: int = 0) -> dict[str, float]:
 def measure_world(world_name: str, root: Path, quick: bool) -> dict:
     world = load_world(world_name)
     target = SandboxTarget.create(root / world.name, world)
-    settings = load_settings(workspace=root / "settings-unused")
+    settings = load_settings(workspace=root / "settings-unused", world=world_name)
     started = time.perf_counter()
     base = target.truth_of(target.repo_path)
     out: dict = {"baseline": base}
@@ -144,7 +145,7 @@ def measure_world(world_name: str, root: Path, quick: bool) -> dict:
         t for t, d in detail.items() if d["effect"] > 0 and d["breaks"]
     )
     out["detail"] = detail
-    power = power_1pct(target)
+    power = power_1pct(target, world_name)
     out["power_1pct"] = power["power"]
     out["power_detail"] = power
     out["refused"] = not (base and out["random_slate"] < 0 and out["popularity_slate"] < 0)

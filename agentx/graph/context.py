@@ -80,8 +80,11 @@ def effective_settings(base: Settings, context: RunContext | None) -> Settings:
     overrides = context.overrides() if context is not None else {}
     if all(getattr(base, key) == value for key, value in overrides.items()):
         return base
+    data = base.model_dump()
+    if "stages" not in base.model_fields_set:
+        del data["stages"]  # the world's own allocation: the run's world decides it
     try:
-        return Settings.model_validate({**base.model_dump(), **overrides})
+        return Settings.model_validate({**data, **overrides})
     except ValidationError as error:
         problems = [
             f"{'.'.join(str(p) for p in item['loc']) or '(context)'}: "

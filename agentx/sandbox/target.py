@@ -249,7 +249,7 @@ class SandboxTarget:
             git.init_repository(self.repo_path, "Baseline recommender from the AgentX template")
         marker = self.root / "data" / "world.json"
         expected = json.dumps(
-            {"world": self.world_params.model_dump(), "simulator": simulator_version()},
+            {"world": self.world_params.behaviour(), "simulator": simulator_version()},
             sort_keys=True,
         )
         if marker.exists() and marker.read_text() != expected:

@@ -162,9 +162,22 @@ class WorldParams(BaseModel):
     # logging policy
     logging_epsilon: float = Field(0.3, ge=0, le=1, description="Share of uniform slates.")
     logging_temperature: float = Field(1.0, gt=0)
+    # experiments
+    rollout_shares: tuple[float, float, float] | None = Field(
+        None,
+        description="Treatment share per arm of the default rollout's canary, ramp and full "
+        "stage for this population (settings that set `stages` win). A larger population "
+        "reaches the same power with a smaller full stage and leaves traffic for concurrent "
+        "experiments; unset: the settings' defaults (5%, 20%, 50%).",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> WorldParams:
+        shares = self.rollout_shares
+        if shares is not None and (list(shares) != sorted(shares) or not 0 < shares[0]):
+            raise ValueError("rollout_shares must be positive and must not shrink")
+        if shares is not None and shares[-1] > 0.5:
+            raise ValueError("rollout_shares: a share per arm is at most 0.5")
         if self.n_items < self.slate_size * 4:
             raise ValueError("n_items must be at least 4 x slate_size")
         if self.n_creators > self.n_items:
@@ -173,6 +186,12 @@ class WorldParams(BaseModel):
         if abs(total - 1.0) > 1e-6:
             raise ValueError(f"clusters: shares must sum to 1, not {total:g}")
         return self
+
+    def behaviour(self) -> dict:
+        """The parameters that decide what the simulator does (the key of built worlds and
+        cached results): everything but the experiment allocation, which only says how
+        experiments split the users."""
+        return self.model_dump(exclude={"rollout_shares"})
 
     @property
     def online_days(self) -> int:
@@ -232,3 +251,12 @@ def load_world(name_or_path: str | Path) -> WorldParams:
             for item in error.errors()
         )
         raise WorldError(f"invalid world file {path}: {problems}") from None
+
+
+def declared_rollout_shares(name_or_path: str | Path) -> tuple[float, float, float] | None:
+    """The world's own rollout shares, or None when it declares none or cannot be loaded
+    (an unknown or invalid world is reported, in one line, where its sandbox is built)."""
+    try:
+        return load_world(name_or_path).rollout_shares
+    except WorldError:
+        return None
