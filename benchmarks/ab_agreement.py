@@ -41,7 +41,7 @@ from agentx.graph.resources import isolation_policy
 from agentx.research.catalog import load_catalog
 from agentx.sandbox.target import SandboxTarget
 from agentx.sandbox.world import load_world
-from agentx.settings import load_settings
+from agentx.settings import Settings, load_settings
 from agentx.stats import NOT_ENROLLED, compare_metric
 from agentx.workspace import isolation
 
@@ -70,10 +70,11 @@ class FullStageReading:
 
 
 def full_stage_estimate(
-    target: SandboxTarget, control: Path, treated: Path, experiment: str, seed: int
+    target: SandboxTarget, settings: Settings, control: Path, treated: Path, experiment: str
 ) -> FullStageReading:
-    """The relative north-star effect one full stage reads (CUPED on the pre-period)."""
-    settings = load_settings(workspace=target.root / "settings-unused", seed=seed)
+    """The relative north-star effect one full stage of ``settings``' stages reads (CUPED on
+    the pre-period)."""
+    seed = settings.seed
     stage, users, north = settings.stages[-1], target.user_ids(), settings.north_star
     arms = (target.launch("control", control), target.launch("treatment", treated))
     earlier = earlier_stages(users, stage, experiment, settings)
@@ -115,7 +116,7 @@ def full_stage_estimate(
 
 def run(args: argparse.Namespace, root: Path) -> dict[str, dict]:
     world = load_world(args.world)
-    settings = load_settings(workspace=root / "unused", world=world.name, seed=args.seed)
+    settings = load_settings(workspace=root / "unused", world=args.world, seed=args.seed)
     isolation.configure(isolation_policy(settings))
     isolation.require()
     catalog = load_catalog()
@@ -130,7 +131,7 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, dict]:
     for label in args.options:
         treated = states.with_edits(original, recipe(catalog, options[label]))
         readings = [
-            full_stage_estimate(target, original, treated, f"agree-{label}-{i}", args.seed)
+            full_stage_estimate(target, settings, original, treated, f"agree-{label}-{i}")
             for i in range(args.runs)
         ]
         measured = [reading.everyone for reading in readings]

@@ -41,7 +41,7 @@ from agentx.sandbox.online import SandboxWorld
 from agentx.sandbox.simulator import DayTraffic, WindowTotals
 from agentx.sandbox.target import SandboxTarget
 from agentx.sandbox.world import WorldParams, load_world
-from agentx.settings import load_settings
+from agentx.settings import Settings, load_settings
 from agentx.target.models import OnlineReadout
 
 
@@ -77,12 +77,11 @@ def simulator_throughput(world: SandboxWorld, days: int) -> dict[str, float]:
 
 
 def aa_rollout(
-    target: SandboxTarget, experiment: str, treatment: Path | None = None
+    target: SandboxTarget, settings: Settings, experiment: str, treatment: Path | None = None
 ) -> Iterator[tuple[str, OnlineReadout]]:
     """Collect every default stage of an A/A rollout of the baseline (or an A/B one against
     the ``treatment`` working copy), in order, as the Evaluation Agent runs a rollout (the
-    arms stay alive between stages)."""
-    settings = load_settings(workspace=target.root / "unused")
+    arms stay alive between stages), with ``settings``' stages."""
     users = target.user_ids()
     control = target.launch("control", target.repo_path)
     twin = target.launch("treatment", treatment or target.repo_path)
@@ -110,11 +109,14 @@ def changed_copy(target: SandboxTarget, where: Path) -> Path:
 
 
 def staged_rollout(
-    target: SandboxTarget, treatment: Path | None = None, experiment: str = "bench"
+    target: SandboxTarget,
+    settings: Settings,
+    treatment: Path | None = None,
+    experiment: str = "bench",
 ) -> dict[str, float]:
     """Wall time of a whole A/A (or A/B) rollout and where it went."""
     started = time.perf_counter()
-    for stage, readout in aa_rollout(target, experiment, treatment):
+    for stage, readout in aa_rollout(target, settings, experiment, treatment):
         if readout.errors:  # a failed arm's stage would time nothing real
             raise SystemExit(f"stage {stage} failed: {readout.errors}")
     return {"s": time.perf_counter() - started, **target.last_timing}
@@ -145,9 +147,10 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         target = SandboxTarget.create(Path(tmp), params)
-        rows.update({f"rollout_{k}": v for k, v in staged_rollout(target).items()})
+        settings = load_settings(workspace=Path(tmp) / "unused", world=args.world)
+        rows.update({f"rollout_{k}": v for k, v in staged_rollout(target, settings).items()})
         treatment = changed_copy(target, Path(tmp) / "treatment")
-        ab = staged_rollout(target, treatment, experiment="bench-ab")
+        ab = staged_rollout(target, settings, treatment, experiment="bench-ab")
         rows.update({f"rollout_ab_{k}": v for k, v in ab.items()})
         started = time.perf_counter()
         target.truth_of(target.repo_path)

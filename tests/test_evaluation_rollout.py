@@ -155,7 +155,9 @@ def _population(seed: int, days: int) -> dict[str, np.ndarray]:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return load_settings(workspace=tmp_path, seed=1)
+    """The settings' own stages (5% / 20% / 50% per arm): the fake target is no world, and
+    `tiny` declares no rollout shares of its own (the shipped `default` does)."""
+    return load_settings(workspace=tmp_path, world="tiny", seed=1)
 
 
 POLICY = EvaluationPolicy()

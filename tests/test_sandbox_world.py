@@ -26,7 +26,7 @@ def _cluster(world: WorldParams, name: str):
 def test_shipped_worlds_load_and_differ() -> None:
     worlds = {name: load_world(name) for name in shipped_worlds()}
     assert {"default", "fresh", "niche", "tiny"} <= set(worlds)
-    assert worlds["default"].n_users >= 100_000
+    assert worlds["default"].n_users >= 200_000
     explorers = {name: _cluster(w, "explorers").share for name, w in worlds.items()}
     assert explorers["fresh"] > explorers["default"] > explorers["niche"]
     loyal = {name: _cluster(w, "loyalists").taste_concentration for name, w in worlds.items()}
@@ -49,8 +49,20 @@ def test_invalid_world_file_names_the_field(tmp_path: Path) -> None:
     path.write_text(json.dumps({"name": "bad", "n_userz": 5}))
     with pytest.raises(WorldError, match="n_userz"):
         load_world(path)
+    path.write_text(json.dumps({"name": "bad", "rollout_shares": [0.2, 0.1, 0.3]}))
+    with pytest.raises(WorldError, match="rollout_shares must be positive and must not shrink"):
+        load_world(path)
     with pytest.raises(WorldError, match="shipped worlds"):
         load_world("no-such-world")
+
+
+def test_rollout_shares_are_not_part_of_what_the_simulator_does() -> None:
+    """Changing how experiments split the users must not rebuild the world or invalidate
+    its cached truths."""
+    world = load_world("default")
+    other = world.model_copy(update={"rollout_shares": (0.05, 0.2, 0.5)})
+    assert other.behaviour() == world.behaviour()
+    assert world.model_copy(update={"fatigue_rate": 0.2}).behaviour() != world.behaviour()
 
 
 def test_yaml_world_file(tmp_path: Path) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
+import agentx.sandbox
 from agentx.settings import SettingsError, load_settings
 
 
@@ -62,3 +64,41 @@ def test_a_stage_longer_than_the_world_simulates_is_refused_before_any_work(
     with pytest.raises(TargetError, match="full last longer than world 'tiny' simulates"):
         build_resources(settings)
     assert not (tmp_path / "ws" / "sandbox").exists()
+
+
+def _world_with_shares(tmp_path: Path) -> Path:
+    path = tmp_path / "big.json"
+    world = {"name": "big", "n_users": 400, "n_items": 100, "n_creators": 10}
+    path.write_text(json.dumps({**world, "rollout_shares": [0.02, 0.1, 0.2]}))
+    return path
+
+
+def test_a_world_that_declares_rollout_shares_gets_them_unless_stages_are_set(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    world = _world_with_shares(tmp_path)
+    declared = load_settings(world=str(world)).stages
+    assert [s.treatment_share for s in declared] == [0.02, 0.1, 0.2]
+    assert [(s.name, s.days) for s in declared] == [
+        (s.name, s.days) for s in load_settings(world="tiny").stages
+    ]
+    assert [s.treatment_share for s in load_settings(world="tiny").stages] == [0.05, 0.2, 0.5]
+    default = json.loads((Path(agentx.sandbox.__file__).parent / "worlds/default.json").read_text())
+    shipped = [s.treatment_share for s in load_settings(world="default").stages]
+    assert shipped == default["rollout_shares"]
+    one_stage = [{"name": "full", "treatment_share": 0.3, "days": 5}]
+    assert load_settings(world=str(world), stages=one_stage).stages[0].treatment_share == 0.3
+    monkeypatch.setenv("AGENTX_STAGES", json.dumps(one_stage))
+    assert [s.treatment_share for s in load_settings(world=str(world)).stages] == [0.3]
+
+
+def test_a_run_that_picks_another_world_gets_that_worlds_shares(tmp_path: Path) -> None:
+    from agentx.graph.context import RunContext, effective_settings
+
+    base = load_settings(world=str(_world_with_shares(tmp_path)), workspace=tmp_path / "ws")
+    tiny = effective_settings(base, RunContext(world="tiny"))
+    assert [s.treatment_share for s in tiny.stages] == [0.05, 0.2, 0.5]
+    one_stage = [{"name": "full", "treatment_share": 0.3, "days": 5}]
+    chosen = load_settings(world=base.world, workspace=tmp_path / "ws", stages=one_stage)
+    kept = effective_settings(chosen, RunContext(world="tiny"))
+    assert [s.treatment_share for s in kept.stages] == [0.3]  # the user's choice stays
