@@ -193,8 +193,13 @@ def test_config_shows_effective_settings_and_their_origins(tmp_path: Path) -> No
     assert rows["iterations"] == {"key": "iterations", "value": 5, "origin": "default"}
     assert rows["llm.model"]["origin"] == f"file {settings_file}"
     assert "sk-secret" not in result.stdout  # secrets are masked
+    assert rows["stages"]["origin"] == "default"  # tiny declares no rollout shares
     table = agentx("config", "--settings", str(settings_file), env=_env(AGENTX_SEED="7"))
     assert "env AGENTX_SEED" in table.stdout and "default" in table.stdout
+    shipped = agentx("config", "--workspace", str(tmp_path), "--json", env=_env())
+    rows = {row["key"]: row for row in json.loads(shipped.stdout)}
+    assert rows["stages"]["origin"] == "world default"  # its own rollout shares
+    assert [stage["treatment_share"] for stage in rows["stages"]["value"]] == [0.025, 0.1, 0.2]
 
 
 def test_the_example_settings_file_is_complete_and_valid() -> None:

@@ -47,6 +47,17 @@ def _flat_settings(settings: Any) -> dict[str, Any]:
     return flat
 
 
+def _origin(key: str, origin: str, settings: Any) -> str:
+    """``origin``, except for stages the world chose (its declared rollout shares): an
+    operator wondering why the canary is 2.5% should see the world, not "default"."""
+    from agentx.sandbox.world import declared_rollout_shares
+
+    chose_stages = key == "stages" and "stages" not in settings.model_fields_set
+    if chose_stages and declared_rollout_shares(settings.world) is not None:
+        return f"world {settings.world}"
+    return origin
+
+
 def config(
     workspace: Annotated[Path | None, typer.Option(help="Workspace to show settings for.")] = None,
     settings_file: Annotated[Path | None, typer.Option("--settings", help="TOML settings.")] = None,
@@ -61,7 +72,7 @@ def config(
         fail(error)
     origins = setting_origins(settings_file, "flag", workspace=workspace)
     rows = [
-        {"key": key, "value": _shown(value), "origin": origins.of(key)}
+        {"key": key, "value": _shown(value), "origin": _origin(key, origins.of(key), settings)}
         for key, value in _flat_settings(settings).items()
     ]
     if as_json:
