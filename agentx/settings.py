@@ -287,7 +287,7 @@ class TrackingSettings(BaseModel):
     )
 
 
-def _default_stages() -> list[RolloutStage]:
+def default_stages() -> list[RolloutStage]:
     """Canary and ramp are short guards; the full stage reads the effect over 14 days, the
     sandbox's truth horizon, so a novelty effect that fades within two weeks is measured as
     it will be lived (a 7-day full stage kept a change that was +2.5 % at 7 days and -2.1 %
@@ -354,7 +354,7 @@ class Settings(BaseSettings):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     embeddings: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)
-    stages: list[RolloutStage] = Field(default_factory=_default_stages, min_length=1)
+    stages: list[RolloutStage] = Field(default_factory=default_stages, min_length=1)
     guardrails: list[GuardrailSpec] = Field(default_factory=_default_guardrails)
     north_star: str = Field("watch_time", description="The primary metric of the goal.")
     evolution: EvolutionSettings = Field(default_factory=EvolutionSettings)
@@ -388,7 +388,7 @@ class Settings(BaseSettings):
         from agentx.sandbox.world import declared_rollout_shares  # the world file, not a build
 
         shares = declared_rollout_shares(self.world)
-        stages = _default_stages()
+        stages = default_stages()
         if shares is not None:
             stages = [
                 stage.model_copy(update={"treatment_share": share})

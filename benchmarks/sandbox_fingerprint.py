@@ -34,7 +34,7 @@ from sandbox_bench import aa_rollout
 from agentx.research.catalog import load_catalog
 from agentx.sandbox.target import SandboxTarget
 from agentx.sandbox.world import WorldParams, load_world
-from agentx.settings import load_settings
+from agentx.settings import default_stages, load_settings
 from agentx.workspace import git
 from agentx.workspace.edits import apply_edits
 
@@ -75,18 +75,12 @@ def log_fingerprint(target: SandboxTarget) -> dict:
     }
 
 
-# The settings' shares for worlds that declare none (5% / 20% / 50% per arm), whatever the
-# fingerprinted world declares: records stay comparable when a world's allocation changes.
-FINGERPRINT_STAGES = [
-    {"name": "canary", "treatment_share": 0.05, "days": 3},
-    {"name": "ramp", "treatment_share": 0.2, "days": 4},
-    {"name": "full", "treatment_share": 0.5, "days": 14},
-]
-
-
 def rollout_fingerprint(target: SandboxTarget) -> dict:
     out: dict = {}
-    settings = load_settings(workspace=target.root / "unused", stages=FINGERPRINT_STAGES)
+    # the settings' own stages, whatever the world declares: records stay comparable when
+    # a world's allocation changes
+    stages = [stage.model_dump() for stage in default_stages()]
+    settings = load_settings(workspace=target.root / "unused", stages=stages)
     for stage, readout in aa_rollout(target, settings, "fingerprint"):
         assert not readout.errors, readout.errors
         out[stage] = {
