@@ -13,8 +13,12 @@ Usage: python benchmarks/sandbox_bench.py [--world default] [--users N] [--out b
   and the rest;
 * **staged A/B rollout**: the same stages with a treatment that is a new snapshot (the
   baseline with a note added, so it behaves the same): the control loads the model the A/A
-  rollout cached, the treatment trains its own while the control serves the pre-period, as
-  in an experiment of the loop;
+  rollout cached and serves the pre-period, the treatment trains its own meanwhile, as in
+  the first experiment of the loop at a baseline (the pre-period records are dropped
+  first, as in a fresh process);
+* **staged A/B rollout reusing the pre-period**: the next experiment at that baseline (another
+  new snapshot): the control restores its state after the pre-period, nobody serves it
+  again, and the treatment learns its days after training (:mod:`agentx.sandbox.pre_period`);
 * **ground truth** of the baseline over the truth horizon, split the same way.
 
 ``--users N`` overrides the world's user count (everything else as in the world file), to
@@ -100,11 +104,11 @@ def aa_rollout(
     target.rollback(twin)
 
 
-def changed_copy(target: SandboxTarget, where: Path) -> Path:
+def changed_copy(target: SandboxTarget, where: Path, note: str = "") -> Path:
     """The baseline's files with a note added: a new snapshot (its arm trains its own
     model) that serves exactly as the baseline does."""
     shutil.copytree(target.repo_path, where, ignore=shutil.ignore_patterns(".git"))
-    (where / "NOTES.md").write_text("a change that changes no behaviour\n")
+    (where / "NOTES.md").write_text(f"a change that changes no behaviour {note}\n")
     return where
 
 
@@ -149,9 +153,13 @@ def main() -> None:
         target = SandboxTarget.create(Path(tmp), params)
         settings = load_settings(workspace=Path(tmp) / "unused", world=args.world)
         rows.update({f"rollout_{k}": v for k, v in staged_rollout(target, settings).items()})
+        target.pre_periods.clear()
         treatment = changed_copy(target, Path(tmp) / "treatment")
         ab = staged_rollout(target, settings, treatment, experiment="bench-ab")
         rows.update({f"rollout_ab_{k}": v for k, v in ab.items()})
+        second = changed_copy(target, Path(tmp) / "second-treatment", note="another")
+        again = staged_rollout(target, settings, second, experiment="bench-ab-2")
+        rows.update({f"rollout_ab_reused_{k}": v for k, v in again.items()})
         started = time.perf_counter()
         target.truth_of(target.repo_path)
         rows["ground_truth_s"] = time.perf_counter() - started

@@ -1,7 +1,8 @@
 """Child-process entry point: one arm of an experiment, serving day by day in a closed loop.
 
 Run confined (see :mod:`agentx.sandbox.arms`) as
-``python -m agentx.sandbox.arm_server REPO DATA --seed S [--load-model F | --save-model D]``.
+``python -m agentx.sandbox.arm_server REPO DATA --seed S [--load-model F | --save-model D]
+[--checkpoint-dir D]``.
 It imports the repository's own ``recsys`` package, so a change under test runs its real
 code, trains on the historical logs (or loads the model an earlier arm of the same snapshot
 trained and pickled: :mod:`agentx.sandbox.model_cache`), then answers the simulator over
@@ -11,6 +12,9 @@ stdin/stdout (:mod:`agentx.sandbox.arm_protocol`):
 * ``diagnose`` (day) -> the model's numeric diagnostics (:mod:`agentx.sandbox.model_checks`);
 * ``update`` (one day of this arm's own impressions) -> ``Model.update``: the arm retrains on
   the feedback its own slates produced, as a production recommender does;
+* ``checkpoint`` -> pickles the model as it is now into the ``--checkpoint-dir`` (a control
+  after the pre-period: later rollouts of the same baseline start from it,
+  :mod:`agentx.sandbox.pre_period`);
 * ``quit``.
 
 Replies carry the wall and CPU seconds the arm spent (CPU time shows what the arm's code
@@ -48,6 +52,9 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--load-model", type=Path, default=None, help="A pickled trained model.")
     parser.add_argument("--save-model", type=Path, default=None, help="Pickle it into this dir.")
+    parser.add_argument(
+        "--checkpoint-dir", type=Path, default=None, help="Where 'checkpoint' pickles the model."
+    )
     return parser.parse_args(argv)
 
 
@@ -63,8 +70,9 @@ def _load(path: Path) -> Any | None:
 
 
 def _save(model: Any, directory: Path) -> bool:
-    """Pickle the freshly trained model into ``directory`` (before it serves: the state a
-    new arm starts from); False when it cannot be (an unpicklable object, a full disk)."""
+    """Pickle the model into ``directory`` (freshly trained, before it serves, or at a
+    checkpoint: the state a new arm starts from); False when it cannot be (an unpicklable
+    object, a full disk)."""
     partial = directory / f"{MODEL_FILE}.partial"
     try:
         with partial.open("wb") as stream:
@@ -139,6 +147,11 @@ def serve_forever(args: argparse.Namespace, inbox: IO[bytes], outbox: IO[bytes])
                 model, int(header["n_users"]), int(header["n_items"]), int(header["day"])
             )
             write_message(outbox, "diagnosed", report)
+        elif op == "checkpoint":
+            if args.checkpoint_dir is None:
+                raise ValueError("this arm was started without a --checkpoint-dir")
+            saved = _save(model, args.checkpoint_dir)
+            write_message(outbox, "checkpointed", saved=saved)
         elif op == "update":
             update = getattr(model, "update", None)
             if update is None:

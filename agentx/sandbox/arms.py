@@ -37,6 +37,9 @@ from agentx.workspace.process import ConfinedCommand, confined_command, kill_gro
 TRAIN_TIMEOUT_S = 900.0
 REQUEST_TIMEOUT_S = 300.0
 ARM_MEMORY_MB = 6144
+#: Largest file an arm may write: its pickled model (a ``default`` control after the
+#: pre-period is about 1.2 GB), only ever into the cache's staging directory it is given.
+ARM_FILE_MB = 4096
 
 
 class ArmFailure(RuntimeError):
@@ -63,6 +66,8 @@ class ArmProcess:
         request_timeout_s: float = REQUEST_TIMEOUT_S,
         model_cache: ModelCache | None = None,
         cache_key: str | None = None,
+        load_model: Path | None = None,
+        checkpoint_dir: Path | None = None,
     ) -> None:
         self.name = name
         self.repo = Path(repo)
@@ -86,8 +91,13 @@ class ArmProcess:
         self._buffer = b""
         self._tick = 0.0
         self._pending: tuple[int, int] = (0, 0)
-        self._cache = model_cache if cache_key is not None else None
-        self._cache_key = cache_key
+        # An explicit model to start from (a checkpoint) replaces the cache's plan; the arm
+        # trains only if it cannot be loaded (then ``loaded_model`` is False).
+        self._load_model = Path(load_model) if load_model is not None else None
+        self._checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        use_cache = cache_key is not None and load_model is None
+        self._cache = model_cache if use_cache else None
+        self._cache_key = cache_key if use_cache else None
         self._plan: CachePlan | None = None  # what this arm does about its model (cache)
         self.loaded_model = False  # it loaded a cached model instead of training
         # Feedback held back while the arm trains (see :meth:`defer_readiness`).
@@ -131,17 +141,24 @@ class ArmProcess:
         args += ["--seed", str(self.seed)]
         readable, writable = [self.data], []
         plan = self._plan
-        if plan is not None and plan.path is not None:
+        if self._load_model is not None:
+            args += ["--load-model", str(self._load_model)]
+            readable.append(self._load_model.parent)
+        elif plan is not None and plan.path is not None:
             if plan.action == "load":
                 args += ["--load-model", str(plan.path / MODEL_FILE)]
                 readable.append(plan.path)
             else:
                 args += ["--save-model", str(plan.path)]
                 writable.append(plan.path)
+        if self._checkpoint_dir is not None:
+            args += ["--checkpoint-dir", str(self._checkpoint_dir)]
+            writable.append(self._checkpoint_dir)
         self._command = confined_command(
             args,
             self.repo,
             memory_mb=self.memory_mb,
+            file_mb=ARM_FILE_MB,
             readable=readable,
             allow_write=writable,
             cwd_writable=False,
@@ -292,6 +309,18 @@ class ArmProcess:
             self._fail(f"expected 'updated', got {header['op']!r}")
         self.update_seconds += time.perf_counter() - self._tick
         self.update_cpu_seconds += _seconds(header, "cpu_seconds")
+
+    def checkpoint(self) -> bool:
+        """Have the arm pickle its model as it is now into its checkpoint directory; False
+        when it could not (an unpicklable model, a full disk: the caller only loses reuse)."""
+        if self._checkpoint_dir is None:
+            raise ValueError(f"arm {self.name} was started without a checkpoint directory")
+        self.catch_up()
+        self._send("checkpoint", {})
+        header, _ = self._receive(self.request_timeout_s, "saving a checkpoint")
+        if header["op"] != "checkpointed":
+            self._fail(f"expected 'checkpointed', got {header['op']!r}")
+        return header.get("saved") is True
 
     def diagnose(self, day: int, n_users: int) -> dict[str, np.ndarray]:
         """The trained model's weights, loss history and sampled scores, for the parent to judge."""

@@ -60,6 +60,21 @@ class Phase:
     seed: int
 
 
+@dataclass(frozen=True)
+class PrePeriod:
+    """What a pre-period leaves behind, so a rollout of the same control, world and draws can
+    start where it ended instead of serving it again (:mod:`agentx.sandbox.pre_period`).
+
+    The control's own model after the pre-period is not here: it lives in its arm process
+    and is pickled by it. Read-only once recorded: every timeline that reuses it copies
+    the state and only reads the totals.
+    """
+
+    state: UserState  # the users at the end of the pre-period
+    totals: WindowTotals  # per-user totals of the pre-period (the readouts' covariates)
+    days: tuple[dict[str, np.ndarray], ...]  # each day's impressions, for arms to learn
+
+
 @dataclass
 class TimelineResult:
     """Per-user totals of the pre-period (everyone) and of each phase (enrolled users)."""
@@ -134,15 +149,29 @@ class Timeline:
     """A rollout in progress: the users' state and the arms, advanced one phase at a time.
 
     ``arms[CONTROL]`` serves everyone in the pre-period, which runs on construction (keyed
-    by ``pre_seed``, the first stage's seed). Every arm learns from the whole pre-period
-    (all models enter the experiment having seen the same logs), then only from its own
-    users. Running the phases one call at a time gives exactly what one call with all of
-    them gives, so a target can keep a timeline alive between the stages of a rollout
-    instead of replaying the earlier ones.
+    by ``pre_seed``). Every arm learns from the whole pre-period (all models enter the
+    experiment having seen the same logs), then only from its own users. Running the phases
+    one call at a time gives exactly what one call with all of them gives, so a target can
+    keep a timeline alive between the stages of a rollout instead of replaying the earlier
+    ones.
+
+    Given ``pre_period``, a pre-period recorded by an earlier timeline of the same control,
+    world, ``pre_seed`` and ``replicate``, nobody serves it again: the users start from its
+    end state and every arm not in ``learned`` (arms restored to their state after it) learns
+    its days, in order, exactly as it would have while the control served them. With
+    ``record_pre_period`` the timeline keeps what it ran as :attr:`pre_period`.
     """
 
     def __init__(
-        self, world: SandboxWorld, arms: dict[int, ArmProcess], pre_seed: int, replicate: int = 0
+        self,
+        world: SandboxWorld,
+        arms: dict[int, ArmProcess],
+        pre_seed: int,
+        replicate: int = 0,
+        *,
+        pre_period: PrePeriod | None = None,
+        learned: frozenset[int] = frozenset(),
+        record_pre_period: bool = False,
     ) -> None:
         if CONTROL not in arms:
             raise ValueError("the control arm (key 0) serves the pre-period and must be given")
@@ -152,17 +181,42 @@ class Timeline:
             world.simulator,
             world.population,
         )
-        self.state = world.fresh_state()
         n_u, n_i = self.population.n_users, self.population.n_items
-        self.result = TimelineResult(pre=WindowTotals.zeros(n_u, n_i))
         self.day = world.online_start_day
         self.days_run = 0
-        everyone = np.full(n_u, CONTROL, dtype=np.int64)
-        for _ in range(self.params.pre_days):
-            draws = self.simulator.streams(pre_seed, replicate, self.day)
-            self._day(everyone, draws, self.result.pre, None, learn_all=True)
-            self.day += 1
+        self.pre_period: PrePeriod | None = None
+        if pre_period is not None:
+            self._resume_pre_period(pre_period, learned)
+        else:
+            self.state = world.fresh_state()
+            self.result = TimelineResult(pre=WindowTotals.zeros(n_u, n_i))
+            everyone = np.full(n_u, CONTROL, dtype=np.int64)
+            days: list[dict[str, np.ndarray]] | None = [] if record_pre_period else None
+            for _ in range(self.params.pre_days):
+                draws = self.simulator.streams(pre_seed, replicate, self.day)
+                self._day(everyone, draws, self.result.pre, None, learn_all=True, keep=days)
+                self.day += 1
+            if days is not None:
+                self.pre_period = PrePeriod(self.state.copy(), self.result.pre, tuple(days))
         self._record_seconds()
+
+    def _resume_pre_period(self, pre_period: PrePeriod, learned: frozenset[int]) -> None:
+        """Start after a recorded pre-period: its users' end state, its totals, and its days
+        learned by every arm that is not already past it."""
+        if len(pre_period.days) != self.params.pre_days:
+            raise ValueError("a recorded pre-period of another length cannot be resumed")
+        self.state = pre_period.state.copy()
+        self.result = TimelineResult(pre=pre_period.totals)
+        self.pre_period = pre_period
+        learners = [arm for key, arm in self.arms.items() if key not in learned]
+        tick = time.perf_counter()
+        for rows in pre_period.days:
+            for arm in learners:
+                arm.begin_update(rows)
+            for arm in learners:
+                arm.finish_update()
+            self.day += 1
+        self.result.wall_seconds["update"] += time.perf_counter() - tick
 
     def run_phase(self, phase: Phase) -> WindowTotals:
         """Simulate one phase's days after everything run so far; its per-user totals."""
@@ -212,6 +266,7 @@ class Timeline:
         totals: WindowTotals,
         counted: np.ndarray | None,
         learn_all: bool,
+        keep: list[dict[str, np.ndarray]] | None = None,
     ) -> None:
         params, sim, state, arms, day = (
             self.params,
@@ -244,6 +299,8 @@ class Timeline:
         traffic = DayTraffic(users, clean, latency.astype(np.float32), errors)
         outcome = sim.sessions(state, traffic, day, draws, totals, counted)
         rows_of_day = outcome_rows(outcome, day)
+        if keep is not None:
+            keep.append(rows_of_day)
         owner = served_by[np.searchsorted(users, rows_of_day["user"])]
         for key, arm in arms.items():
             mine = (
@@ -325,6 +382,7 @@ __all__ = [
     "InteractionLog",
     "METRIC_DEFINITIONS",
     "Phase",
+    "PrePeriod",
     "SandboxWorld",
     "Timeline",
     "TimelineResult",

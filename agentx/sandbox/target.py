@@ -57,6 +57,7 @@ from agentx.sandbox.online import (
     per_user_metrics,
     population_metrics,
 )
+from agentx.sandbox.pre_period import PrePeriodCache, pre_period_key, pre_period_seed
 from agentx.sandbox.ranking_metrics import catalogue_coverage, ndcg_at_k, recall_at_k
 from agentx.sandbox.world import WorldParams
 from agentx.target.contract import StageTraffic, TargetError
@@ -208,6 +209,8 @@ class SandboxTarget:
         self._description: tuple[str, SystemDescription] | None = None  # see describe()
         # Trained models of snapshots: an arm of code trained before loads it (model_cache).
         self.models = ModelCache(self.root / "models")
+        # Pre-periods of baselines, run once per baseline and seed (pre_period).
+        self.pre_periods = PrePeriodCache(self.models)
         weakref.finalize(self, _close_all, self._live)
 
     # ------------------------------------------------------------------ setup
@@ -357,9 +360,13 @@ class SandboxTarget:
         data: Path,
         timeout_s: float | None = None,
         cache_key: str | None = None,
+        load_model: Path | None = None,
+        checkpoint_dir: Path | None = None,
     ) -> ArmProcess:
         """An arm of ``repo``; with ``cache_key`` (only for content-addressed snapshots) it
-        loads the model an earlier arm of the same snapshot, data and seed trained."""
+        loads the model an earlier arm of the same snapshot, data and seed trained; with
+        ``load_model`` it starts from that checkpoint instead, and with ``checkpoint_dir``
+        it may save one there."""
         params = self.world_params
         limits = {"train_timeout_s": timeout_s, "request_timeout_s": timeout_s} if timeout_s else {}
         return ArmProcess(
@@ -371,6 +378,8 @@ class SandboxTarget:
             n_items=params.n_items,
             model_cache=self.models,
             cache_key=cache_key,
+            load_model=load_model,
+            checkpoint_dir=checkpoint_dir,
             **limits,
         )
 
@@ -633,23 +642,37 @@ class SandboxTarget:
         )
         return self.root / "readouts" / f"{key}.npz"
 
-    def _start(self, snapshots: dict[int, Path], pre_seed: int) -> tuple[Timeline, ExitStack]:
-        """Start one arm process per role (training side by side) and run the pre-period."""
+    def _start(
+        self, snapshots: dict[int, Path], pre_seed: int, *, reuse_pre_period: bool = False
+    ) -> tuple[Timeline, ExitStack]:
+        """Start one arm process per role (training side by side) and run the pre-period.
+
+        With ``reuse_pre_period`` (rollouts: the control is a baseline every experiment of
+        it shares) a pre-period this sandbox recorded for the same control and draws is
+        reused, and one it runs is recorded (:mod:`agentx.sandbox.pre_period`)."""
         names = {CONTROL: "control", 1: "treatment"}
         data = self.root / "data" / "full"
         data_fingerprint = _files_fingerprint(data)
+        model_keys = {
+            key: ModelCache.key(path, data_fingerprint, self.seed)
+            for key, path in snapshots.items()
+        }
+        plan = None
+        if reuse_pre_period:  # before any arm starts: a wait never holds up a training
+            world = json.dumps(self.world_params.behaviour(), sort_keys=True)
+            key = pre_period_key(model_keys[CONTROL], pre_seed, world, simulator_version())
+            plan = self.pre_periods.claim(key)
+        record, saved = None, False
         stack = ExitStack()
         started = time.perf_counter()
         try:
-            arms = {
-                key: self._arm(
-                    names.get(key, str(key)),
-                    path,
-                    data,
-                    cache_key=ModelCache.key(path, data_fingerprint, self.seed),
-                )
-                for key, path in snapshots.items()
-            }
+            arms = {}
+            for key, path in snapshots.items():
+                restore = {}
+                if key == CONTROL and plan is not None:
+                    restore = {"load_model": plan.model, "checkpoint_dir": plan.checkpoint_dir}
+                name = names.get(key, str(key))
+                arms[key] = self._arm(name, path, data, cache_key=model_keys[key], **restore)
             for arm in arms.values():  # one process per core
                 stack.callback(arm.close)
                 arm.spawn()
@@ -661,12 +684,27 @@ class SandboxTarget:
                 else:
                     arm.wait_ready()
             ready = time.perf_counter() - started
-            timeline = Timeline(self.world, arms, pre_seed)
+            control = arms[CONTROL]
+            if plan is not None and plan.reuse and control.loaded_model:
+                learned = frozenset({CONTROL})
+                timeline = Timeline(
+                    self.world, arms, pre_seed, pre_period=plan.record, learned=learned
+                )
+            else:
+                if plan is not None and plan.reuse:  # unreadable: the control trained afresh
+                    self.pre_periods.forget(plan.key)
+                timeline = Timeline(self.world, arms, pre_seed, record_pre_period=plan is not None)
+                record = timeline.pre_period
+                if plan is not None and plan.checkpoint_dir is not None:
+                    saved = control.checkpoint()
             timeline.result.wall_seconds["ready"] += ready
             return timeline, stack
         except BaseException:
             stack.close()
             raise
+        finally:
+            if plan is not None:
+                self.pre_periods.finish(plan, record, saved)
 
     def _simulate(self, snapshots: dict[int, Path], phases: list[Phase]) -> TimelineResult:
         """Run a whole timeline with fresh arm processes, then stop them."""
@@ -692,7 +730,8 @@ class SandboxTarget:
         with self._live_lock:
             live = self._live.pop((roles, tuple(keys[:-1])), None)
         if live is None:
-            timeline, stack = self._start(snapshots, phases[0].seed)
+            pre_seed = pre_period_seed(self.seed)
+            timeline, stack = self._start(snapshots, pre_seed, reuse_pre_period=True)
             live = _LiveRollout(roles=roles, phases=[], timeline=timeline, stack=stack, seconds=0.0)
             todo = phases
         else:
