@@ -22,8 +22,9 @@ The parent's side is kept in memory (the last :data:`KEEP` pre-periods; a ``defa
 is a few hundred MB), the model on disk. A process that has the model but not the
 record (a resumed run, a second worker) runs the pre-period again and records it; either
 way the numbers are the same. Single flight: rollouts that start together at one baseline
-(a wave) wait for the first one's pre-period instead of serving it side by side. They wait
-before starting any arm, so a rollout that runs the pre-period never waits on them.
+(a wave) wait for the first one's pre-period instead of serving it side by side. Before
+they wait they train their treatments (and let their other arms finish training), so the
+wait costs no time and a rollout that runs the pre-period never waits on them.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import hashlib
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,14 +76,23 @@ class PrePeriodCache:
         self._records: OrderedDict[str, PrePeriod] = OrderedDict()
         self._lock = threading.Lock()
 
-    def claim(self, key: str, timeout_s: float = WAIT_TIMEOUT_S) -> PrePeriodPlan:
+    def claim(
+        self,
+        key: str,
+        before_waiting: Callable[[], None] | None = None,
+        timeout_s: float = WAIT_TIMEOUT_S,
+    ) -> PrePeriodPlan:
         """Reuse the pre-period if it was recorded and its model sealed; wait while another
-        rollout of this process runs it; else run it. Every plan goes to :meth:`finish`."""
+        rollout of this process runs it (calling ``before_waiting`` once first: work the
+        caller can do meanwhile); else run it. Every plan goes to :meth:`finish`."""
         deadline = time.monotonic() + timeout_s
         while True:
             plan = self.models.plan(key)
             if plan.action == "wait":
                 assert plan.event is not None
+                if before_waiting is not None:
+                    before_waiting()
+                    before_waiting = None
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or not plan.event.wait(remaining):
                     return PrePeriodPlan(key)  # run it too, without saving

@@ -650,41 +650,59 @@ class SandboxTarget:
         With ``reuse_pre_period`` (rollouts: the control is a baseline every experiment of
         it shares) a pre-period this sandbox recorded for the same control and draws is
         reused, and one it runs is recorded (:mod:`agentx.sandbox.pre_period`)."""
-        names = {CONTROL: "control", 1: "treatment"}
+        names = {1: "treatment"}
         data = self.root / "data" / "full"
         data_fingerprint = _files_fingerprint(data)
         model_keys = {
             key: ModelCache.key(path, data_fingerprint, self.seed)
             for key, path in snapshots.items()
         }
-        plan = None
-        if reuse_pre_period:  # before any arm starts: a wait never holds up a training
-            world = json.dumps(self.world_params.behaviour(), sort_keys=True)
-            key = pre_period_key(model_keys[CONTROL], pre_seed, world, simulator_version())
-            plan = self.pre_periods.claim(key)
-        record, saved = None, False
+        plan, record, saved = None, None, False
         stack = ExitStack()
         started = time.perf_counter()
         try:
-            arms = {}
-            for key, path in snapshots.items():
-                restore = {}
-                if key == CONTROL and plan is not None:
-                    restore = {"load_model": plan.model, "checkpoint_dir": plan.checkpoint_dir}
-                name = names.get(key, str(key))
-                arms[key] = self._arm(name, path, data, cache_key=model_keys[key], **restore)
-            for arm in arms.values():  # one process per core
-                stack.callback(arm.close)
-                arm.spawn()
+            others = {
+                key: self._arm(names.get(key, str(key)), path, data, cache_key=model_keys[key])
+                for key, path in snapshots.items()
+                if key != CONTROL
+            }
+            trained_first: set[int] = set()
+
+            def train_while_waiting() -> None:
+                """Another rollout is serving this pre-period: train this rollout's other
+                arms meanwhile. Their trainings end before the wait, so no rollout ever
+                waits for a training held up by this wait."""
+                for key, arm in others.items():
+                    stack.callback(arm.close)
+                    arm.spawn()
+                    trained_first.add(key)
+                for arm in sorted(others.values(), key=lambda arm: arm.waiting_for_model):
+                    arm.wait_ready()
+
+            if reuse_pre_period:  # the control starts from the plan: claim it first
+                world = json.dumps(self.world_params.behaviour(), sort_keys=True)
+                key = pre_period_key(model_keys[CONTROL], pre_seed, world, simulator_version())
+                plan = self.pre_periods.claim(key, before_waiting=train_while_waiting)
+            restore = {}
+            if plan is not None:
+                restore = {"load_model": plan.model, "checkpoint_dir": plan.checkpoint_dir}
+            control = self._arm(
+                "control", snapshots[CONTROL], data, cache_key=model_keys[CONTROL], **restore
+            )
+            arms = {key: control if key == CONTROL else others[key] for key in snapshots}
+            for key, arm in arms.items():  # one process per core
+                if key not in trained_first:
+                    stack.callback(arm.close)
+                    arm.spawn()
             # arms that train come first: an arm waiting for another rollout's training of
             # its model must never hold up a training that rollout may be waiting for
-            for arm in sorted(arms.values(), key=lambda arm: arm.waiting_for_model):
+            pending = [arm for key, arm in arms.items() if key not in trained_first]
+            for arm in sorted(pending, key=lambda arm: arm.waiting_for_model):
                 if _trains_through_pre_period(arm, arms):
                     arm.defer_readiness()
                 else:
                     arm.wait_ready()
             ready = time.perf_counter() - started
-            control = arms[CONTROL]
             if plan is not None and plan.reuse and control.loaded_model:
                 learned = frozenset({CONTROL})
                 timeline = Timeline(
