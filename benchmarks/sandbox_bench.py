@@ -19,7 +19,11 @@ Usage: python benchmarks/sandbox_bench.py [--world default] [--users N] [--out b
 * **staged A/B rollout reusing the pre-period**: the next experiment at that baseline (another
   new snapshot): the control restores its state after the pre-period, nobody serves it
   again, and the treatment learns its days after training (:mod:`agentx.sandbox.pre_period`);
-* **ground truth** of the baseline over the truth horizon, split the same way.
+* **ground truth** of the baseline over the truth horizon, split the same way;
+* with ``--wave N``: **N A/B rollouts of one baseline started together** (as a wave of
+  concurrent experiments, each with the settings' stages and its own new snapshot), wall
+  and CPU seconds, once with every rollout serving its own pre-period and once reusing the
+  baseline's (the first serves it, the others train their treatments and wait for it).
 
 ``--users N`` overrides the world's user count (everything else as in the world file), to
 measure how the sandbox scales. Prints a table and writes sandbox-<world>[-<N>u].json.
@@ -33,6 +37,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -126,12 +131,44 @@ def staged_rollout(
     return {"s": time.perf_counter() - started, **target.last_timing}
 
 
+def wave(target: SandboxTarget, settings: Settings, treatments: list[Path]) -> dict[str, float]:
+    """Wall and CPU seconds of A/B rollouts of ``treatments`` started together (threads, as
+    the loop runs a wave), the CPU of every process this one started included."""
+    failures: list[BaseException] = []
+
+    def run(index: int, treatment: Path) -> None:
+        try:
+            staged_rollout(target, settings, treatment, experiment=f"bench-wave-{index}")
+        except BaseException as error:  # noqa: BLE001 - re-raised below
+            failures.append(error)
+
+    started, cpu = time.perf_counter(), _cpu_seconds()
+    threads = [
+        threading.Thread(target=run, args=(index, treatment))
+        for index, treatment in enumerate(treatments)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise SystemExit(f"a rollout of the wave failed: {failures[0]}")
+    return {"s": time.perf_counter() - started, "cpu_s": _cpu_seconds() - cpu}
+
+
+def _cpu_seconds() -> float:
+    """CPU seconds of this process and of its children that have exited (the arms)."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
 def main() -> None:
     """Run the benchmark and print/write its results."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--world", default="default")
     parser.add_argument("--users", type=int, default=None, help="override the user count")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--wave", type=int, default=0, help="also time N rollouts together")
     args = parser.parse_args()
     params = load_world(args.world)
     suffix = ""
@@ -160,6 +197,18 @@ def main() -> None:
         second = changed_copy(target, Path(tmp) / "second-treatment", note="another")
         again = staged_rollout(target, settings, second, experiment="bench-ab-2")
         rows.update({f"rollout_ab_reused_{k}": v for k, v in again.items()})
+        if args.wave:
+            for reuse in (False, True):
+                target.reuse_pre_periods = reuse
+                target.pre_periods.clear()
+                copies = [
+                    changed_copy(target, Path(tmp) / f"wave-{reuse}-{i}", note=f"{reuse} {i}")
+                    for i in range(args.wave)
+                ]
+                label = "reused" if reuse else "own"
+                rows.update(
+                    {f"wave_{label}_{k}": v for k, v in wave(target, settings, copies).items()}
+                )
         started = time.perf_counter()
         target.truth_of(target.repo_path)
         rows["ground_truth_s"] = time.perf_counter() - started

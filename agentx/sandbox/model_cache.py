@@ -18,7 +18,7 @@ Single flight: arms of one key that start while it is being trained (a rollout's
 and its truth, a wave's controls) wait for that training and then load, instead of
 training side by side. If the trainer fails or its model cannot be pickled, a waiter
 trains itself. Sealed entries beyond ``max_entries`` are removed, least recently used
-first: a ``default`` model is about 400 MB.
+first: a ``default`` model is about 800 MB (1.2 GB after a pre-period).
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ class ModelCache:
 
     def clear(self) -> None:
         """Remove every sealed model (a workspace done with its sandbox frees its disk: a
-        `default` model is about 400 MB); trainings in flight keep their staging."""
+        `default` model is about 800 MB); trainings in flight keep their staging."""
         with self._lock:
             for entry in self._sealed():
                 shutil.rmtree(entry, ignore_errors=True)

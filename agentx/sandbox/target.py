@@ -209,8 +209,10 @@ class SandboxTarget:
         self._description: tuple[str, SystemDescription] | None = None  # see describe()
         # Trained models of snapshots: an arm of code trained before loads it (model_cache).
         self.models = ModelCache(self.root / "models")
-        # Pre-periods of baselines, run once per baseline and seed (pre_period).
+        # Pre-periods of baselines, run once per baseline and seed (pre_period); off, every
+        # rollout serves its own (the same numbers: benchmarks compare the two).
         self.pre_periods = PrePeriodCache(self.models)
+        self.reuse_pre_periods = True
         weakref.finalize(self, _close_all, self._live)
 
     # ------------------------------------------------------------------ setup
@@ -749,7 +751,8 @@ class SandboxTarget:
             live = self._live.pop((roles, tuple(keys[:-1])), None)
         if live is None:
             pre_seed = pre_period_seed(self.seed)
-            timeline, stack = self._start(snapshots, pre_seed, reuse_pre_period=True)
+            reuse = self.reuse_pre_periods
+            timeline, stack = self._start(snapshots, pre_seed, reuse_pre_period=reuse)
             live = _LiveRollout(roles=roles, phases=[], timeline=timeline, stack=stack, seconds=0.0)
             todo = phases
         else:
