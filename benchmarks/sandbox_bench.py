@@ -43,6 +43,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+from concurrency import busy_cpu_seconds
 
 from agentx.agents.evaluation.rollout import earlier_stages, stage_assignment, stage_seed
 from agentx.sandbox.logs import logging_policy_slates
@@ -133,7 +134,8 @@ def staged_rollout(
 
 def wave(target: SandboxTarget, settings: Settings, treatments: list[Path]) -> dict[str, float]:
     """Wall and CPU seconds of A/B rollouts of ``treatments`` started together (threads, as
-    the loop runs a wave), the CPU of every process this one started included."""
+    the loop runs a wave); the CPU is the whole machine's (``/proc/stat``: the arms run in
+    sandboxes whose times never reach this process), so run it on a quiet machine."""
     failures: list[BaseException] = []
 
     def run(index: int, treatment: Path) -> None:
@@ -142,7 +144,7 @@ def wave(target: SandboxTarget, settings: Settings, treatments: list[Path]) -> d
         except BaseException as error:  # noqa: BLE001 - re-raised below
             failures.append(error)
 
-    started, cpu = time.perf_counter(), _cpu_seconds()
+    started, cpu = time.perf_counter(), busy_cpu_seconds()
     threads = [
         threading.Thread(target=run, args=(index, treatment))
         for index, treatment in enumerate(treatments)
@@ -153,13 +155,7 @@ def wave(target: SandboxTarget, settings: Settings, treatments: list[Path]) -> d
         thread.join()
     if failures:
         raise SystemExit(f"a rollout of the wave failed: {failures[0]}")
-    return {"s": time.perf_counter() - started, "cpu_s": _cpu_seconds() - cpu}
-
-
-def _cpu_seconds() -> float:
-    """CPU seconds of this process and of its children that have exited (the arms)."""
-    times = os.times()
-    return times.user + times.system + times.children_user + times.children_system
+    return {"s": time.perf_counter() - started, "cpu_s": busy_cpu_seconds() - cpu}
 
 
 def main() -> None:
