@@ -235,7 +235,14 @@ def test_p_values_keep_their_magnitude() -> None:
 
 
 def test_chart_colours_follow_the_decision_not_the_sign(records: list[dict[str, Any]]) -> None:
-    views = [experiment_view(r, "watch_time") for r in records]
+    # the run's experiments, and a copy of one with a positive estimate made inconclusive
+    # (which decisions a seeded run reaches changes with the sandbox)
+    positive = next(r for r in records if r["verdict"]["north_star"]["relative"] > 0)
+    extended = json.loads(json.dumps(positive))
+    extended.update(id="extended", status=ExperimentStatus.EXTENDED.value)
+    extended["verdict"].update(decision=Decision.EXTEND.value, root_cause="no_significance")
+    runs = [*records, extended]
+    views = [experiment_view(r, "watch_time") for r in runs]
     extend = next(v for v in views if v.decision == "EXTEND")
     assert extend.north_star is not None and extend.north_star.relative > 0  # a positive estimate
     figure = experiments_figure(views, "watch_time")
