@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from timelines import assert_same_timeline
 
 from agentx.sandbox.arms import ArmProcess
 from agentx.sandbox.model_cache import MODEL_FILE, ModelCache
@@ -232,9 +233,4 @@ def test_a_rollout_trains_its_treatment_through_the_pre_period_with_the_same_res
     monkeypatch.setattr("agentx.sandbox.target._trains_through_pre_period", lambda *_: False)
     waited = target._simulate({0: control, 1: treatment}, phases)
     assert deferred == ["treatment"]  # not again
-    windows = zip([overlapped.pre, *overlapped.phases], [waited.pre, *waited.phases], strict=True)
-    for got, want in windows:
-        assert got.sums.keys() == want.sums.keys()
-        assert all(np.array_equal(got.sums[name], want.sums[name]) for name in want.sums)
-        assert np.array_equal(got.items_shown, want.items_shown)
-        assert got.daily_watch == want.daily_watch
+    assert_same_timeline(overlapped, waited)

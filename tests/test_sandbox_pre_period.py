@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from timelines import assert_same_timeline
 
 from agentx.sandbox.model_cache import MODEL_FILE
 from agentx.sandbox.online import Phase, Timeline, TimelineResult
@@ -46,15 +47,6 @@ def _phases(target: SandboxTarget) -> list[Phase]:
     users = target.user_ids()
     assignment = np.where(users % 2 == 0, 0, 1).astype(np.int64)
     return [Phase(assignment=assignment, days=2, seed=11)]
-
-
-def _assert_same(got: TimelineResult, want: TimelineResult) -> None:
-    windows = zip([got.pre, *got.phases], [want.pre, *want.phases], strict=True)
-    for mine, theirs in windows:
-        assert mine.sums.keys() == theirs.sums.keys()
-        assert all(np.array_equal(mine.sums[name], theirs.sums[name]) for name in theirs.sums)
-        assert np.array_equal(mine.items_shown, theirs.items_shown)
-        assert mine.daily_watch == theirs.daily_watch
 
 
 def _count_pre_periods(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
@@ -107,7 +99,7 @@ def test_a_rollout_that_reuses_its_baselines_pre_period_gives_the_numbers_of_run
     target.pre_periods = PrePeriodCache(target.models)  # a process that recorded nothing
     ran = _rollout(target, control, second)
     assert counts == {"served_days": 2 * pre_days, "resumed": 1}
-    _assert_same(reused, ran)
+    assert_same_timeline(reused, ran)
 
 
 def test_rollouts_of_one_baseline_that_start_together_serve_its_pre_period_once(
@@ -145,7 +137,7 @@ def test_rollouts_of_one_baseline_that_start_together_serve_its_pre_period_once(
     assert not failures
     assert counts == {"served_days": target.world_params.pre_days, "resumed": 2}
     for name, result in together.items():
-        _assert_same(result, alone[name])
+        assert_same_timeline(result, alone[name])
 
 
 def test_an_unreadable_checkpoint_costs_a_rerun_of_the_pre_period_not_a_wrong_number(
@@ -170,4 +162,4 @@ def test_an_unreadable_checkpoint_costs_a_rerun_of_the_pre_period_not_a_wrong_nu
     assert counts == {"served_days": 3 * pre_days, "resumed": 0}
     again = _rollout(target, control, second)
     assert counts == {"served_days": 3 * pre_days, "resumed": 1}
-    _assert_same(again, rerun)
+    assert_same_timeline(again, rerun)
