@@ -14,7 +14,6 @@ from timelines import assert_same_timeline
 
 from agentx.sandbox.model_cache import MODEL_FILE
 from agentx.sandbox.online import Phase, Timeline, TimelineResult
-from agentx.sandbox.pre_period import PrePeriodCache
 from agentx.sandbox.target import SandboxTarget
 from agentx.sandbox.world import WorldParams
 
@@ -96,7 +95,7 @@ def test_a_rollout_that_reuses_its_baselines_pre_period_gives_the_numbers_of_run
     reused = _rollout(target, control, second)
     assert counts == {"served_days": pre_days, "resumed": 1}
 
-    target.pre_periods = PrePeriodCache(target.models)  # a process that recorded nothing
+    target.pre_periods.clear()  # as a process that recorded nothing
     ran = _rollout(target, control, second)
     assert counts == {"served_days": 2 * pre_days, "resumed": 1}
     assert_same_timeline(reused, ran)
@@ -111,10 +110,10 @@ def test_rollouts_of_one_baseline_that_start_together_serve_its_pre_period_once(
     treatments = [_snapshot(target, _variant(target, tmp_path, f"change {i}")) for i in range(3)]
     alone = {}
     for treatment in treatments:  # each in a sandbox of its own, nothing recorded
-        target.pre_periods = PrePeriodCache(target.models)
+        target.pre_periods.clear()
         target.models.clear()
         alone[treatment.name] = _rollout(target, control, treatment)
-    target.pre_periods = PrePeriodCache(target.models)
+    target.pre_periods.clear()
     target.models.clear()
     counts = _count_pre_periods(monkeypatch)
     together: dict[str, TimelineResult] = {}
