@@ -29,6 +29,7 @@ import json
 import statistics
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -98,34 +99,58 @@ def power_1pct(target: SandboxTarget, world: str, seed: int = 0) -> dict[str, fl
     }
 
 
-def measure_world(world_name: str, root: Path, quick: bool) -> dict:
+def compute_truths(target: SandboxTarget, paths: list[Path], jobs: int) -> None:
+    """Fill the sandbox's truth cache for ``paths``, ``jobs`` states at a time.
+
+    Why: each truth is one confined arm serving everyone for the horizon, about one core;
+    computing them side by side uses the machine. The numbers are the cached records the
+    sequential reads below return, so they do not depend on ``jobs``; a state whose truth
+    fails is reported when it is read.
+    """
+
+    def one(path: Path) -> None:
+        try:
+            target.truth_of(path)
+        except Exception:  # noqa: BLE001 - read again (and reported) by the caller
+            pass
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        list(pool.map(one, paths))
+
+
+def measure_world(world_name: str, root: Path, quick: bool, jobs: int = 2) -> dict:
     world = load_world(world_name)
     target = SandboxTarget.create(root / world.name, world)
     settings = load_settings(workspace=root / "settings-unused", world=world_name)
     started = time.perf_counter()
-    base = target.truth_of(target.repo_path)
-    out: dict = {"baseline": base}
-    for name, edit in REFERENCE_SLATES.items():
-        out[name] = target.ground_truth(variant(target, name, edit)).relative[NORTH_STAR]
-    techniques: dict[str, float] = {}
-    detail: dict[str, dict] = {}
-    catalog = load_catalog()
-    for technique in catalog.values():
+    slates = {name: variant(target, name, edit) for name, edit in REFERENCE_SLATES.items()}
+    paths: dict[str, Path] = {}
+    for technique in load_catalog().values():
         params = technique.default_params()
         if feasible(technique, params, target.repo_path):
             continue
         recipe = technique.render_recipe(params)
-        path = variant(target, technique.id, lambda p, edits=recipe: apply_edits(p, edits))
+        paths[technique.id] = variant(
+            target, technique.id, lambda p, edits=recipe: apply_edits(p, edits)
+        )
+    compute_truths(target, [target.repo_path, *slates.values(), *paths.values()], jobs)
+    base = target.truth_of(target.repo_path)
+    out: dict = {"baseline": base}
+    for name, path in slates.items():
+        out[name] = target.ground_truth(path).relative[NORTH_STAR]
+    techniques: dict[str, float] = {}
+    detail: dict[str, dict] = {}
+    for technique_id, path in paths.items():
         try:
             truth = target.ground_truth(path)
         except Exception as error:  # noqa: BLE001 - a recipe that fails online is reported
-            print(f"  {technique.id}: failed ({str(error).splitlines()[0][:120]})")
+            print(f"  {technique_id}: failed ({str(error).splitlines()[0][:120]})")
             continue
         effect = truth.relative[NORTH_STAR]
         klass, harmed = classify_truth(truth.relative, NORTH_STAR, settings.guardrails, 0.0)
         early = early_effect(target, path, NOVELTY_DAYS)
-        techniques[technique.id] = effect
-        detail[technique.id] = {
+        techniques[technique_id] = effect
+        detail[technique_id] = {
             "effect": effect,
             "early": early,
             "win": effect > 0 and not harmed,
@@ -134,7 +159,7 @@ def measure_world(world_name: str, root: Path, quick: bool) -> dict:
                 g.metric: truth.relative.get(g.metric) for g in settings.guardrails
             },
         }
-        line = f"  {technique.id:28s} {effect:+.3%}  first {NOVELTY_DAYS} days {early:+.3%}"
+        line = f"  {technique_id:28s} {effect:+.3%}  first {NOVELTY_DAYS} days {early:+.3%}"
         print(f"{line}  {harmed or ''}")
     effects = list(techniques.values())
     out["techniques"] = techniques
@@ -220,6 +245,9 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, help="keep sandboxes here (default: a temp dir)")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument(
+        "--jobs", type=int, default=2, help="ground truths computed side by side (default 2)"
+    )
+    parser.add_argument(
         "--markdown", action="store_true", help="print the docs' tables from the results file"
     )
     args = parser.parse_args()
@@ -232,7 +260,7 @@ def main() -> None:
         root = args.workdir or Path(tmp)
         for name in worlds:
             print(f"world {name}")
-            measured[name] = measure_world(name, root, args.quick)
+            measured[name] = measure_world(name, root, args.quick, args.jobs)
             print_table(name, measured[name])
     # Merged at the end, so runs for different worlds can go side by side.
     results: dict = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}

@@ -12,10 +12,13 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+from agentx.agents.evaluation.truth import classify_truth
+from agentx.research.catalog import load_catalog
 from agentx.sandbox.calibration import popularity_slate, random_slate
 from agentx.sandbox.target import SandboxTarget
 from agentx.settings import load_settings
 from agentx.workspace import git
+from agentx.workspace.edits import apply_edits
 
 
 def _variant(target: SandboxTarget, name: str, edit: Callable[[Path], None]) -> Path:
@@ -51,6 +54,23 @@ def test_a_plausible_lever_hurts_a_guardrail(tiny_target: SandboxTarget) -> None
     truth = tiny_target.ground_truth(big_pool)
     assert truth.metrics["latency_ms"] > tiny_target.world_params.latency_budget_ms
     assert truth.relative["active_days"] < 0.0
+
+
+def test_a_catalog_technique_wins_the_north_star_while_breaking_a_guardrail(
+    tiny_target: SandboxTarget,
+) -> None:
+    """The trade the guardrails exist for: the favourite-category channel adds recall that
+    users watch, and so many candidates that latency rises past the guardrail's tolerance
+    (while staying under the budget, so users do not abandon)."""
+    technique = load_catalog()["category_channel"]
+    recipe = technique.render_recipe(technique.default_params())
+    channel = _variant(tiny_target, "category", lambda path: apply_edits(path, recipe))
+    truth = tiny_target.ground_truth(channel)
+    guardrails = load_settings(world="tiny").guardrails
+    klass, harmed = classify_truth(truth.relative, "watch_time", guardrails, 0.0)
+    assert truth.relative["watch_time"] > 0.0
+    assert klass == "harmful" and harmed == ["latency_ms"]
+    assert truth.metrics["latency_ms"] < tiny_target.world_params.latency_budget_ms
 
 
 def test_truth_keeps_the_daily_series_a_short_readout_cannot_see(
