@@ -46,8 +46,10 @@ def greedy_ceiling(
     options: list[Option],
     states: StateStore,
     max_rounds: int | None = None,
+    jobs: int = 2,
 ) -> Ceiling:
-    """Greedy forward selection of ``options`` on the judge's ground truth."""
+    """Greedy forward selection of ``options`` on the judge's ground truth; each round's
+    states are judged ``jobs`` at a time (the choice does not depend on it)."""
     started = time.perf_counter()
     original = states.adopt(judge.original)
     result = Ceiling(state=str(original), lift=0.0)
@@ -55,14 +57,17 @@ def greedy_ceiling(
     rounds = 0
     while pool and (max_rounds is None or rounds < max_rounds):
         rounds += 1
-        scored: list[tuple[float, Option, Path]] = []
+        candidates: list[tuple[Option, Path]] = []
         for option in pool:
             if option.technique in used or not applicable(catalog, option, current):
                 continue
             try:
-                state = states.with_edits(current, recipe(catalog, option))
+                candidates.append((option, states.with_edits(current, recipe(catalog, option))))
             except StateError:
                 continue
+        judge.prefetch([state for _, state in candidates], jobs)
+        scored: list[tuple[float, Option, Path]] = []
+        for option, state in candidates:
             result.evaluations += 1
             lift = judge.lift(state)
             if lift is None or lift <= result.lift:

@@ -9,6 +9,7 @@ judge's sandbox, so ``--workdir`` makes re-runs cheap.
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from agentx.agents.evaluation.policy import EvaluationPolicy
@@ -50,6 +51,26 @@ class Judge:
         finally:
             self.seconds += time.perf_counter() - started
             self.evaluations += 1
+
+    def prefetch(self, states: list[Path], jobs: int) -> None:
+        """Compute the truths of ``states`` ``jobs`` at a time, into the judge's cache.
+
+        Why: a truth is one confined arm serving everyone over the horizon, about one core
+        (two minutes on `default`); a greedy round judges dozens of states. The later reads
+        return the cached records, so results do not depend on ``jobs``; a state that
+        cannot serve is judged (None) when it is read.
+        """
+
+        def one(state: Path) -> None:
+            try:
+                self.target.truth_of(Path(state))
+            except TargetError:
+                pass
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            list(pool.map(one, states))
+        self.seconds += time.perf_counter() - started
 
     def relative(self, state: Path, base: Path) -> dict[str, float] | None:
         """True relative effects of ``state`` against ``base`` (as ``ground_truth`` computes
