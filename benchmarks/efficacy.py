@@ -47,7 +47,7 @@ from pathlib import Path
 from efficacylib.ceiling import Ceiling, greedy_ceiling
 from efficacylib.judge import Judge
 from efficacylib.loop import run_agentx
-from efficacylib.scoring import RunScore, ceiling_row, row, score_run
+from efficacylib.scoring import RunScore, ceiling_row, judged_states, row, score_run
 from efficacylib.search import random_search, tpe_search
 from efficacylib.space import all_options
 from efficacylib.states import StateStore
@@ -227,6 +227,9 @@ def run_world(name: str, args: argparse.Namespace, root: Path) -> tuple[dict, di
                 markup=False,
             )
     all_traces = [t for ts in traces.values() for t in ts]
+    world.judge.prefetch(
+        list(dict.fromkeys(s for t in all_traces for s in judged_states(t))), jobs=2
+    )
     scores: dict[str, list[RunScore]] = {
         strategy: [score_run(trace, world.judge) for trace in ts] for strategy, ts in traces.items()
     }

@@ -52,6 +52,16 @@ class RunScore:
     launches: int = 0
 
 
+def judged_states(trace: RunTrace) -> list[Path]:
+    """Every state :func:`score_run` asks the judge about (to compute their truths first,
+    side by side)."""
+    states = [trace.original, *trace.shipped, trace.final]
+    for trial in trace.trials:
+        if trial.evaluated:
+            states += [trial.treatment, trial.control]
+    return [Path(state) for state in dict.fromkeys(str(s) for s in states)]
+
+
 def score_run(trace: RunTrace, judge: Judge) -> RunScore:
     """Judge every state of ``trace``."""
     original = Path(trace.original)
