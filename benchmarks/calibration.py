@@ -29,7 +29,6 @@ import json
 import statistics
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -99,25 +98,6 @@ def power_1pct(target: SandboxTarget, world: str, seed: int = 0) -> dict[str, fl
     }
 
 
-def compute_truths(target: SandboxTarget, paths: list[Path], jobs: int) -> None:
-    """Fill the sandbox's truth cache for ``paths``, ``jobs`` states at a time.
-
-    Why: each truth is one confined arm serving everyone for the horizon, about one core;
-    computing them side by side uses the machine. The numbers are the cached records the
-    sequential reads below return, so they do not depend on ``jobs``; a state whose truth
-    fails is reported when it is read.
-    """
-
-    def one(path: Path) -> None:
-        try:
-            target.truth_of(path)
-        except Exception:  # noqa: BLE001 - read again (and reported) by the caller
-            pass
-
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        list(pool.map(one, paths))
-
-
 def measure_world(world_name: str, root: Path, quick: bool, jobs: int = 2) -> dict:
     world = load_world(world_name)
     target = SandboxTarget.create(root / world.name, world)
@@ -133,7 +113,8 @@ def measure_world(world_name: str, root: Path, quick: bool, jobs: int = 2) -> di
         paths[technique.id] = variant(
             target, technique.id, lambda p, edits=recipe: apply_edits(p, edits)
         )
-    compute_truths(target, [target.repo_path, *slates.values(), *paths.values()], jobs)
+    # each truth is about one core: computed side by side first, then read from the cache
+    target.compute_truths([target.repo_path, *slates.values(), *paths.values()], jobs)
     base = target.truth_of(target.repo_path)
     out: dict = {"baseline": base}
     for name, path in slates.items():

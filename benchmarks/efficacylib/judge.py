@@ -9,7 +9,6 @@ judge's sandbox, so ``--workdir`` makes re-runs cheap.
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from agentx.agents.evaluation.policy import EvaluationPolicy
@@ -60,16 +59,8 @@ class Judge:
         return the cached records, so results do not depend on ``jobs``; a state that
         cannot serve is judged (None) when it is read.
         """
-
-        def one(state: Path) -> None:
-            try:
-                self.target.truth_of(Path(state))
-            except TargetError:
-                pass
-
         started = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            list(pool.map(one, states))
+        self.target.compute_truths(states, jobs)
         self.seconds += time.perf_counter() - started
 
     def relative(self, state: Path, base: Path) -> dict[str, float] | None:
