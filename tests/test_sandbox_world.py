@@ -310,6 +310,29 @@ def test_a_prefetched_truth_runs_beside_the_rollout_and_is_the_verdicts_truth(
     assert tiny_target.truth_of(workdir) == prefetched.metrics  # computed again: identical
 
 
+def test_a_sandbox_adopts_only_the_truths_it_would_compute_itself(
+    tiny_target: SandboxTarget, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A benchmark's judge takes over a run's truths instead of computing them again, but
+    only from a sandbox of the same world and simulator and with its own arm seed."""
+    baseline = tiny_target.truth_of(tiny_target.repo_path)
+    judge = SandboxTarget.create(tmp_path / "judge", tiny_target.world_params, seed=0)
+    other_seed = SandboxTarget.create(tmp_path / "seed3", tiny_target.world_params, seed=3)
+    other_world = SandboxTarget.create(
+        tmp_path / "other", tiny_target.world_params.model_copy(update={"n_users": 333}), seed=0
+    )
+    assert other_seed.adopt_truths(tiny_target.root) == 0  # another arm seed: another truth
+    assert other_world.adopt_truths(tiny_target.root) == 0  # another world
+    assert judge.adopt_truths(tiny_target.root) >= 1
+
+    def no_simulation(*args: object, **kwargs: object) -> None:
+        raise AssertionError("an adopted truth was computed again")
+
+    monkeypatch.setattr(judge, "_compute_truth", no_simulation)
+    assert judge.truth_of(judge.repo_path) == baseline
+    assert judge.adopt_truths(tiny_target.root) == 0  # nothing new to take over
+
+
 def test_a_collected_stage_is_read_back_not_simulated_again(tiny_target: SandboxTarget) -> None:
     """Replays of recorded traffic (harness evolution) read the stage they already ran: the
     same arrays bit for bit, no arm process started; an altered entry is simulated again."""
