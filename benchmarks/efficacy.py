@@ -227,6 +227,10 @@ def run_world(name: str, args: argparse.Namespace, root: Path) -> tuple[dict, di
                 markup=False,
             )
     all_traces = [t for ts in traces.values() for t in ts]
+    sandboxes = [world.root / f"ab-s{seed}" for seed in seeds]
+    sandboxes += [world.workspace(s, seed) / "sandbox" for s in searched for seed in seeds]
+    adopted = world.judge.adopt_truths([root for root in sandboxes if root.is_dir()])
+    console.print(f"  {world.name}: {adopted} truths taken over from the runs' sandboxes")
     world.judge.prefetch(
         list(dict.fromkeys(s for t in all_traces for s in judged_states(t))), jobs=2
     )

@@ -139,6 +139,47 @@ def test_user_state_never_holds_a_users_by_items_array(tiny_world: WorldParams) 
         assert value.shape == getattr(large.state_after_logs, name).shape, name
 
 
+def test_playing_visits_in_blocks_changes_nothing(
+    tiny_world: WorldParams, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The simulator plays a day's visits in cache-sized blocks; any block size gives the
+    same clicks, watch time, totals and user state, bit for bit (a step that read another
+    visitor's row would break this)."""
+    from agentx.sandbox import simulator
+    from agentx.sandbox.logs import logging_policy_slates
+
+    world = SandboxWorld(tiny_world.model_copy(update={"n_users": 600}))
+    params, population = world.params, world.population
+
+    def play(block: int) -> tuple[list[simulator.DayOutcome], simulator.UserState, dict]:
+        monkeypatch.setattr(simulator, "ROW_BLOCK", block)
+        sim = simulator.Simulator(params, population, world.tail_items)
+        state = world.fresh_state()
+        totals = simulator.WindowTotals.zeros(population.n_users, population.n_items)
+        rng = np.random.default_rng(3)
+        outcomes = []
+        for day in range(world.online_start_day, world.online_start_day + 4):
+            draws = sim.streams(7, 0, day)
+            users = sim.visitors(state, day, draws)
+            slates = logging_policy_slates(params, population, users, day, rng)
+            slates[rng.random(slates.shape) < 0.1] = -1  # empty slots too
+            latency = (params.latency_base_ms + 40 * rng.random(users.size)).astype(np.float32)
+            traffic = simulator.DayTraffic(users, slates, latency, np.zeros(users.size))
+            outcomes.append(sim.sessions(state, traffic, day, draws, totals))
+        return outcomes, state, {**totals.sums, "daily": np.array(totals.daily_watch)}
+
+    one_pass, state_one, totals_one = play(1_000_000)
+    blocked, state_blocked, totals_blocked = play(7)
+    assert sum(int(o.clicks.sum()) for o in one_pass) > 0
+    for whole, parts in zip(one_pass, blocked, strict=True):
+        for name in ("shown", "clicks", "watch"):
+            assert np.array_equal(getattr(whole, name), getattr(parts, name)), name
+    for name, value in vars(state_one).items():
+        assert np.array_equal(value, getattr(state_blocked, name)), name
+    for name, value in totals_one.items():
+        assert np.array_equal(value, totals_blocked[name]), name
+
+
 def test_stages_follow_each_other_in_time(tiny_target: SandboxTarget) -> None:
     """A stage after an earlier one reads different days than the same stage alone."""
     control = tiny_target.launch("control", tiny_target.repo_path)
@@ -267,6 +308,29 @@ def test_a_prefetched_truth_runs_beside_the_rollout_and_is_the_verdicts_truth(
     assert not any(snapshot in live.roles[1:] for live in tiny_target._live.values())
     entry.unlink()
     assert tiny_target.truth_of(workdir) == prefetched.metrics  # computed again: identical
+
+
+def test_a_sandbox_adopts_only_the_truths_it_would_compute_itself(
+    tiny_target: SandboxTarget, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A benchmark's judge takes over a run's truths instead of computing them again, but
+    only from a sandbox of the same world and simulator and with its own arm seed."""
+    baseline = tiny_target.truth_of(tiny_target.repo_path)
+    judge = SandboxTarget.create(tmp_path / "judge", tiny_target.world_params, seed=0)
+    other_seed = SandboxTarget.create(tmp_path / "seed3", tiny_target.world_params, seed=3)
+    other_world = SandboxTarget.create(
+        tmp_path / "other", tiny_target.world_params.model_copy(update={"n_users": 333}), seed=0
+    )
+    assert other_seed.adopt_truths(tiny_target.root) == 0  # another arm seed: another truth
+    assert other_world.adopt_truths(tiny_target.root) == 0  # another world
+    assert judge.adopt_truths(tiny_target.root) >= 1
+
+    def no_simulation(*args: object, **kwargs: object) -> None:
+        raise AssertionError("an adopted truth was computed again")
+
+    monkeypatch.setattr(judge, "_compute_truth", no_simulation)
+    assert judge.truth_of(judge.repo_path) == baseline
+    assert judge.adopt_truths(tiny_target.root) == 0  # nothing new to take over
 
 
 def test_a_collected_stage_is_read_back_not_simulated_again(tiny_target: SandboxTarget) -> None:

@@ -853,6 +853,36 @@ class SandboxTarget:
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
             list(pool.map(self._prefetch_truth, [Path(w) for w in workdirs]))
 
+    def adopt_truths(self, other_root: Path) -> int:
+        """Copy into this sandbox's cache the ground truths another sandbox computed that
+        are this sandbox's truths too; return how many were copied (benchmarks).
+
+        Why: a benchmark's judge and a loop run with the same arm seed compute the same
+        truths (minutes of a core each on `default`). A truth is adopted only when the other
+        sandbox was built for the same world and simulator (its ``data/world.json`` equals
+        this one's) and the record's key is the one this sandbox would write (same code,
+        arm seed, simulator and draws); anything else is left to be computed here.
+        """
+        other_root = Path(other_root).resolve()
+        marker = "data/world.json"
+        try:
+            same_world = (other_root / marker).read_text() == (self.root / marker).read_text()
+        except OSError:
+            return 0
+        if not same_world or other_root == self.root:
+            return 0
+        adopted = 0
+        for entry in sorted((other_root / "truth").glob("*.json")):
+            mine = self.root / "truth" / entry.name
+            if cache.read_json(mine) is not None:
+                continue
+            record = cache.read_json(entry)
+            if record is None or record.get("key") != _truth_key(entry.stem, self.seed):
+                continue
+            cache.write_json(mine, record)
+            adopted += 1
+        return adopted
+
     def _prefetch_truth(self, workdir: Path) -> None:
         try:
             self._truth_record(workdir, close_live=False)

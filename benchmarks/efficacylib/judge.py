@@ -63,6 +63,12 @@ class Judge:
         self.target.compute_truths(states, jobs)
         self.seconds += time.perf_counter() - started
 
+    def adopt_truths(self, sandboxes: list[Path]) -> int:
+        """Take over the truths the strategies' own sandboxes already computed with the
+        judge's arm seed (the loop's and the A/B sandbox at seed 0): the same numbers, not
+        computed twice. Returns how many were adopted."""
+        return sum(self.target.adopt_truths(root) for root in sandboxes)
+
     def relative(self, state: Path, base: Path) -> dict[str, float] | None:
         """True relative effects of ``state`` against ``base`` (as ``ground_truth`` computes
         them: absolute change for a metric whose base is zero)."""
