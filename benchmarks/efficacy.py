@@ -272,6 +272,7 @@ def run_world(name: str, args: argparse.Namespace, root: Path) -> tuple[dict, di
             for strategy in traces
         },
         "judge_seconds": world.judge.seconds,
+        "judge_truths_adopted": adopted,
         "seconds": time.perf_counter() - started,
     }
     return rows, detail

@@ -101,6 +101,12 @@ def test_quick_run_spends_the_budget_on_real_experiments(quick: dict) -> None:
     assert loop["wall_s"] > 0
 
 
+def test_the_judge_takes_over_the_truths_the_loop_computed(quick: dict) -> None:
+    """The loop at seed 0 computed its treatments' truths with the judge's arm seed; the
+    judge adopts them instead of simulating each again."""
+    assert quick["_detail"]["tiny"]["judge_truths_adopted"] >= 1
+
+
 def test_bad_input_is_one_clear_line(tmp_path: Path) -> None:
     done = _run("--strategies", "agentx", "hillclimb", "--out", str(tmp_path / "x.json"))
     assert done.returncode == 2
