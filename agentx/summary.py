@@ -188,6 +188,18 @@ def evolution_lines(summary: RunSummary) -> list[str]:
     return lines
 
 
+def vetoed_at(record: ExperimentRecord) -> str:
+    """Where a vetoed experiment was stopped: the stage that halted it, the check against the
+    origin before a merge, or the last stage, whose guardrails the verdict found broken (a
+    rollout that ran to the end is not a cumulative breach unless its root cause says so)."""
+    rollout = record.rollout
+    if rollout is not None and rollout.halted_at:
+        return rollout.halted_at
+    if record.cause == RootCause.CUMULATIVE_GUARDRAIL_HARM:
+        return "cumulative"
+    return (rollout.last_stage if rollout is not None else None) or "verdict"
+
+
 def summarise_run(state: dict[str, Any], world: str, seed: int, north_star: str) -> RunSummary:
     """Build the summary from a finished (or interrupted) run's state."""
     records: list[ExperimentRecord] = state.get("experiments", [])
@@ -210,7 +222,7 @@ def summarise_run(state: dict[str, Any], world: str, seed: int, north_star: str)
         {
             "id": r.id,
             "technique": r.proposal.technique,
-            "stage": r.rollout.halted_at if r.rollout and r.rollout.halted_at else "cumulative",
+            "stage": vetoed_at(r),
             "reason": (r.rollout.halt_reason if r.rollout else None) or r.root_cause,
         }
         for r in records
