@@ -219,12 +219,7 @@ class Simulator:
         for j in range(1, k):
             for i in range(j):
                 earlier[j] += (cats_by_slot[i] == cats_by_slot[j]) & valid_by_slot[i]
-        rows = np.repeat(np.arange(n_v), k).reshape(n_v, k)
-        counts = (
-            np.bincount((rows * n_c + cats)[valid], minlength=n_v * n_c)
-            .reshape(n_v, n_c)
-            .astype(np.float32)
-        )
+        counts = _category_counts(cats, valid, n_c).astype(np.float32)
         fatigue = state.fatigue.reshape(-1)[cells] + earlier.T
         recent = _member(
             items, state.recent_items[users], state.recent_days[users] >= day - RECENT_DAYS
@@ -420,16 +415,13 @@ class Simulator:
         # Category fatigue, habits and interest drift. The counts are small integers, so
         # adding them as float32 rounds exactly as adding them as integers did.
         n_c = world.n_categories
-        slot_rows = np.repeat(np.arange(n_v), k)
-        flat = slot_rows[shown.ravel()] * n_c + cats[shown]
-        shown_counts = np.bincount(flat, minlength=n_v * n_c).reshape(n_v, n_c)
+        shown_counts = _category_counts(cats, shown, n_c)
         state.fatigue *= world.fatigue_decay
         state.fatigue[users] += shown_counts.astype(state.fatigue.dtype)
         rate = world.habit_rate
         state.habit[users] = (1 - rate) * state.habit[users] + rate * played.mix
         state.usual_change[users] = (1 - rate) * state.usual_change[users] + rate * played.change
-        clicked_flat = slot_rows[clicks.ravel()] * n_c + cats[clicks]
-        clicked_counts = np.bincount(clicked_flat, minlength=n_v * n_c).reshape(n_v, n_c)
+        clicked_counts = _category_counts(cats, clicks, n_c)
         has = clicked_counts.sum(axis=1) > 0
         drift = world.interest_drift
         moved = clicked_counts[has]
@@ -478,6 +470,14 @@ class _Played:
 
 
 _PLAYED_FIELDS = tuple(_Played.__dataclass_fields__)
+
+
+def _category_counts(cats: np.ndarray, where: np.ndarray, n_categories: int) -> np.ndarray:
+    """[V, C] how many of each row's slots ``where`` holds fall in each category."""
+    n_v, k = cats.shape
+    rows = np.repeat(np.arange(n_v), k).reshape(n_v, k)
+    flat = rows[where] * n_categories + cats[where]
+    return np.bincount(flat, minlength=n_v * n_categories).reshape(n_v, n_categories)
 
 
 def _member(items: np.ndarray, memory: np.ndarray, live: np.ndarray | None) -> np.ndarray:
