@@ -5,6 +5,7 @@ issue's shape with values that hang together."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -210,3 +211,68 @@ def test_experiments_to_a_share_is_the_lower_median_over_seeds() -> None:
     assert scoring.experiments_to(seeds[1:], 0.5) == 1  # firsts never, 1: the lower one
     assert scoring.experiments_to([[0.0], [0.0], [1.0]], 0.5) is None  # most never get there
     assert scoring.experiments_to(seeds, 0.0) is None  # no positive ceiling: no target
+
+
+def _wave_record(name: str, diff: str, control: Path, status: str) -> object:
+    from agentx.models import (
+        ExperimentRecord,
+        ExperimentStatus,
+        Patch,
+        Proposal,
+        Rollout,
+    )
+
+    proposal = Proposal(
+        id=name, technique=name, lever="config", hypothesis="h", target_metric="watch_time"
+    )
+    return ExperimentRecord(
+        id=name,
+        iteration=1,
+        proposal=proposal,
+        patch=Patch(proposal_id=name, branch=name, worktree="/nowhere", diff=diff),
+        rollout=Rollout(experiment_id=name),
+        status=ExperimentStatus(status),
+        arms={"control": {"name": "control", "workdir": "/nowhere", "artefact": str(control)}},
+    )
+
+
+def _config_diff(old: str, new: str) -> str:
+    return (
+        "diff --git a/config.toml b/config.toml\n--- a/config.toml\n+++ b/config.toml\n"
+        f"@@ -1,3 +1,3 @@\n a = 1\n-b = {old}\n+b = {new}\n c = 3\n"
+    )
+
+
+def test_a_wave_experiment_is_scored_against_the_code_it_was_tested_on(tmp_path: Path) -> None:
+    """Two experiments of one wave change the same line of the baseline; the first is kept.
+    The second's patch belongs to the wave's baseline, its A/B compared it with that code,
+    and so must its truth: rebuilt on its control arm's snapshot, not on the state the
+    first one shipped (where its patch does not even apply)."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from efficacylib.loop import rebuild_trials
+        from efficacylib.states import StateStore
+        from efficacylib.trace import RunTrace
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    baseline = tmp_path / "baseline"
+    baseline.mkdir()
+    (baseline / "config.toml").write_text("a = 1\nb = 2\nc = 3\n")
+    states = StateStore(tmp_path / "states")
+    original = states.adopt(baseline)
+    snapshot = tmp_path / "arms" / original.name  # the control arm's frozen copy
+    snapshot.parent.mkdir()
+    shutil.copytree(baseline, snapshot)
+    records = [
+        _wave_record("first", _config_diff("2", "5"), snapshot, "kept"),
+        _wave_record("second", _config_diff("2", "7"), snapshot, "discarded"),
+    ]
+    trace = RunTrace("agentx", "tiny", 0, 2, str(original))
+    rebuild_trials(trace, records, states)
+    assert not trace.notes, trace.notes
+    first, second = trace.trials
+    assert first.launched and Path(trace.shipped[0]) != original
+    assert Path(second.control) == original  # the wave's baseline, not the first's keep
+    assert (Path(second.treatment) / "config.toml").read_text() == "a = 1\nb = 7\nc = 3\n"
+    assert trace.final == trace.shipped[0]  # a discard ships nothing
+    assert (Path(trace.final) / "config.toml").read_text() == "a = 1\nb = 5\nc = 3\n"

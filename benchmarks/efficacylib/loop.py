@@ -76,7 +76,38 @@ def run_agentx(
     run_loop(settings, resources=resources, on_experiment=records.append)
     wall = time.perf_counter() - started
     trace = RunTrace(strategy, world, seed, budget, str(original), wall_s=wall, notes=notes)
-    current = original
+    rebuild_trials(trace, records, states)
+    real = states.adopt(resources.target.repo_path)
+    if real != Path(trace.final):
+        trace.notes.append(
+            "the shipped state rebuilt from the recorded patches differs from the loop's "
+            "repository; the repository's state is scored"
+        )
+        if trace.shipped:
+            trace.shipped[-1] = str(real)
+    return trace
+
+
+def _tested_against(record: ExperimentRecord, states: StateStore, current: Path) -> Path:
+    """The state the experiment's treatment was compared with: its control arm's frozen
+    snapshot when the workspace still holds it, else the shipped state at that point.
+
+    Experiments of one wave are developed on the baseline the wave started from; when one
+    of them is kept, the others' patches belong to that older baseline (their diffs may not
+    even apply to the new one), and the truth that scores them must be taken against the
+    code their A/B really compared them with.
+    """
+    artefact = record.arms.get("control", {}).get("artefact")
+    if artefact and Path(artefact).is_dir():
+        return states.adopt(Path(artefact))
+    return current
+
+
+def rebuild_trials(trace: RunTrace, records: list[ExperimentRecord], states: StateStore) -> None:
+    """Append a trial per experiment record, in the loop's order, with the states the
+    judge scores: each treatment rebuilt from its recorded patch on the code it was tested
+    against, and each KEEP's patch put on the shipped state as the loop merged it."""
+    current = Path(trace.original)
     for index, record in enumerate(records, start=1):
         trial = Trial(
             index=index,
@@ -91,24 +122,23 @@ def run_agentx(
             option_key=combo_key(record.proposal.technique, record.proposal.params),
         )
         if record.rollout is not None and record.patch is not None and record.patch.diff:
+            control = _tested_against(record, states, current)
             try:
-                treatment = states.with_diff(current, record.patch.diff)
+                treatment = states.with_diff(control, record.patch.diff)
             except StateError as error:
-                notes.append(f"experiment {index}: {error}")
+                trace.notes.append(f"experiment {index}: {error}")
             else:
-                trial.control, trial.treatment = str(current), str(treatment)
+                trial.control, trial.treatment = str(control), str(treatment)
                 trial.accepted = record.status == ExperimentStatus.KEPT
                 if trial.accepted:
                     trial.launched = True
-                    current = treatment
+                    try:
+                        current = (
+                            treatment
+                            if control == current
+                            else states.with_diff(current, record.patch.diff)
+                        )
+                    except StateError as error:
+                        trace.notes.append(f"experiment {index} (shipping it): {error}")
         trace.trials.append(trial)
         trace.shipped.append(str(current))
-    real = states.adopt(resources.target.repo_path)
-    if real != current:
-        notes.append(
-            "the shipped state rebuilt from the recorded patches differs from the loop's "
-            "repository; the repository's state is scored"
-        )
-        if trace.shipped:
-            trace.shipped[-1] = str(real)
-    return trace
