@@ -9,9 +9,9 @@ For every seed, two workspaces run the same sequence of loop runs (offline polic
 harness evolution on (one SGPO step every ``--every`` experiments, agents in turn), one with
 it off. Successive runs in a workspace share its memory, sandbox baseline (kept changes stay
 merged) and, with evolution on, the harness versions kept so far. Reported per run index:
-the summed true north-star gain of what was kept, harmful keeps, vetoes, and SGPO outcomes;
-then the wall time of one replay of each agent's harness over the whole archive. Writes
-benchmarks/results/evolution-<world>[-mistuned].json.
+the summed true north-star gain of what was kept (and which changes), harmful keeps, vetoes,
+and SGPO outcomes; then the wall time of one replay of each agent's harness over the whole
+archive. Writes benchmarks/results/evolution-<world>[-mistuned].json.
 
 ``--mistune FIELD=VALUE`` starts both workspaces from a deliberately mis-tuned Brainstorm
 harness (committed as the active version before the first run): can SGPO recover from it?
@@ -72,6 +72,16 @@ def campaign(workspace: Path, args: argparse.Namespace, seed: int, evolve: bool)
                 "true_gain": round(sum(e.true_effect or 0.0 for e in kept), 6),
                 "kept": len(kept),
                 "harmful_keeps": sum((e.true_effect or 0.0) < 0 for e in kept),
+                # which changes, so a harmful keep can be named from the JSON alone
+                "kept_changes": [
+                    {
+                        "technique": e.technique,
+                        "params": e.params,
+                        "measured": e.measured_effect,
+                        "true_effect": e.true_effect,
+                    }
+                    for e in kept
+                ],
                 "vetoed": sum(e.status == "vetoed" for e in summary.experiments),
                 "sgpo": dict(Counter(s.outcome for s in summary.evolutions)),
                 "versions": summary.harness_versions,
