@@ -57,6 +57,7 @@ def run(args: argparse.Namespace, workspace: Path) -> dict[str, dict]:
                 target, control, treatment, f"aa-{n}-{seed}",
                 settings.model_copy(update={"seed": seed}), rollback=False, slot=slot,
             )  # fmt: skip
+            target.rollback(treatment)  # stop this rollout's arms (about 1 GB each at 200k)
             final = rollout.stages[-1]
             north = next(e for e in final.effects if e.metric == settings.north_star)
             effects.append(round(north.relative, 6))
