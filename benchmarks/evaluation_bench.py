@@ -251,14 +251,12 @@ def staged_aa(
     counts = {"KEEP": 0, "EXTEND": 0, "DISCARD": 0, "halted": 0, "srm_alarm": 0, "early_stop": 0}
     halts: dict[str, int] = {}
     for k in range(runs):
+        arm = treatment.model_copy()
         rollout = run_rollout(
-            target,
-            control,
-            treatment.model_copy(),
-            f"bench-aa-rollout-{k}",
-            settings,
-            policy=policy,
+            target, control, arm, f"bench-aa-rollout-{k}", settings, policy=policy
         )
+        if not rollout.rolled_back:
+            target.rollback(arm)  # stop this rollout's arm processes before the next one
         verdict = decide(rollout, settings.north_star, settings.alpha, policy=policy)
         counts[verdict.decision.value] += 1
         counts["srm_alarm"] += any(not s.srm_ok for s in rollout.stages)
@@ -291,6 +289,8 @@ def lever_tally(
             rollout = run_rollout(
                 target, control, arm, f"bench-{name}-{r}", settings, policy=policy
             )
+            if not rollout.rolled_back:
+                target.rollback(arm)  # stop this rollout's arm processes before the next one
             verdict = decide(rollout, settings.north_star, settings.alpha, policy=policy)
             verdict.true_effects = truth
             verdicts.append(verdict)
