@@ -6,6 +6,9 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -17,6 +20,7 @@ from agentx.sandbox.target import SandboxTarget, content_hash
 from agentx.sandbox.world import WorldError, WorldParams, load_world, shipped_worlds
 from agentx.target.contract import StageTraffic
 from agentx.workspace import git
+from agentx.workspace import scratch as scratch_dirs
 
 
 def _cluster(world: WorldParams, name: str):
@@ -411,3 +415,64 @@ def test_a_sealed_entry_that_is_not_a_readout_is_simulated_again(tmp_path: Path)
     cache.seal(staging, entry)
     assert readouts.load(entry, ["control", "treatment"], days=2) is None
     assert not entry.exists()
+
+
+def test_an_arm_that_dies_hard_is_reported_with_what_it_wrote(
+    tiny_target: SandboxTarget, tmp_path: Path
+) -> None:
+    """A process that dies without a word on the protocol (as the kernel's OOM killer or a
+    segfault leaves it) is reported with the last lines it wrote to stderr."""
+    broken = _broken_variant(
+        tiny_target,
+        tmp_path,
+        "    def update(self",
+        "    def update(self, *_args: object) -> None:\n"
+        "        import os, sys\n"
+        "        print('the learner ran out of road', file=sys.stderr, flush=True)\n"
+        "        os._exit(3)\n\n"
+        "    def _replaced_update(self",
+    )
+    control = tiny_target.launch("control", tiny_target.repo_path)
+    treatment = tiny_target.launch("treatment", broken)
+    users = tiny_target.user_ids()
+    readout = tiny_target.collect(control, treatment, (users % 2).astype(np.int64), 2, seed=1)
+    assert set(readout.errors) == {"treatment"}
+    assert "the learner ran out of road" in readout.errors["treatment"]
+
+
+_SPAWN_AN_ARM = """
+import sys, time
+from pathlib import Path
+from agentx.sandbox.arms import ArmProcess
+arm = ArmProcess("left", Path(sys.argv[1]), Path(sys.argv[2]), seed=0, slate_size=10, n_items=400)
+arm.spawn()
+print("spawned", flush=True)
+time.sleep(120)
+"""
+
+
+def test_what_a_killed_parent_left_on_disk_is_swept_away(
+    tiny_target: SandboxTarget, tmp_path: Path
+) -> None:
+    """kill -9 of the process that started an arm runs no clean-up. The arm's stderr is an
+    anonymous file, so nothing of it stays; its confined run's scratch directory (which
+    bubblewrap needs as a real one) is stamped with its owner and swept away by the next
+    process that makes one, while a live owner's directory is kept."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _SPAWN_AN_ARM, str(tiny_target.repo_path),
+         str(tiny_target.root / "data" / "sample")],
+        stdout=subprocess.PIPE, env={**os.environ, "TMPDIR": str(scratch)}, text=True,
+    )  # fmt: skip
+    try:
+        assert parent.stdout is not None and parent.stdout.readline().strip() == "spawned"
+    finally:
+        parent.kill()
+        parent.wait()
+    left = sorted(p.name for p in scratch.iterdir())
+    assert len(left) == 1 and left[0].startswith("agentx-run-")  # no agentx-arm-* any more
+    mine = Path(tempfile.mkdtemp(prefix="agentx-run-", dir=scratch))
+    (mine / scratch_dirs.OWNER_FILE).write_text(scratch_dirs._owner_stamp())
+    assert scratch_dirs.sweep_orphans("agentx-run-", scratch) == 1
+    assert list(scratch.iterdir()) == [mine]

@@ -6,6 +6,7 @@ The hostile cases that must not escape at all live in tests/test_confinement.py.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -263,3 +264,24 @@ def test_a_read_only_working_directory_cannot_be_changed(tmp_path: Path) -> None
     assert result.ok, result.tail()
     assert (out / "result.txt").read_text() == "30"  # EROFS
     assert not (tmp_path / "work" / "changed.txt").exists()
+
+
+def test_the_first_scratch_directory_sweeps_away_dead_owners(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A directory whose owner process is gone is removed; one without an owner record (an
+    older version's, or one being made) and one of a live owner are kept."""
+    from agentx.workspace import scratch
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(scratch, "_swept", set())
+    dead, unowned, live = (tmp_path / f"agentx-run-{n}" for n in ("dead", "unowned", "live"))
+    for path in (dead, unowned, live):
+        path.mkdir()
+    (dead / scratch.OWNER_FILE).write_text(f"{os.getpid()} not-this-start-time")
+    (live / scratch.OWNER_FILE).write_text(scratch._owner_stamp())
+    made = scratch.new_scratch_dir("agentx-run-")
+    assert not dead.exists() and unowned.exists() and live.exists()
+    assert (made / scratch.OWNER_FILE).read_text() == scratch._owner_stamp()
+    again = scratch.new_scratch_dir("agentx-run-")  # swept once per process
+    assert again.exists() and made.exists()

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import os
 import selectors
-import shutil
 import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -40,6 +39,7 @@ ARM_MEMORY_MB = 6144
 #: Largest file an arm may write: its pickled model (a ``default`` control after the
 #: pre-period is about 1.2 GB), only ever into the cache's staging directory it is given.
 ARM_FILE_MB = 4096
+STDERR_TAIL_BYTES = 64 * 1024  # how much of an arm's stderr a failure message reads
 
 
 class ArmFailure(RuntimeError):
@@ -87,7 +87,7 @@ class ArmProcess:
         self.update_cpu_seconds = 0.0
         self._process: subprocess.Popen[bytes] | None = None
         self._command: ConfinedCommand | None = None
-        self._base: Path | None = None
+        self._stderr: IO[bytes] | None = None  # the process's stderr (anonymous file)
         self._buffer = b""
         self._tick = 0.0
         self._pending: tuple[int, int] = (0, 0)
@@ -136,7 +136,6 @@ class ArmProcess:
         return self._plan is not None and self._plan.action == "wait"
 
     def _start_process(self) -> None:
-        self._base = Path(tempfile.mkdtemp(prefix="agentx-arm-"))
         args = ["-m", "agentx.sandbox.arm_server", str(self.repo), str(self.data)]
         args += ["--seed", str(self.seed)]
         readable, writable = [self.data], []
@@ -163,7 +162,11 @@ class ArmProcess:
             allow_write=writable,
             cwd_writable=False,
         )
-        self._stderr = open(self._base / "stderr.log", "wb")  # noqa: SIM115 - closed in close()
+        # An anonymous file (no name on disk): nothing is left behind however this process
+        # ends, a kill -9 included; the tail is read back with pread (see _stderr_tail).
+        if self._stderr is not None:
+            self._stderr.close()
+        self._stderr = tempfile.TemporaryFile(prefix="agentx-arm-")  # noqa: SIM115 - see close()
         self._process = subprocess.Popen(
             self._command.argv,
             cwd=self._command.cwd,
@@ -247,14 +250,13 @@ class ArmProcess:
             for stream in (process.stdin, process.stdout):
                 if stream is not None:
                     stream.close()
-            self._stderr.close()
             self._process = None
         if self._command is not None:
             self._command.close()
             self._command = None
-        if self._base is not None:
-            shutil.rmtree(self._base, ignore_errors=True)
-            self._base = None
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
 
     # ------------------------------------------------------------------ requests
     def serve(self, day: int, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -398,12 +400,16 @@ class ArmProcess:
         return self._process
 
     def _stderr_tail(self, lines: int = 12) -> str:
-        if self._base is None:
+        """The last lines the process wrote to stderr. Read with pread, which leaves the
+        file offset the process shares with this one where its own writes put it."""
+        if self._stderr is None:
             return ""
         try:
-            self._stderr.flush()
-            text = (self._base / "stderr.log").read_text(errors="replace")
-        except OSError:
+            fd = self._stderr.fileno()
+            size = os.fstat(fd).st_size
+            start = max(0, size - STDERR_TAIL_BYTES)
+            text = os.pread(fd, size - start, start).decode(errors="replace")
+        except (OSError, ValueError):
             return ""
         return "\n".join(text.strip().splitlines()[-lines:])
 

@@ -27,7 +27,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -37,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from agentx.workspace import isolation, seccomp
+from agentx.workspace import scratch as scratch_dirs
 from agentx.workspace.guard import GUARD_MARK, GUARD_STARTED
 
 SANDBOX_MARK = "agentx-sandbox"
@@ -357,7 +357,7 @@ def confined_command(
     if memory_mb <= 0 or file_mb <= 0 or (cpu_s is not None and cpu_s <= 0):
         raise ValueError("memory_mb, file_mb and cpu_s must be positive")
     found = isolation.require(policy)
-    base = Path(tempfile.mkdtemp(prefix="agentx-run-"))
+    base = scratch_dirs.new_scratch_dir("agentx-run-")  # a killed owner's is swept later
     scratch = base / "tmp"
     scratch.mkdir()
     report_read, report_write = os.pipe()
