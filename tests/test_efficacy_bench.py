@@ -213,27 +213,18 @@ def test_experiments_to_a_share_is_the_lower_median_over_seeds() -> None:
     assert scoring.experiments_to(seeds, 0.0) is None  # no positive ceiling: no target
 
 
-def _wave_record(name: str, diff: str, control: Path, status: str) -> object:
-    from agentx.models import (
-        ExperimentRecord,
-        ExperimentStatus,
-        Patch,
-        Proposal,
-        Rollout,
-    )
+def _wave_record(index: int, diff: str, control: Path, status: str) -> object:
+    from trajectories import make_record
 
-    proposal = Proposal(
-        id=name, technique=name, lever="config", hypothesis="h", target_metric="watch_time"
-    )
-    return ExperimentRecord(
-        id=name,
-        iteration=1,
-        proposal=proposal,
-        patch=Patch(proposal_id=name, branch=name, worktree="/nowhere", diff=diff),
-        rollout=Rollout(experiment_id=name),
-        status=ExperimentStatus(status),
-        arms={"control": {"name": "control", "workdir": "/nowhere", "artefact": str(control)}},
-    )
+    from agentx.models import ExperimentStatus, Patch, Rollout
+
+    record = make_record(index, f"technique{index}", ExperimentStatus(status), measured=0.01)
+    update = {
+        "patch": Patch(proposal_id=record.id, branch="b", worktree="/nowhere", diff=diff),
+        "rollout": Rollout(experiment_id=record.id),
+        "arms": {"control": {"name": "control", "workdir": "/nowhere", "artefact": str(control)}},
+    }
+    return record.model_copy(update=update)
 
 
 def _config_diff(old: str, new: str) -> str:
@@ -264,8 +255,8 @@ def test_a_wave_experiment_is_scored_against_the_code_it_was_tested_on(tmp_path:
     snapshot.parent.mkdir()
     shutil.copytree(baseline, snapshot)
     records = [
-        _wave_record("first", _config_diff("2", "5"), snapshot, "kept"),
-        _wave_record("second", _config_diff("2", "7"), snapshot, "discarded"),
+        _wave_record(1, _config_diff("2", "5"), snapshot, "kept"),
+        _wave_record(2, _config_diff("2", "7"), snapshot, "discarded"),
     ]
     trace = RunTrace("agentx", "tiny", 0, 2, str(original))
     rebuild_trials(trace, records, states)

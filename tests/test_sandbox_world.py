@@ -216,24 +216,38 @@ def _broken_variant(target: SandboxTarget, tmp_path: Path, old: str, new: str) -
     return path
 
 
+_RAISES = "        raise ZeroDivisionError('the model cannot learn')\n"
+_DIES = (
+    "        import os, sys\n"
+    "        print('the learner ran out of road', file=sys.stderr, flush=True)\n"
+    "        os._exit(3)\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("body", "reported"),
+    [(_RAISES, "ZeroDivisionError"), (_DIES, "the learner ran out of road")],
+    ids=["raises", "dies-hard"],
+)
 def test_an_arm_that_fails_to_learn_is_reported_not_raised(
-    tiny_target: SandboxTarget, tmp_path: Path
+    tiny_target: SandboxTarget, tmp_path: Path, body: str, reported: str
 ) -> None:
-    """The closed loop calls the arm's update every day; a crash there halts the readout."""
+    """The closed loop calls the arm's update every day; a crash there halts the readout.
+    An exception reaches the parent on the protocol; a process that dies without a word
+    (as the kernel's OOM killer or a segfault leaves it) is reported with the last lines
+    it wrote to stderr."""
     broken = _broken_variant(
         tiny_target,
         tmp_path,
         "    def update(self",
-        "    def update(self, *_args: object) -> None:\n"
-        "        raise ZeroDivisionError('the model cannot learn')\n\n"
-        "    def _replaced_update(self",
+        f"    def update(self, *_args: object) -> None:\n{body}\n    def _replaced_update(self",
     )
     control = tiny_target.launch("control", tiny_target.repo_path)
     treatment = tiny_target.launch("treatment", broken)
     users = tiny_target.user_ids()
     readout = tiny_target.collect(control, treatment, (users % 2).astype(np.int64), 2, seed=1)
     assert set(readout.errors) == {"treatment"}
-    assert "ZeroDivisionError" in readout.errors["treatment"]
+    assert reported in readout.errors["treatment"]
 
 
 def test_a_snapshot_altered_after_launch_is_refused(tiny_target: SandboxTarget) -> None:
@@ -415,29 +429,6 @@ def test_a_sealed_entry_that_is_not_a_readout_is_simulated_again(tmp_path: Path)
     cache.seal(staging, entry)
     assert readouts.load(entry, ["control", "treatment"], days=2) is None
     assert not entry.exists()
-
-
-def test_an_arm_that_dies_hard_is_reported_with_what_it_wrote(
-    tiny_target: SandboxTarget, tmp_path: Path
-) -> None:
-    """A process that dies without a word on the protocol (as the kernel's OOM killer or a
-    segfault leaves it) is reported with the last lines it wrote to stderr."""
-    broken = _broken_variant(
-        tiny_target,
-        tmp_path,
-        "    def update(self",
-        "    def update(self, *_args: object) -> None:\n"
-        "        import os, sys\n"
-        "        print('the learner ran out of road', file=sys.stderr, flush=True)\n"
-        "        os._exit(3)\n\n"
-        "    def _replaced_update(self",
-    )
-    control = tiny_target.launch("control", tiny_target.repo_path)
-    treatment = tiny_target.launch("treatment", broken)
-    users = tiny_target.user_ids()
-    readout = tiny_target.collect(control, treatment, (users % 2).astype(np.int64), 2, seed=1)
-    assert set(readout.errors) == {"treatment"}
-    assert "the learner ran out of road" in readout.errors["treatment"]
 
 
 _SPAWN_AN_ARM = """
