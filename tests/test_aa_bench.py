@@ -40,11 +40,12 @@ def test_each_seed_is_read_and_its_arms_stopped(tmp_path: Path, monkeypatch) -> 
     bench = load_benchmark("aa_false_positives")
     results = tmp_path / "aa.json"
     monkeypatch.setattr(bench, "RESULTS", results)
-    running_at_start: list[int] = []  # arm processes alive when each rollout starts
+    others = set(_arm_processes_of(os.getpid()))  # earlier tests' arms in this worker
+    running_at_start: list[int] = []  # this benchmark's arm processes alive at each rollout
     rollout = bench.run_rollout
 
     def counted(*args, **kwargs):
-        running_at_start.append(len(_arm_processes_of(os.getpid())))
+        running_at_start.append(len(set(_arm_processes_of(os.getpid())) - others))
         return rollout(*args, **kwargs)
 
     monkeypatch.setattr(bench, "run_rollout", counted)
