@@ -267,3 +267,31 @@ def test_a_wave_experiment_is_scored_against_the_code_it_was_tested_on(tmp_path:
     assert (Path(second.treatment) / "config.toml").read_text() == "a = 1\nb = 7\nc = 3\n"
     assert trace.final == trace.shipped[0]  # a discard ships nothing
     assert (Path(trace.final) / "config.toml").read_text() == "a = 1\nb = 5\nc = 3\n"
+
+
+def test_a_patch_the_ledger_cut_short_is_scored_from_its_arm_snapshot(tmp_path: Path) -> None:
+    """The ledger keeps the first 20,000 characters of a diff; a longer change's recorded
+    patch does not apply, and its treatment arm's frozen snapshot is what the judge scores."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from efficacylib.loop import rebuild_trials
+        from efficacylib.states import StateStore
+        from efficacylib.trace import RunTrace
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    baseline = tmp_path / "baseline"
+    baseline.mkdir()
+    (baseline / "config.toml").write_text("a = 1\nb = 2\nc = 3\n")
+    states = StateStore(tmp_path / "states")
+    original = states.adopt(baseline)
+    served = tmp_path / "arms" / "treatment"
+    shutil.copytree(baseline, served)
+    (served / "config.toml").write_text("a = 1\nb = 9\nc = 3\n")
+    cut = _config_diff("2", "9")[:-12]  # the hunk ends mid-line
+    record = _wave_record(1, cut, baseline, "discarded")
+    record.arms["treatment"] = {"name": "treatment", "workdir": "/nowhere", "artefact": str(served)}
+    trace = RunTrace("agentx", "tiny", 0, 1, str(original))
+    rebuild_trials(trace, [record], states)
+    (trial,) = trace.trials
+    assert (Path(trial.treatment) / "config.toml").read_text() == "a = 1\nb = 9\nc = 3\n"
+    assert "its arm's snapshot scored" in trace.notes[0]

@@ -103,6 +103,24 @@ def _tested_against(record: ExperimentRecord, states: StateStore, current: Path)
     return current
 
 
+def _rebuilt_treatment(
+    record: ExperimentRecord, states: StateStore, control: Path, notes: list[str], index: int
+) -> Path | None:
+    """The treatment: the recorded patch on its control; when the patch does not apply (the
+    ledger keeps the first 20,000 characters of a diff), the treatment arm's own frozen
+    snapshot if the workspace still holds it; else None, with a note."""
+    assert record.patch is not None
+    try:
+        return states.with_diff(control, record.patch.diff)
+    except StateError as error:
+        artefact = record.arms.get("treatment", {}).get("artefact")
+        if artefact and Path(artefact).is_dir():
+            notes.append(f"experiment {index}: its arm's snapshot scored ({error})")
+            return states.adopt(Path(artefact))
+        notes.append(f"experiment {index}: {error}")
+        return None
+
+
 def rebuild_trials(trace: RunTrace, records: list[ExperimentRecord], states: StateStore) -> None:
     """Append a trial per experiment record, in the loop's order, with the states the
     judge scores: each treatment rebuilt from its recorded patch on the code it was tested
@@ -123,11 +141,8 @@ def rebuild_trials(trace: RunTrace, records: list[ExperimentRecord], states: Sta
         )
         if record.rollout is not None and record.patch is not None and record.patch.diff:
             control = _tested_against(record, states, current)
-            try:
-                treatment = states.with_diff(control, record.patch.diff)
-            except StateError as error:
-                trace.notes.append(f"experiment {index}: {error}")
-            else:
+            treatment = _rebuilt_treatment(record, states, control, trace.notes, index)
+            if treatment is not None:
                 trial.control, trial.treatment = str(control), str(treatment)
                 trial.accepted = record.status == ExperimentStatus.KEPT
                 if trial.accepted:
