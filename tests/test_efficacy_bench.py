@@ -234,11 +234,9 @@ def _config_diff(old: str, new: str) -> str:
     )
 
 
-def test_a_wave_experiment_is_scored_against_the_code_it_was_tested_on(tmp_path: Path) -> None:
-    """Two experiments of one wave change the same line of the baseline; the first is kept.
-    The second's patch belongs to the wave's baseline, its A/B compared it with that code,
-    and so must its truth: rebuilt on its control arm's snapshot, not on the state the
-    first one shipped (where its patch does not even apply)."""
+def _rebuild_setup(tmp_path: Path):
+    """The efficacy loop's rebuild, its trace and state store, and a one-file baseline
+    ``a = 1, b = 2, c = 3`` adopted as the original state."""
     sys.path.insert(0, str(BENCHMARKS))
     try:
         from efficacylib.loop import rebuild_trials
@@ -250,7 +248,15 @@ def test_a_wave_experiment_is_scored_against_the_code_it_was_tested_on(tmp_path:
     baseline.mkdir()
     (baseline / "config.toml").write_text("a = 1\nb = 2\nc = 3\n")
     states = StateStore(tmp_path / "states")
-    original = states.adopt(baseline)
+    return rebuild_trials, RunTrace, states, baseline, states.adopt(baseline)
+
+
+def test_a_wave_experiment_is_scored_against_the_code_it_was_tested_on(tmp_path: Path) -> None:
+    """Two experiments of one wave change the same line of the baseline; the first is kept.
+    The second's patch belongs to the wave's baseline, its A/B compared it with that code,
+    and so must its truth: rebuilt on its control arm's snapshot, not on the state the
+    first one shipped (where its patch does not even apply)."""
+    rebuild_trials, RunTrace, states, baseline, original = _rebuild_setup(tmp_path)
     snapshot = tmp_path / "arms" / original.name  # the control arm's frozen copy
     snapshot.parent.mkdir()
     shutil.copytree(baseline, snapshot)
@@ -272,18 +278,7 @@ def test_a_wave_experiment_is_scored_against_the_code_it_was_tested_on(tmp_path:
 def test_a_patch_the_ledger_cut_short_is_scored_from_its_arm_snapshot(tmp_path: Path) -> None:
     """The ledger keeps the first 20,000 characters of a diff; a longer change's recorded
     patch does not apply, and its treatment arm's frozen snapshot is what the judge scores."""
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        from efficacylib.loop import rebuild_trials
-        from efficacylib.states import StateStore
-        from efficacylib.trace import RunTrace
-    finally:
-        sys.path.remove(str(BENCHMARKS))
-    baseline = tmp_path / "baseline"
-    baseline.mkdir()
-    (baseline / "config.toml").write_text("a = 1\nb = 2\nc = 3\n")
-    states = StateStore(tmp_path / "states")
-    original = states.adopt(baseline)
+    rebuild_trials, RunTrace, states, baseline, original = _rebuild_setup(tmp_path)
     served = tmp_path / "arms" / "treatment"
     shutil.copytree(baseline, served)
     (served / "config.toml").write_text("a = 1\nb = 9\nc = 3\n")
