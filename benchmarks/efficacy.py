@@ -155,6 +155,12 @@ class WorldRun:
             self._targets[seed] = SandboxTarget.create(root, self.world, seed)
         return self._targets[seed]
 
+    def free_ab_models(self) -> None:
+        """Remove the A/B sandboxes' trained models once every search has run (their truth
+        records stay for the judge); the judge keeps its own for the ceiling."""
+        for target in self._targets.values():
+            target.models.clear()
+
     def workspace(self, strategy: str, seed: int) -> Path:
         """The loop's workspace of one strategy and seed."""
         return self.root / "workspaces" / f"{strategy}-s{seed}-b{self.budget}"
@@ -226,6 +232,7 @@ def run_world(name: str, args: argparse.Namespace, root: Path) -> tuple[dict, di
                 f"({time.perf_counter() - run_started:.0f} s)",
                 markup=False,
             )
+    world.free_ab_models()
     all_traces = [t for ts in traces.values() for t in ts]
     sandboxes = [world.root / f"ab-s{seed}" for seed in seeds]
     sandboxes += [world.workspace(s, seed) / "sandbox" for s in searched for seed in seeds]

@@ -36,8 +36,13 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def quick(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    root = tmp_path_factory.mktemp("efficacy")
+def quick_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("efficacy")
+
+
+@pytest.fixture(scope="module")
+def quick(quick_root: Path) -> dict:
+    root = quick_root
     out = root / "efficacy.json"
     done = _run(
         "--quick",
@@ -106,6 +111,18 @@ def test_the_judge_takes_over_the_truths_the_loop_computed(quick: dict) -> None:
     """The loop at seed 0 computed its treatments' truths with the judge's arm seed; the
     judge adopts them instead of simulating each again."""
     assert quick["_detail"]["tiny"]["judge_truths_adopted"] >= 1
+
+
+def test_finished_runs_leave_no_trained_models_behind(quick: dict, quick_root: Path) -> None:
+    """A finished run's sandbox keeps its truths and snapshots but not its models (about
+    1.2 GB each on `default`); only the judge, which the ceiling still needs, keeps some."""
+    world = quick_root / "work" / "tiny"
+    finished = [world / "ab-s0", *(world / "workspaces").glob("*/sandbox")]
+    assert len(finished) == 2
+    for sandbox in finished:
+        assert (sandbox / "models").is_dir(), sandbox  # it did train and cache models
+        assert not [p for p in (sandbox / "models").iterdir() if p.suffix != ".tmp"], sandbox
+    assert [p for p in (world / "judge" / "models").iterdir() if p.suffix != ".tmp"]
 
 
 def test_bad_input_is_one_clear_line(tmp_path: Path) -> None:

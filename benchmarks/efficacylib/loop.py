@@ -75,6 +75,10 @@ def run_agentx(
     started = time.perf_counter()
     run_loop(settings, resources=resources, on_experiment=records.append)
     wall = time.perf_counter() - started
+    # The finished run's trained models only served its own arms; on `default` they are
+    # about 1.2 GB each, four per sandbox, and a 5-seed sweep of every strategy would fill
+    # the disk. Its truth records and snapshots stay (the judge and the rebuild read them).
+    resources.target.models.clear()
     trace = RunTrace(strategy, world, seed, budget, str(original), wall_s=wall, notes=notes)
     rebuild_trials(trace, records, states)
     real = states.adopt(resources.target.repo_path)
