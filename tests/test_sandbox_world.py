@@ -298,6 +298,34 @@ def test_a_live_rollout_gives_what_a_replay_gives(tiny_target: SandboxTarget) ->
     assert not running(tiny_target) and not running(resumed)
 
 
+@pytest.mark.parametrize("short", [False, True])
+def test_live_rollouts_are_closed_while_memory_is_short(
+    tiny_target: SandboxTarget, monkeypatch: pytest.MonkeyPatch, short: bool
+) -> None:
+    """Live rollouts stay up for their next stage, unless the machine is short of memory:
+    then the older ones are closed (their arm processes end), never the one just run."""
+    from agentx.sandbox import target as target_module
+
+    monkeypatch.setattr(target_module, "memory_is_short", lambda reserve: short)
+    control = tiny_target.launch("control", tiny_target.repo_path)
+    treatment = tiny_target.launch("treatment", tiny_target.repo_path)
+    everyone = (tiny_target.user_ids() % 2).astype(np.int64)
+    seeds = (61 + 2 * short, 62 + 2 * short)  # this case's rollouts, among the session's
+
+    def mine(seed: int) -> list:
+        return [v for v in tiny_target._live.values() if v.phases[-1][2] == seed]
+
+    tiny_target.collect(control, treatment, everyone, days=1, seed=seeds[0])
+    (first,) = mine(seeds[0])
+    arms = list(first.timeline.arms.values())
+    tiny_target.collect(control, treatment, everyone, days=1, seed=seeds[1])
+    assert len(mine(seeds[1])) == 1  # the rollout just run stays up either way
+    assert len(mine(seeds[0])) == (0 if short else 1)
+    running = [arm._process is not None and arm._process.poll() is None for arm in arms]
+    assert running == [not short] * len(arms)
+    tiny_target.rollback(treatment)
+
+
 def test_a_prefetched_truth_runs_beside_the_rollout_and_is_the_verdicts_truth(
     tiny_target: SandboxTarget, tmp_path: Path
 ) -> None:

@@ -44,6 +44,7 @@ from agentx.models import CheckResult
 from agentx.sandbox import cache, model_checks, pytest_report, readouts
 from agentx.sandbox.analysis import analyse_log
 from agentx.sandbox.arms import ArmFailure, ArmProcess
+from agentx.sandbox.host_memory import memory_is_short
 from agentx.sandbox.logs import write_data_dir
 from agentx.sandbox.model_cache import ModelCache
 from agentx.sandbox.online import (
@@ -134,6 +135,11 @@ METRICS = [
 # Live rollouts kept between stages (each holds two arm processes): enough for a wave of 8
 # experiments side by side; the oldest is closed first (a later stage of it replays).
 MAX_LIVE = 8
+# ... and fewer when memory runs short: an arm of the 200,000-user `default` holds about
+# 0.9 GB, so eight live rollouts are about 15 GB. While less than this share of the
+# machine's memory is available, older live rollouts are closed too (a later stage of one
+# replays: the same numbers, only slower), never the one that just ran.
+LIVE_MEMORY_RESERVE = 0.15
 
 
 def template_path() -> Path:
@@ -773,7 +779,19 @@ class SandboxTarget:
             closing = [self._live.pop(key) for key in evicted]
         for old in closing:
             old.stack.close()
+        self._close_live_while_memory_is_short(keep=live)
         return live.timeline.result
+
+    def _close_live_while_memory_is_short(self, keep: _LiveRollout) -> None:
+        """Close the oldest live rollouts but ``keep`` while available memory is below
+        :data:`LIVE_MEMORY_RESERVE` of the machine's (each closed one frees its two arms)."""
+        while memory_is_short(LIVE_MEMORY_RESERVE):
+            with self._live_lock:
+                oldest = next((k for k, v in self._live.items() if v is not keep), None)
+                if oldest is None:
+                    return
+                closing = self._live.pop(oldest)
+            closing.stack.close()
 
     def _close_live(self, snapshot: str | None = None) -> None:
         """Stop the arm processes of live rollouts: those treating with ``snapshot``, or
