@@ -307,3 +307,30 @@ def test_a_patch_the_ledger_cut_short_is_scored_from_its_arm_snapshot(tmp_path: 
     (trial,) = trace.trials
     assert (Path(trial.treatment) / "config.toml").read_text() == "a = 1\nb = 9\nc = 3\n"
     assert "its arm's snapshot scored" in trace.notes[0]
+
+
+def test_random_search_retunes_a_technique_a_keep_already_merged(tmp_path: Path) -> None:
+    """After a KEEP merged `category_channel(size=40)`, another size of it is a retune of the
+    merged code (what the loop's developer does), not the recipe applied a second time, which
+    its guard refuses: random search used to skip such draws with 'edits do not apply'."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from efficacylib.space import Option, option_edits, recipe
+        from efficacylib.states import StateError, StateStore
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    from agentx.research.catalog import load_catalog
+    from agentx.sandbox.target import template_path
+
+    catalog = load_catalog()
+    states = StateStore(tmp_path / "states")
+    original = states.adopt(template_path())
+    kept = states.with_edits(
+        original, option_edits(catalog, Option("category_channel", (("size", 40),)), original)
+    )
+    other = Option("category_channel", (("size", 120),))
+    with pytest.raises(StateError):
+        states.with_edits(kept, recipe(catalog, other))
+    retuned = states.with_edits(kept, option_edits(catalog, other, kept))
+    assert "120" in (retuned / "config.toml").read_text()
+    assert "120" not in (kept / "config.toml").read_text()

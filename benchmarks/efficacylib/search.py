@@ -2,9 +2,10 @@
 
 * ``random``: sequential random search, as the loop iterates. Each trial draws, uniformly
   with the seed's generator, an option (technique at one parameter setting) not tried
-  before whose recipe applies to the running baseline, applies the recipe, and runs a real
-  staged A/B against the running baseline through the project's evaluation; a KEEP is
-  merged into the running baseline, as the loop merges it.
+  before that applies to the running baseline, applies it as the loop's developer would
+  (the recipe, or a retune of a technique a KEEP already merged), and runs a real staged A/B
+  against the running baseline through the project's evaluation; a KEEP is merged into the
+  running baseline, as the loop merges it.
 * ``tpe`` / ``tpe_3x``: Optuna's TPE over whole configurations. The encoding is one
   categorical per conflict group of the catalog (``off`` or one technique at one parameter
   setting; a group holds techniques that cannot combine, most groups hold one technique),
@@ -31,6 +32,7 @@ from agentx.models import stable_id
 from agentx.research.catalog import Technique
 from agentx.sandbox.target import SandboxTarget
 from agentx.settings import Settings
+from agentx.workspace.edits import EditError
 from efficacylib.abtest import staged_ab
 from efficacylib.space import (
     OFF,
@@ -39,6 +41,7 @@ from efficacylib.space import (
     applicable,
     conflict_groups,
     group_choices,
+    option_edits,
     recipe,
 )
 from efficacylib.states import StateError, StateStore
@@ -72,8 +75,8 @@ def random_search(
         option: Option = candidates[int(rng.integers(len(candidates)))]
         tried.add(option.key)
         try:
-            treatment = states.with_edits(current, recipe(catalog, option))
-        except StateError as error:  # applicable() said yes: recorded, not hidden
+            treatment = states.with_edits(current, option_edits(catalog, option, current))
+        except (EditError, StateError) as error:  # applicable() said yes: recorded, not hidden
             trace.notes.append(str(error))
             continue
         experiment = stable_id("efficacy-random", seed, index)

@@ -17,6 +17,7 @@ from agentx.agents.brainstorm.agent import feasible
 from agentx.agents.brainstorm.policy import combo_key
 from agentx.models import Edit
 from agentx.research.catalog import Technique
+from agentx.research.recipes import edits_for
 
 OFF = "off"
 
@@ -61,6 +62,17 @@ def all_options(catalog: dict[str, Technique]) -> list[Option]:
 def recipe(catalog: dict[str, Technique], option: Option) -> list[Edit]:
     """The option's code edits."""
     return catalog[option.technique].render_recipe(option.params_dict)
+
+
+def option_edits(catalog: dict[str, Technique], option: Option, repo: Path) -> list[Edit]:
+    """The edits that put the option on the repository state at ``repo``, as the loop's
+    developer would: the recipe, or, for a technique already merged there, a retune of its
+    parameters (a second value of a kept technique is not its recipe applied twice).
+
+    Raises:
+        EditError: neither applies.
+    """
+    return edits_for(catalog[option.technique], option.params_dict, repo)[0]
 
 
 def applicable(catalog: dict[str, Technique], option: Option, repo: Path) -> bool:
