@@ -298,19 +298,24 @@ def test_a_live_rollout_gives_what_a_replay_gives(tiny_target: SandboxTarget) ->
     assert not running(tiny_target) and not running(resumed)
 
 
-@pytest.mark.parametrize("short", [False, True])
-def test_live_rollouts_are_closed_while_memory_is_short(
-    tiny_target: SandboxTarget, monkeypatch: pytest.MonkeyPatch, short: bool
+@pytest.mark.parametrize("case", ["room", "memory short", "over the count"])
+def test_live_rollouts_are_closed_past_the_count_or_while_memory_is_short(
+    tiny_target: SandboxTarget, monkeypatch: pytest.MonkeyPatch, case: str
 ) -> None:
-    """Live rollouts stay up for their next stage, unless the machine is short of memory:
-    then the older ones are closed (their arm processes end), never the one just run."""
+    """Live rollouts stay up for their next stage, unless the machine is short of memory
+    or more than ``MAX_LIVE`` are live: then the older ones are closed (their arm
+    processes end), never the one just run."""
     from agentx.sandbox import target as target_module
 
-    monkeypatch.setattr(target_module, "memory_is_short", lambda reserve: short)
+    short = case != "room"
+    monkeypatch.setattr(target_module, "memory_is_short", lambda reserve: case == "memory short")
+    if case == "over the count":
+        monkeypatch.setattr(target_module, "MAX_LIVE", 1)
     control = tiny_target.launch("control", tiny_target.repo_path)
     treatment = tiny_target.launch("treatment", tiny_target.repo_path)
     everyone = (tiny_target.user_ids() % 2).astype(np.int64)
-    seeds = (61 + 2 * short, 62 + 2 * short)  # this case's rollouts, among the session's
+    offset = 2 * ["room", "memory short", "over the count"].index(case)
+    seeds = (61 + offset, 62 + offset)  # this case's rollouts, among the session's
 
     def mine(seed: int) -> list:
         return [v for v in tiny_target._live.values() if v.phases[-1][2] == seed]

@@ -775,18 +775,18 @@ class SandboxTarget:
         self._record_timing(live.timeline.result, live.seconds)
         with self._live_lock:
             self._live[(roles, tuple(live.phases))] = live
-            evicted = list(self._live)[:-MAX_LIVE] if len(self._live) > MAX_LIVE else []
-            closing = [self._live.pop(key) for key in evicted]
-        for old in closing:
-            old.stack.close()
-        self._close_live_while_memory_is_short(keep=live)
+        self._evict_live(keep=live)
         return live.timeline.result
 
-    def _close_live_while_memory_is_short(self, keep: _LiveRollout) -> None:
-        """Close the oldest live rollouts but ``keep`` while available memory is below
-        :data:`LIVE_MEMORY_RESERVE` of the machine's (each closed one frees its two arms)."""
-        while memory_is_short(LIVE_MEMORY_RESERVE):
+    def _evict_live(self, keep: _LiveRollout) -> None:
+        """Close the oldest live rollouts but ``keep`` while more than :data:`MAX_LIVE` are
+        live or available memory is below :data:`LIVE_MEMORY_RESERVE` of the machine's (each
+        closed one frees its two arms)."""
+        while True:
+            short = memory_is_short(LIVE_MEMORY_RESERVE)
             with self._live_lock:
+                if len(self._live) <= MAX_LIVE and not short:
+                    return
                 oldest = next((k for k, v in self._live.items() if v is not keep), None)
                 if oldest is None:
                     return

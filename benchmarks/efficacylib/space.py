@@ -76,7 +76,8 @@ def option_edits(catalog: dict[str, Technique], option: Option, repo: Path) -> l
 
 
 def applicable(catalog: dict[str, Technique], option: Option, repo: Path) -> bool:
-    """True when the option's recipe applies to the repository state at ``repo``."""
+    """True when the option applies to the repository state at ``repo``: its recipe, or a
+    retune of the technique already merged there (see :func:`option_edits`)."""
     return feasible(catalog[option.technique], option.params_dict, repo) is None
 
 
