@@ -117,9 +117,9 @@ def _user_category_clicks(
     array, O(users x categories), never users x items).
     """
     meta, log = ctx.dataset.meta, ctx.dataset.log
-    clicked = (log.click == 1) & (log.day >= first_day) & (log.day < end_day)
-    users = log.user[clicked]
-    key = users * meta.n_categories + ctx.dataset.items.category[log.item[clicked]]
+    rows = np.flatnonzero((log.click == 1) & (log.day >= first_day) & (log.day < end_day))
+    users = np.take(log.user, rows)  # take: several times faster than a boolean mask here
+    key = users * meta.n_categories + np.take(ctx.dataset.items.category, np.take(log.item, rows))
     per_pair = np.bincount(key, minlength=meta.n_users * meta.n_categories)
     return per_pair, np.bincount(users, minlength=meta.n_users)
 
