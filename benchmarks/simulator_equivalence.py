@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 
@@ -72,9 +73,11 @@ def load_reference(against: str) -> ModuleType:
     return module
 
 
-def _first_difference(reference: object, candidate: object, fields: list[str]) -> str | None:
-    for name in fields:
-        left, right = getattr(reference, name), getattr(candidate, name)
+def _first_difference(pairs: list[tuple[str, Any, Any]]) -> str | None:
+    """The name of the first (name, reference, current) pair whose arrays differ in dtype
+    or in any element."""
+    for name, left, right in pairs:
+        left, right = np.asarray(left), np.asarray(right)
         if left.dtype != right.dtype or not np.array_equal(left, right):
             return name
     return None
@@ -117,22 +120,19 @@ def compare(world: SandboxWorld, reference: ModuleType, days: int) -> Comparison
         impressions += int(outcomes["current"].shown.sum())
         ref_state, new_state = states["reference"], states["current"]
         ref_totals, new_totals = totals["reference"], totals["current"]
+        played = ["users", "slates", "shown", "clicks", "watch"]
         difference = _first_difference(
-            outcomes["reference"],
-            outcomes["current"],
-            ["users", "slates", "shown", "clicks", "watch"],
-        ) or _first_difference(ref_state, new_state, list(vars(ref_state)))
-        for name in ref_totals.sums:
-            if difference is None and not np.array_equal(
-                ref_totals.sums[name], new_totals.sums[name]
-            ):
-                difference = f"totals.{name}"
-        if difference is None and not np.array_equal(
-            ref_totals.items_shown, new_totals.items_shown
-        ):
-            difference = "totals.items_shown"
-        if difference is None and ref_totals.daily_watch != new_totals.daily_watch:
-            difference = "totals.daily_watch"
+            [
+                (f, getattr(outcomes["reference"], f), getattr(outcomes["current"], f))
+                for f in played
+            ]
+            + [(f, v, getattr(new_state, f)) for f, v in vars(ref_state).items()]
+            + [(f"totals.{f}", v, new_totals.sums[f]) for f, v in ref_totals.sums.items()]
+            + [
+                ("totals.items_shown", ref_totals.items_shown, new_totals.items_shown),
+                ("totals.daily_watch", ref_totals.daily_watch, new_totals.daily_watch),
+            ]
+        )
         if difference is not None:
             return Comparison(t + 1, f"day {day}: {difference}", impressions, cpu)
     return Comparison(days, None, impressions, cpu)

@@ -339,6 +339,7 @@ class Simulator:
             shown=shown,
             clicks=clicks,
             watch=watch,
+            n_clicks=n_clicks,
             cats=cats,
             counts=counts,
             mix=mix,
@@ -405,12 +406,12 @@ class Simulator:
         played: _Played,
     ) -> None:
         users = traffic.users
-        shown, clicks, watch = played.shown, played.clicks, played.watch
+        shown, watch = played.shown, played.watch
         keep = np.ones(users.size, bool) if counted is None else counted[users]
         engaged = ~played.abandoned
         tail = np.count_nonzero(_rows(self.tail_items, np.maximum(traffic.slates, 0)) & shown, 1)
         values = {
-            "clicks": np.count_nonzero(clicks, axis=1),
+            "clicks": played.n_clicks,
             "impressions": np.count_nonzero(shown, axis=1),
             "watch_time": watch.sum(axis=1),
             "active_days": np.ones(users.size),
@@ -465,8 +466,7 @@ class Simulator:
             state.usual_change, users
         ) + rate * played.change
         clicked_counts = _category_counts(cats, clicks, n_c)
-        n_clicks = np.count_nonzero(clicks, axis=1)
-        has = n_clicks > 0
+        has = played.n_clicks > 0
         drift = world.interest_drift
         moved = clicked_counts[has]
         target = moved / moved.sum(axis=1, keepdims=True)
@@ -494,7 +494,7 @@ class Simulator:
             pos = (_rows(state.watched_next, users[v_idx]) + rank) % WATCHED_MEMORY
             state.watched[users[v_idx], pos] = slates[v_idx, slot]
             state.watched_next[users] = (
-                _rows(state.watched_next, users) + n_clicks
+                _rows(state.watched_next, users) + played.n_clicks
             ) % WATCHED_MEMORY
 
 
@@ -505,6 +505,7 @@ class _Played:
     shown: np.ndarray  # [V, k] bool
     clicks: np.ndarray  # [V, k] bool
     watch: np.ndarray  # [V, k] seconds watched
+    n_clicks: np.ndarray  # [V] clicks of the visit
     cats: np.ndarray  # [V, k] category of each slot (empty slots: item 0's)
     counts: np.ndarray  # [V, C] float32 valid slots per category (small integers: exact)
     mix: np.ndarray  # [V, C] category mix of the valid slots
